@@ -1,0 +1,75 @@
+/* verify.h: who is talking.  A packet to the metadata service is accepted
+ * only if its source MAC belongs to a loaded VM, it arrived on that VM's
+ * port, and its source IPv4 is the VM's bound address.  Helpers return a
+ * reason from enum imds_reason; one exit path in the entry program turns
+ * it into a verdict and a counter. */
+#ifndef IMDS_BPF_VERIFY_H
+#define IMDS_BPF_VERIFY_H
+
+static __always_inline void count_reason(__u32 slot, enum imds_reason reason)
+{
+	__u32 total = 0;
+	struct imds_counters *c;
+
+	c = bpf_map_lookup_elem(&vm_counters, &total);
+	if (c && reason < IMDS_REASON_MAX)
+		c->packets[reason]++;
+	if (slot == 0)
+		return;
+	c = bpf_map_lookup_elem(&vm_counters, &slot);
+	if (c && reason < IMDS_REASON_MAX)
+		c->packets[reason]++;
+}
+
+/* Binds a VM without a configured port to the first port it speaks from;
+ * imdsd clears the binding when that port leaves the bridge. */
+static __always_inline int port_matches(struct imds_vm *vm, __u32 ingress)
+{
+	__u32 bound = vm->ifindex;
+
+	if (bound == 0)
+		bound = __sync_val_compare_and_swap(&vm->ifindex, 0, ingress) ?: ingress;
+	return bound == ingress;
+}
+
+static __always_inline enum imds_reason verify_sender(struct xdp_md *ctx, const struct imds_pkt *pkt,
+						      __u32 *slot_out, struct imds_vm **vm_out)
+{
+	struct imds_mac_key key = {};
+	struct imds_vm *vm;
+	__u32 *slot;
+
+	__builtin_memcpy(key.addr, pkt->eth->h_source, 6);
+	slot = bpf_map_lookup_elem(&mac_index, &key);
+	if (!slot)
+		return IMDS_DROP_UNKNOWN_MAC;
+	vm = bpf_map_lookup_elem(&vm_table, slot);
+	if (!vm || vm->state != IMDS_VM_ACTIVE)
+		return IMDS_DROP_UNKNOWN_MAC;
+	*slot_out = *slot;
+	*vm_out = vm;
+	if (!port_matches(vm, ctx->ingress_ifindex))
+		return IMDS_DROP_WRONG_PORT;
+	if (pkt->ip->saddr != vm->ipv4)
+		return IMDS_DROP_WRONG_IPV4;
+	return IMDS_PASS_VERIFIED;
+}
+
+/* The server only serves connections whose SYN passed here. */
+static __always_inline void record_connection(const struct imds_pkt *pkt, __u32 slot, const struct imds_vm *vm)
+{
+	struct imds_conn_key key = {
+		.saddr = pkt->ip->saddr,
+		.sport = pkt->tcp->source,
+	};
+	struct imds_conn conn = {
+		.slot = slot,
+		.generation = vm->generation,
+		.verified_ns = bpf_ktime_get_ns(),
+	};
+
+	if (bpf_map_update_elem(&conn_table, &key, &conn, BPF_ANY) == 0)
+		count_reason(slot, IMDS_PASS_SYN_RECORDED);
+}
+
+#endif

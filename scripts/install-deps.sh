@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs every Debian package that the build, the demo and the tests need.
+# Idempotent: does nothing (not even apt-get update) when all are present.
+set -euo pipefail
+
+packages=(
+	make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
+	liburing-dev libjansson-dev libssl-dev node-llhttp libcmocka-dev
+	iproute2 curl python3 python3-pytest python3-scapy tcpdump
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "install-deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# BPF maps are pinned under /sys/fs/bpf; a fresh machine may not have it mounted.
+if ! mountpoint -q /sys/fs/bpf; then
+	mount -t bpf bpf /sys/fs/bpf
+fi
+echo "install-deps: all dependencies present"

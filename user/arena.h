@@ -1,0 +1,63 @@
+/* arena.h: the shared-memory arena that holds compiled trees.
+ *
+ * The arena is the mmap of the pinned `arena` map (IMDS_ARENA_PAGES pages).
+ * Page 0 holds struct arena_header (allocation bitmap); each allocation is a
+ * run of whole pages starting with struct arena_block.  imds-loadmap is the
+ * only writer (it holds the store lock); any number of imdsd workers read
+ * in place without locks, using the block's seq as a seqlock:
+ *   writer: seq odd while the block is being written or after it is freed,
+ *           even once published;
+ *   reader: s1 = seq (retry if odd); use the data; s2 = seq; valid iff s1 == s2.
+ * The same code runs over a malloc'ed buffer in unit tests.
+ */
+#ifndef IMDS_ARENA_H
+#define IMDS_ARENA_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imds.h"
+
+#define ARENA_MAGIC 0x41444d49u /* "IMDA" */
+
+struct arena_header {
+	uint32_t magic;
+	uint32_t npages;
+	uint32_t used_pages;
+	uint32_t pad;
+	uint64_t bitmap[IMDS_ARENA_PAGES / 64]; /* bit set = page in use */
+};
+_Static_assert(sizeof(struct arena_header) <= IMDS_ARENA_PAGE, "arena header fits page 0");
+
+struct arena_block {
+	uint32_t seq;	 /* seqlock, see above */
+	uint32_t npages; /* pages in this allocation */
+	uint32_t slot;	 /* owning VM slot */
+	uint32_t len;	 /* bytes of data after this header */
+};
+_Static_assert(sizeof(struct arena_block) == 16, "arena_block layout");
+
+struct arena {
+	uint8_t *base;
+	size_t size; /* bytes; a multiple of IMDS_ARENA_PAGE */
+};
+
+/* Attaches to memory; formats the header if it has no magic yet.
+ * -EINVAL if size is not a multiple of the page size or too small. */
+int arena_attach(struct arena *a, void *base, size_t size);
+
+/* Writer side.  arena_alloc finds `len` bytes (plus header) of free pages,
+ * marks them used and returns the first page with the block's seq odd and
+ * its data ready to write.  -ENOSPC when no run of pages is free. */
+int arena_alloc(struct arena *a, size_t len, uint32_t slot, uint32_t *page);
+void *arena_data(struct arena *a, uint32_t page);
+void arena_publish(struct arena *a, uint32_t page);
+void arena_free(struct arena *a, uint32_t page);
+size_t arena_used_bytes(const struct arena *a);
+
+/* Reader side.  Returns the data of a published block and its seq, or NULL
+ * if `page` is out of range, free, or being written. */
+const void *arena_read_begin(const struct arena *a, uint32_t page, uint32_t *seq, uint32_t *len);
+bool arena_read_valid(const struct arena *a, uint32_t page, uint32_t seq);
+
+#endif

@@ -1,0 +1,28 @@
+/* token.h: IMDSv2 session tokens.
+ *
+ * A token is 40 bytes shown as 56 characters of URL-safe base64 with "=="
+ * padding, like EC2's: byte 0 = 0x01, bytes 1..3 random, bytes 4..11 the
+ * expiry (unix seconds, big-endian), bytes 12..39 the first 28 bytes of
+ * HMAC-SHA256(host key, bytes 0..11 || instance-id).  Binding the MAC to the
+ * instance-id makes one VM's token worthless to another; keeping the host
+ * key pinned lets a restarted imdsd accept tokens it issued before. */
+#ifndef IMDS_TOKEN_H
+#define IMDS_TOKEN_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imds.h"
+
+#define TOKEN_TEXT_LEN 56
+#define TOKEN_TTL_MIN 1
+#define TOKEN_TTL_MAX 21600
+
+/* 0 or -EIO (no randomness / HMAC failure). out is NUL-terminated. */
+int token_mint(const uint8_t key[IMDS_TOKEN_KEY_LEN], const char *instance_id, uint64_t expiry_unix,
+	       char out[TOKEN_TEXT_LEN + 1]);
+/* 0 and *expiry_unix when valid for this VM at `now_unix`;
+ * -EINVAL when malformed or minted for another VM or key; -ETIME when expired. */
+int token_verify(const uint8_t key[IMDS_TOKEN_KEY_LEN], const char *instance_id, const char *token, size_t len,
+		 uint64_t now_unix, uint64_t *expiry_unix);
+
+#endif

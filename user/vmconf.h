@@ -1,0 +1,64 @@
+/* vmconf.h: VM descriptions, read from JSON and validated as a whole.
+ * Schema: docs/vm-schema.md.  Errors name the input precisely:
+ *   vms.json:7:12: vms[2].mac: "52:54:00:zz:00:01" is not a MAC address
+ */
+#ifndef IMDS_VMCONF_H
+#define IMDS_VMCONF_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imds.h"
+
+#define VMCONF_USER_DATA_MAX 16384 /* raw bytes, as on EC2 */
+
+struct vm_key {
+	char *name;
+	char *openssh_key;
+};
+
+struct vm_desc {
+	char instance_id[IMDS_INSTANCE_ID_MAX];
+	uint8_t mac[6];
+	uint32_t ipv4; /* network byte order */
+	uint8_t http_tokens; /* enum imds_http_tokens */
+	uint8_t hop_limit;   /* 1..64 */
+	json_t *meta_data;   /* borrowed; NULL when absent */
+	uint8_t *user_data;  /* owned, decoded; NULL when absent */
+	size_t user_data_len;
+	struct vm_key *keys; /* owned */
+	size_t n_keys;
+	json_t *record; /* borrowed: the VM's whole object, for other flavors */
+	char json_path[32]; /* "vms[3]", for messages */
+};
+
+struct vm_set {
+	char *source; /* file name as given, for messages */
+	char *text;   /* the whole input, for error positions */
+	size_t text_len;
+	json_t *root;
+	struct vm_desc *vms;
+	size_t n;
+};
+
+struct conf_error {
+	char text[1024];
+};
+
+/* 0, or -EINVAL with err->text set; on error *out is left empty. */
+int vmconf_parse(const char *source, const char *text, size_t len, struct vm_set *out, struct conf_error *err);
+int vmconf_load_file(const char *path, struct vm_set *out, struct conf_error *err);
+void vmconf_free(struct vm_set *set);
+
+/* Formats "source:line:col: json_path: message" for a value of the set, for
+ * checks made later (e.g. a MAC already used by another loaded VM).
+ * json_path is like "vms[2].mac".  Returns -EINVAL for convenience. */
+int vmconf_error_at(const struct vm_set *set, struct conf_error *err, const char *json_path, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* "52:54:00:12:34:56" <-> bytes.  Parse: 0 or -EINVAL. */
+int vmconf_parse_mac(const char *text, uint8_t mac[6]);
+void vmconf_format_mac(const uint8_t mac[6], char out[18]);
+
+#endif
