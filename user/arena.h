@@ -23,7 +23,7 @@
 struct arena_header {
 	uint32_t magic;
 	uint32_t npages;
-	uint32_t used_pages;
+	uint32_t used_pages; /* allocated pages, page 0 not counted */
 	uint32_t pad;
 	uint64_t bitmap[IMDS_ARENA_PAGES / 64]; /* bit set = page in use */
 };
@@ -59,5 +59,22 @@ size_t arena_used_bytes(const struct arena *a);
  * if `page` is out of range, free, or being written. */
 const void *arena_read_begin(const struct arena *a, uint32_t page, uint32_t *seq, uint32_t *len);
 bool arena_read_valid(const struct arena *a, uint32_t page, uint32_t seq);
+
+/* Pages an allocation of `len` data bytes takes (header included). */
+uint32_t arena_pages_for(size_t len);
+/* Pages not yet allocated (page 0 excluded). */
+uint32_t arena_free_pages(const struct arena *a);
+
+/* A dry run of allocations on a copy of the bitmap, so the control plane can
+ * check that a whole batch of trees fits (first fit, fragmentation included)
+ * before it changes anything. */
+struct arena_plan {
+	struct arena_header hdr;
+};
+void arena_plan_init(const struct arena *a, struct arena_plan *p);
+/* 0 or -ENOSPC, exactly as arena_alloc would answer at this point. */
+int arena_plan_alloc(struct arena_plan *p, size_t len);
+/* Frees, in the plan, the block that starts at `page` in the real arena. */
+void arena_plan_free(struct arena_plan *p, const struct arena *a, uint32_t page);
 
 #endif

@@ -96,4 +96,9 @@ struct http_response {
 int http_write_response(struct outbuf *out, const struct http_response *r, time_t now);
 const char *http_reason(int status);
 
+/* IMF-fixdate (RFC 7231 §7.1.1.1), e.g. "Sun, 06 Nov 1994 08:49:37 GMT",
+ * for Date and Last-Modified.  0 or -EINVAL (year outside 0..9999). */
+#define HTTP_DATE_LEN 29
+int http_format_date(char out[HTTP_DATE_LEN + 1], time_t t);
+
 #endif

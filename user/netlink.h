@@ -7,8 +7,12 @@
 
 /* Interface index of `name`, or -ENODEV. */
 int nl_ifindex(const char *name);
+/* The link's IFLA_INFO_KIND ("bridge", "veth", ...; "" when it has none).
+ * 0, -ENODEV or -errno. */
+int nl_link_kind(int ifindex, char *kind, size_t len);
 /* Lists the ports enslaved to bridge `bridge_ifindex`: fills up to `max`
- * indexes, sets *n to the number found.  0 or -errno. */
+ * indexes, sets *n to the number found.  0, -ENOSPC (more than max) or
+ * -errno. */
 int nl_bridge_ports(int bridge_ifindex, int *ports, size_t max, size_t *n);
 /* Adds/removes an IPv4 address.  nl_addr_add returns 0 when it added the
  * address and -EEXIST when it was already there. */
@@ -17,8 +21,13 @@ int nl_addr_del(int ifindex, uint32_t addr_be, int prefixlen);
 
 /* A non-blocking socket subscribed to link events, or -errno. */
 int nl_monitor_open(void);
-/* Drains pending events and calls cb(ctx, ifindex, joined) for each port
- * that joined (joined = true) or left (false) the bridge.  0 or -errno. */
+/* Drains pending events and calls cb(ctx, ifindex, joined) for each link
+ * event: joined = true when the link's master is the bridge (it joined, or
+ * an already known port changed), false when the link was deleted or its
+ * master is not the bridge.  netlink.c keeps no state: the caller decides
+ * whether a "false" concerns one of its ports, and whether a "true" is new.
+ * 0, -ENOBUFS when events were lost (resynchronise with nl_bridge_ports),
+ * or -errno. */
 int nl_monitor_read(int fd, int bridge_ifindex, void (*cb)(void *ctx, int ifindex, bool joined), void *ctx);
 
 #endif

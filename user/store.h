@@ -41,8 +41,11 @@ void store_unlock(struct store *s);
 int store_find(const struct store *s, const char *instance_id);	 /* slot or -ENOENT */
 int store_find_mac(const struct store *s, const uint8_t mac[6]); /* slot or -ENOENT */
 int store_find_ipv4(const struct store *s, uint32_t ipv4_be);	 /* slot or -ENOENT */
+int store_free_slots(const struct store *s); /* VM slots not in use */
 /* Compiles the VM and publishes it: a new slot, or an atomic switch of an
- * existing VM's tree (the old tree's pages are reclaimed). */
+ * existing VM's tree (the old tree's pages are reclaimed).  -EEXIST when
+ * another loaded VM has the same MAC or IPv4; -ENOSPC when no slot or arena
+ * room is left; nothing is changed on any error. */
 int store_put(struct store *s, const struct vm_desc *vm, char *err, size_t errlen);
 int store_delete(struct store *s, const char *instance_id); /* 0 or -ENOENT */
 /* Sum over CPUs of vm_counters[slot] (slot 0 = totals). */
@@ -63,12 +66,14 @@ struct vm_snapshot {
 	struct tree_view tree;
 };
 /* Starts reading the VM's current tree.  0; -ENOENT when the slot no longer
- * holds the VM of that generation; -EAGAIN when it is being replaced (retry). */
+ * holds the VM of that generation; -EAGAIN when it is being replaced (retry);
+ * -EINVAL if the published image is not a valid tree (do not retry). */
 int store_snapshot(const struct store *s, uint32_t slot, uint32_t generation, struct vm_snapshot *snap);
 /* True if nothing the snapshot read was replaced meanwhile. */
 bool store_snapshot_valid(const struct store *s, const struct vm_snapshot *snap);
 
-/* The host token key; generated and pinned on first use.  0 or -errno. */
+/* The host token key; generated and pinned on first use.  0 or -errno.
+ * Call it without the store lock held: it takes the lock to generate. */
 int store_token_key(struct store *s, uint8_t key[IMDS_TOKEN_KEY_LEN]);
 
 #endif

@@ -1,7 +1,8 @@
 /* token.h: IMDSv2 session tokens.
  *
  * A token is 40 bytes shown as 56 characters of URL-safe base64 with "=="
- * padding, like EC2's: byte 0 = 0x01, bytes 1..3 random, bytes 4..11 the
+ * padding, like EC2's: byte 0 = 0x01, bytes 1..3 random (top nibble of
+ * byte 1 zero, so the text starts "AQ" like EC2's), bytes 4..11 the
  * expiry (unix seconds, big-endian), bytes 12..39 the first 28 bytes of
  * HMAC-SHA256(host key, bytes 0..11 || instance-id).  Binding the MAC to the
  * instance-id makes one VM's token worthless to another; keeping the host

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# lab.sh: the test lab shared by scripts/demo.sh and tests/system/.
+#
+# One lab = one "host" network namespace holding the bridge the daemons
+# attach to, plus one namespace per VM joined to the bridge by a veth pair.
+# The machine's own network is never touched (a cloud host keeps its own
+# 169.254.169.254), and every name carries the lab's suffix SFX so two labs
+# never collide:
+#
+#   netns imds-host-SFX   bridge br-imds 10.77.0.1/24, host ends vm1..vmN
+#   netns imds-vmI-SFX    eth0 52:54:00:77:00:II 10.77.0.(10+I)/24,
+#                         route 169.254.169.254 dev eth0
+#   pin dir               /sys/fs/bpf/imds-t-SFX
+#
+# The daemons run in the host namespace through nsenter --net, never
+# `ip netns exec`: the latter remounts /sys, which hides the pins under
+# /sys/fs/bpf from them.
+set -euo pipefail
+
+LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LAB_BUILD=${IMDS_BUILD:-$LAB_ROOT/build}
+LAB_BRIDGE=br-imds
+
+usage() {
+	cat >&2 <<'EOF'
+usage: lab.sh COMMAND SFX [ARGS]
+  up SFX N              create the host namespace, the bridge and VMs 1..N
+  add-vm SFX I          add VM I (1..244) to a lab that is up
+  del-vm SFX I          remove VM I (its port leaves the bridge)
+  down SFX              stop what the lab runs, delete namespaces and pins (idempotent)
+  host SFX CMD...       run CMD in the host namespace (nsenter --net)
+  vm SFX I CMD...       run CMD in VM I's namespace (ip netns exec)
+  start-imdsd SFX [ARG...]  start build/imdsd on the lab bridge, wait for "imdsd: ready"
+  stop-imdsd SFX        SIGTERM imdsd and wait for it; prints its exit status
+  loadmap SFX ARG...    run build/imds-loadmap with the lab's pin dir
+  info SFX              print the lab's names as shell assignments
+EOF
+	exit 2
+}
+
+# IMDS_LAB_PREFIX replaces "imds" in every name (for experiments beside a
+# running test suite); the tests and the demo use the default.
+LAB_PREFIX=${IMDS_LAB_PREFIX:-imds}
+
+lab_host_ns() { echo "$LAB_PREFIX-host-$1"; }
+lab_vm_ns() { echo "$LAB_PREFIX-vm$2-$1"; }
+lab_pin_dir() { echo "/sys/fs/bpf/$LAB_PREFIX-t-$1"; }
+lab_run_dir() { echo "${TMPDIR:-/tmp}/$LAB_PREFIX-lab-$1"; }
+lab_vm_mac() { printf '52:54:00:77:00:%02x' "$1"; }
+lab_vm_ip() { echo "10.77.0.$((10 + $1))"; }
+
+lab_check_suffix() {
+	[[ "$1" =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "lab.sh: bad suffix '$1'" >&2; exit 2; }
+}
+
+lab_check_vm_index() {
+	if ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt 244 ]; then
+		echo "lab.sh: bad VM index '$1' (1..244)" >&2
+		exit 2
+	fi
+}
+
+lab_ns_exists() { # NAME
+	ip netns list | awk '{print $1}' | grep -qxF -- "$1"
+}
+
+lab_host() { # SFX CMD...
+	local ns
+	ns=$(lab_host_ns "$1")
+	shift
+	nsenter --net="/run/netns/$ns" "$@"
+}
+
+lab_up() { # SFX N
+	local sfx=$1 n=$2 host i
+	[[ "$n" =~ ^[0-9]+$ ]] || usage
+	host=$(lab_host_ns "$sfx")
+	if lab_ns_exists "$host"; then
+		echo "lab.sh: $host exists; run 'lab.sh down $sfx' first" >&2
+		exit 1
+	fi
+	mkdir -p "$(lab_run_dir "$sfx")"
+	ip netns add "$host"
+	ip -n "$host" link set lo up
+	ip -n "$host" link add "$LAB_BRIDGE" type bridge
+	ip -n "$host" addr add 10.77.0.1/24 dev "$LAB_BRIDGE"
+	ip -n "$host" link set "$LAB_BRIDGE" up
+	for ((i = 1; i <= n; i++)); do
+		lab_add_vm "$sfx" "$i"
+	done
+}
+
+lab_add_vm() { # SFX I
+	local sfx=$1 i=$2 host vm
+	lab_check_vm_index "$i"
+	host=$(lab_host_ns "$sfx")
+	vm=$(lab_vm_ns "$sfx" "$i")
+	ip netns add "$vm"
+	ip -n "$vm" link set lo up
+	# Created in the host namespace with its peer born inside the VM's, so
+	# neither name ever exists in the machine's own namespace.
+	ip -n "$host" link add "vm$i" type veth peer name eth0 netns "$vm"
+	ip -n "$vm" link set eth0 address "$(lab_vm_mac "$i")"
+	ip -n "$vm" addr add "$(lab_vm_ip "$i")/24" dev eth0
+	ip -n "$vm" link set eth0 up
+	ip -n "$vm" route add 169.254.169.254 dev eth0
+	# No IPv6 chatter (router solicitations, DAD) in captures of the tests.
+	ip netns exec "$vm" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || true
+	ip -n "$host" link set "vm$i" master "$LAB_BRIDGE"
+	ip -n "$host" link set "vm$i" up
+}
+
+lab_del_vm() { # SFX I
+	local sfx=$1 i=$2
+	lab_check_vm_index "$i"
+	ip -n "$(lab_host_ns "$sfx")" link del "vm$i" 2>/dev/null || true
+	lab_kill_ns "$(lab_vm_ns "$sfx" "$i")"
+	ip netns del "$(lab_vm_ns "$sfx" "$i")" 2>/dev/null || true
+}
+
+# Ends every process left in namespace $1 (only processes of this lab can be
+# there: the namespace was made for it), TERM first, then KILL.
+lab_kill_ns() {
+	local ns=$1 try
+	local -a pids
+	lab_ns_exists "$ns" || return 0
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null || true)
+		[ "${#pids[@]}" -eq 0 ] && return 0
+		if [ "$try" -lt 10 ]; then
+			kill -TERM "${pids[@]}" 2>/dev/null || true
+		else
+			kill -KILL "${pids[@]}" 2>/dev/null || true
+		fi
+		sleep 0.2
+	done
+}
+
+lab_down() { # SFX
+	local sfx=$1 ns
+	lab_stop_imdsd "$sfx" >/dev/null 2>&1 || true
+	for ns in $(ip netns list | awk '{print $1}' | grep -E "^$LAB_PREFIX-(host|vm[0-9]+)-$sfx\$" || true); do
+		lab_kill_ns "$ns"
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	rm -rf "$(lab_pin_dir "$sfx")"
+	rm -rf "$(lab_run_dir "$sfx")"
+}
+
+lab_start_imdsd() { # SFX [ARG...]
+	local sfx=$1 run pid i
+	shift
+	run=$(lab_run_dir "$sfx")
+	mkdir -p "$run"
+	if [ -f "$run/imdsd.pid" ] && kill -0 "$(cat "$run/imdsd.pid")" 2>/dev/null; then
+		echo "lab.sh: imdsd of lab $sfx already runs" >&2
+		return 1
+	fi
+	rm -f "$run/imdsd.pid" "$run/imdsd.rc"
+	: >"$run/imdsd.log"
+	# A watcher subshell records imdsd's exit status, so stop-imdsd (another
+	# process, which cannot wait for it) can report it.  nsenter (started
+	# directly, not through a shell function, which would fork a subshell)
+	# execs the program, so $! is imdsd itself.
+	(
+		nsenter --net="/run/netns/$(lab_host_ns "$sfx")" \
+			"$LAB_BUILD/imdsd" --bridge "$LAB_BRIDGE" --pin-dir "$(lab_pin_dir "$sfx")" "$@" \
+			>>"$run/imdsd.log" 2>&1 &
+		echo $! >"$run/imdsd.pid.tmp"
+		mv "$run/imdsd.pid.tmp" "$run/imdsd.pid"
+		wait $!
+		echo $? >"$run/imdsd.rc.tmp"
+		mv "$run/imdsd.rc.tmp" "$run/imdsd.rc"
+	) </dev/null >/dev/null 2>&1 &
+	for ((i = 0; i < 200; i++)); do
+		grep -q 'imdsd: ready' "$run/imdsd.log" && return 0
+		if [ -f "$run/imdsd.rc" ]; then
+			echo "lab.sh: imdsd exited ($(cat "$run/imdsd.rc")) before ready; its log:" >&2
+			cat "$run/imdsd.log" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "lab.sh: imdsd not ready after 20 s; its log:" >&2
+	cat "$run/imdsd.log" >&2
+	return 1
+}
+
+lab_stop_imdsd() { # SFX
+	local run pid i
+	run=$(lab_run_dir "$1")
+	[ -f "$run/imdsd.pid" ] || return 0
+	pid=$(cat "$run/imdsd.pid")
+	rm -f "$run/imdsd.pid"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		[ -f "$run/imdsd.rc" ] && break
+		sleep 0.1
+	done
+	if [ ! -f "$run/imdsd.rc" ]; then
+		echo "lab.sh: imdsd ($pid) ignored SIGTERM for 5 s; killing it" >&2
+		kill -KILL "$pid" 2>/dev/null || true
+		for ((i = 0; i < 20; i++)); do
+			[ -f "$run/imdsd.rc" ] && break
+			sleep 0.1
+		done
+	fi
+	echo "imdsd exit status $(cat "$run/imdsd.rc" 2>/dev/null || echo unknown)"
+	[ "$(cat "$run/imdsd.rc" 2>/dev/null)" = 0 ]
+}
+
+lab_info() { # SFX
+	echo "LAB_PREFIX=$LAB_PREFIX"
+	echo "LAB_HOST_NS=$(lab_host_ns "$1")"
+	echo "LAB_BRIDGE=$LAB_BRIDGE"
+	echo "LAB_PIN_DIR=$(lab_pin_dir "$1")"
+	echo "LAB_RUN_DIR=$(lab_run_dir "$1")"
+}
+
+[ $# -ge 2 ] || usage
+cmd=$1 sfx=$2
+shift 2
+lab_check_suffix "$sfx"
+case "$cmd" in
+up) [ $# -eq 1 ] || usage; lab_up "$sfx" "$1" ;;
+add-vm) [ $# -eq 1 ] || usage; lab_add_vm "$sfx" "$1" ;;
+del-vm) [ $# -eq 1 ] || usage; lab_del_vm "$sfx" "$1" ;;
+down) [ $# -eq 0 ] || usage; lab_down "$sfx" ;;
+host) [ $# -ge 1 ] || usage; lab_host "$sfx" "$@" ;;
+vm) [ $# -ge 2 ] || usage; lab_check_vm_index "$1"; vm=$(lab_vm_ns "$sfx" "$1"); shift; exec ip netns exec "$vm" "$@" ;;
+start-imdsd) lab_start_imdsd "$sfx" "$@" ;;
+stop-imdsd) [ $# -eq 0 ] || usage; lab_stop_imdsd "$sfx" ;;
+loadmap) [ $# -ge 1 ] || usage; lab_host "$sfx" "$LAB_BUILD/imds-loadmap" --pin-dir "$(lab_pin_dir "$sfx")" "$@" ;;
+info) lab_info "$sfx" ;;
+*) usage ;;
+esac

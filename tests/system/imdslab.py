@@ -1,0 +1,267 @@
+"""imdslab: one lab (scripts/lab.sh) plus the real daemons, driven from
+pytest.  lab.sh builds and removes the namespaces, so the demo and the tests
+share one topology; this module adds what tests need around it: starting
+and stopping imdsd with its exit status and log, running imds-loadmap,
+reading counters, and changing a VM's addresses for spoofing tests."""
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import time
+
+import vmdata
+from vmhttp import get
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("IMDS_BUILD", os.path.join(ROOT, "build"))
+LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
+IMDSD = os.path.join(BUILD, "imdsd")
+LOADMAP = os.path.join(BUILD, "imds-loadmap")
+PYTHON = "/usr/bin/python3"
+SPOOF_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spoof.py")
+
+_counter = itertools.count(1)
+
+
+def run(cmd, check=True, timeout=60, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+class Lab:
+    """A lab with VMs 1..n, named with a suffix unique to this run."""
+
+    def __init__(self, n, workdir):
+        self.suffix = f"{os.getpid()}-{next(_counter)}"
+        self.n = n
+        self.workdir = str(workdir)
+        self.vms = []
+        self.imdsd = None
+        self.imdsd_log = os.path.join(self.workdir, "imdsd.log")
+        self.imdsd_runs = 0
+        info = run([LAB_SH, "info", self.suffix]).stdout
+        names = dict(line.split("=", 1) for line in info.split())
+        self.host_ns = names["LAB_HOST_NS"]
+        self.bridge = names["LAB_BRIDGE"]
+        self.pin_dir = names["LAB_PIN_DIR"]
+        self.prefix = names["LAB_PREFIX"]
+
+    # --- topology -------------------------------------------------------
+    def up(self):
+        run([LAB_SH, "up", self.suffix, str(self.n)])
+        self.vms = list(range(1, self.n + 1))
+
+    def add_vm(self, i):
+        run([LAB_SH, "add-vm", self.suffix, str(i)])
+        self.vms.append(i)
+
+    def down(self):
+        try:
+            self.kill_imdsd()
+        finally:
+            run([LAB_SH, "down", self.suffix], check=False)
+
+    def vm_ns(self, i):
+        return f"{self.prefix}-vm{i}-{self.suffix}"
+
+    def host(self, *cmd, check=True, timeout=60):
+        return run(["nsenter", f"--net=/run/netns/{self.host_ns}", *cmd], check=check, timeout=timeout)
+
+    def in_vm(self, i, *cmd, check=True, timeout=60):
+        return run(["ip", "netns", "exec", self.vm_ns(i), *cmd], check=check, timeout=timeout)
+
+    def ip_host(self, *args, check=True):
+        return run(["ip", "-n", self.host_ns, *args], check=check)
+
+    def ip_vm(self, i, *args, check=True):
+        return run(["ip", "-n", self.vm_ns(i), *args], check=check)
+
+    def bridge_mac(self):
+        info = json.loads(self.ip_host("-j", "link", "show", self.bridge).stdout)
+        return info[0]["address"]
+
+    def port_xdp(self, port):
+        """The 'xdp' section of `ip -d link show PORT` (None: nothing attached)."""
+        info = json.loads(self.ip_host("-j", "-d", "link", "show", port).stdout)
+        return info[0].get("xdp")
+
+    def host_addresses(self):
+        info = json.loads(self.ip_host("-j", "addr", "show", self.bridge).stdout)
+        return [a["local"] for a in info[0].get("addr_info", []) if a.get("family") == "inet"]
+
+    def forget_neighbours(self):
+        """After a VM spoofed addresses, ARP and the bridge have learned
+        lies: flush them so later tests start from the truth."""
+        self.ip_host("neigh", "flush", "all", check=False)
+        for i in self.vms:
+            self.ip_vm(i, "neigh", "flush", "all", check=False)
+        run(["bridge", "-n", self.host_ns, "fdb", "flush", "dev", self.bridge, "dynamic"], check=False)
+
+    @contextlib.contextmanager
+    def vm_identity(self, i, mac=None, ipv4=None):
+        """VM i temporarily takes another MAC and/or IPv4 on its eth0."""
+        try:
+            if mac:
+                self.ip_vm(i, "link", "set", "dev", "eth0", "address", mac)
+            if ipv4:
+                self.ip_vm(i, "addr", "flush", "dev", "eth0")
+                self.ip_vm(i, "addr", "add", f"{ipv4}/24", "dev", "eth0")
+                # Removing the last IPv4 address flushed eth0's routes.
+                self.ip_vm(i, "route", "replace", "169.254.169.254", "dev", "eth0")
+            self.ip_vm(i, "neigh", "flush", "all", check=False)
+            yield
+        finally:
+            self.ip_vm(i, "link", "set", "dev", "eth0", "address", vmdata.vm_mac(i))
+            self.ip_vm(i, "addr", "flush", "dev", "eth0")
+            self.ip_vm(i, "addr", "add", f"{vmdata.vm_ipv4(i)}/24", "dev", "eth0")
+            self.ip_vm(i, "route", "replace", "169.254.169.254", "dev", "eth0")
+            self.forget_neighbours()
+
+    # --- imdsd ----------------------------------------------------------
+    def start_imdsd(self, *args, timeout=20):
+        assert self.imdsd is None, "imdsd already runs"
+        self.imdsd_runs += 1
+        log = open(self.imdsd_log, "a")
+        log.write(f"--- imdsd run {self.imdsd_runs} ---\n")
+        log.flush()
+        start = os.path.getsize(self.imdsd_log)
+        cmd = ["nsenter", f"--net=/run/netns/{self.host_ns}", IMDSD, "--bridge", self.bridge,
+               "--pin-dir", self.pin_dir, *args]
+        self.imdsd = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "imdsd: ready" in self._log_since(start):
+                return
+            if self.imdsd.poll() is not None:
+                rc, self.imdsd = self.imdsd.returncode, None
+                raise AssertionError(f"imdsd exited {rc} before ready:\n{self._log_since(start)}")
+            time.sleep(0.05)
+        self.kill_imdsd()
+        raise AssertionError(f"imdsd not ready after {timeout} s:\n{self._log_since(start)}")
+
+    def _log_since(self, start):
+        with open(self.imdsd_log, errors="replace") as f:
+            f.seek(start)
+            return f.read()
+
+    def log_text(self):
+        if not os.path.exists(self.imdsd_log):
+            return ""
+        with open(self.imdsd_log, errors="replace") as f:
+            return f.read()
+
+    def stop_imdsd(self, sig=signal.SIGTERM, timeout=10):
+        """Signals imdsd and returns its exit status."""
+        proc, self.imdsd = self.imdsd, None
+        assert proc is not None, "imdsd is not running"
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"imdsd ignored signal {sig} for {timeout} s")
+
+    def kill_imdsd(self):
+        proc, self.imdsd = self.imdsd, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def imdsd_alive(self):
+        return self.imdsd is not None and self.imdsd.poll() is None
+
+    # --- imds-loadmap ---------------------------------------------------
+    def loadmap(self, *args, check=False):
+        return self.host(LOADMAP, "--pin-dir", self.pin_dir, *args, check=check)
+
+    def write_json(self, name, text):
+        path = os.path.join(self.workdir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def load(self, records, name="vms.json"):
+        path = self.write_json(name, vmdata.dumps(records))
+        p = self.loadmap("load", path)
+        assert p.returncode == 0, f"load {path} exited {p.returncode}: {p.stderr}"
+        return path
+
+    def stats(self, *args):
+        """{(who, reason): count} from `imds-loadmap stats`."""
+        p = self.loadmap("stats", *args)
+        assert p.returncode == 0, f"stats exited {p.returncode}: {p.stderr}"
+        out = {}
+        for line in p.stdout.splitlines():
+            fields = line.split()
+            if len(fields) == 3 and fields[2].isdigit():
+                out[(fields[0], fields[1])] = int(fields[2])
+        return out
+
+    def list_rows(self):
+        p = self.loadmap("list")
+        assert p.returncode == 0, f"list exited {p.returncode}: {p.stderr}"
+        lines = p.stdout.splitlines()
+        assert lines and lines[0].split() == ["INSTANCE-ID", "MAC", "IPV4", "PORT", "TOKENS", "HOP-LIMIT"], p.stdout
+        return [line.split() for line in lines[1:] if line.strip()]
+
+    # --- crafted frames (scapy, in a VM's namespace) --------------------
+    def spoof_syns(self, i, src_mac, src_ip, first_port, count=3, listen=1.0):
+        args = ["syn", "--src-mac", src_mac, "--src-ip", src_ip, "--dst-mac", self.bridge_mac(),
+                "--first-port", str(first_port), "--count", str(count), "--listen", str(listen)]
+        p = self.in_vm(i, PYTHON, SPOOF_PY, *args, timeout=60)
+        return json.loads(p.stdout)
+
+    def sniffer(self, i, ports, seconds):
+        """Starts a scapy sniffer in VM i; returns it once it listens."""
+        return Sniffer(self, i, ports, seconds)
+
+
+class Sniffer:
+    def __init__(self, lab, i, ports, seconds):
+        cmd = ["ip", "netns", "exec", lab.vm_ns(i), PYTHON, SPOOF_PY, "sniff",
+               "--ports", f"{ports[0]}-{ports[1]}", "--seconds", str(seconds)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.proc.kill()
+            raise AssertionError(f"sniffer in vm{i} did not start: {line!r} {self.proc.stderr.read()}")
+
+    def result(self):
+        out, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, f"sniffer failed: {err}"
+        return json.loads(out)
+
+
+def vm_curl(lab, i, *args, timeout=30):
+    """curl from VM i; returns CompletedProcess (text)."""
+    return lab.in_vm(i, "curl", "-sS", *args, check=False, timeout=timeout)
+
+
+def assert_served(lab, i, token=None, prefix="/latest"):
+    """VM i gets exactly its own data at the usual paths, and nothing of
+    another VM."""
+    ns = lab.vm_ns(i)
+    for path, want in vmdata.expected_paths(i, prefix).items():
+        r = get(ns, path, token)
+        assert r.status == 200, f"vm{i} {path}: {r!r}"
+        assert r.body == want, f"vm{i} {path}: got {r.body!r}, want {want!r}"
+        vmdata.assert_no_leak(i, r.body, lab.vms, path)
+    r = get(ns, f"{prefix}/dynamic/instance-identity/document", token)
+    assert r.status == 200, f"vm{i} identity document: {r!r}"
+    doc = json.loads(r.body)
+    assert doc["instanceId"] == vmdata.instance_id(i)
+    if "privateIp" in doc:
+        assert doc["privateIp"] == vmdata.vm_ipv4(i)
+    vmdata.assert_no_leak(i, r.body, lab.vms, "identity document")

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""spoof.py: crafted traffic for the anti-spoofing tests, run inside a VM's
+namespace with `ip netns exec`.  Prints one JSON object on stdout.
+
+  spoof.py syn --src-mac M --src-ip A --dst-mac B --first-port P --count N --listen S
+      Sends N TCP SYNs to 169.254.169.254:80 from ports P..P+N-1 with the
+      given (possibly forged) source MAC and IPv4, and reports every TCP
+      segment from 169.254.169.254:80 to those ports seen on eth0 within S
+      seconds (eth0 is put in promiscuous mode: an answer addressed to the
+      forged MAC still shows up if the bridge sends it here).
+  spoof.py sniff --ports LO-HI --seconds S
+      Prints "ready", then reports the same kind of segments addressed to
+      ports LO..HI that reach this VM within S seconds (run in the VM whose
+      identity is being forged: answers to a forged IPv4 would go there).
+
+Ports from 61000 up are outside Linux's ephemeral range (32768-60999), so no
+real client of the VM shares them.
+"""
+
+import argparse
+import json
+import random
+import sys
+import time
+
+from scapy.all import IP, TCP, AsyncSniffer, Ether, conf, sendp  # noqa: E402
+
+IMDS = "169.254.169.254"
+
+
+def is_answer(pkt, lo, hi):
+    return (IP in pkt and TCP in pkt and pkt[IP].src == IMDS and pkt[TCP].sport == 80
+            and lo <= pkt[TCP].dport <= hi)
+
+
+def describe(pkt):
+    return {"dst_mac": pkt[Ether].dst, "dst_ip": pkt[IP].dst, "dport": pkt[TCP].dport,
+            "flags": str(pkt[TCP].flags), "payload": len(pkt[TCP].payload)}
+
+
+def start_sniffer(lo, hi):
+    sniffer = AsyncSniffer(iface="eth0", promisc=True, store=True, lfilter=lambda p: is_answer(p, lo, hi))
+    sniffer.start()
+    # AsyncSniffer opens its socket in a thread; wait until it exists.
+    for _ in range(100):
+        if getattr(sniffer, "running", False) and getattr(sniffer, "stop_cb", None):
+            break
+        time.sleep(0.02)
+    time.sleep(0.2)
+    return sniffer
+
+
+def cmd_syn(a):
+    lo, hi = a.first_port, a.first_port + a.count - 1
+    sniffer = start_sniffer(lo, hi)
+    frames = [Ether(src=a.src_mac, dst=a.dst_mac) / IP(src=a.src_ip, dst=IMDS, ttl=64) /
+              TCP(sport=port, dport=80, flags="S", seq=random.getrandbits(32), window=64240)
+              for port in range(lo, hi + 1)]
+    sendp(frames, iface="eth0", verbose=False)
+    time.sleep(a.listen)
+    pkts = sniffer.stop() or []
+    json.dump({"sent": len(frames), "replies": [describe(p) for p in pkts]}, sys.stdout)
+
+
+def cmd_sniff(a):
+    lo, hi = (int(x) for x in a.ports.split("-"))
+    sniffer = start_sniffer(lo, hi)
+    print("ready", flush=True)
+    time.sleep(a.seconds)
+    pkts = sniffer.stop() or []
+    json.dump({"replies": [describe(p) for p in pkts]}, sys.stdout)
+
+
+def main():
+    conf.verb = 0
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("syn")
+    s.add_argument("--src-mac", required=True)
+    s.add_argument("--src-ip", required=True)
+    s.add_argument("--dst-mac", required=True)
+    s.add_argument("--first-port", type=int, required=True)
+    s.add_argument("--count", type=int, default=3)
+    s.add_argument("--listen", type=float, default=1.0)
+    f = sub.add_parser("sniff")
+    f.add_argument("--ports", required=True)
+    f.add_argument("--seconds", type=float, required=True)
+    a = ap.parse_args()
+    if a.cmd == "syn":
+        cmd_syn(a)
+    else:
+        cmd_sniff(a)
+
+
+if __name__ == "__main__":
+    main()

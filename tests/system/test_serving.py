@@ -1,0 +1,182 @@
+"""Acceptance 1: three VMs each get their own instance-id, hostname,
+user-data and public key through 169.254.169.254, with IMDSv2 and IMDSv1,
+and never another VM's.  Also: dated versions, keep-alive and pipelining,
+VMs loaded or deleted while imdsd runs, the loader's list/show/stats.
+
+One lab for the module: VMs 1..3 are loaded *before* imdsd starts (the pins
+exist first), VM 4 joins later."""
+
+import json
+import time
+
+import pytest
+
+import vmdata
+from imdslab import assert_served, vm_curl
+from vmhttp import Connection, NoResponse, fetch, get, token_for
+
+DATED = ["2009-04-04", "2016-09-02", "2018-09-24", "2021-03-23"]
+FIRST = [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def lab(make_lab):
+    lab = make_lab(3)
+    lab.load([vmdata.vm_record(i) for i in FIRST])
+    lab.start_imdsd()
+    return lab
+
+
+def test_each_vm_gets_only_its_own_data_with_imdsv2(lab):
+    for i in FIRST:
+        token = token_for(lab.vm_ns(i))
+        assert len(token) == 56, token
+        assert_served(lab, i, token)
+
+
+def test_each_vm_gets_only_its_own_data_with_imdsv1(lab):
+    for i in FIRST:
+        assert_served(lab, i)
+
+
+@pytest.mark.parametrize("i", FIRST)
+def test_curl_token_flow(lab, i):
+    """The way an operator (and the demo) asks: curl -X PUT, then GETs."""
+    p = vm_curl(lab, i, "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 300",
+                "http://169.254.169.254/latest/api/token")
+    assert p.returncode == 0 and len(p.stdout) == 56, p
+    for path, want in vmdata.expected_paths(i).items():
+        if b"\0" in want:
+            continue  # binary user-data: checked byte-exact by the socket client tests
+        q = lab.in_vm(i, "curl", "-sS", "--fail", "-H", f"X-aws-ec2-metadata-token: {p.stdout}",
+                      f"http://169.254.169.254{path}", check=False)
+        assert q.returncode == 0, q
+        assert q.stdout.encode() == want, f"vm{i} {path}: {q.stdout!r}"
+
+
+@pytest.mark.parametrize("version", DATED)
+def test_dated_versions_serve_the_same_data(lab, version):
+    for i in FIRST:
+        assert_served(lab, i, prefix="/" + version)
+
+
+def test_version_list(lab):
+    r = get(lab.vm_ns(1), "/")
+    assert r.status == 200
+    versions = r.text.split("\n")
+    assert versions[-1] == "latest" and set(DATED) <= set(versions), r.text
+
+
+def test_every_listed_entry_answers_and_nothing_leaks(lab):
+    """A cloud-init-like crawl of meta-data/: each listed entry must answer
+    200 (one failing leaf makes cloud-init drop everything) and no body may
+    hold another VM's data."""
+    for i in FIRST:
+        ns = lab.vm_ns(i)
+        todo, seen = ["/latest/meta-data/"], 0
+        while todo:
+            path = todo.pop()
+            r = get(ns, path)
+            seen += 1
+            assert r.status == 200, f"vm{i} {path}: {r!r}"
+            vmdata.assert_no_leak(i, r.body, lab.vms, path)
+            if path.endswith("/"):
+                for entry in r.text.split("\n"):
+                    assert entry, f"vm{i} {path}: empty entry in listing {r.text!r}"
+                    if "=" in entry:  # public-keys/: "0=name"
+                        entry = entry.split("=", 1)[0] + "/"
+                    todo.append(path + entry)
+            assert seen < 300, "listing does not end"
+        assert seen >= 6
+
+
+def test_unknown_path_is_404(lab):
+    r = get(lab.vm_ns(1), "/latest/meta-data/no-such-thing")
+    assert r.status == 404, r
+
+
+def test_keep_alive_two_requests_on_one_connection(lab):
+    with Connection(lab.vm_ns(2)) as c:
+        r1 = c.request("GET", "/latest/meta-data/instance-id")
+        r2 = c.request("GET", "/latest/meta-data/hostname")
+    assert (r1.status, r1.body) == (200, vmdata.instance_id(2).encode())
+    assert (r2.status, r2.body) == (200, vmdata.hostname(2).encode())
+
+
+def test_pipelined_requests_are_answered_in_order(lab):
+    req = ("GET /latest/meta-data/{} HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")
+    with Connection(lab.vm_ns(3)) as c:
+        c.send_raw((req.format("hostname") + req.format("instance-id")).encode())
+        r1 = c.read_response()
+        r2 = c.read_response()
+    assert r1.body == vmdata.hostname(3).encode()
+    assert r2.body == vmdata.instance_id(3).encode()
+
+
+def test_counters_after_serving(lab):
+    for i in FIRST:
+        get(lab.vm_ns(i), "/latest/meta-data/instance-id")
+    stats = lab.stats()
+    for i in FIRST:
+        assert stats.get((vmdata.instance_id(i), "pass_verified"), 0) > 0, stats
+        assert stats.get((vmdata.instance_id(i), "syn_recorded"), 0) > 0, stats
+    total = stats.get(("total", "syn_recorded"), 0)
+    assert total >= sum(stats.get((vmdata.instance_id(i), "syn_recorded"), 0) for i in FIRST)
+    one = lab.stats(vmdata.instance_id(1))
+    assert set(who for who, _ in one) == {vmdata.instance_id(1)}, one
+
+
+def test_list_and_show(lab):
+    rows = {r[0]: r for r in lab.list_rows()}
+    for i in FIRST:
+        row = rows[vmdata.instance_id(i)]
+        assert row[1].lower() == vmdata.vm_mac(i) and row[2] == vmdata.vm_ipv4(i), row
+        assert row[4] == "optional" and row[5] == "1", row
+    p = lab.loadmap("show", vmdata.instance_id(2))
+    assert p.returncode == 0, p.stderr
+    shown = json.loads(p.stdout)
+    assert vmdata.instance_id(2) in json.dumps(shown)
+    assert lab.loadmap("show", "i-doesnotexist").returncode == 1
+
+
+def wait_for_xdp(lab, port, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if lab.port_xdp(port):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"imdsd did not attach XDP to {port}, which joined the bridge later")
+
+
+def test_vm_loaded_while_running_is_served_and_delete_removes_it(lab):
+    lab.add_vm(4)
+    wait_for_xdp(lab, "vm4")
+    ns = lab.vm_ns(4)
+    before = lab.stats().get(("total", "drop_unknown_mac"), 0)
+    with pytest.raises(NoResponse):
+        fetch(ns, "GET", "/latest/meta-data/instance-id", timeout=1.5)
+    assert lab.stats().get(("total", "drop_unknown_mac"), 0) > before, "unknown VM's SYN not counted"
+
+    lab.load([vmdata.vm_record(4)], name="vm4.json")
+    assert_served(lab, 4, token_for(ns))
+    assert_served(lab, 1)
+
+    p = lab.loadmap("delete", vmdata.instance_id(4))
+    assert p.returncode == 0, p.stderr
+    with pytest.raises(NoResponse):
+        fetch(ns, "GET", "/latest/meta-data/instance-id", timeout=1.5)
+    assert vmdata.instance_id(4) not in [r[0] for r in lab.list_rows()]
+    assert lab.loadmap("delete", vmdata.instance_id(4)).returncode == 1
+    for i in FIRST:
+        assert_served(lab, i)
+
+
+def test_update_while_running_is_served(lab):
+    try:
+        lab.load([vmdata.vm_record(1, host="renamed-vm01.lab.internal")], name="vm1-new.json")
+        r = get(lab.vm_ns(1), "/latest/meta-data/hostname")
+        assert (r.status, r.body) == (200, b"renamed-vm01.lab.internal")
+        assert_served(lab, 2)
+    finally:
+        lab.load([vmdata.vm_record(1)], name="vm1-back.json")
+    assert_served(lab, 1)

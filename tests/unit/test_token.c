@@ -1,0 +1,165 @@
+/* test_token.c: IMDSv2 token mint/verify (user/token.c). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "token.h"
+
+#define NOW 1700000000ull
+
+static const uint8_t key_a[IMDS_TOKEN_KEY_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+static const uint8_t key_b[IMDS_TOKEN_KEY_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 11 };
+static const char url_safe[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void mint(const uint8_t *key, const char *iid, uint64_t expiry, char out[TOKEN_TEXT_LEN + 1])
+{
+	assert_int_equal(token_mint(key, iid, expiry, out), 0);
+}
+
+static int verify(const uint8_t *key, const char *iid, const char *tok, uint64_t now, uint64_t *expiry)
+{
+	return token_verify(key, iid, tok, strlen(tok), now, expiry);
+}
+
+static void test_roundtrip(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+	uint64_t expiry = 0;
+
+	(void)state;
+	mint(key_a, "i-0123456789abcdef0", NOW + 21600, tok);
+	assert_int_equal(verify(key_a, "i-0123456789abcdef0", tok, NOW, &expiry), 0);
+	assert_int_equal(expiry, NOW + 21600);
+	/* A NULL expiry pointer is allowed. */
+	assert_int_equal(verify(key_a, "i-0123456789abcdef0", tok, NOW + 21599, NULL), 0);
+}
+
+static void test_format(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+
+	(void)state;
+	/* Many tokens: the random bytes must never disturb the format. */
+	for (int i = 0; i < 64; i++) {
+		mint(key_a, "i-1", NOW + 60, tok);
+		assert_int_equal(strlen(tok), 56);
+		assert_int_equal(strspn(tok, url_safe), 54);
+		assert_string_equal(tok + 54, "==");
+		/* Version byte 0x01 shows as "AQ", like EC2's tokens. */
+		assert_memory_equal(tok, "AQ", 2);
+	}
+}
+
+static void test_tokens_differ(void **state)
+{
+	char t1[TOKEN_TEXT_LEN + 1], t2[TOKEN_TEXT_LEN + 1];
+	int same = 0;
+
+	(void)state;
+	/* 24 random bits: 8 equal pairs in a row would be a broken RNG. */
+	for (int i = 0; i < 8; i++) {
+		mint(key_a, "i-1", NOW + 60, t1);
+		mint(key_a, "i-1", NOW + 60, t2);
+		same += strcmp(t1, t2) == 0;
+	}
+	assert_true(same < 8);
+}
+
+static void test_other_instance(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+
+	(void)state;
+	mint(key_a, "i-aaaa", NOW + 60, tok);
+	assert_int_equal(verify(key_a, "i-aaab", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify(key_a, "i-aaaa0", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify(key_a, "", tok, NOW, NULL), -EINVAL);
+}
+
+static void test_other_key(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+
+	(void)state;
+	mint(key_a, "i-aaaa", NOW + 60, tok);
+	assert_int_equal(verify(key_b, "i-aaaa", tok, NOW, NULL), -EINVAL);
+}
+
+static void test_expired(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+
+	(void)state;
+	mint(key_a, "i-aaaa", NOW + 1, tok);
+	assert_int_equal(verify(key_a, "i-aaaa", tok, NOW, NULL), 0);
+	assert_int_equal(verify(key_a, "i-aaaa", tok, NOW + 1, NULL), -ETIME);
+	assert_int_equal(verify(key_a, "i-aaaa", tok, NOW + 100000, NULL), -ETIME);
+}
+
+/* Every character replaced by every other character of the alphabet (and a
+ * few outside it) must make the token invalid, including the low bits of
+ * the last data character and the padding. */
+static void test_single_char_change(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1], bad[TOKEN_TEXT_LEN + 1];
+	static const char extra[] = "=+/. ";
+
+	(void)state;
+	mint(key_a, "i-aaaa", NOW + 60, tok);
+	for (size_t pos = 0; pos < TOKEN_TEXT_LEN; pos++) {
+		for (size_t k = 0; k < sizeof(url_safe) - 1 + sizeof(extra) - 1; k++) {
+			char c = k < sizeof(url_safe) - 1 ? url_safe[k] : extra[k - (sizeof(url_safe) - 1)];
+
+			if (c == tok[pos])
+				continue;
+			memcpy(bad, tok, sizeof(bad));
+			bad[pos] = c;
+			if (verify(key_a, "i-aaaa", bad, NOW, NULL) != -EINVAL)
+				fail_msg("token with char %zu changed to '%c' was accepted", pos, c);
+		}
+	}
+}
+
+static void test_malformed(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+
+	(void)state;
+	mint(key_a, "i-aaaa", NOW + 60, tok);
+	assert_int_equal(token_verify(key_a, "i-aaaa", tok, 55, NOW, NULL), -EINVAL);
+	assert_int_equal(token_verify(key_a, "i-aaaa", "", 0, NOW, NULL), -EINVAL);
+	assert_int_equal(verify(key_a, "i-aaaa", "AQ==", NOW, NULL), -EINVAL);
+	/* Standard (not URL-safe) base64 of a 56-char string is rejected. */
+	memcpy(tok, "AQ+/", 4);
+	assert_int_equal(verify(key_a, "i-aaaa", tok, NOW, NULL), -EINVAL);
+}
+
+/* A token with a different version byte but a correct MAC over it is still
+ * refused: "AQ" -> "Ag" is version 0x02. */
+static void test_version_byte(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+
+	(void)state;
+	mint(key_a, "i-aaaa", NOW + 60, tok);
+	tok[1] = 'g';
+	assert_int_equal(verify(key_a, "i-aaaa", tok, NOW, NULL), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip),	   cmocka_unit_test(test_format),
+		cmocka_unit_test(test_tokens_differ),	   cmocka_unit_test(test_other_instance),
+		cmocka_unit_test(test_other_key),	   cmocka_unit_test(test_expired),
+		cmocka_unit_test(test_single_char_change), cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_version_byte),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

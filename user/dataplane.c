@@ -1,0 +1,209 @@
+/* dataplane.c: puts the imds_xdp program (loaded by store_open) on bridge
+ * ports and takes it off again.  A port carries at most one XDP program per
+ * mode, so attaching must not clobber somebody else's: every attach is
+ * either "only if nothing is there" or "replace exactly this program". */
+#include "dataplane.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <linux/if_link.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "imds.skel.h"
+
+#define DATAPLANE_PROG_NAME "imds_xdp"
+
+/* The program attached to a port in one mode, as the kernel reports it. */
+struct dataplane_slot {
+	__u32 id;
+	__u32 mode_flag; /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE */
+};
+
+static int dataplane_our_fd(const struct store *s)
+{
+	return s->skel ? bpf_program__fd(s->skel->progs.imds_xdp) : -EINVAL;
+}
+
+static int dataplane_prog_info(int fd, struct bpf_prog_info *info)
+{
+	__u32 len = sizeof(*info);
+
+	memset(info, 0, sizeof(*info));
+	return bpf_obj_get_info_by_fd(fd, info, &len) ? -errno : 0;
+}
+
+/* The program on the port: native first (what we try first), then generic.
+ * 0 with slot->id == 0 when none is attached. */
+static int dataplane_current(int ifindex, struct dataplane_slot *slot)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	int rc = bpf_xdp_query(ifindex, 0, &q);
+
+	memset(slot, 0, sizeof(*slot));
+	if (rc < 0)
+		return rc;
+	if (q.drv_prog_id) {
+		slot->id = q.drv_prog_id;
+		slot->mode_flag = XDP_FLAGS_DRV_MODE;
+	} else if (q.skb_prog_id) {
+		slot->id = q.skb_prog_id;
+		slot->mode_flag = XDP_FLAGS_SKB_MODE;
+	} else if (q.hw_prog_id) {
+		slot->id = q.hw_prog_id;
+		slot->mode_flag = XDP_FLAGS_HW_MODE;
+	}
+	return 0;
+}
+
+/* Replaces an earlier imdsd's program (same name, another instance) in the
+ * mode it was attached with; XDP_FLAGS_REPLACE makes the kernel check that
+ * it is still that program, so a concurrent change is not overwritten. */
+static int dataplane_replace(int ifindex, int our_fd, const struct dataplane_slot *cur, char *err, size_t errlen)
+{
+	LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
+	int old_fd, rc;
+
+	old_fd = bpf_prog_get_fd_by_id(cur->id);
+	if (old_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open attached program id %u: %s", cur->id, strerror(-rc));
+		return rc;
+	}
+	opts.old_prog_fd = old_fd;
+	rc = bpf_xdp_attach(ifindex, our_fd, XDP_FLAGS_REPLACE | cur->mode_flag, &opts);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot replace stale %s (id %u): %s", DATAPLANE_PROG_NAME, cur->id,
+			 strerror(-rc));
+	close(old_fd);
+	return rc;
+}
+
+/* Decides what to do about a program that is already on the port. */
+static int dataplane_take_over(int ifindex, int our_fd, const struct dataplane_slot *cur, char *err, size_t errlen)
+{
+	struct bpf_prog_info ours, theirs;
+	int fd, rc;
+
+	rc = dataplane_prog_info(our_fd, &ours);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read our program's info: %s", strerror(-rc));
+		return rc;
+	}
+	if (ours.id == cur->id)
+		return 0;
+	fd = bpf_prog_get_fd_by_id(cur->id);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "XDP program id %u is attached and cannot be inspected: %s", cur->id,
+			 strerror(-rc));
+		return rc;
+	}
+	rc = dataplane_prog_info(fd, &theirs);
+	close(fd);
+	if (rc < 0) {
+		snprintf(err, errlen, "XDP program id %u is attached and cannot be inspected: %s", cur->id,
+			 strerror(-rc));
+		return rc;
+	}
+	if (strcmp(theirs.name, DATAPLANE_PROG_NAME) != 0) {
+		snprintf(err, errlen, "another XDP program is attached: \"%s\" (id %u)", theirs.name, cur->id);
+		return -EBUSY;
+	}
+	return dataplane_replace(ifindex, our_fd, cur, err, errlen);
+}
+
+/* One attempt: take over what is there, or attach where nothing is.
+ * -EAGAIN when a program appeared between the query and the attach. */
+static int dataplane_try_attach(int ifindex, int our_fd, char *err, size_t errlen)
+{
+	struct dataplane_slot cur;
+	int rc;
+
+	rc = dataplane_current(ifindex, &cur);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot query XDP state: %s", strerror(-rc));
+		return rc;
+	}
+	if (cur.id)
+		return dataplane_take_over(ifindex, our_fd, &cur, err, errlen);
+	/* UPDATE_IF_NOEXIST: if somebody attached a program since the query,
+	 * the kernel fails with -EBUSY instead of replacing it. */
+	rc = bpf_xdp_attach(ifindex, our_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_DRV_MODE, NULL);
+	if (rc == 0)
+		return 0;
+	if (rc == -EBUSY || rc == -EEXIST)
+		return -EAGAIN;
+	/* The driver has no native XDP (or refuses this program): generic
+	 * mode runs the same program on the skb path. */
+	rc = bpf_xdp_attach(ifindex, our_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE, NULL);
+	if (rc == -EBUSY || rc == -EEXIST)
+		return -EAGAIN;
+	if (rc < 0)
+		snprintf(err, errlen, "cannot attach XDP (native or generic): %s", strerror(-rc));
+	return rc;
+}
+
+int dataplane_attach(struct store *s, int ifindex, char *err, size_t errlen)
+{
+	int our_fd = dataplane_our_fd(s);
+	int rc = -EAGAIN;
+
+	if (our_fd < 0) {
+		snprintf(err, errlen, "the data-plane program is not loaded");
+		return -EINVAL;
+	}
+	for (int tries = 0; tries < 3 && rc == -EAGAIN; tries++)
+		rc = dataplane_try_attach(ifindex, our_fd, err, errlen);
+	if (rc == -EAGAIN) {
+		snprintf(err, errlen, "the port's XDP program keeps changing");
+		rc = -EBUSY;
+	}
+	return rc;
+}
+
+int dataplane_mode(struct store *s, int ifindex, const char **mode)
+{
+	struct dataplane_slot cur;
+	struct bpf_prog_info ours;
+	int our_fd = dataplane_our_fd(s);
+	int rc;
+
+	*mode = "none";
+	if (our_fd < 0)
+		return -EINVAL;
+	rc = dataplane_prog_info(our_fd, &ours);
+	if (rc == 0)
+		rc = dataplane_current(ifindex, &cur);
+	if (rc < 0)
+		return rc;
+	if (cur.id != ours.id)
+		return -ENOENT;
+	*mode = cur.mode_flag == XDP_FLAGS_DRV_MODE ? "native" : cur.mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "offload";
+	return 0;
+}
+
+int dataplane_detach(struct store *s, int ifindex)
+{
+	LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
+	struct dataplane_slot cur;
+	struct bpf_prog_info ours;
+	int our_fd = dataplane_our_fd(s);
+	int rc;
+
+	if (our_fd < 0)
+		return -EINVAL;
+	rc = dataplane_prog_info(our_fd, &ours);
+	if (rc == 0)
+		rc = dataplane_current(ifindex, &cur);
+	if (rc < 0)
+		return rc;
+	if (cur.id != ours.id)
+		return -ENOENT;
+	/* REPLACE with our fd as the expected program: the kernel detaches
+	 * only if ours is still the one attached in that mode. */
+	opts.old_prog_fd = our_fd;
+	return bpf_xdp_detach(ifindex, XDP_FLAGS_REPLACE | cur.mode_flag, &opts);
+}

@@ -1,0 +1,450 @@
+/* router.c: the EC2 API rules, from one parsed request and the VM's tree to
+ * one complete response.  Source of every rule: shared/spec
+ * ec2-imds-behaviour.md (§ numbers below) and real-clients.md.
+ *
+ * route_request normalises the path, classifies it (root, token path,
+ * dated token path, data, unknown version) and dispatches through a table;
+ * data-serving routes share one guard (method, then IMDSv2 token check).
+ *
+ * Choices where real EC2 is unverified (written down, see spec §7):
+ *  - methods other than GET/HEAD on data paths: 405 with "Allow: GET, HEAD";
+ *  - 400 (bad TTL), 403 (X-Forwarded-For, dated token path) and 405 carry an
+ *    empty text/plain body, like EC2's captured 405 and OPTIONS replies;
+ *  - the connection stays open (keep-alive) unless the client asked to close
+ *    or the reply carries a token; EC2 itself always closes, but keep-alive
+ *    is what makes a metadata storm cheap and every client copes with both.
+ *  - percent-escapes in the path are not decoded: no client sends them for
+ *    EC2 paths, and tree lookups are exact, so nothing can escape the tree.
+ */
+#include "router.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imds.h"
+#include "token.h"
+
+#define ROUTE_PATH_CAP (HTTP_URL_MAX + 2) /* room for an added '/' and NUL */
+#define ROUTE_FLAVOR "ec2/"
+#define ROUTE_KEY_CAP (sizeof(ROUTE_FLAVOR) + ROUTE_PATH_CAP)
+#define ROUTE_EXTRA_CAP 128
+#define ROUTE_TTL_HEADER "X-Aws-Ec2-Metadata-Token-Ttl-Seconds"
+
+/* GET / (§1.5): the 2024 list observed on EC2, 2022-07-09 included; one per
+ * line, no trailing newline.  The same for every VM.  Every entry is also
+ * accepted as the first path segment (cloud-init probes dated versions). */
+static const char route_versions[] = "1.0\n2007-01-19\n2007-03-01\n2007-08-29\n2007-10-10\n2007-12-15\n"
+				     "2008-02-01\n2008-09-01\n2009-04-04\n2011-01-01\n2011-05-01\n2012-01-12\n"
+				     "2014-02-25\n2014-11-05\n2015-10-20\n2016-04-19\n2016-06-30\n2016-09-02\n"
+				     "2018-03-28\n2018-08-17\n2018-09-24\n2019-10-01\n2020-10-27\n2021-01-03\n"
+				     "2021-03-23\n2021-07-15\n2022-07-09\n2022-09-24\n2024-04-11\nlatest";
+
+/* EC2's XHTML error pages (§1.2, capture C4): the 401 page is exactly 343
+ * bytes (one tab before the DTD URL, a newline after </html>). */
+#define ROUTE_ERROR_PAGE(title)                                                                                      \
+	"<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n"                                                           \
+	"<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\"\n"                                          \
+	"\t\"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n"                                            \
+	"<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n"                                 \
+	" <head>\n"                                                                                                   \
+	"  <title>" title "</title>\n"                                                                                \
+	" </head>\n"                                                                                                  \
+	" <body>\n"                                                                                                   \
+	"  <h1>" title "</h1>\n"                                                                                      \
+	" </body>\n"                                                                                                  \
+	"</html>\n"
+
+static const char route_page_401[] = ROUTE_ERROR_PAGE("401 - Unauthorized");
+static const char route_page_404[] = ROUTE_ERROR_PAGE("404 - Not Found");
+_Static_assert(sizeof(route_page_401) - 1 == 343, "EC2's 401 page is 343 bytes");
+
+enum route_kind {
+	ROUTE_BAD,	   /* target is not a path we can normalise */
+	ROUTE_ROOT,	   /* "/" */
+	ROUTE_TOKEN,	   /* "/latest/api/token" */
+	ROUTE_DATED_TOKEN, /* PUT "/<dated>/api/token" */
+	ROUTE_DATA,	   /* "/<version>" and below */
+	ROUTE_UNKNOWN,	   /* first segment is not a version */
+	ROUTE_KIND_MAX,
+};
+
+/* State of one request while it is routed. */
+struct route_call {
+	const struct route_ctx *ctx;
+	const struct http_request *req;
+	const struct tree_meta *meta;
+	/* Copy of meta->instance_id, NUL-terminated even if the shared image
+	 * is torn by a concurrent update (the server then discards the reply). */
+	char instance_id[sizeof(((struct tree_meta *)0)->instance_id) + 1];
+	enum route_kind kind;
+	char path[ROUTE_PATH_CAP];
+	const char *rest; /* path below "/<version>/", "" for the version root */
+	struct http_response resp;
+	struct route_result *res;
+	char extra[ROUTE_EXTRA_CAP]; /* extra response header lines */
+	char token[TOKEN_TEXT_LEN + 1];
+};
+
+/* --- responses --- */
+
+static void route_reply(struct route_call *rc, int status, enum tree_ctype ct, const char *body, size_t len)
+{
+	rc->resp.status = status;
+	rc->resp.ctype = ct;
+	rc->resp.body = body;
+	rc->resp.body_len = len;
+}
+
+static void route_empty(struct route_call *rc, int status)
+{
+	route_reply(rc, status, CT_TEXT, "", 0);
+}
+
+static void route_not_found(struct route_call *rc)
+{
+	route_reply(rc, 404, CT_HTML, route_page_404, sizeof(route_page_404) - 1);
+}
+
+static void route_unauthorized(struct route_call *rc)
+{
+	route_reply(rc, 401, CT_HTML, route_page_401, sizeof(route_page_401) - 1);
+}
+
+/* Appends one "Name: value\r\n" line to the extra headers. */
+static void route_add_header(struct route_call *rc, const char *name, const char *value)
+{
+	size_t used = strlen(rc->extra);
+
+	snprintf(rc->extra + used, sizeof(rc->extra) - used, "%s: %s\r\n", name, value);
+	rc->resp.extra_headers = rc->extra;
+}
+
+static void route_add_ttl_header(struct route_call *rc, uint64_t seconds)
+{
+	char v[24];
+
+	snprintf(v, sizeof(v), "%" PRIu64, seconds);
+	route_add_header(rc, ROUTE_TTL_HEADER, v);
+}
+
+/* 405 with the methods the path does allow (§1.1, capture C6). */
+static void route_not_allowed(struct route_call *rc, const char *allow)
+{
+	route_add_header(rc, "Allow", allow);
+	route_empty(rc, 405);
+}
+
+/* --- path normalisation --- */
+
+/* Skips "http://host" of an absolute-form target (RFC 7230 §5.3.2), which
+ * a client sends when it believes it talks to a proxy. */
+static size_t route_skip_authority(const char *url, size_t len)
+{
+	static const char *const schemes[] = { "http://", "https://" };
+
+	for (size_t i = 0; i < 2; i++) {
+		size_t n = strlen(schemes[i]);
+
+		if (len >= n && strncasecmp(url, schemes[i], n) == 0) {
+			const char *slash = memchr(url + n, '/', len - n);
+
+			return slash ? (size_t)(slash - url) : len;
+		}
+	}
+	return 0;
+}
+
+/* Applies one segment to out ("/a/b/" form, always ending in '/'). */
+static int route_push_segment(char *out, size_t *olen, size_t cap, const char *seg, size_t n)
+{
+	if (n == 0 || (n == 1 && seg[0] == '.'))
+		return 0;
+	if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+		/* Drop the last segment; at the root ".." stays at the root. */
+		if (*olen > 1) {
+			(*olen)--;
+			while (out[*olen - 1] != '/')
+				(*olen)--;
+		}
+		return 0;
+	}
+	/* The '/' may take the NUL's place for now: the caller drops it or
+	 * checks that the NUL still fits. */
+	if (*olen + n + 1 > cap)
+		return -EINVAL;
+	memcpy(out + *olen, seg, n);
+	*olen += n;
+	out[(*olen)++] = '/';
+	return 0;
+}
+
+/* Length of the run of url[0..len) before the first byte of `stop` or NUL. */
+static size_t route_span(const char *url, size_t len, const char *stop)
+{
+	size_t i = 0;
+
+	while (i < len && url[i] && !strchr(stop, url[i]))
+		i++;
+	return i;
+}
+
+int route_normalize_path(const char *url, size_t url_len, char *out, size_t cap)
+{
+	size_t i, olen = 1, start = route_skip_authority(url, url_len);
+	size_t end = start + route_span(url + start, url_len - start, "?#");
+	bool keep_slash = true; /* "http://host" alone means "/" */
+
+	if (cap < 2 || (start == 0 && (end == 0 || url[0] != '/')))
+		return -EINVAL;
+	if (end < url_len && url[end] == '\0')
+		return -EINVAL;
+	out[0] = '/';
+	/* i == end visits the empty segment after a trailing '/'. */
+	for (i = start; i <= end;) {
+		size_t n = route_span(url + i, end - i, "/");
+
+		if (route_push_segment(out, &olen, cap, url + i, n))
+			return -EINVAL;
+		/* A trailing "/", "." or ".." names a directory (RFC 3986 §5.2.4). */
+		keep_slash = n == 0 || (n == 1 && url[i] == '.') || (n == 2 && url[i] == '.' && url[i + 1] == '.');
+		i += n + 1;
+	}
+	if (olen > 1 && !keep_slash)
+		olen--;
+	if (olen >= cap)
+		return -EINVAL;
+	out[olen] = '\0';
+	return (int)olen;
+}
+
+/* --- classification --- */
+
+static bool route_is_version(const char *seg, size_t n)
+{
+	const char *p = route_versions;
+
+	while (*p) {
+		size_t len = strcspn(p, "\n");
+
+		if (len == n && memcmp(p, seg, n) == 0)
+			return true;
+		p += len + (p[len] == '\n');
+	}
+	return false;
+}
+
+static enum route_kind route_classify(struct route_call *rc)
+{
+	const char *seg = rc->path + 1;
+	size_t n = strcspn(seg, "/");
+
+	if (n == 0)
+		return ROUTE_ROOT;
+	if (!route_is_version(seg, n))
+		return ROUTE_UNKNOWN;
+	rc->rest = seg[n] ? seg + n + 1 : "";
+	if (strcmp(rc->rest, "api/token") != 0)
+		return ROUTE_DATA;
+	if (n == 6 && memcmp(seg, "latest", 6) == 0)
+		return ROUTE_TOKEN;
+	/* §1.1: a token PUT to a dated path is refused with 403 ("intended");
+	 * other methods there get the ordinary data rules (404). */
+	return rc->req->method == HTTP_M_PUT ? ROUTE_DATED_TOKEN : ROUTE_DATA;
+}
+
+/* --- IMDSv2 tokens --- */
+
+/* TTL header (§1.1): exactly one, decimal digits only, 1..21600; -EINVAL
+ * otherwise (answered 400, which botocore and the JS SDK treat as final). */
+static int route_parse_ttl(const struct http_header_value *h)
+{
+	int ttl = 0;
+
+	if (!h->present || h->count != 1 || h->too_long || !h->value[0])
+		return -EINVAL;
+	for (const char *p = h->value; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		ttl = ttl * 10 + (*p - '0');
+		if (ttl > TOKEN_TTL_MAX)
+			return -EINVAL;
+	}
+	return ttl < TOKEN_TTL_MIN ? -EINVAL : ttl;
+}
+
+static void route_token_put(struct route_call *rc)
+{
+	const struct http_request *req = rc->req;
+	int ttl = route_parse_ttl(&req->token_ttl);
+
+	/* "PUT requests are rejected if they contain an X-Forwarded-For
+	 * header" (D-how): a proxy in the guest must not obtain tokens. */
+	if (req->forwarded_for.present) {
+		route_empty(rc, 403);
+	} else if (ttl < 0) {
+		route_empty(rc, 400);
+	} else if (token_mint(rc->ctx->token_key, rc->instance_id, (uint64_t)rc->ctx->now + (uint64_t)ttl,
+			      rc->token)) {
+		rc->res->close = true;
+		route_empty(rc, 500);
+	} else {
+		/* The granted TTL is echoed: aws-sdk-go fails without it (§1.1). */
+		route_add_ttl_header(rc, (uint64_t)ttl);
+		route_reply(rc, 200, CT_TEXT, rc->token, TOKEN_TEXT_LEN);
+		/* EC2 closes after a token reply; the data plane also limits the
+		 * IP TTL of this connection's replies to the hop limit. */
+		rc->res->token_reply = true;
+		rc->res->close = true;
+	}
+}
+
+static void route_token(struct route_call *rc)
+{
+	switch (rc->req->method) {
+	case HTTP_M_PUT:
+		route_token_put(rc);
+		break;
+	case HTTP_M_OPTIONS:
+		route_add_header(rc, "Allow", "OPTIONS, PUT");
+		route_empty(rc, 200);
+		break;
+	default:
+		route_not_allowed(rc, "OPTIONS, PUT");
+		break;
+	}
+}
+
+/* Returns 0 when the request may be served, else -EACCES with the 401/403
+ * reply already set.  A token header, even empty, makes the request IMDSv2:
+ * it must then be valid for this VM (§1.2); SDKs answer 401 by fetching a
+ * new token. */
+static int route_check_token(struct route_call *rc)
+{
+	const struct http_header_value *tok = &rc->req->token;
+	uint64_t now = (uint64_t)rc->ctx->now, expiry;
+
+	if (!tok->present) {
+		if (rc->meta->http_tokens != IMDS_TOKENS_REQUIRED)
+			return 0;
+		route_unauthorized(rc);
+		return -EACCES;
+	}
+	if (tok->count != 1 || tok->too_long ||
+	    token_verify(rc->ctx->token_key, rc->instance_id, tok->value, strlen(tok->value), now, &expiry)) {
+		route_unauthorized(rc);
+		return -EACCES;
+	}
+	/* Token-bearing requests through a proxy get 403 on EC2 (kube2iam #279). */
+	if (rc->req->forwarded_for.present) {
+		route_empty(rc, 403);
+		return -EACCES;
+	}
+	route_add_ttl_header(rc, expiry - now);
+	return 0;
+}
+
+/* --- data --- */
+
+static void route_root(struct route_call *rc)
+{
+	route_reply(rc, 200, CT_TEXT, route_versions, sizeof(route_versions) - 1);
+}
+
+static int route_lookup(struct route_call *rc, const char *rest, size_t n, bool dir, struct tree_entry *e)
+{
+	char key[ROUTE_KEY_CAP];
+	int len;
+
+	len = snprintf(key, sizeof(key), "%s%.*s%s", ROUTE_FLAVOR, (int)n, rest, dir && n ? "/" : "");
+	if (len < 0 || (size_t)len >= sizeof(key))
+		return -ENOENT;
+	return tree_lookup(rc->ctx->tree, key, (size_t)len, e);
+}
+
+/* With a trailing '/' the directory wins, else the leaf; the other is the
+ * fallback: botocore asks "placement/availability-zone/" (a leaf) and
+ * cloud-init lists "dynamic/instance-identity" (a directory) without '/'. */
+static void route_data(struct route_call *rc)
+{
+	size_t n = strlen(rc->rest);
+	bool slash = n > 0 && rc->rest[n - 1] == '/';
+	struct tree_entry e;
+	int ret;
+
+	if (slash)
+		n--;
+	ret = route_lookup(rc, rc->rest, n, slash, &e);
+	if (ret && n > 0)
+		ret = route_lookup(rc, rc->rest, n, !slash, &e);
+	if (ret) {
+		route_not_found(rc);
+		return;
+	}
+	route_reply(rc, 200, e.ctype, e.body, e.body_len);
+	rc->resp.last_modified = rc->meta->last_modified;
+}
+
+static void route_dated_token(struct route_call *rc)
+{
+	route_empty(rc, 403);
+}
+
+static void route_bad(struct route_call *rc)
+{
+	route_empty(rc, 400);
+}
+
+/* guarded: GET/HEAD only, and the IMDSv2 token rules apply first. */
+static const struct {
+	void (*handle)(struct route_call *rc);
+	bool guarded;
+} route_table[ROUTE_KIND_MAX] = {
+	[ROUTE_BAD] = { route_bad, false },
+	[ROUTE_ROOT] = { route_root, true },
+	[ROUTE_TOKEN] = { route_token, false },
+	[ROUTE_DATED_TOKEN] = { route_dated_token, false },
+	[ROUTE_DATA] = { route_data, true },
+	[ROUTE_UNKNOWN] = { route_not_found, true },
+};
+
+static void route_dispatch(struct route_call *rc)
+{
+	enum http_method m = rc->req->method;
+
+	if (!route_table[rc->kind].guarded)
+		route_table[rc->kind].handle(rc);
+	else if (m != HTTP_M_GET && m != HTTP_M_HEAD)
+		route_not_allowed(rc, "GET, HEAD");
+	else if (route_check_token(rc) == 0)
+		route_table[rc->kind].handle(rc);
+}
+
+int route_request(const struct route_ctx *ctx, const struct http_request *req, struct outbuf *out,
+		  struct route_result *res)
+{
+	static struct route_call rc_zero;
+	struct route_call rc = rc_zero;
+
+	*res = (struct route_result){ 0 };
+	rc.ctx = ctx;
+	rc.req = req;
+	rc.res = res;
+	rc.meta = ctx->tree ? tree_view_meta(ctx->tree) : NULL;
+	if (!rc.meta) {
+		res->close = true;
+		route_empty(&rc, 500);
+	} else {
+		memcpy(rc.instance_id, rc.meta->instance_id, sizeof(rc.meta->instance_id));
+		rc.kind = route_normalize_path(req->url, req->url_len, rc.path, sizeof(rc.path)) < 0 ? ROUTE_BAD
+												 : route_classify(&rc);
+		route_dispatch(&rc);
+	}
+	res->status = rc.resp.status;
+	res->close = res->close || !req->keep_alive;
+	rc.resp.close = res->close;
+	rc.resp.head = req->method == HTTP_M_HEAD;
+	return http_write_response(out, &rc.resp, ctx->now);
+}

@@ -1,0 +1,836 @@
+/* server.c: the io_uring HTTP server of imdsd.
+ *
+ * Each worker thread owns one ring, one SO_REUSEPORT listener (the kernel
+ * spreads connections over the listeners), one provided-buffer ring and the
+ * connections it accepted; workers share nothing but the read-only store.
+ *
+ * Every request in flight carries user_data = connection pointer | op tag
+ * (connections are 16-byte aligned, the tag uses the low 3 bits).  A
+ * connection is freed only once no request referring to it is in flight:
+ * closing cancels its requests and waits for their last completions.
+ *
+ * The hop limit (EC2 HttpPutResponseHopLimit) is applied here with IP_TTL
+ * on the socket, from the first byte of a token reply on; token replies
+ * close the connection, so no later reply leaves with the lowered TTL.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "outbuf.h"
+#include "router.h"
+
+#define SRV_SQ_ENTRIES 1024
+#define SRV_CQ_ENTRIES 8192
+#define SRV_BUF_COUNT 512 /* a power of two: the buffer ring is indexed with a mask */
+#define SRV_BUF_SIZE 4096
+#define SRV_BUF_GROUP 0
+#define SRV_BACKLOG 4096
+#define SRV_MAX_UNSENT (256 * 1024) /* a client that pipelines without reading */
+#define SRV_ROUTE_TRIES 4
+#define SRV_TICK_SEC 1
+#define SRV_STOP_WAIT_MS 2000 /* give up draining completions after this */
+
+enum srv_op {
+	OP_ACCEPT = 1,
+	OP_RECV = 2,
+	OP_SEND = 3,
+	OP_CANCEL = 4,
+	OP_TICK = 5,
+	OP_WAKE = 6,
+	OP_STOP = 7,
+};
+#define SRV_OP_MASK 7u
+
+/* What the request callback tells the input path (returned through
+ * http_feed, which passes a non-zero callback result straight back). */
+enum srv_feed {
+	FEED_STOP = 1, /* a response said close: ignore further requests */
+	FEED_GONE = 2, /* the VM was deleted: close without a response */
+	FEED_FAIL = 3, /* out of memory: close */
+};
+
+struct srv_worker;
+
+struct srv_conn {
+	struct srv_conn *prev, *next; /* the worker's list, for idle scans and stop */
+	struct srv_worker *w;
+	int fd;
+	uint32_t slot, generation; /* the VM, from the data plane's verified SYN */
+	struct http_conn http;
+	struct outbuf out;  /* responses not yet handed to the kernel */
+	struct outbuf wire; /* being sent: the kernel reads it until the send completes */
+	size_t wire_off;
+	size_t ttl_mark; /* bytes of `out` that precede the token reply */
+	int ttl;	 /* IP TTL to set at ttl_mark, 0 = none pending */
+	uint64_t last_active_ms;
+	bool recv_armed, send_inflight, cancel_inflight;
+	bool closing;	       /* cancelled; freed when nothing is in flight */
+	bool close_after_send; /* a response said close, or the peer sent EOF */
+};
+
+struct srv_worker {
+	struct server *srv;
+	int index;
+	pthread_t thread;
+	bool thread_started;
+	struct io_uring ring;
+	bool ring_ready;
+	int listen_fd;
+	int wake_fd;
+	uint64_t wake_buf;
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	struct __kernel_timespec tick;
+	struct srv_conn conns; /* list head (sentinel) */
+	unsigned inflight;     /* requests whose final completion is still due */
+	bool stopping;
+	bool accept_paused; /* out of descriptors: re-armed on the next tick */
+};
+
+struct server {
+	struct server_config cfg;
+	int nworkers;
+	struct srv_worker *workers;
+};
+
+static uint64_t srv_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- submission helpers ---- */
+
+static struct io_uring_sqe *srv_sqe(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe) {
+		/* SQ full: hand the queued entries to the kernel first. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	if (!sqe) {
+		fprintf(stderr, "imdsd: worker %d: submission queue exhausted\n", w->index);
+		return NULL;
+	}
+	w->inflight++;
+	return sqe;
+}
+
+static void srv_set_data(struct io_uring_sqe *sqe, void *ptr, enum srv_op op)
+{
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)ptr | op);
+}
+
+static void srv_arm_accept(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+
+	if (!sqe)
+		return;
+	/* One SQE, one completion per accepted socket while IORING_CQE_F_MORE
+	 * is set; the kernel ends it on an error (e.g. EMFILE). */
+	io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	srv_set_data(sqe, NULL, OP_ACCEPT);
+}
+
+static void srv_arm_tick(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+
+	if (!sqe)
+		return;
+	w->tick.tv_sec = SRV_TICK_SEC;
+	w->tick.tv_nsec = 0;
+	io_uring_prep_timeout(sqe, &w->tick, 0, 0);
+	srv_set_data(sqe, NULL, OP_TICK);
+}
+
+static void srv_arm_wake(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf), 0);
+	srv_set_data(sqe, NULL, OP_WAKE);
+}
+
+static void srv_arm_recv(struct srv_worker *w, struct srv_conn *c)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+
+	if (!sqe)
+		return;
+	/* Multishot receive: each completion carries one buffer picked by the
+	 * kernel from group SRV_BUF_GROUP; it stops (no IORING_CQE_F_MORE) on
+	 * EOF, on an error, and with -ENOBUFS when the group is empty. */
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = SRV_BUF_GROUP;
+	srv_set_data(sqe, c, OP_RECV);
+	c->recv_armed = true;
+}
+
+/* Gives a provided buffer back to the kernel.  Until this runs the kernel
+ * cannot use it again, so it must follow every buffer-carrying completion,
+ * including those of connections that are closing. */
+static void srv_buf_recycle(struct srv_worker *w, unsigned bid)
+{
+	io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * SRV_BUF_SIZE, SRV_BUF_SIZE, (unsigned short)bid,
+			      io_uring_buf_ring_mask(SRV_BUF_COUNT), 0);
+	io_uring_buf_ring_advance(w->br, 1);
+}
+
+/* ---- connection lifetime ---- */
+
+/* Frees a closing connection once no request refers to it.  Called after
+ * each of its completions and after closing it from outside its own
+ * completions (tick, stop); never from inside a handler that still uses it. */
+static void srv_conn_maybe_free(struct srv_conn *c)
+{
+	if (!c->closing || c->recv_armed || c->send_inflight || c->cancel_inflight)
+		return;
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	close(c->fd);
+	outbuf_free(&c->out);
+	outbuf_free(&c->wire);
+	free(c);
+}
+
+/* Stops serving `c`: no more input, output or re-arming.  Its memory stays
+ * until srv_conn_maybe_free sees nothing in flight. */
+static void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	/* Closing the fd would not stop requests that hold the file; cancel
+	 * them by fd (while the fd still names the socket) and free the
+	 * connection when their last completions have arrived. */
+	if ((c->recv_armed || c->send_inflight) && !w->stopping) {
+		sqe = srv_sqe(w);
+		if (sqe) {
+			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+			srv_set_data(sqe, c, OP_CANCEL);
+			c->cancel_inflight = true;
+		} else {
+			shutdown(c->fd, SHUT_RDWR); /* wakes the requests instead */
+		}
+	}
+}
+
+static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, uint32_t slot, uint32_t generation)
+{
+	struct srv_conn *c = NULL;
+
+	/* 16-byte alignment leaves the low bits of the pointer for the op tag. */
+	if (posix_memalign((void **)&c, 16, sizeof(*c)))
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	c->w = w;
+	c->fd = fd;
+	c->slot = slot;
+	c->generation = generation;
+	c->last_active_ms = srv_now_ms();
+	http_conn_init(&c->http);
+	c->next = w->conns.next;
+	c->prev = &w->conns;
+	w->conns.next->prev = c;
+	w->conns.next = c;
+	return c;
+}
+
+/* A new socket: served only if the data plane verified its SYN. */
+static void srv_conn_open(struct srv_worker *w, int fd)
+{
+	struct sockaddr_in peer;
+	socklen_t len = sizeof(peer);
+	uint32_t slot, generation;
+	struct srv_conn *c;
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0 || peer.sin_family != AF_INET)
+		goto reject;
+	/* -ENOENT: no verified SYN for this (address, port): it did not come
+	 * through a port of ours from a loaded VM.  No response at all. */
+	if (store_take_conn(w->srv->cfg.store, peer.sin_addr.s_addr, peer.sin_port, &slot, &generation) < 0)
+		goto reject;
+	c = srv_conn_new(w, fd, slot, generation);
+	if (!c)
+		goto reject;
+	srv_arm_recv(w, c);
+	return;
+reject:
+	close(fd);
+}
+
+/* ---- output ---- */
+
+static size_t srv_unsent(const struct srv_conn *c)
+{
+	return c->out.len + c->wire.len - c->wire_off;
+}
+
+/* Moves the next run of `out` to the (empty) wire buffer.  A pending TTL
+ * change splits the run: bytes before the token reply leave with the
+ * default TTL, the token reply with the VM's hop limit. */
+static int srv_stage(struct srv_conn *c)
+{
+	size_t n = c->out.len;
+	struct outbuf tmp;
+
+	if (c->ttl && c->ttl_mark == 0) {
+		/* IP_TTL is read when each segment is built, so every byte
+		 * handed to the kernel from now on carries it. */
+		if (setsockopt(c->fd, IPPROTO_IP, IP_TTL, &c->ttl, sizeof(c->ttl)) < 0)
+			return -errno;
+		c->ttl = 0;
+	}
+	if (c->ttl)
+		n = c->ttl_mark;
+	if (n == 0)
+		return 0;
+	if (n == c->out.len) {
+		tmp = c->wire;
+		c->wire = c->out;
+		c->out = tmp;
+		outbuf_reset(&c->out);
+	} else {
+		if (outbuf_append(&c->wire, c->out.data, n))
+			return -ENOMEM;
+		outbuf_consume(&c->out, n);
+	}
+	if (c->ttl)
+		c->ttl_mark -= n;
+	return 0;
+}
+
+/* Keeps one send in flight per connection; closes once everything went out
+ * if a response (or the peer's EOF) asked for it. */
+static void srv_flush(struct srv_worker *w, struct srv_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->send_inflight || c->closing)
+		return;
+	if (c->wire_off >= c->wire.len) {
+		outbuf_reset(&c->wire);
+		c->wire_off = 0;
+		if (srv_stage(c) < 0) {
+			srv_conn_close(w, c);
+			return;
+		}
+	}
+	if (c->wire.len == 0) {
+		if (c->close_after_send)
+			srv_conn_close(w, c);
+		return;
+	}
+	sqe = srv_sqe(w);
+	if (!sqe) {
+		srv_conn_close(w, c);
+		return;
+	}
+	io_uring_prep_send(sqe, c->fd, c->wire.data + c->wire_off, c->wire.len - c->wire_off, MSG_NOSIGNAL);
+	srv_set_data(sqe, c, OP_SEND);
+	c->send_inflight = true;
+}
+
+static int srv_write_status(struct srv_conn *c, int status)
+{
+	const char *reason = http_reason(status);
+	struct http_response r = {
+		.status = status,
+		.ctype = CT_TEXT,
+		.body = reason,
+		.body_len = strlen(reason),
+		.close = true,
+	};
+
+	c->close_after_send = true;
+	return http_write_response(&c->out, &r, time(NULL));
+}
+
+/* ---- requests ---- */
+
+/* Routes one request against one snapshot of the VM's tree.  1 when the
+ * response in `out` was built from a tree that stayed valid throughout, 0
+ * when the tree changed underneath (the caller retries), -ENOENT when the
+ * VM is gone, -ENOMEM. */
+static int srv_route_once(struct srv_worker *w, struct srv_conn *c, const struct http_request *req,
+			  struct route_result *res, int *hop_limit)
+{
+	const struct server_config *cfg = &w->srv->cfg;
+	struct vm_snapshot snap;
+	struct route_ctx ctx;
+	size_t mark = c->out.len;
+	int rc;
+
+	rc = store_snapshot(cfg->store, c->slot, c->generation, &snap);
+	if (rc == -EAGAIN)
+		return 0;
+	if (rc < 0)
+		return rc;
+	ctx = (struct route_ctx){ .tree = &snap.tree, .token_key = cfg->token_key, .now = time(NULL) };
+	memset(res, 0, sizeof(*res));
+	rc = route_request(&ctx, req, &c->out, res);
+	/* Read before the validity check: it comes from the same snapshot. */
+	*hop_limit = tree_view_meta(&snap.tree)->hop_limit;
+	if (store_snapshot_valid(cfg->store, &snap))
+		return rc < 0 ? rc : 1;
+	c->out.len = mark; /* drop what a torn read produced */
+	return 0;
+}
+
+/* http_feed's callback, once per complete request, in order. */
+static int srv_on_request(void *ctx, const struct http_request *req)
+{
+	struct srv_conn *c = ctx;
+	struct route_result res;
+	size_t mark = c->out.len;
+	int hop_limit = 0, rc = 0;
+
+	if (c->close_after_send)
+		return FEED_STOP;
+	for (int tries = 0; tries < SRV_ROUTE_TRIES && rc == 0; tries++)
+		rc = srv_route_once(c->w, c, req, &res, &hop_limit);
+	if (rc == -ENOENT)
+		return FEED_GONE;
+	if (rc == 0 || rc == -EINVAL) {
+		/* 503: the tree kept changing under us, the client may retry;
+		 * 500: the published image is not a tree (a bug, logged). */
+		if (rc == -EINVAL)
+			fprintf(stderr, "imdsd: slot %u: the published tree is invalid\n", c->slot);
+		return srv_write_status(c, rc ? 500 : 503) ? FEED_FAIL : FEED_STOP;
+	}
+	if (rc < 0)
+		return FEED_FAIL;
+	if (res.token_reply && hop_limit > 0) {
+		c->ttl = hop_limit;
+		c->ttl_mark = mark;
+		res.close = true;
+	}
+	if (res.close || !req->keep_alive) {
+		c->close_after_send = true;
+		return FEED_STOP;
+	}
+	return 0;
+}
+
+/* Feeds received bytes and queues the responses. */
+static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const char *data, size_t len)
+{
+	int rc;
+
+	c->last_active_ms = srv_now_ms();
+	if (c->close_after_send)
+		return; /* a response said close: later requests are not answered */
+	rc = http_feed(&c->http, data, len, srv_on_request, c);
+	/* rc < 0: not HTTP (-400, -413, -414, -431): answer that status and
+	 * close.  Past SRV_MAX_UNSENT the client is not reading: drop it. */
+	if (rc < 0)
+		rc = srv_write_status(c, -rc <= 599 && -rc >= 400 ? -rc : 400) < 0 ? FEED_FAIL : 0;
+	if (rc == FEED_GONE || rc == FEED_FAIL || srv_unsent(c) > SRV_MAX_UNSENT)
+		srv_conn_close(w, c);
+	else
+		srv_flush(w, c);
+}
+
+/* ---- completions ---- */
+
+static void srv_handle_accept(struct srv_worker *w, int res, bool more)
+{
+	if (res >= 0 && w->stopping)
+		close(res); /* accepted while the stop's cancel was on its way */
+	else if (res >= 0)
+		srv_conn_open(w, res);
+	else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM)
+		w->accept_paused = true; /* re-armed on the next tick, not in a busy loop */
+	else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED)
+		fprintf(stderr, "imdsd: worker %d: accept: %s\n", w->index, strerror(-res));
+	if (!more && !w->stopping && !w->accept_paused)
+		srv_arm_accept(w);
+}
+
+static void srv_handle_recv(struct srv_worker *w, struct srv_conn *c, const struct io_uring_cqe *cqe, bool more)
+{
+	int res = cqe->res;
+
+	if (!more)
+		c->recv_armed = false;
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+
+		if (res > 0 && !c->closing)
+			srv_conn_input(w, c, (const char *)w->bufs + (size_t)bid * SRV_BUF_SIZE, (size_t)res);
+		/* http_feed copied what it keeps of the request: the buffer
+		 * can go back to the kernel right away. */
+		srv_buf_recycle(w, bid);
+	}
+	if (c->closing)
+		return;
+	if (res == 0) {
+		/* EOF: the peer will send nothing more, but may still read
+		 * (half-close); answer what it asked and then close. */
+		c->close_after_send = true;
+		srv_flush(w, c);
+	} else if (res < 0 && res != -ENOBUFS) {
+		srv_conn_close(w, c);
+	} else if (!more && !c->close_after_send) {
+		/* Also after -ENOBUFS: every provided buffer was in use when
+		 * data arrived and the kernel ended the multishot receive.
+		 * Buffers go back as completions are handled, so arming
+		 * again is enough. */
+		srv_arm_recv(w, c);
+	}
+}
+
+static void srv_handle_send(struct srv_worker *w, struct srv_conn *c, int res)
+{
+	c->send_inflight = false;
+	if (c->closing)
+		return;
+	if (res <= 0) { /* EPIPE, ECONNRESET: the peer is gone */
+		srv_conn_close(w, c);
+		return;
+	}
+	/* A stream send may be short: the rest goes in the next one. */
+	c->wire_off += (size_t)res;
+	c->last_active_ms = srv_now_ms();
+	srv_flush(w, c);
+}
+
+static void srv_handle_cancel(struct srv_conn *c)
+{
+	c->cancel_inflight = false;
+}
+
+/* Once a second: close idle connections, which includes clients that stop
+ * reading (their send never completes), and retry a paused accept. */
+static void srv_handle_tick(struct srv_worker *w)
+{
+	uint64_t now = srv_now_ms();
+	uint64_t idle = (uint64_t)w->srv->cfg.idle_timeout_ms;
+	struct srv_conn *c, *next;
+
+	if (w->stopping)
+		return;
+	for (c = w->conns.next; c != &w->conns; c = next) {
+		next = c->next;
+		if (!c->closing && now - c->last_active_ms > idle) {
+			srv_conn_close(w, c);
+			srv_conn_maybe_free(c);
+		}
+	}
+	if (w->accept_paused) {
+		w->accept_paused = false;
+		srv_arm_accept(w);
+	}
+	srv_arm_tick(w);
+}
+
+/* server_stop wrote the eventfd: cancel every request of this ring (the
+ * listener's accept, receives, sends, the tick) and let the completions
+ * drain; connections are freed as their last completions arrive. */
+static void srv_handle_wake(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe;
+	struct srv_conn *c, *next;
+
+	w->stopping = true;
+	for (c = w->conns.next; c != &w->conns; c = next) {
+		next = c->next;
+		srv_conn_close(w, c);
+		srv_conn_maybe_free(c);
+	}
+	sqe = srv_sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+	srv_set_data(sqe, NULL, OP_STOP);
+}
+
+static void srv_dispatch(struct srv_worker *w, const struct io_uring_cqe *cqe)
+{
+	void *ptr = (void *)(uintptr_t)(cqe->user_data & ~(uint64_t)SRV_OP_MASK);
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+
+	/* A completion without F_MORE is the last one of its request. */
+	if (!more)
+		w->inflight--;
+	switch (cqe->user_data & SRV_OP_MASK) {
+	case OP_ACCEPT:
+		srv_handle_accept(w, cqe->res, more);
+		break;
+	case OP_RECV:
+		srv_handle_recv(w, ptr, cqe, more);
+		srv_conn_maybe_free(ptr);
+		break;
+	case OP_SEND:
+		srv_handle_send(w, ptr, cqe->res);
+		srv_conn_maybe_free(ptr);
+		break;
+	case OP_CANCEL:
+		srv_handle_cancel(ptr);
+		srv_conn_maybe_free(ptr);
+		break;
+	case OP_TICK:
+		srv_handle_tick(w);
+		break;
+	case OP_WAKE:
+		srv_handle_wake(w);
+		break;
+	default: /* OP_STOP: the cancel's own completion */
+		break;
+	}
+}
+
+/* ---- worker thread ---- */
+
+static int srv_drain(struct srv_worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&w->ring, head, cqe)
+	{
+		srv_dispatch(w, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&w->ring, n);
+	return (int)n;
+}
+
+/* After a stop, whatever is left (a completion that never came) is freed
+ * without waiting: the ring is torn down next, which ends its requests. */
+static void srv_free_conns(struct srv_worker *w)
+{
+	struct srv_conn *c, *next;
+
+	for (c = w->conns.next; c != &w->conns; c = next) {
+		next = c->next;
+		c->closing = true;
+		c->recv_armed = c->send_inflight = c->cancel_inflight = false;
+		srv_conn_maybe_free(c);
+	}
+}
+
+static void *srv_worker_main(void *arg)
+{
+	struct srv_worker *w = arg;
+	struct __kernel_timespec wait = { .tv_nsec = 100 * 1000000 };
+	uint64_t stop_deadline = 0;
+	struct io_uring_cqe *cqe;
+	int rc;
+
+	srv_arm_wake(w);
+	srv_arm_tick(w);
+	srv_arm_accept(w);
+	while (!(w->stopping && w->inflight == 0)) {
+		if (w->stopping && !stop_deadline)
+			stop_deadline = srv_now_ms() + SRV_STOP_WAIT_MS;
+		if (stop_deadline && srv_now_ms() > stop_deadline)
+			break;
+		rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, w->stopping ? &wait : NULL, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+			fprintf(stderr, "imdsd: worker %d: io_uring wait: %s\n", w->index, strerror(-rc));
+			break;
+		}
+		srv_drain(w);
+	}
+	/* Tear the ring down before freeing connections: if the drain timed
+	 * out, a request may still point into one of them. */
+	io_uring_queue_exit(&w->ring);
+	w->ring_ready = false;
+	srv_free_conns(w);
+	return NULL;
+}
+
+/* ---- setup ---- */
+
+static int srv_listen(uint32_t addr_be, uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = addr_be, .sin_port = htons(port) };
+	int one = 1, fd, err;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* REUSEPORT: one listener per worker, the kernel spreads connections.
+	 * FREEBIND: the address may be added to the bridge after we bind.
+	 * NODELAY is inherited by accepted sockets: every response is one
+	 * send, Nagle would only delay pipelined replies. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, SRV_BACKLOG) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int srv_ring_init(struct srv_worker *w)
+{
+	struct io_uring_params p = {
+		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+		.cq_entries = SRV_CQ_ENTRIES,
+	};
+	int rc;
+
+	rc = io_uring_queue_init_params(SRV_SQ_ENTRIES, &w->ring, &p);
+	if (rc == -EINVAL) { /* a kernel without SUBMIT_ALL / COOP_TASKRUN */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = SRV_CQ_ENTRIES;
+		rc = io_uring_queue_init_params(SRV_SQ_ENTRIES, &w->ring, &p);
+	}
+	if (rc < 0)
+		return rc;
+	w->ring_ready = true;
+	return 0;
+}
+
+/* The provided-buffer ring must be page-aligned memory shared with the
+ * kernel; each entry points at one SRV_BUF_SIZE slice of w->bufs. */
+static int srv_bufs_init(struct srv_worker *w)
+{
+	size_t ring_size = SRV_BUF_COUNT * sizeof(struct io_uring_buf);
+	struct io_uring_buf_reg reg = { 0 };
+	void *mem;
+	int rc;
+
+	w->bufs = malloc((size_t)SRV_BUF_COUNT * SRV_BUF_SIZE);
+	if (!w->bufs)
+		return -ENOMEM;
+	mem = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	w->br = mem;
+	io_uring_buf_ring_init(w->br);
+	reg.ring_addr = (uint64_t)(uintptr_t)mem;
+	reg.ring_entries = SRV_BUF_COUNT;
+	reg.bgid = SRV_BUF_GROUP;
+	rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (rc < 0)
+		return rc;
+	for (unsigned i = 0; i < SRV_BUF_COUNT; i++)
+		io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * SRV_BUF_SIZE, SRV_BUF_SIZE, (unsigned short)i,
+				      io_uring_buf_ring_mask(SRV_BUF_COUNT), (int)i);
+	io_uring_buf_ring_advance(w->br, SRV_BUF_COUNT);
+	return 0;
+}
+
+static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
+{
+	int rc;
+
+	w->srv = srv;
+	w->index = index;
+	w->listen_fd = -1;
+	w->conns.next = w->conns.prev = &w->conns;
+	w->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (w->wake_fd < 0)
+		return -errno;
+	rc = srv_listen(srv->cfg.addr_be, srv->cfg.port);
+	if (rc < 0)
+		return rc;
+	w->listen_fd = rc;
+	rc = srv_ring_init(w);
+	if (rc < 0)
+		return rc;
+	return srv_bufs_init(w);
+}
+
+static void srv_worker_destroy(struct srv_worker *w)
+{
+	if (w->ring_ready)
+		io_uring_queue_exit(&w->ring); /* also unregisters the buffer ring */
+	if (w->br)
+		munmap(w->br, SRV_BUF_COUNT * sizeof(struct io_uring_buf));
+	free(w->bufs);
+	if (w->listen_fd >= 0)
+		close(w->listen_fd);
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
+}
+
+void server_stop(struct server *srv)
+{
+	uint64_t one = 1;
+
+	if (!srv)
+		return;
+	for (int i = 0; i < srv->nworkers; i++) {
+		struct srv_worker *w = &srv->workers[i];
+
+		if (w->thread_started && write(w->wake_fd, &one, sizeof(one)) < 0)
+			fprintf(stderr, "imdsd: worker %d: wake: %s\n", i, strerror(errno));
+	}
+	for (int i = 0; i < srv->nworkers; i++) {
+		struct srv_worker *w = &srv->workers[i];
+
+		if (w->thread_started)
+			pthread_join(w->thread, NULL);
+		srv_worker_destroy(w);
+	}
+	free(srv->workers);
+	free(srv);
+}
+
+int server_start(struct server **out, const struct server_config *cfg)
+{
+	struct server *srv;
+	int rc = 0;
+
+	*out = NULL;
+	if (cfg->workers < 1 || cfg->idle_timeout_ms < 1)
+		return -EINVAL;
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->cfg = *cfg;
+	srv->workers = calloc((size_t)cfg->workers, sizeof(*srv->workers));
+	if (!srv->workers) {
+		free(srv);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < cfg->workers && rc == 0; i++) {
+		srv->nworkers = i + 1;
+		rc = srv_worker_init(srv, &srv->workers[i], i);
+	}
+	for (int i = 0; i < srv->nworkers && rc == 0; i++) {
+		rc = -pthread_create(&srv->workers[i].thread, NULL, srv_worker_main, &srv->workers[i]);
+		srv->workers[i].thread_started = rc == 0;
+	}
+	if (rc < 0) {
+		server_stop(srv);
+		return rc;
+	}
+	*out = srv;
+	return 0;
+}
