@@ -21,15 +21,26 @@ static __always_inline void count_reason(__u32 slot, enum imds_reason reason)
 		c->packets[reason]++;
 }
 
-/* Binds a VM without a configured port to the first port it speaks from;
- * imdsd clears the binding when that port leaves the bridge. */
-static __always_inline int port_matches(struct imds_vm *vm, __u32 ingress)
+/* A VM whose port is not known yet is bound to the port its first fully
+ * verified packet arrives on (compare-and-swap, so two racing ports cannot
+ * both win); imdsd clears the binding when that port leaves the bridge.
+ * The address is checked before binding so that a frame with a borrowed
+ * MAC but the wrong IPv4 cannot claim the VM's port. */
+static __always_inline enum imds_reason check_port_and_address(struct imds_vm *vm, const struct imds_pkt *pkt,
+								 __u32 ingress)
 {
 	__u32 bound = vm->ifindex;
 
-	if (bound == 0)
-		bound = __sync_val_compare_and_swap(&vm->ifindex, 0, ingress) ?: ingress;
-	return bound == ingress;
+	if (bound && bound != ingress)
+		return IMDS_DROP_WRONG_PORT;
+	if (pkt->ip->saddr != vm->ipv4)
+		return IMDS_DROP_WRONG_IPV4;
+	if (!bound) {
+		bound = __sync_val_compare_and_swap(&vm->ifindex, 0, ingress);
+		if (bound && bound != ingress)
+			return IMDS_DROP_WRONG_PORT;
+	}
+	return IMDS_PASS_VERIFIED;
 }
 
 static __always_inline enum imds_reason verify_sender(struct xdp_md *ctx, const struct imds_pkt *pkt,
@@ -48,11 +59,7 @@ static __always_inline enum imds_reason verify_sender(struct xdp_md *ctx, const 
 		return IMDS_DROP_UNKNOWN_MAC;
 	*slot_out = *slot;
 	*vm_out = vm;
-	if (!port_matches(vm, ctx->ingress_ifindex))
-		return IMDS_DROP_WRONG_PORT;
-	if (pkt->ip->saddr != vm->ipv4)
-		return IMDS_DROP_WRONG_IPV4;
-	return IMDS_PASS_VERIFIED;
+	return check_port_and_address(vm, pkt, ctx->ingress_ifindex);
 }
 
 /* The server only serves connections whose SYN passed here. */

@@ -14,7 +14,8 @@
 #include <linux/types.h>
 #endif
 
-/* 169.254.169.254 reads the same in either byte order. */
+/* 169.254.169.254 in host byte order: use htonl()/bpf_htonl() before
+ * comparing it with an address from a packet or a sockaddr. */
 #define IMDS_IPV4_ADDR 0xA9FEA9FEu
 #define IMDS_TCP_PORT 80
 #define IMDS_DEFAULT_PIN_DIR "/sys/fs/bpf/imds"
