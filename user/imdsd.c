@@ -164,6 +164,7 @@ static void imdsd_port_joined(struct imdsd *d, int ifindex)
  * bindings learned on it (a VM may come back on another port). */
 static void imdsd_port_left(struct imdsd *d, struct imdsd_port *p)
 {
+	char name[IF_NAMESIZE];
 	int ifindex = p->ifindex;
 
 	if (p->attached)
@@ -175,7 +176,8 @@ static void imdsd_port_left(struct imdsd *d, struct imdsd_port *p)
 	} else {
 		fprintf(stderr, "imdsd: ifindex %d: cannot lock the store to unbind its VMs\n", ifindex);
 	}
-	fprintf(stderr, "imdsd: ifindex %d left the bridge\n", ifindex);
+	/* The name is gone when the port was deleted rather than unenslaved. */
+	fprintf(stderr, "imdsd: port %s (ifindex %d) left the bridge\n", imdsd_port_name(ifindex, name), ifindex);
 }
 
 static void imdsd_on_link(void *ctx, int ifindex, bool joined)

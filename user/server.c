@@ -378,7 +378,7 @@ static int srv_write_status(struct srv_conn *c, int status)
 /* Routes one request against one snapshot of the VM's tree.  1 when the
  * response in `out` was built from a tree that stayed valid throughout, 0
  * when the tree changed underneath (the caller retries), -ENOENT when the
- * VM is gone, -ENOMEM. */
+ * VM is gone, -EINVAL when its published tree is not valid, -ENOMEM. */
 static int srv_route_once(struct srv_worker *w, struct srv_conn *c, const struct http_request *req,
 			  struct route_result *res, int *hop_limit)
 {

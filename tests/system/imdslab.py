@@ -60,6 +60,10 @@ class Lab:
         run([LAB_SH, "add-vm", self.suffix, str(i)])
         self.vms.append(i)
 
+    def del_vm(self, i):
+        run([LAB_SH, "del-vm", self.suffix, str(i)])
+        self.vms.remove(i)
+
     def down(self):
         try:
             self.kill_imdsd()
@@ -178,9 +182,6 @@ class Lab:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-    def imdsd_alive(self):
-        return self.imdsd is not None and self.imdsd.poll() is None
 
     # --- imds-loadmap ---------------------------------------------------
     def loadmap(self, *args, check=False):

@@ -21,6 +21,7 @@ import argparse
 import json
 import random
 import sys
+import threading
 import time
 
 from scapy.all import IP, TCP, AsyncSniffer, Ether, conf, sendp  # noqa: E402
@@ -39,14 +40,13 @@ def describe(pkt):
 
 
 def start_sniffer(lo, hi):
-    sniffer = AsyncSniffer(iface="eth0", promisc=True, store=True, lfilter=lambda p: is_answer(p, lo, hi))
+    started = threading.Event()
+    sniffer = AsyncSniffer(iface="eth0", promisc=True, store=True, lfilter=lambda p: is_answer(p, lo, hi),
+                           started_callback=started.set)
     sniffer.start()
-    # AsyncSniffer opens its socket in a thread; wait until it exists.
-    for _ in range(100):
-        if getattr(sniffer, "running", False) and getattr(sniffer, "stop_cb", None):
-            break
-        time.sleep(0.02)
-    time.sleep(0.2)
+    # The capture socket is opened in the sniffer's thread: wait for it.
+    if not started.wait(10):
+        sys.exit("spoof.py: the sniffer did not start")
     return sniffer
 
 

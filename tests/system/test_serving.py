@@ -12,7 +12,7 @@ import time
 import pytest
 
 import vmdata
-from imdslab import assert_served, vm_curl
+from imdslab import assert_served, vm_curl, run
 from vmhttp import Connection, NoResponse, fetch, get, token_for
 
 DATED = ["2009-04-04", "2016-09-02", "2018-09-24", "2021-03-23"]
@@ -180,3 +180,24 @@ def test_update_while_running_is_served(lab):
     finally:
         lab.load([vmdata.vm_record(1)], name="vm1-back.json")
     assert_served(lab, 1)
+
+
+def test_vm_on_a_new_port_is_served_once_the_old_port_left(lab):
+    """The port binding is sticky only while the port exists: a VM whose
+    port left the bridge (VM restarted, new tap) binds again on its new one."""
+    assert_served(lab, 2)  # bound to its first port
+    lab.del_vm(2)
+    lab.add_vm(2)
+    wait_for_xdp(lab, "vm2")
+    try:
+        assert_served(lab, 2)
+    except Exception:
+        print(lab.loadmap("list").stdout, lab.loadmap("stats").stdout)
+        print(lab.ip_host("-d", "link", "show").stdout)
+        print(lab.ip_vm(2, "-d", "link", "show").stdout)
+        print(run(["bridge", "-n", lab.host_ns, "fdb", "show"]).stdout)
+        print(run(["bridge", "-n", lab.host_ns, "link", "show"]).stdout)
+        print(lab.ip_vm(2, "neigh").stdout, lab.ip_host("neigh").stdout)
+        raise
+    for i in (1, 3):
+        assert_served(lab, i)

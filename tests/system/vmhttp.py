@@ -83,9 +83,6 @@ class Response:
                 return v
         return None
 
-    def header_count(self, name):
-        return sum(1 for k, _ in self.headers if k.lower() == name.lower())
-
     @property
     def text(self):
         return self.body.decode("utf-8", "replace")
@@ -198,15 +195,6 @@ class Connection:
     def request(self, method, path, headers=None, body=None):
         self.send(method, path, headers, body)
         return self.read_response(head_request=(method == "HEAD"))
-
-    def peer_closed(self, wait=1.0):
-        """True if the server closes (FIN or RST) within `wait` seconds."""
-        self.sock.settimeout(wait)
-        try:
-            self._fill()
-        except NoResponse as e:
-            return e.kind in ("closed", "reset")
-        return False
 
 
 def fetch(ns, method, path, headers=None, body=None, timeout=3.0, source=None):
