@@ -157,12 +157,25 @@ static int loadmap_tree_size(const struct vm_set *set, const struct vm_desc *vm,
 	return ret;
 }
 
+static void loadmap_no_room(const struct vm_set *set, const struct vm_desc *vm, size_t len, uint32_t used_before,
+			    const struct arena_plan *plan, uint32_t free_before)
+{
+	uint32_t taken = plan->hdr.used_pages > used_before ? plan->hdr.used_pages - used_before : 0;
+
+	loadmap_err("%s: %s: no arena room for the tree of %s (%u pages of %d bytes): the VMs before it "
+		    "take %u of the %u free pages",
+		    set->source, vm->json_path, vm->instance_id, arena_pages_for(len), IMDS_ARENA_PAGE, taken,
+		    free_before);
+}
+
 /* Replays the allocations store_put will make (new tree first, then the old
  * one freed), so fragmentation is accounted for too. */
 static int loadmap_check_room(const struct store *s, const struct vm_set *set)
 {
 	struct arena_plan *plan = malloc(sizeof(*plan));
-	size_t len, total = 0;
+	uint32_t free_before = arena_free_pages(&s->arena);
+	uint32_t used_before = (uint32_t)(arena_used_bytes(&s->arena) / IMDS_ARENA_PAGE);
+	size_t len = 0;
 	int ret = 0;
 
 	if (!plan)
@@ -173,17 +186,11 @@ static int loadmap_check_room(const struct store *s, const struct vm_set *set)
 		int slot = store_find(s, vm->instance_id);
 
 		ret = loadmap_tree_size(set, vm, &len);
-		if (ret)
-			break;
-		total += len;
-		ret = arena_plan_alloc(plan, len);
-		if (ret) {
-			loadmap_err("%s: the arena has no room for %s (%zu bytes of trees so far, %zu bytes free)",
-				    set->source, vm->instance_id, total,
-				    (size_t)arena_free_pages(&s->arena) * IMDS_ARENA_PAGE);
-			break;
-		}
-		if (slot >= 0)
+		if (!ret)
+			ret = arena_plan_alloc(plan, len);
+		if (ret == -ENOSPC)
+			loadmap_no_room(set, vm, len, used_before, plan, free_before);
+		if (!ret && slot >= 0)
 			arena_plan_free(plan, &s->arena, (uint32_t)s->vms[slot].tree_ref);
 	}
 	free(plan);
