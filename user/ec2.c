@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "awsjson.h"
+#include "jsonpos.h"
 
 #define EC2_META "ec2/meta-data/"
 #define EC2_JSON_PATH_MAX 2048
@@ -87,11 +88,13 @@ static int ec2_map_object(struct ec2_ctx *c, const json_t *obj)
 		size_t klen = strlen(key), ts = c->tlen, js = c->jlen;
 		int rc = 0;
 
-		if (ts + klen + 1 >= sizeof(c->tree) || js + klen + 2 >= sizeof(c->json))
+		if (ts + klen + 1 >= sizeof(c->tree) || jsonpos_append_key(c->json, sizeof(c->json), js, key) >= sizeof(c->json)) {
+			c->json[js] = '\0';
 			return ec2_fail(c, c->json, -EINVAL);
+		}
 		memcpy(c->tree + ts, key, klen + 1);
 		c->tlen += klen;
-		c->jlen += (size_t)sprintf(c->json + js, ".%s", key);
+		c->jlen = strlen(c->json);
 		rc = ec2_map_value(c, val);
 		c->tree[c->tlen = ts] = '\0';
 		c->json[c->jlen = js] = '\0';

@@ -165,7 +165,9 @@ static int vc_parse_object(struct vc *c, void *target, json_t *obj, const char *
 		return vc_expect(c, path, obj, "an object");
 	json_object_foreach(obj, key, val) {
 		if (!vc_field_find(f, n, key)) {
-			snprintf(sub, sizeof(sub), "%s.%s", path, key);
+			size_t len = (size_t)snprintf(sub, sizeof(sub), "%s", path);
+
+			jsonpos_append_key(sub, sizeof(sub), len, key);
 			return vc_fail(c, sub, "unknown %s", what);
 		}
 	}
@@ -282,7 +284,7 @@ static int vc_parse_ipv4(struct vc *c, void *target, json_t *v, const char *path
 		return vc_fail(c, path, "%s is the broadcast address", q);
 	if ((host >> 28) == 0xe)
 		return vc_fail(c, path, "%s is a multicast address", q);
-	if (a.s_addr == IMDS_IPV4_ADDR)
+	if (host == IMDS_IPV4_ADDR) /* host order, despite the comment in imds.h */
 		return vc_fail(c, path, "%s is the metadata service's own address", q);
 	vm->ipv4 = a.s_addr;
 	return 0;
@@ -372,11 +374,16 @@ static int vc_check_meta_object(struct vc *c, json_t *obj, struct vc_path *p, si
 		char q[VC_QUOTE_MAX];
 		int rc;
 
-		if (node_len > TREE_PATH_MAX || p->len + 1 + klen >= sizeof(p->s)) {
+		if (node_len > TREE_PATH_MAX) {
 			vc_quote(key, klen, q);
 			return vc_fail(c, p->s, "key %s makes a metadata path longer than %d bytes", q, TREE_PATH_MAX);
 		}
-		p->len += (size_t)sprintf(p->s + p->len, ".%s", key);
+		p->len = jsonpos_append_key(p->s, sizeof(p->s), p->len, key);
+		if (p->len >= sizeof(p->s)) {
+			p->s[p->len = saved] = '\0';
+			vc_quote(key, klen, q);
+			return vc_fail(c, p->s, "key %s makes the path too long", q);
+		}
 		rc = vc_check_meta_key(c, key, p->s);
 		if (!rc)
 			rc = vc_check_meta_value(c, val, p, tree_len + klen + 1);
@@ -670,9 +677,14 @@ static int vc_parse_root(struct vc *c)
 
 	if (!json_is_object(set->root))
 		return vc_fail(c, "", "expected an object with a \"vms\" array, not %s", vc_type_name(set->root));
-	json_object_foreach(set->root, key, val)
-		if (strcmp(key, "vms"))
-			return vc_fail(c, key, "unknown field");
+	json_object_foreach(set->root, key, val) {
+		char path[VC_PATH_MAX];
+
+		if (strcmp(key, "vms")) {
+			jsonpos_append_key(path, sizeof(path), 0, key);
+			return vc_fail(c, path, "unknown field");
+		}
+	}
 	vms = json_object_get(set->root, "vms");
 	if (!vms)
 		return vc_fail(c, "", "missing required field \"vms\"");

@@ -1,0 +1,560 @@
+/* test_vmconf.c: VM descriptions from JSON.  The example file parses; every
+ * error class gives its exact message, LINE:COL included; jsonpos finds
+ * values by path.  Run from the repository root (examples/vms.json). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonpos.h"
+#include "tree.h"
+#include "vmconf.h"
+
+#define EXAMPLE "examples/vms.json"
+
+/* One VM, each required field on its own line:
+ *   line 2: the VM's '{' (col 1)
+ *   line 3: "instance-id": VALUE   (value at col 16)
+ *   line 4: "mac": VALUE           (value at col 8)
+ *   line 5: "ipv4": VALUE          (value at col 9)
+ *   line 6: EXTRA fields, from col 1 */
+static char *doc1(const char *id, const char *mac, const char *ip, const char *extra)
+{
+	char *s;
+
+	assert_true(asprintf(&s, "{\"vms\": [\n{\n\"instance-id\": %s,\n\"mac\": %s,\n\"ipv4\": %s%s%s\n}\n]}\n", id,
+			     mac, ip, extra ? ",\n" : "", extra ? extra : "") > 0);
+	return s;
+}
+
+#define ID "\"i-1\""
+#define MAC "\"52:54:00:00:00:01\""
+#define IP "\"10.0.0.1\""
+
+static void expect_error_text(const char *text, const char *want)
+{
+	struct vm_set set;
+	struct conf_error err;
+
+	memset(&set, 0xa5, sizeof(set));
+	assert_int_equal(vmconf_parse("t.json", text, strlen(text), &set, &err), -EINVAL);
+	assert_string_equal(err.text, want);
+	/* On error the set is left empty. */
+	assert_null(set.vms);
+	assert_null(set.root);
+	assert_null(set.text);
+	assert_int_equal(set.n, 0);
+}
+
+/* Takes ownership of `text` (from doc1). */
+static void expect_error(char *text, const char *want)
+{
+	expect_error_text(text, want);
+	free(text);
+}
+
+static void parse_ok(const char *text, struct vm_set *set)
+{
+	struct conf_error err = { .text = "" };
+	int rc = vmconf_parse("t.json", text, strlen(text), set, &err);
+
+	if (rc)
+		fail_msg("unexpected error %d: %s", rc, err.text);
+}
+
+static void expect_ok(char *text)
+{
+	struct vm_set set;
+
+	parse_ok(text, &set);
+	vmconf_free(&set);
+	free(text);
+}
+
+/* --- the example --- */
+
+static void test_example_parses(void **state)
+{
+	static const char ud2[] = "#!/bin/sh\n# vm2: written by imds user-data (given base64-encoded)\n"
+				  "echo \"vm2 booted at $(date -u)\" > /var/tmp/imds-user-data.txt\n";
+	static const uint8_t mac3[6] = { 0x52, 0x54, 0x00, 0x77, 0x00, 0x03 };
+	struct conf_error err;
+	struct vm_set set;
+
+	(void)state;
+	assert_int_equal(vmconf_load_file(EXAMPLE, &set, &err), 0);
+	assert_int_equal(set.n, 3);
+	assert_string_equal(set.source, EXAMPLE);
+	for (size_t i = 0; i < 3; i++) {
+		const struct vm_desc *vm = &set.vms[i];
+		char want[32];
+
+		snprintf(want, sizeof(want), "i-0a1b2c3d4e5f6000%zu", i + 1);
+		assert_string_equal(vm->instance_id, want);
+		snprintf(want, sizeof(want), "10.77.0.1%zu", i + 1);
+		assert_int_equal(vm->ipv4, inet_addr(want));
+		snprintf(want, sizeof(want), "vms[%zu]", i);
+		assert_string_equal(vm->json_path, want);
+		assert_int_equal(vm->n_keys, 1);
+		assert_non_null(vm->meta_data);
+		assert_non_null(vm->user_data);
+		assert_true(json_is_object(vm->record));
+	}
+	assert_memory_equal(set.vms[2].mac, mac3, 6);
+	assert_int_equal(set.vms[0].http_tokens, IMDS_TOKENS_OPTIONAL);
+	assert_int_equal(set.vms[0].hop_limit, 1);
+	assert_int_equal(set.vms[2].http_tokens, IMDS_TOKENS_REQUIRED);
+	assert_int_equal(set.vms[2].hop_limit, 2);
+	assert_string_equal(set.vms[0].keys[0].name, "alice");
+	assert_true(!strncmp(set.vms[0].keys[0].openssh_key, "ssh-ed25519 AAAA", 16));
+	/* vm2's user data is given base64-encoded. */
+	assert_int_equal(set.vms[1].user_data_len, strlen(ud2));
+	assert_memory_equal(set.vms[1].user_data, ud2, strlen(ud2));
+	vmconf_free(&set);
+}
+
+/* A bad MAC on a known line of the example file. */
+static void test_example_bad_mac_position(void **state)
+{
+	struct conf_error err;
+	struct vm_set set;
+	FILE *f = fopen(EXAMPLE, "r");
+	char *text, *at;
+	long len;
+
+	(void)state;
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	text = calloc(1, (size_t)len + 1);
+	assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	at = strstr(text, "52:54:00:77:00:02");
+	assert_non_null(at);
+	memcpy(at, "52:54:00:zz:00:02", 17);
+	assert_int_equal(vmconf_parse("vms.json", text, (size_t)len, &set, &err), -EINVAL);
+	assert_string_equal(err.text, "vms.json:33:14: vms[1].mac: \"52:54:00:zz:00:02\" is not a MAC address");
+	free(text);
+}
+
+static void test_load_file_errors(void **state)
+{
+	struct conf_error err;
+	struct vm_set set;
+
+	(void)state;
+	assert_int_equal(vmconf_load_file("/nonexistent/vms.json", &set, &err), -ENOENT);
+	assert_string_equal(err.text, "/nonexistent/vms.json: No such file or directory");
+	assert_int_equal(vmconf_load_file("examples", &set, &err), -EINVAL);
+	assert_string_equal(err.text, "examples: not a regular file");
+}
+
+/* --- malformed JSON and the top level --- */
+
+static void test_malformed_json(void **state)
+{
+	(void)state;
+	expect_error_text("{\"vms\": [\n  {\"mac\": }\n]}", "t.json:2:11: unexpected token near '}'");
+	expect_error_text("{\"vms\": [\n  {\"mac\": \"a\", \"mac\": \"b\"}\n]}",
+			  "t.json:2:20: duplicate object key near '\"mac\"'");
+	expect_error_text("{\"vms\": [] } x", "t.json:1:14: end of file expected near 'x'");
+	expect_error_text("", "t.json:1:0: '[' or '{' expected near end of file");
+}
+
+static void test_top_level(void **state)
+{
+	(void)state;
+	expect_error_text("\n  []", "t.json:2:3: expected an object with a \"vms\" array, not an array");
+	expect_error_text("{}", "t.json:1:1: missing required field \"vms\"");
+	expect_error_text("{\"vms\": {}}", "t.json:1:9: vms: expected an array, not an object");
+	expect_error_text("{\"vms\": [], \"vm\": 1}", "t.json:1:19: vm: unknown field");
+	expect_error_text("{\"vms\": [1]}", "t.json:1:10: vms[0]: expected an object, not an integer");
+	expect_ok(strdup("{\"vms\": []}"));
+}
+
+/* --- the VM object --- */
+
+static void test_missing_and_unknown_fields(void **state)
+{
+	(void)state;
+	expect_error_text("{\"vms\": [\n  {\"instance-id\": \"i-1\",\n   \"mac\": \"52:54:00:00:00:01\"}]}",
+			  "t.json:2:3: vms[0]: missing required field \"ipv4\"");
+	expect_error_text("{\"vms\": [{\"mac\": \"52:54:00:00:00:01\", \"ipv4\": \"10.0.0.1\"}]}",
+			  "t.json:1:10: vms[0]: missing required field \"instance-id\"");
+	expect_error(doc1(ID, MAC, IP, "\"hostname\": \"x\""), "t.json:6:13: vms[0].hostname: unknown field");
+	expect_error(doc1(ID, MAC, IP, "\"user.data\": 1"), "t.json:6:14: vms[0][\"user.data\"]: unknown field");
+	/* Reserved for the other flavors: accepted, whatever they hold. */
+	expect_ok(doc1(ID, MAC, IP, "\"openstack\": {\"x\": 1}, \"gce\": [], \"azure\": null"));
+}
+
+static void test_instance_id(void **state)
+{
+	char sixty_three[80], sixty_four[80], want[256];
+
+	(void)state;
+	expect_error(doc1("\"\"", MAC, IP, NULL), "t.json:3:16: vms[0].instance-id: \"\" must be 1 to 63 bytes long");
+	expect_error(doc1("\"i 1\"", MAC, IP, NULL),
+		     "t.json:3:16: vms[0].instance-id: \"i 1\" must be printable ASCII without '/' or spaces");
+	expect_error(doc1("\"i/1\"", MAC, IP, NULL),
+		     "t.json:3:16: vms[0].instance-id: \"i/1\" must be printable ASCII without '/' or spaces");
+	expect_error(doc1("\"i-\\u00e9\"", MAC, IP, NULL),
+		     "t.json:3:16: vms[0].instance-id: \"i-\xc3\xa9\" must be printable ASCII without '/' or spaces");
+	expect_error(doc1("7", MAC, IP, NULL), "t.json:3:16: vms[0].instance-id: expected a string, not an integer");
+	snprintf(sixty_three, sizeof(sixty_three), "\"%063d\"", 7);
+	expect_ok(doc1(sixty_three, MAC, IP, NULL));
+	snprintf(sixty_four, sizeof(sixty_four), "\"%064d\"", 7);
+	snprintf(want, sizeof(want), "t.json:3:16: vms[0].instance-id: %s must be 1 to 63 bytes long", sixty_four);
+	expect_error(doc1(sixty_four, MAC, IP, NULL), want);
+}
+
+static void test_mac(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	expect_error(doc1(ID, "\"52:54:00:zz:00:01\"", IP, NULL),
+		     "t.json:4:8: vms[0].mac: \"52:54:00:zz:00:01\" is not a MAC address");
+	expect_error(doc1(ID, "\"52-54-00-00-00-01\"", IP, NULL),
+		     "t.json:4:8: vms[0].mac: \"52-54-00-00-00-01\" is not a MAC address");
+	expect_error(doc1(ID, "\"01:00:5e:00:00:01\"", IP, NULL),
+		     "t.json:4:8: vms[0].mac: \"01:00:5e:00:00:01\" is a multicast MAC address");
+	expect_error(doc1(ID, "\"00:00:00:00:00:00\"", IP, NULL),
+		     "t.json:4:8: vms[0].mac: \"00:00:00:00:00:00\" is the all-zero MAC address");
+	expect_error(doc1(ID, "[]", IP, NULL), "t.json:4:8: vms[0].mac: expected a string, not an array");
+	text = doc1(ID, "\"52:54:00:AB:cd:EF\"", IP, NULL);
+	parse_ok(text, &set);
+	assert_memory_equal(set.vms[0].mac, "\x52\x54\x00\xab\xcd\xef", 6);
+	vmconf_free(&set);
+	free(text);
+}
+
+static void test_mac_helpers(void **state)
+{
+	static const char *const bad[] = { "", "52:54:00:12:34", "52:54:00:12:34:567", "52:54:00:12:34:5",
+					   "52:54:00:12:34:5g", "52 54:00:12:34:56", "52:54:00:12:34:56:" };
+	uint8_t mac[6] = { 0 };
+	char text[18];
+
+	(void)state;
+	assert_int_equal(vmconf_parse_mac("52:54:00:Ab:cD:ef", mac), 0);
+	vmconf_format_mac(mac, text);
+	assert_string_equal(text, "52:54:00:ab:cd:ef");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(vmconf_parse_mac(bad[i], mac), -EINVAL);
+	assert_memory_equal(mac, "\x52\x54\x00\xab\xcd\xef", 6); /* untouched by failures */
+}
+
+static void test_ipv4(void **state)
+{
+	(void)state;
+	expect_error(doc1(ID, MAC, "\"10.0.0.256\"", NULL), "t.json:5:9: vms[0].ipv4: \"10.0.0.256\" is not an IPv4 address");
+	expect_error(doc1(ID, MAC, "\"10.0.0\"", NULL), "t.json:5:9: vms[0].ipv4: \"10.0.0\" is not an IPv4 address");
+	expect_error(doc1(ID, MAC, "\"0.0.0.0\"", NULL), "t.json:5:9: vms[0].ipv4: \"0.0.0.0\" is the unspecified address");
+	expect_error(doc1(ID, MAC, "\"255.255.255.255\"", NULL),
+		     "t.json:5:9: vms[0].ipv4: \"255.255.255.255\" is the broadcast address");
+	expect_error(doc1(ID, MAC, "\"239.1.2.3\"", NULL), "t.json:5:9: vms[0].ipv4: \"239.1.2.3\" is a multicast address");
+	expect_error(doc1(ID, MAC, "\"169.254.169.254\"", NULL),
+		     "t.json:5:9: vms[0].ipv4: \"169.254.169.254\" is the metadata service's own address");
+	expect_error(doc1(ID, MAC, "167772161", NULL), "t.json:5:9: vms[0].ipv4: expected a string, not an integer");
+	expect_ok(doc1(ID, MAC, "\"169.254.0.2\"", NULL));
+}
+
+static void test_options(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"http-tokens\": \"maybe\"}"),
+		     "t.json:6:28: vms[0].options.http-tokens: \"maybe\" is not \"optional\" or \"required\"");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"hop-limit\": 0}"),
+		     "t.json:6:26: vms[0].options.hop-limit: 0 is out of range 1..64");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"hop-limit\": 65}"),
+		     "t.json:6:26: vms[0].options.hop-limit: 65 is out of range 1..64");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"hop-limit\": \"2\"}"),
+		     "t.json:6:26: vms[0].options.hop-limit: expected an integer, not a string");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"hop-limit\": 2.0}"),
+		     "t.json:6:26: vms[0].options.hop-limit: expected an integer, not a number");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"hop_limit\": 2}"),
+		     "t.json:6:26: vms[0].options.hop_limit: unknown option");
+	expect_error(doc1(ID, MAC, IP, "\"options\": []"), "t.json:6:12: vms[0].options: expected an object, not an array");
+	text = doc1(ID, MAC, IP, "\"options\": {\"http-tokens\": \"required\", \"hop-limit\": 64}");
+	parse_ok(text, &set);
+	assert_int_equal(set.vms[0].http_tokens, IMDS_TOKENS_REQUIRED);
+	assert_int_equal(set.vms[0].hop_limit, 64);
+	vmconf_free(&set);
+	free(text);
+}
+
+static void test_meta_data(void **state)
+{
+	char *big, *text;
+	size_t n = 0;
+
+	(void)state;
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"a\": {\"b\": null}}"),
+		     "t.json:6:26: vms[0].meta-data.a.b: null is not allowed: use a string, a number, an object or an "
+		     "array of strings");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"flag\": true}"),
+		     "t.json:6:23: vms[0].meta-data.flag: true is not allowed: use a string, a number, an object or an "
+		     "array of strings");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"sg\": [\"a\", 1]}"),
+		     "t.json:6:27: vms[0].meta-data.sg[1]: expected a string (arrays are lists of strings), not an integer");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"a/b\": \"x\"}"),
+		     "t.json:6:22: vms[0].meta-data.a/b: key must not contain '/'");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"..\": \"x\"}"),
+		     "t.json:6:21: vms[0].meta-data[\"..\"]: key must not be \".\" or \"..\"");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"x\": {\"\": \"x\"}}"),
+		     "t.json:6:25: vms[0].meta-data.x[\"\"]: empty key");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"a\\nb\": 1}"),
+		     "t.json:6:23: vms[0].meta-data[\"a\\u000ab\"]: key must not contain control characters");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": \"x\""),
+		     "t.json:6:14: vms[0].meta-data: expected an object, not a string");
+	/* A key with a dot next to a nested path of the same spelling: the
+	 * position is that of the value the message is about. */
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"a\": {\"b\": 1},\n\"a.b\": null}"),
+		     "t.json:7:8: vms[0].meta-data[\"a.b\"]: null is not allowed: use a string, a number, an object or "
+		     "an array of strings");
+	/* Tree paths are limited: ec2/meta-data/ (14) + key. */
+	big = malloc(TREE_PATH_MAX + 64);
+	n += (size_t)sprintf(big, "\"meta-data\": {\"");
+	memset(big + n, 'k', TREE_PATH_MAX - 14);
+	n += TREE_PATH_MAX - 14;
+	strcpy(big + n, "\": \"fits\"}");
+	expect_ok(doc1(ID, MAC, IP, big));
+	strcpy(big + n, "x\": \"too long\"}");
+	text = doc1(ID, MAC, IP, big);
+	{
+		struct vm_set set;
+		struct conf_error err;
+
+		assert_int_equal(vmconf_parse("t.json", text, strlen(text), &set, &err), -EINVAL);
+		assert_non_null(strstr(err.text, "t.json:6:14: vms[0].meta-data: key \"kkkk"));
+		assert_non_null(strstr(err.text, "...\" makes a metadata path longer than 1024 bytes"));
+	}
+	free(text);
+	free(big);
+	expect_ok(doc1(ID, MAC, IP, "\"meta-data\": {\"n\": 1, \"r\": 1.5, \"e\": {}, \"l\": [], \".x\": \"dot\"}"));
+}
+
+static void test_user_data(void **state)
+{
+	struct vm_set set;
+	char *text, *big;
+
+	(void)state;
+	expect_error(doc1(ID, MAC, IP, "\"user-data-base64\": \"aGVsbG8*\""),
+		     "t.json:6:21: vms[0].user-data-base64: not valid base64: unexpected '*' at offset 7");
+	expect_error(doc1(ID, MAC, IP, "\"user-data-base64\": \"aGVsbG8\""),
+		     "t.json:6:21: vms[0].user-data-base64: not valid base64: the input ends inside a 4-character group");
+	expect_error(doc1(ID, MAC, IP, "\"user-data-base64\": \"aA==aA==\""),
+		     "t.json:6:21: vms[0].user-data-base64: not valid base64: unexpected 'a' at offset 4");
+	expect_error(doc1(ID, MAC, IP, "\"user-data-base64\": \"a===\""),
+		     "t.json:6:21: vms[0].user-data-base64: not valid base64: unexpected '=' at offset 1");
+	expect_error(doc1(ID, MAC, IP, "\"user-data\": \"x\", \"user-data-base64\": \"eA==\""),
+		     "t.json:6:39: vms[0].user-data-base64: give \"user-data\" or \"user-data-base64\", not both");
+	expect_error(doc1(ID, MAC, IP, "\"user-data\": 1"), "t.json:6:14: vms[0].user-data: expected a string, not an integer");
+
+	/* Wrapped base64 (as `base64` prints it) decodes; bytes may be binary. */
+	text = doc1(ID, MAC, IP, "\"user-data-base64\": \"AAEC\\n/w==\\n\"");
+	parse_ok(text, &set);
+	assert_int_equal(set.vms[0].user_data_len, 4);
+	assert_memory_equal(set.vms[0].user_data, "\x00\x01\x02\xff", 4);
+	vmconf_free(&set);
+	free(text);
+
+	/* Exactly the limit is fine, one more byte is not. */
+	big = malloc(VMCONF_USER_DATA_MAX * 2); /* room for the base64 case too */
+	strcpy(big, "\"user-data\": \"");
+	memset(big + 14, 'u', VMCONF_USER_DATA_MAX);
+	strcpy(big + 14 + VMCONF_USER_DATA_MAX, "\"");
+	text = doc1(ID, MAC, IP, big);
+	parse_ok(text, &set);
+	assert_int_equal(set.vms[0].user_data_len, VMCONF_USER_DATA_MAX);
+	vmconf_free(&set);
+	free(text);
+	strcpy(big + 14 + VMCONF_USER_DATA_MAX, "u\"");
+	expect_error(doc1(ID, MAC, IP, big), "t.json:6:14: vms[0].user-data: user data is 16385 bytes, more than the 16384 allowed");
+	/* 16386 bytes of zeros, base64-encoded: the decoded size counts. */
+	strcpy(big, "\"user-data-base64\": \"");
+	for (int i = 0; i < 5462; i++)
+		memcpy(big + 21 + 4 * i, "AAAA", 4);
+	strcpy(big + 21 + 4 * 5462, "\"");
+	expect_error(doc1(ID, MAC, IP, big),
+		     "t.json:6:21: vms[0].user-data-base64: user data is 16386 bytes, more than the 16384 allowed");
+	free(big);
+}
+
+static void test_public_keys(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	expect_error(doc1(ID, MAC, IP, "\"public-keys\": [{\"name\": \"a=b\", \"openssh-key\": \"k\"}]"),
+		     "t.json:6:26: vms[0].public-keys[0].name: \"a=b\" must not contain '=' or control characters");
+	expect_error(doc1(ID, MAC, IP, "\"public-keys\": [{\"name\": \"a\\nb\", \"openssh-key\": \"k\"}]"),
+		     "t.json:6:26: vms[0].public-keys[0].name: \"a\\u000ab\" must not contain '=' or control characters");
+	expect_error(doc1(ID, MAC, IP, "\"public-keys\": [{\"name\": \"a\", \"openssh-key\": \"k\"}, {\"name\": \"b\"}]"),
+		     "t.json:6:52: vms[0].public-keys[1]: missing required field \"openssh-key\"");
+	expect_error(doc1(ID, MAC, IP, "\"public-keys\": [{\"name\": \"a\", \"openssh-key\": \"\"}]"),
+		     "t.json:6:46: vms[0].public-keys[0].openssh-key: the key must not be empty");
+	expect_error(doc1(ID, MAC, IP, "\"public-keys\": [{\"name\": \"a\", \"openssh-key\": \"k\", \"type\": 1}]"),
+		     "t.json:6:59: vms[0].public-keys[0].type: unknown field");
+	expect_error(doc1(ID, MAC, IP,
+			  "\"public-keys\": [{\"name\": \"a\", \"openssh-key\": \"k\"},\n{\"name\": \"a\", \"openssh-key\": \"j\"}]"),
+		     "t.json:7:10: vms[0].public-keys[1].name: \"a\" duplicates vms[0].public-keys[0].name");
+	expect_error(doc1(ID, MAC, IP, "\"public-keys\": {}"),
+		     "t.json:6:16: vms[0].public-keys: expected an array, not an object");
+	expect_error(doc1(ID, MAC, IP,
+			  "\"meta-data\": {\"public-keys\": {}},\n\"public-keys\": [{\"name\": \"a\", \"openssh-key\": \"k\"}]"),
+		     "t.json:6:30: vms[0].meta-data.public-keys: public keys are given here and in "
+		     "vms[0].public-keys; keep one");
+	text = doc1(ID, MAC, IP, "\"public-keys\": [{\"openssh-key\": \"ssh-rsa AAAA x\", \"name\": \"ops key\"}]");
+	parse_ok(text, &set);
+	assert_int_equal(set.vms[0].n_keys, 1);
+	assert_string_equal(set.vms[0].keys[0].name, "ops key");
+	assert_string_equal(set.vms[0].keys[0].openssh_key, "ssh-rsa AAAA x");
+	vmconf_free(&set);
+	free(text);
+}
+
+/* --- whole file --- */
+
+static char *doc2(const char *id2, const char *mac2, const char *ip2)
+{
+	char *s;
+
+	assert_true(asprintf(&s,
+			     "{\"vms\": [\n"
+			     "  {\"instance-id\": \"i-1\", \"mac\": \"52:54:00:00:00:01\", \"ipv4\": \"10.0.0.1\"},\n"
+			     "  {\"instance-id\": %s, \"mac\": %s, \"ipv4\": %s}\n"
+			     "]}\n",
+			     id2, mac2, ip2) > 0);
+	return s;
+}
+
+static void test_duplicates(void **state)
+{
+	(void)state;
+	expect_error(doc2("\"i-1\"", "\"52:54:00:00:00:02\"", "\"10.0.0.2\""),
+		     "t.json:3:19: vms[1].instance-id: \"i-1\" duplicates vms[0].instance-id");
+	/* Same MAC spelled differently is still the same MAC. */
+	expect_error(doc2("\"i-2\"", "\"52:54:00:00:00:01\"", "\"10.0.0.2\""),
+		     "t.json:3:33: vms[1].mac: \"52:54:00:00:00:01\" duplicates vms[0].mac");
+	expect_error(doc2("\"i-2\"", "\"52:54:00:00:00:02\"", "\"10.0.0.1\""),
+		     "t.json:3:62: vms[1].ipv4: \"10.0.0.1\" duplicates vms[0].ipv4");
+	expect_ok(doc2("\"i-2\"", "\"52:54:00:00:00:02\"", "\"10.0.0.2\""));
+}
+
+static void test_error_at(void **state)
+{
+	struct conf_error err;
+	struct vm_set set;
+
+	(void)state;
+	assert_int_equal(vmconf_load_file(EXAMPLE, &set, &err), 0);
+	assert_int_equal(vmconf_error_at(&set, &err, "vms[2].mac", "%s is already used by %s", "\"52:54:00:77:00:03\"",
+					 "i-9"),
+			 -EINVAL);
+	assert_string_equal(err.text, EXAMPLE ":56:14: vms[2].mac: \"52:54:00:77:00:03\" is already used by i-9");
+	vmconf_error_at(&set, &err, "vms[1].meta-data.placement.availability-zone", "x");
+	assert_string_equal(err.text, EXAMPLE ":42:32: vms[1].meta-data.placement.availability-zone: x");
+	vmconf_error_at(&set, &err, "vms[7].mac", "gone");
+	assert_string_equal(err.text, EXAMPLE ": vms[7].mac: gone");
+	vmconf_free(&set);
+}
+
+/* --- jsonpos --- */
+
+static void expect_pos(const char *text, const char *path, int line, int col)
+{
+	size_t off;
+	int l, c;
+
+	if (jsonpos_find(text, strlen(text), path, &off))
+		fail_msg("%s not found", path);
+	jsonpos_line_col(text, strlen(text), off, &l, &c);
+	assert_int_equal(l, line);
+	assert_int_equal(c, col);
+}
+
+static void test_jsonpos(void **state)
+{
+	static const char text[] = "{\"a\": [1, {\"b\": \"x]}\"}, [2, 3]],\n"
+				   " \"k\\u002ey\": {\"\\\"q\": true},\n"
+				   " \"\xc3\xa9t\xc3\xa9\": \"\xc3\xa9\", \"z\" : 0.5e3 , \"a.b\": null}";
+	char path[64];
+	size_t off;
+
+	(void)state;
+	expect_pos(text, "", 1, 1);
+	expect_pos(text, "a", 1, 7);
+	expect_pos(text, "a[0]", 1, 8);
+	expect_pos(text, "a[1].b", 1, 17);
+	expect_pos(text, "a[2]", 1, 25);
+	expect_pos(text, "a[2][1]", 1, 29);
+	expect_pos(text, "[\"k.y\"][\"\\\"q\"]", 2, 22);
+	expect_pos(text, "k.y", 2, 14); /* hand-written dotted key: found by trying */
+	expect_pos(text, "\xc3\xa9t\xc3\xa9", 3, 9); /* columns count characters */
+	expect_pos(text, "z", 3, 20);
+	expect_pos(text, "[\"a.b\"]", 3, 35);
+	assert_int_equal(jsonpos_find(text, strlen(text), "a[3]", &off), -ENOENT);
+	assert_int_equal(jsonpos_find(text, strlen(text), "a[1].c", &off), -ENOENT);
+	assert_int_equal(jsonpos_find(text, strlen(text), "nope", &off), -ENOENT);
+	assert_int_equal(jsonpos_find(text, strlen(text), "a.b.c", &off), -ENOENT);
+	assert_int_equal(jsonpos_find(text, strlen(text), "a[x]", &off), -ENOENT);
+	/* Truncated text: no match, no overrun. */
+	for (size_t cut = 0; cut < strlen(text); cut++) {
+		char *copy = malloc(cut ? cut : 1);
+
+		memcpy(copy, text, cut);
+		jsonpos_find(copy, cut, "a.b", &off);
+		if (jsonpos_find(copy, cut, "[\"a.b\"]", &off) == 0)
+			assert_true(off < cut);
+		free(copy);
+	}
+
+	assert_int_equal(jsonpos_append_key(path, sizeof(path), 0, "vms"), 3);
+	assert_int_equal(jsonpos_append_key(path, sizeof(path), 3, "a.b"), 10);
+	assert_string_equal(path, "vms[\"a.b\"]");
+	jsonpos_append_key(path, sizeof(path), 10, "x");
+	jsonpos_append_key(path, sizeof(path), 12, "q\"\x01");
+	assert_string_equal(path, "vms[\"a.b\"].x[\"q\\\"\\u0001\"]");
+	assert_int_equal(jsonpos_append_key(path, 8, 0, "0123456789"), 10);
+	assert_string_equal(path, "0123456");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_example_parses),
+		cmocka_unit_test(test_example_bad_mac_position),
+		cmocka_unit_test(test_load_file_errors),
+		cmocka_unit_test(test_malformed_json),
+		cmocka_unit_test(test_top_level),
+		cmocka_unit_test(test_missing_and_unknown_fields),
+		cmocka_unit_test(test_instance_id),
+		cmocka_unit_test(test_mac),
+		cmocka_unit_test(test_mac_helpers),
+		cmocka_unit_test(test_ipv4),
+		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_meta_data),
+		cmocka_unit_test(test_user_data),
+		cmocka_unit_test(test_public_keys),
+		cmocka_unit_test(test_duplicates),
+		cmocka_unit_test(test_error_at),
+		cmocka_unit_test(test_jsonpos),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
