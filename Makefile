@@ -18,7 +18,7 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror 
 	-Iinclude -I$(BUILD)
 
 # Programs: one main file each; every other user/*.c is a library object.
-PROGS     := imdsd imds-loadmap
+PROGS     := imdsd imds-loadmap imds-storm
 PROG_SRCS := $(addprefix user/,$(addsuffix .c,$(PROGS)))
 LIB_SRCS  := $(filter-out $(PROG_SRCS),$(wildcard user/*.c))
 LLHTTP_SRCS := $(wildcard $(LLHTTP_SRC)/*.c)

@@ -1,6 +1,7 @@
 /* imds.bpf.c: XDP on every port of the bridge.  Verifies the sender of each
  * packet to 169.254.169.254:80 and records verified SYNs for imdsd; passes
- * everything else untouched. */
+ * everything else untouched.  TC egress on the same ports applies the hop
+ * limit to token replies. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -8,6 +9,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "verify.h"
+#include "hoplimit.h"
 
 SEC("xdp")
 int imds_xdp(struct xdp_md *ctx)
@@ -30,9 +32,37 @@ int imds_xdp(struct xdp_md *ctx)
 	count_reason(slot, reason);
 	if (reason != IMDS_PASS_VERIFIED)
 		return XDP_DROP;
-	if (pkt.tcp->syn && !pkt.tcp->ack && vm)
+	if (pkt.tcp->syn && !pkt.tcp->ack && vm) {
+		hop_forget(&pkt);
 		record_connection(&pkt, slot, vm);
+	}
 	return XDP_PASS;
+}
+
+/* Egress of a VM's port, i.e. frames the bridge sends toward the VM. */
+SEC("tc")
+int imds_tc_egress(struct __sk_buff *skb)
+{
+	struct imds_hop_mark *mark;
+	struct iphdr *ip;
+	struct tcphdr *tcp;
+	__u32 slot;
+
+	if (!hop_parse_reply(skb, &ip, &tcp))
+		return TC_ACT_OK;
+	mark = hop_find_mark(ip, tcp);
+	if (!mark)
+		return TC_ACT_OK;
+	/* Only ever lower a TTL (a reply already below the limit is fine). */
+	if (ip->ttl <= mark->hop_limit)
+		return TC_ACT_OK;
+	slot = mark->slot < IMDS_MAX_VMS ? mark->slot : 0;
+	/* Fail closed: a token reply that cannot be limited does not leave
+	 * (TCP retransmits it and the next attempt is rewritten). */
+	if (hop_rewrite_ttl(skb, ip, mark->hop_limit) < 0)
+		return TC_ACT_SHOT;
+	count_reason(slot, IMDS_PASS_HOP_LIMITED);
+	return TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "GPL";

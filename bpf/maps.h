@@ -55,4 +55,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } token_key SEC(".maps");
 
+/* Token replies in flight: written by imdsd, read by the TC egress program.
+ * LRU so that marks of connections nobody closed cleanly cannot fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, IMDS_HOP_MARKS_MAX);
+	__type(key, struct imds_conn_key);
+	__type(value, struct imds_hop_mark);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hop_marks SEC(".maps");
+
 #endif

@@ -34,6 +34,15 @@
 #define IMDS_MAP_VM_COUNTERS "vm_counters"
 #define IMDS_MAP_ARENA "arena"
 #define IMDS_MAP_TOKEN_KEY "token_key"
+#define IMDS_MAP_HOP_MARKS "hop_marks"
+
+/* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
+#define IMDS_HOP_MARKS_MAX 65536
+/* A mark outlives the server's close(): the kernel still retransmits an
+ * unacknowledged token reply from the orphaned socket (tcp_orphan_retries,
+ * about two minutes).  A new verified SYN from the endpoint removes it
+ * earlier, so a later connection never inherits it. */
+#define IMDS_HOP_MARK_TTL_NS (300ull * 1000000000ull)
 
 /* vm_table[slot].state */
 enum imds_vm_state {
@@ -57,7 +66,7 @@ enum imds_reason {
 	IMDS_DROP_WRONG_IPV4 = 4,   /* source IPv4 is not the VM's bound address */
 	IMDS_DROP_MALFORMED = 5,    /* truncated or non-initial-fragment packet */
 	IMDS_DROP_BUDGET = 6,	  /* per-VM packet budget exceeded (reserved) */
-	IMDS_REASON_RESERVED = 7,
+	IMDS_PASS_HOP_LIMITED = 7,  /* TC egress: token reply sent with TTL = hop limit */
 	IMDS_REASON_MAX = 8,
 };
 
@@ -109,6 +118,18 @@ struct imds_conn {
 };
 _Static_assert(sizeof(struct imds_conn) == 16, "imds_conn layout");
 
+/* hop_marks: written by imdsd just before it queues a token reply, read by
+ * the TC egress program on the VM's port, which rewrites the IP TTL of every
+ * segment from 169.254.169.254:80 to this endpoint.  The key is the VM-side
+ * endpoint, exactly as in conn_table (struct imds_conn_key). */
+struct imds_hop_mark {
+	__u64 expires_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u32 slot;	  /* VM slot, for the per-VM counter */
+	__u8 hop_limit;	  /* 1..64 */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct imds_hop_mark) == 16, "imds_hop_mark layout");
+
 /* vm_counters: per-CPU, indexed by slot (0 = totals). */
 struct imds_counters {
 	__u64 packets[IMDS_REASON_MAX];
@@ -137,7 +158,7 @@ static const char *const imds_reason_names[IMDS_REASON_MAX] = {
 	[IMDS_DROP_WRONG_IPV4] = "drop_wrong_ipv4",
 	[IMDS_DROP_MALFORMED] = "drop_malformed",
 	[IMDS_DROP_BUDGET] = "drop_budget",
-	[IMDS_REASON_RESERVED] = "reserved",
+	[IMDS_PASS_HOP_LIMITED] = "hop_limited",
 };
 #endif
 

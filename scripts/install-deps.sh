@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
 	make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
 	liburing-dev libjansson-dev libssl-dev node-llhttp libcmocka-dev
-	iproute2 curl python3 python3-pytest python3-scapy tcpdump
+	iproute2 nftables curl python3 python3-pytest python3-scapy tcpdump
 )
 
 missing=()

@@ -1,7 +1,13 @@
 /* dataplane.c: puts the imds_xdp program (loaded by store_open) on bridge
  * ports and takes it off again.  A port carries at most one XDP program per
  * mode, so attaching must not clobber somebody else's: every attach is
- * either "only if nothing is there" or "replace exactly this program". */
+ * either "only if nothing is there" or "replace exactly this program".
+ *
+ * Beside XDP, each port gets imds_tc_egress on its TC egress hook (the hop
+ * limit of token replies: frames the bridge sends toward the VM leave
+ * through the port's egress).  It sits at a handle and priority of our own,
+ * so a stale copy from a killed imdsd is replaced in place, never doubled,
+ * and other TC filters on the port are left alone. */
 #include "dataplane.h"
 
 #include <bpf/bpf.h>
@@ -15,6 +21,11 @@
 #include "imds.skel.h"
 
 #define DATAPLANE_PROG_NAME "imds_xdp"
+#define DATAPLANE_TC_NAME "imds_tc_egress"
+/* Our filter's place on the clsact egress hook: "imds" in ASCII as handle,
+ * and a priority low enough that it runs after filters added by hand. */
+#define DATAPLANE_TC_HANDLE 0x696d6473u
+#define DATAPLANE_TC_PRIO 0xc1d5u
 
 /* The program attached to a port in one mode, as the kernel reports it. */
 struct dataplane_slot {
@@ -146,7 +157,110 @@ static int dataplane_try_attach(int ifindex, int our_fd, char *err, size_t errle
 	return rc;
 }
 
-int dataplane_attach(struct store *s, int ifindex, char *err, size_t errlen)
+/* ---- TC egress: the hop limit ---- */
+
+static int dataplane_tc_fd(const struct store *s)
+{
+	return s->skel ? bpf_program__fd(s->skel->progs.imds_tc_egress) : -EINVAL;
+}
+
+/* The program at our handle/priority on the egress hook: 0 with *id set, 0
+ * with *id == 0 when the place is free, or -errno. */
+static int dataplane_tc_current(struct bpf_tc_hook *hook, __u32 *id)
+{
+	LIBBPF_OPTS(bpf_tc_opts, q, .handle = DATAPLANE_TC_HANDLE, .priority = DATAPLANE_TC_PRIO);
+	int rc = bpf_tc_query(hook, &q);
+
+	*id = 0;
+	/* The kernel answers -EINVAL ("Cannot find specified filter chain")
+	 * while no filter at all hangs on the hook at this priority. */
+	if (rc == -ENOENT || rc == -EINVAL)
+		return 0;
+	if (rc < 0)
+		return rc;
+	*id = q.prog_id;
+	return 0;
+}
+
+/* Our place may only hold our program (this instance's or a stale one). */
+static int dataplane_tc_check_place(struct bpf_tc_hook *hook, char *err, size_t errlen)
+{
+	struct bpf_prog_info info;
+	__u32 id;
+	int fd, rc;
+
+	rc = dataplane_tc_current(hook, &id);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot query TC egress: %s", strerror(-rc));
+		return rc;
+	}
+	if (id == 0)
+		return 0;
+	fd = bpf_prog_get_fd_by_id(id);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "TC egress program id %u cannot be inspected: %s", id, strerror(-rc));
+		return rc;
+	}
+	rc = dataplane_prog_info(fd, &info);
+	close(fd);
+	if (rc == 0 && strcmp(info.name, DATAPLANE_TC_NAME) != 0) {
+		snprintf(err, errlen, "another TC egress program (\"%s\", id %u) uses our handle", info.name, id);
+		rc = -EBUSY;
+	}
+	return rc;
+}
+
+static int dataplane_tc_attach(struct store *s, int ifindex, char *err, size_t errlen)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = DATAPLANE_TC_HANDLE, .priority = DATAPLANE_TC_PRIO,
+		    .flags = BPF_TC_F_REPLACE);
+	int rc;
+
+	opts.prog_fd = dataplane_tc_fd(s);
+	if (opts.prog_fd < 0) {
+		snprintf(err, errlen, "the TC egress program is not loaded");
+		return -EINVAL;
+	}
+	/* The clsact qdisc may already exist (ours from an earlier run, or
+	 * somebody else's): either way the hook is there to use. */
+	rc = bpf_tc_hook_create(&hook);
+	if (rc < 0 && rc != -EEXIST) {
+		snprintf(err, errlen, "cannot create the TC egress hook: %s", strerror(-rc));
+		return rc;
+	}
+	rc = dataplane_tc_check_place(&hook, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = bpf_tc_attach(&hook, &opts);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot attach TC egress: %s", strerror(-rc));
+	return rc;
+}
+
+/* Removes the program at our place if it is ours (this run's or stale).
+ * The clsact qdisc stays: other filters may hang on it. */
+static int dataplane_tc_detach(int ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = DATAPLANE_TC_HANDLE, .priority = DATAPLANE_TC_PRIO);
+	char err[8];
+	__u32 id;
+	int rc;
+
+	rc = dataplane_tc_current(&hook, &id);
+	if (rc < 0 || id == 0)
+		return rc < 0 ? rc : -ENOENT;
+	rc = dataplane_tc_check_place(&hook, err, sizeof(err));
+	if (rc < 0)
+		return rc;
+	return bpf_tc_detach(&hook, &opts);
+}
+
+/* ---- the port as a whole ---- */
+
+static int dataplane_xdp_attach(struct store *s, int ifindex, char *err, size_t errlen)
 {
 	int our_fd = dataplane_our_fd(s);
 	int rc = -EAGAIN;
@@ -161,6 +275,23 @@ int dataplane_attach(struct store *s, int ifindex, char *err, size_t errlen)
 		snprintf(err, errlen, "the port's XDP program keeps changing");
 		rc = -EBUSY;
 	}
+	return rc;
+}
+
+static int dataplane_xdp_detach(struct store *s, int ifindex);
+
+/* XDP and TC egress go on together or not at all: a port whose token
+ * replies could not be hop-limited must not be served either. */
+int dataplane_attach(struct store *s, int ifindex, char *err, size_t errlen)
+{
+	int rc;
+
+	rc = dataplane_xdp_attach(s, ifindex, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = dataplane_tc_attach(s, ifindex, err, errlen);
+	if (rc < 0)
+		dataplane_xdp_detach(s, ifindex);
 	return rc;
 }
 
@@ -185,7 +316,7 @@ int dataplane_mode(struct store *s, int ifindex, const char **mode)
 	return 0;
 }
 
-int dataplane_detach(struct store *s, int ifindex)
+static int dataplane_xdp_detach(struct store *s, int ifindex)
 {
 	LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
 	struct dataplane_slot cur;
@@ -206,4 +337,15 @@ int dataplane_detach(struct store *s, int ifindex)
 	 * only if ours is still the one attached in that mode. */
 	opts.old_prog_fd = our_fd;
 	return bpf_xdp_detach(ifindex, XDP_FLAGS_REPLACE | cur.mode_flag, &opts);
+}
+
+/* Both programs; -ENOENT only when neither of ours was there. */
+int dataplane_detach(struct store *s, int ifindex)
+{
+	int xdp_rc = dataplane_xdp_detach(s, ifindex);
+	int tc_rc = dataplane_tc_detach(ifindex);
+
+	if (xdp_rc == -ENOENT && tc_rc == 0)
+		return 0;
+	return xdp_rc < 0 ? xdp_rc : tc_rc == -ENOENT ? 0 : tc_rc;
 }

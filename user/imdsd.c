@@ -151,13 +151,13 @@ static void imdsd_port_joined(struct imdsd *d, int ifindex)
 	p->ifindex = ifindex;
 	p->attached = rc == 0;
 	if (rc < 0) {
-		fprintf(stderr, "imdsd: port %s (ifindex %d): XDP not attached: %s\n", imdsd_port_name(ifindex, name),
-			ifindex, err);
+		fprintf(stderr, "imdsd: port %s (ifindex %d): data plane not attached: %s\n",
+			imdsd_port_name(ifindex, name), ifindex, err);
 		return;
 	}
 	dataplane_mode(&d->store, ifindex, &mode);
-	fprintf(stderr, "imdsd: port %s (ifindex %d): XDP attached (%s mode)\n", imdsd_port_name(ifindex, name),
-		ifindex, mode);
+	fprintf(stderr, "imdsd: port %s (ifindex %d): XDP (%s mode) and TC egress attached\n",
+		imdsd_port_name(ifindex, name), ifindex, mode);
 }
 
 /* A known port left the bridge or was deleted: forget it and the VM

@@ -9,16 +9,20 @@
  * connection is freed only once no request referring to it is in flight:
  * closing cancels its requests and waits for their last completions.
  *
- * The hop limit (EC2 HttpPutResponseHopLimit) is applied here with IP_TTL
- * on the socket, from the first byte of a token reply on; token replies
- * close the connection, so no later reply leaves with the lowered TTL.
+ * The hop limit (EC2 HttpPutResponseHopLimit) is enforced by the data
+ * plane's TC egress program: just before the first byte of a token reply is
+ * handed to the kernel, the connection's VM-side endpoint is marked in
+ * hop_marks, and every later segment to it leaves with TTL = hop limit.
+ * Token replies close the connection, so no later reply is affected, and
+ * earlier pipelined replies were handed to the kernel before the mark.
  */
 #include "server.h"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <errno.h>
 #include <liburing.h>
 #include <netinet/in.h>
-#include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -26,12 +30,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "http.h"
+#include "imds.skel.h"
 #include "outbuf.h"
 #include "router.h"
 
@@ -72,12 +78,14 @@ struct srv_conn {
 	struct srv_worker *w;
 	int fd;
 	uint32_t slot, generation; /* the VM, from the data plane's verified SYN */
+	struct imds_conn_key peer; /* the VM-side endpoint: the hop_marks key */
 	struct http_conn http;
 	struct outbuf out;  /* responses not yet handed to the kernel */
 	struct outbuf wire; /* being sent: the kernel reads it until the send completes */
 	size_t wire_off;
 	size_t ttl_mark; /* bytes of `out` that precede the token reply */
-	int ttl;	 /* IP TTL to set at ttl_mark, 0 = none pending */
+	int ttl;	 /* hop limit to mark at ttl_mark, 0 = none pending */
+	bool hop_marked; /* peer is in hop_marks */
 	uint64_t last_active_ms;
 	bool recv_armed, send_inflight, cancel_inflight;
 	bool closing;	       /* cancelled; freed when nothing is in flight */
@@ -105,6 +113,7 @@ struct srv_worker {
 
 struct server {
 	struct server_config cfg;
+	int hop_marks_fd; /* the data plane's hop_marks map, -1 without one */
 	int nworkers;
 	struct srv_worker *workers;
 };
@@ -203,6 +212,41 @@ static void srv_buf_recycle(struct srv_worker *w, unsigned bid)
 
 /* ---- connection lifetime ---- */
 
+/* Marks the connection's endpoint for the TC egress program: from now on
+ * every segment to it leaves with TTL = hop limit.  Must succeed before a
+ * token reply is handed to the kernel, or the reply is not sent at all. */
+static int srv_hop_mark(struct srv_conn *c, int hop_limit)
+{
+	struct imds_hop_mark mark = { .slot = c->slot, .hop_limit = (__u8)hop_limit };
+	struct timespec ts;
+
+	if (c->w->srv->hop_marks_fd < 0)
+		return -EBADF;
+	/* bpf_ktime_get_ns() counts on CLOCK_MONOTONIC too. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	mark.expires_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + IMDS_HOP_MARK_TTL_NS;
+	if (bpf_map_update_elem(c->w->srv->hop_marks_fd, &c->peer, &mark, BPF_ANY) < 0)
+		return -errno;
+	c->hop_marked = true;
+	return 0;
+}
+
+/* At close: forget the mark only if the kernel holds no byte of the
+ * connection any more (SIOCOUTQ = unsent + unacknowledged).  Otherwise the
+ * orphaned socket may still retransmit the token reply, which must keep
+ * the hop limit; the mark then ends at its expiry or at the endpoint's
+ * next verified SYN (the data plane deletes it there). */
+static void srv_hop_unmark(struct srv_conn *c)
+{
+	int queued = 1;
+
+	if (!c->hop_marked)
+		return;
+	if (ioctl(c->fd, TIOCOUTQ, &queued) == 0 && queued == 0)
+		bpf_map_delete_elem(c->w->srv->hop_marks_fd, &c->peer);
+	c->hop_marked = false;
+}
+
 /* Frees a closing connection once no request refers to it.  Called after
  * each of its completions and after closing it from outside its own
  * completions (tick, stop); never from inside a handler that still uses it. */
@@ -212,6 +256,7 @@ static void srv_conn_maybe_free(struct srv_conn *c)
 		return;
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
+	srv_hop_unmark(c);
 	close(c->fd);
 	outbuf_free(&c->out);
 	outbuf_free(&c->wire);
@@ -242,7 +287,8 @@ static void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 	}
 }
 
-static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, uint32_t slot, uint32_t generation)
+static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, const struct sockaddr_in *peer, uint32_t slot,
+				     uint32_t generation)
 {
 	struct srv_conn *c = NULL;
 
@@ -254,6 +300,8 @@ static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, uint32_t slot
 	c->fd = fd;
 	c->slot = slot;
 	c->generation = generation;
+	c->peer.saddr = peer->sin_addr.s_addr;
+	c->peer.sport = peer->sin_port;
 	c->last_active_ms = srv_now_ms();
 	http_conn_init(&c->http);
 	c->next = w->conns.next;
@@ -277,7 +325,7 @@ static void srv_conn_open(struct srv_worker *w, int fd)
 	 * through a port of ours from a loaded VM.  No response at all. */
 	if (store_take_conn(w->srv->cfg.store, peer.sin_addr.s_addr, peer.sin_port, &slot, &generation) < 0)
 		goto reject;
-	c = srv_conn_new(w, fd, slot, generation);
+	c = srv_conn_new(w, fd, &peer, slot, generation);
 	if (!c)
 		goto reject;
 	srv_arm_recv(w, c);
@@ -293,19 +341,19 @@ static size_t srv_unsent(const struct srv_conn *c)
 	return c->out.len + c->wire.len - c->wire_off;
 }
 
-/* Moves the next run of `out` to the (empty) wire buffer.  A pending TTL
- * change splits the run: bytes before the token reply leave with the
- * default TTL, the token reply with the VM's hop limit. */
+/* Moves the next run of `out` to the (empty) wire buffer.  A pending hop
+ * mark splits the run: bytes before the token reply are handed to the
+ * kernel unmarked, then the connection is marked, then the token reply. */
 static int srv_stage(struct srv_conn *c)
 {
 	size_t n = c->out.len;
 	struct outbuf tmp;
+	int rc;
 
 	if (c->ttl && c->ttl_mark == 0) {
-		/* IP_TTL is read when each segment is built, so every byte
-		 * handed to the kernel from now on carries it. */
-		if (setsockopt(c->fd, IPPROTO_IP, IP_TTL, &c->ttl, sizeof(c->ttl)) < 0)
-			return -errno;
+		rc = srv_hop_mark(c, c->ttl);
+		if (rc < 0)
+			return rc;
 		c->ttl = 0;
 	}
 	if (c->ttl)
@@ -814,6 +862,7 @@ int server_start(struct server **out, const struct server_config *cfg)
 	if (!srv)
 		return -ENOMEM;
 	srv->cfg = *cfg;
+	srv->hop_marks_fd = cfg->store && cfg->store->skel ? bpf_map__fd(cfg->store->skel->maps.hop_marks) : -1;
 	srv->workers = calloc((size_t)cfg->workers, sizeof(*srv->workers));
 	if (!srv->workers) {
 		free(srv);

@@ -1,0 +1,107 @@
+/* hoplimit.h: the IMDSv2 hop limit (EC2 HttpPutResponseHopLimit) at TC
+ * egress of a VM's port.  imdsd marks the VM-side endpoint of a connection
+ * in hop_marks just before it queues a token reply; every later segment
+ * from 169.254.169.254:80 to that endpoint leaves with IP TTL lowered to the
+ * VM's hop limit, so a router (NAT, container bridge) inside the guest that
+ * is more hops away drops it.  Everything else passes after a few loads. */
+#ifndef IMDS_BPF_HOPLIMIT_H
+#define IMDS_BPF_HOPLIMIT_H
+
+#ifndef TC_ACT_OK
+#define TC_ACT_OK 0 /* linux/pkt_cls.h: macros that vmlinux.h cannot carry */
+#endif
+#ifndef TC_ACT_SHOT
+#define TC_ACT_SHOT 2
+#endif
+
+#define HOP_ETH_LEN ((__u32)sizeof(struct ethhdr))
+#define HOP_IP_CSUM_OFF (HOP_ETH_LEN + __builtin_offsetof(struct iphdr, check))
+#define HOP_IP_TTL_OFF (HOP_ETH_LEN + __builtin_offsetof(struct iphdr, ttl))
+
+/* A reply of ours: IPv4/TCP from 169.254.169.254:80.  0 when it is not
+ * (the common case, decided on skb metadata and one or two loads). */
+static __always_inline int hop_parse_reply(struct __sk_buff *skb, struct iphdr **ip_out, struct tcphdr **tcp_out)
+{
+	const __u32 need = HOP_ETH_LEN + sizeof(struct iphdr) + sizeof(struct tcphdr);
+	void *data, *end;
+	struct iphdr *ip;
+	struct tcphdr *tcp;
+
+	if (skb->protocol != bpf_htons(ETH_P_IPV4))
+		return 0;
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	/* The host stack builds headers in the linear part; pull only in the
+	 * odd case it did not, so a token reply cannot slip past unparsed. */
+	if (data + need > end) {
+		if (skb->len < need || bpf_skb_pull_data(skb, need))
+			return 0;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	ip = data + HOP_ETH_LEN;
+	if ((void *)(ip + 1) > end || ip->saddr != bpf_htonl(IMDS_IPV4_ADDR) || ip->protocol != IPPROTO_TCP)
+		return 0;
+	if (ip->ihl < 5 || (ip->frag_off & bpf_htons(IP_OFFSET)))
+		return 0;
+	tcp = (void *)ip + ip->ihl * 4;
+	if ((void *)(tcp + 1) > end || tcp->source != bpf_htons(IMDS_TCP_PORT))
+		return 0;
+	*ip_out = ip;
+	*tcp_out = tcp;
+	return 1;
+}
+
+/* The mark of this reply's connection, or NULL.  A SYN-ACK is never
+ * limited: the handshake is not a token reply, whatever the map says. */
+static __always_inline struct imds_hop_mark *hop_find_mark(const struct iphdr *ip, const struct tcphdr *tcp)
+{
+	struct imds_conn_key key = {
+		.saddr = ip->daddr,
+		.sport = tcp->dest,
+	};
+	struct imds_hop_mark *mark;
+
+	if (tcp->syn)
+		return NULL;
+	mark = bpf_map_lookup_elem(&hop_marks, &key);
+	if (!mark)
+		return NULL;
+	if (bpf_ktime_get_ns() > mark->expires_ns) {
+		bpf_map_delete_elem(&hop_marks, &key);
+		return NULL;
+	}
+	return mark;
+}
+
+/* Lowers the TTL to the hop limit and patches the header checksum
+ * incrementally (RFC 1624) over the 16-bit word TTL shares with the
+ * protocol.  0 or a negative helper error. */
+static __always_inline int hop_rewrite_ttl(struct __sk_buff *skb, struct iphdr *ip, __u8 hop_limit)
+{
+	__u16 old_word, new_word;
+	int rc;
+
+	__builtin_memcpy(&old_word, &ip->ttl, sizeof(old_word));
+	new_word = old_word;
+	*(__u8 *)&new_word = hop_limit; /* TTL is the first byte of the word */
+	rc = bpf_l3_csum_replace(skb, HOP_IP_CSUM_OFF, old_word, new_word, sizeof(new_word));
+	if (rc < 0)
+		return rc;
+	/* Packet pointers are invalid after the helpers: do not touch ip. */
+	return bpf_skb_store_bytes(skb, HOP_IP_TTL_OFF, &hop_limit, sizeof(hop_limit), 0);
+}
+
+/* A verified SYN starts a new connection on this endpoint: whatever mark an
+ * earlier connection left behind does not apply to it. */
+static __always_inline void hop_forget(const struct imds_pkt *pkt)
+{
+	struct imds_conn_key key = {
+		.saddr = pkt->ip->saddr,
+		.sport = pkt->tcp->source,
+	};
+
+	bpf_map_delete_elem(&hop_marks, &key);
+}
+
+#endif
