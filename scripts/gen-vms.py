@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""gen-vms.py: VM descriptions for N VMs of a lab (scripts/lab.sh), for
+imds-loadmap and imds-storm.
+
+VM I (1..N) gets the lab's MAC 52:54:00:77:00:II and IPv4 10.77.0.(10+I),
+and EC2-like meta-data rich enough that a cloud-init crawl of it makes
+about 45 requests (nested directories, multi-valued leaves, a public key,
+user-data).  Every identifying value differs between VMs, so a body served
+to the wrong VM is caught.
+
+--swap I,J writes the file with VM I's and VM J's identities (instance-id,
+hostname, key, user-data) exchanged while their MACs and IPv4s stay: loaded
+into the store, it is a deliberately mis-loaded host, which imds-storm, given
+the correct file, must report as wrong-data.
+
+usage: gen-vms.py N [-o FILE] [--tokens optional|required] [--swap I,J]
+"""
+
+import argparse
+import json
+import sys
+
+
+def lab_mac(i):
+    return "52:54:00:77:00:%02x" % i
+
+
+def lab_ipv4(i):
+    return f"10.77.0.{10 + i}"
+
+
+def identity(i):
+    """What names VM i, apart from its addresses."""
+    return {
+        "instance-id": "i-0a77%013x" % (0xC0FFEE000 + i * 0x1111),
+        "hostname": f"vm{i:03d}-host.lab.internal",
+        "key": f"storm-key-{i:03d}",
+        "openssh-key": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAstorm{i:05d} operator@vm{i:03d}",
+        "user-data": f"#cloud-config\nhostname: vm{i:03d}\nruncmd:\n  - echo user-data-of-vm-{i:03d}\n",
+    }
+
+
+def meta_data(i, ident):
+    return {
+        "ami-id": "ami-0%016x" % (0xA000 + i),
+        "ami-launch-index": "0",
+        "ami-manifest-path": "(unknown)",
+        "hostname": ident["hostname"],
+        "local-hostname": ident["hostname"],
+        "instance-type": "m5.large",
+        "instance-action": "none",
+        "profile": "default-hvm",
+        "reservation-id": "r-0%016x" % (0xB000 + i),
+        "security-groups": ["default", f"storm-sg-{i:03d}"],
+        "block-device-mapping": {"ami": "/dev/vda", "root": "/dev/vda", "ephemeral0": "sdb"},
+        "placement": {"availability-zone": "lab-1a", "availability-zone-id": "lab1-az1"},
+        "services": {"domain": "amazonaws.com", "partition": "aws"},
+        "events": {"maintenance": {"history": "[]", "scheduled": "[]"}},
+    }
+
+
+def vm_record(i, ident, tokens):
+    return {
+        "instance-id": ident["instance-id"],
+        "mac": lab_mac(i),
+        "ipv4": lab_ipv4(i),
+        "options": {"http-tokens": tokens, "hop-limit": 1},
+        "meta-data": meta_data(i, ident),
+        "public-keys": [{"name": ident["key"], "openssh-key": ident["openssh-key"]}],
+        "user-data": ident["user-data"],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description="VM descriptions for a lab of N VMs")
+    ap.add_argument("n", type=int, help="number of VMs (1..244, the lab's limit)")
+    ap.add_argument("-o", "--output", help="file to write (default stdout)")
+    ap.add_argument("--tokens", choices=["optional", "required"], default="optional")
+    ap.add_argument("--swap", help="I,J: exchange the identities of VMs I and J (a mis-loaded store)")
+    a = ap.parse_args()
+    if not 1 <= a.n <= 244:
+        ap.error("N must be in 1..244")
+    idents = {i: identity(i) for i in range(1, a.n + 1)}
+    if a.swap:
+        i, j = (int(x) for x in a.swap.split(","))
+        if i not in idents or j not in idents or i == j:
+            ap.error("--swap needs two different VMs of 1..N")
+        idents[i], idents[j] = idents[j], idents[i]
+    doc = {"vms": [vm_record(i, idents[i], a.tokens) for i in range(1, a.n + 1)]}
+    text = json.dumps(doc, indent=2) + "\n"
+    if a.output:
+        with open(a.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

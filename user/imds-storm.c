@@ -1,0 +1,1483 @@
+/* imds-storm: a metadata storm.  N VMs (existing network namespaces, one
+ * per VM, named PREFIX<I>[-SUFFIX]) boot at once and each crawls its
+ * metadata the way cloud-init does; every answer is checked against the VM
+ * description it was loaded from (the JSON given to imds-loadmap).  One
+ * process drives every namespace: a thread setns()es into a VM's namespace
+ * before socket(), and the socket stays there.  Reports requests/s, the
+ * storm's completion time, a log-linear latency histogram, errors by kind
+ * and the server's CPU time per request.  Usage and output: docs/storm.md. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "outbuf.h"
+#include "vmconf.h"
+
+#define STORM_BODY_MAX (1u << 20)  /* larger than any compiled leaf */
+#define STORM_EVENTS 256
+#define STORM_SCAN_NS 5000000ull  /* timeout/retry scan period: 5 ms */
+#define STORM_BACKOFF_NS 10000000ull /* first retry after 10 ms, doubling */
+#define STORM_BACKOFF_MAX_NS 1000000000ull
+#define STORM_WRONG_DATA_SHOWN 10 /* details printed for the first few only */
+#define STORM_TOKEN_MAX 256
+
+/* --- options --- */
+
+enum storm_mode { STORM_CONN, STORM_KEEPALIVE, STORM_STEADY };
+
+struct storm_opts {
+	const char *vms_file;
+	size_t count; /* 0: every VM of the file */
+	const char *netns_prefix;
+	const char *suffix;
+	enum storm_mode mode;
+	unsigned threads;
+	size_t conns; /* steady: connections, 0 = one per VM */
+	double duration_s;
+	struct in_addr address;
+	unsigned port;
+	const char *api_version;
+	int token;
+	unsigned retries;
+	unsigned timeout_ms;
+	long server_pid;
+	int json;
+	int quiet;
+	int trace;
+};
+
+enum {
+	OPT_VMS,
+	OPT_COUNT,
+	OPT_NETNS_PREFIX,
+	OPT_SUFFIX,
+	OPT_MODE,
+	OPT_THREADS,
+	OPT_CONNS,
+	OPT_DURATION,
+	OPT_ADDRESS,
+	OPT_PORT,
+	OPT_API_VERSION,
+	OPT_NO_TOKEN,
+	OPT_RETRIES,
+	OPT_TIMEOUT,
+	OPT_SERVER_PID,
+	OPT_JSON,
+	OPT_QUIET,
+	OPT_TRACE,
+};
+
+static const struct cli_option storm_options[] = {
+	[OPT_VMS] = { "vms", 'v', "FILE", "VM descriptions (the JSON given to imds-loadmap); required" },
+	[OPT_COUNT] = { "count", 'n', "N", "use the first N VMs of FILE (default: all)" },
+	[OPT_NETNS_PREFIX] = { "netns-prefix", 0, "P", "VM I's namespace is /run/netns/P<I>[-SFX] (default imds-vm)" },
+	[OPT_SUFFIX] = { "suffix", 's', "SFX", "namespace suffix (the lab's; default none)" },
+	[OPT_MODE] = { "mode", 'm', "MODE", "conn (connection per request), keepalive, steady (default conn)" },
+	[OPT_THREADS] = { "threads", 't', "T", "worker threads (default: min(4, CPUs))" },
+	[OPT_CONNS] = { "conns", 'c', "M", "steady: keep-alive connections (default: one per VM)" },
+	[OPT_DURATION] = { "duration", 'd', "SEC", "steady: run time in seconds (default 10)" },
+	[OPT_ADDRESS] = { "address", 0, "IPV4", "metadata address (default 169.254.169.254)" },
+	[OPT_PORT] = { "port", 0, "PORT", "metadata port (default 80)" },
+	[OPT_API_VERSION] = { "api-version", 0, "V", "dated version to crawl (default 2021-03-23)" },
+	[OPT_NO_TOKEN] = { "no-token", 0, NULL, "IMDSv1 crawl: no token PUT (cloud-init off AWS)" },
+	[OPT_RETRIES] = { "retries", 'r', "R", "retries of a failed connect/request (default 5)" },
+	[OPT_TIMEOUT] = { "timeout", 0, "MS", "per-attempt timeout in ms (default 5000)" },
+	[OPT_SERVER_PID] = { "server-pid", 'p', "PID", "report this process's CPU time per request" },
+	[OPT_JSON] = { "json", 'j', NULL, "print the report as JSON on stdout" },
+	[OPT_QUIET] = { "quiet", 'q', NULL, "no progress line on stderr" },
+	[OPT_TRACE] = { "trace", 0, NULL, "print every response (VM, method, path, status, bytes) on stderr" },
+	{ 0 },
+};
+
+static const char storm_synopsis[] = "--vms FILE [--suffix SFX] [--mode conn|keepalive|steady] [OPTIONS]";
+
+/* --- statistics --- */
+
+/* Error kinds.  A connect failure is not an error by itself (it is counted
+ * and retried); it becomes "gave-up" when the retries run out. */
+enum storm_err { SE_RESET, SE_TIMEOUT, SE_STATUS, SE_BAD_HTTP, SE_WRONG_DATA, SE_GAVE_UP, SE_N };
+
+static const char *const storm_err_names[SE_N] = {
+	[SE_RESET] = "reset", [SE_TIMEOUT] = "timeout", [SE_STATUS] = "http-status",
+	[SE_BAD_HTTP] = "bad-http", [SE_WRONG_DATA] = "wrong-data", [SE_GAVE_UP] = "gave-up",
+};
+
+/* HDR-style log-linear histogram of nanoseconds: values below 128 have a
+ * bucket each; above, every power of two is cut into 64 buckets, so a
+ * bucket's width is under 1/64 (1.6 %) of its values. */
+#define HIST_BUCKETS (64 * 64 + 128)
+
+struct storm_hist {
+	uint64_t count[HIST_BUCKETS];
+	uint64_t total;
+	uint64_t max;
+	uint64_t sum;
+};
+
+static unsigned storm_hist_index(uint64_t v)
+{
+	unsigned shift;
+
+	if (v < 128)
+		return (unsigned)v;
+	shift = (unsigned)(63 - __builtin_clzll(v)) - 6;
+	return shift * 64 + (unsigned)(v >> shift);
+}
+
+/* The highest value that falls into bucket idx. */
+static uint64_t storm_hist_value(unsigned idx)
+{
+	unsigned shift;
+
+	if (idx < 128)
+		return idx;
+	shift = idx / 64 - 1;
+	return ((uint64_t)(idx - shift * 64 + 1) << shift) - 1;
+}
+
+static void storm_hist_add(struct storm_hist *h, uint64_t v)
+{
+	h->count[storm_hist_index(v)]++;
+	h->total++;
+	h->sum += v;
+	if (v > h->max)
+		h->max = v;
+}
+
+static void storm_hist_merge(struct storm_hist *into, const struct storm_hist *h)
+{
+	for (unsigned i = 0; i < HIST_BUCKETS; i++)
+		into->count[i] += h->count[i];
+	into->total += h->total;
+	into->sum += h->sum;
+	if (h->max > into->max)
+		into->max = h->max;
+}
+
+/* Value at quantile q (0..1): the highest value of the bucket holding the
+ * ceil(q * total)-th sample, capped by the exact maximum. */
+static uint64_t storm_hist_quantile(const struct storm_hist *h, double q)
+{
+	uint64_t rank = (uint64_t)(q * (double)h->total + 0.999999), seen = 0;
+
+	if (!h->total)
+		return 0;
+	if (rank < 1)
+		rank = 1;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->count[i];
+		if (seen >= rank)
+			return storm_hist_value(i) < h->max ? storm_hist_value(i) : h->max;
+	}
+	return h->max;
+}
+
+struct storm_stats {
+	uint64_t requests; /* completed responses, read by the progress line */
+	uint64_t errors[SE_N];
+	uint64_t connect_failures;
+	uint64_t retries;
+	uint64_t reconnects; /* a kept-alive connection the server had closed */
+	uint64_t crawls;     /* crawls completed */
+	uint64_t clients_done;
+	uint64_t last_done_ns; /* when this thread's last client finished */
+};
+
+static void storm_count(uint64_t *counter)
+{
+	__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t storm_read(const uint64_t *counter)
+{
+	return __atomic_load_n(counter, __ATOMIC_RELAXED);
+}
+
+static uint64_t storm_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* --- VMs, clients, threads --- */
+
+struct storm_vm {
+	const struct vm_desc *d;
+	unsigned index; /* 1-based, names the namespace */
+	int nsfd;
+	char ipv4[INET_ADDRSTRLEN];
+	char mac[18];
+};
+
+enum storm_method { STORM_GET, STORM_PUT };
+
+struct storm_req {
+	char *path; /* absolute, "/2021-03-23/meta-data/" */
+	enum storm_method method;
+};
+
+enum storm_state { CS_IDLE, CS_CONNECTING, CS_SENDING, CS_RECEIVING, CS_RETRY_WAIT, CS_DONE };
+
+struct storm_thread;
+
+struct storm_client {
+	struct storm_thread *th;
+	struct storm_vm *vm;
+	int fd;
+	enum storm_state state;
+	int reused; /* fd already carried a response: a close may be the server's idle close */
+	struct storm_req *q;
+	size_t qn, qcap, qpos;
+	char token[STORM_TOKEN_MAX];
+	llhttp_t parser;
+	struct outbuf body;
+	struct outbuf out;
+	size_t out_off;
+	int complete, keep, status;
+	size_t resp_bytes;
+	uint64_t t_start, deadline, retry_at;
+	unsigned attempts;
+};
+
+struct storm_run;
+
+struct storm_thread {
+	pthread_t tid;
+	struct storm_run *run;
+	int epfd;
+	int cur_nsfd; /* the namespace this thread is in, -1: the original */
+	struct storm_client **clients;
+	size_t n, active;
+	struct storm_stats st;
+	struct storm_hist hist;
+};
+
+struct storm_run {
+	struct storm_opts o;
+	struct vm_set set;
+	struct storm_vm *vms;
+	size_t nvms;
+	struct storm_client *clients;
+	size_t nclients;
+	struct storm_thread *threads;
+	llhttp_settings_t settings;
+	pthread_barrier_t start;
+	uint64_t t0, stop_at; /* stop_at: steady mode's end */
+	uint64_t threads_done;
+	uint64_t wrong_shown;
+};
+
+/* --- option parsing --- */
+
+static int storm_parse_uint(const char *name, const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max || *s == '-') {
+		fprintf(stderr, "imds-storm: --%s: '%s' is not a number in %lu..%lu\n", name, s, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int storm_parse_mode(const char *s, enum storm_mode *mode)
+{
+	static const char *const names[] = { "conn", "keepalive", "steady" };
+
+	for (unsigned i = 0; i < 3; i++) {
+		if (!strcmp(s, names[i])) {
+			*mode = (enum storm_mode)i;
+			return 0;
+		}
+	}
+	fprintf(stderr, "imds-storm: --mode: '%s' is not conn, keepalive or steady\n", s);
+	return -1;
+}
+
+static int storm_on_option(void *ctx, int index, const char *arg)
+{
+	struct storm_opts *o = ctx;
+	unsigned long v;
+	char *end;
+
+	switch (index) {
+	case OPT_VMS: o->vms_file = arg; return 0;
+	case OPT_NETNS_PREFIX: o->netns_prefix = arg; return 0;
+	case OPT_SUFFIX: o->suffix = arg; return 0;
+	case OPT_MODE: return storm_parse_mode(arg, &o->mode);
+	case OPT_API_VERSION: o->api_version = arg; return 0;
+	case OPT_NO_TOKEN: o->token = 0; return 0;
+	case OPT_JSON: o->json = 1; return 0;
+	case OPT_QUIET: o->quiet = 1; return 0;
+	case OPT_TRACE: o->trace = 1; return 0;
+	case OPT_ADDRESS:
+		if (inet_pton(AF_INET, arg, &o->address) == 1)
+			return 0;
+		fprintf(stderr, "imds-storm: --address: '%s' is not an IPv4 address\n", arg);
+		return -1;
+	case OPT_DURATION:
+		o->duration_s = strtod(arg, &end);
+		if (end != arg && !*end && o->duration_s > 0 && o->duration_s <= 86400)
+			return 0;
+		fprintf(stderr, "imds-storm: --duration: '%s' is not a number of seconds in (0, 86400]\n", arg);
+		return -1;
+	}
+	if (index == OPT_COUNT && !storm_parse_uint("count", arg, 1, 100000, &v))
+		return o->count = v, 0;
+	if (index == OPT_THREADS && !storm_parse_uint("threads", arg, 1, 256, &v))
+		return o->threads = (unsigned)v, 0;
+	if (index == OPT_CONNS && !storm_parse_uint("conns", arg, 1, 1000000, &v))
+		return o->conns = v, 0;
+	if (index == OPT_PORT && !storm_parse_uint("port", arg, 1, 65535, &v))
+		return o->port = (unsigned)v, 0;
+	if (index == OPT_RETRIES && !storm_parse_uint("retries", arg, 0, 100, &v))
+		return o->retries = (unsigned)v, 0;
+	if (index == OPT_TIMEOUT && !storm_parse_uint("timeout", arg, 1, 3600000, &v))
+		return o->timeout_ms = (unsigned)v, 0;
+	if (index == OPT_SERVER_PID && !storm_parse_uint("server-pid", arg, 1, 1ul << 30, &v))
+		return o->server_pid = (long)v, 0;
+	return -1;
+}
+
+static int storm_parse_args(int argc, char **argv, struct storm_opts *o)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int ind;
+
+	*o = (struct storm_opts){ .netns_prefix = "imds-vm", .suffix = "", .mode = STORM_CONN,
+				  .duration_s = 10, .port = 80, .api_version = "2021-03-23", .token = 1,
+				  .retries = 5, .timeout_ms = 5000 };
+	o->threads = cpus > 0 && cpus < 4 ? (unsigned)cpus : 4;
+	inet_pton(AF_INET, "169.254.169.254", &o->address);
+	ind = cli_parse(argc, argv, storm_options, storm_synopsis, storm_on_option, o);
+	if (ind < 0)
+		return -1;
+	if (ind != argc || !o->vms_file) {
+		fprintf(stderr, "imds-storm: %s\n", ind != argc ? "unexpected argument" : "--vms FILE is required");
+		cli_usage(stderr, argv[0], storm_synopsis, storm_options);
+		return -1;
+	}
+	return 0;
+}
+
+/* --- the crawl: a queue of requests that grows as listings arrive --- */
+
+static int storm_queue_insert(struct storm_client *c, size_t at, enum storm_method m, const char *path)
+{
+	char *copy = strdup(path);
+
+	if (!copy)
+		return -ENOMEM;
+	if (c->qn == c->qcap) {
+		size_t cap = c->qcap ? c->qcap * 2 : 64;
+		struct storm_req *q = realloc(c->q, cap * sizeof(*q));
+
+		if (!q) {
+			free(copy);
+			return -ENOMEM;
+		}
+		c->q = q;
+		c->qcap = cap;
+	}
+	memmove(c->q + at + 1, c->q + at, (c->qn - at) * sizeof(*c->q));
+	c->q[at] = (struct storm_req){ copy, m };
+	c->qn++;
+	return 0;
+}
+
+static void storm_queue_clear(struct storm_client *c)
+{
+	for (size_t i = 0; i < c->qn; i++)
+		free(c->q[i].path);
+	c->qn = c->qpos = 0;
+}
+
+/* cloud-init's order: the token PUT (unless IMDSv1), the version probe,
+ * the meta-data walk, user-data, then the identity documents.  A steady
+ * client repeats the crawl with the token it already holds. */
+static int storm_crawl_init(struct storm_client *c, const struct storm_opts *o, int with_token)
+{
+	static const char *const roots[] = { "meta-data/instance-id", "meta-data/", "user-data",
+					     "dynamic/instance-identity" };
+	char path[256];
+	int rc = 0;
+
+	storm_queue_clear(c);
+	if (with_token)
+		rc = storm_queue_insert(c, c->qn, STORM_PUT, "/latest/api/token");
+	for (unsigned i = 0; !rc && i < sizeof(roots) / sizeof(roots[0]); i++) {
+		snprintf(path, sizeof(path), "/%s/%s", o->api_version, roots[i]);
+		rc = storm_queue_insert(c, c->qn, STORM_GET, path);
+	}
+	return rc;
+}
+
+/* --- expected data --- */
+
+/* The part of a path after "/VERSION/". */
+static const char *storm_rel_path(const struct storm_opts *o, const char *path)
+{
+	size_t n = strlen(o->api_version);
+
+	if (path[0] == '/' && !strncmp(path + 1, o->api_version, n) && path[n + 1] == '/')
+		return path + n + 2;
+	return path;
+}
+
+/* The operator's meta-data value at rel ("meta-data/a/b" or "meta-data/a/"),
+ * or NULL. */
+static const json_t *storm_meta_lookup(const struct vm_desc *d, const char *rel)
+{
+	const json_t *v = d->meta_data;
+	char seg[256];
+
+	rel += strlen("meta-data/");
+	while (v && *rel) {
+		size_t n = strcspn(rel, "/");
+
+		if (!json_is_object(v) || n >= sizeof(seg))
+			return NULL;
+		memcpy(seg, rel, n);
+		seg[n] = '\0';
+		v = json_object_get(v, seg);
+		rel += n + (rel[n] == '/');
+	}
+	return v;
+}
+
+static int storm_body_is(const struct outbuf *b, const void *want, size_t len)
+{
+	return b->len == len && (!len || !memcmp(b->data, want, len));
+}
+
+/* The body of a leaf given as a JSON value: strings as they are, arrays of
+ * strings one per line.  1 = matches, 0 = differs, -1 = not checkable. */
+static int storm_leaf_matches(const json_t *v, const struct outbuf *b)
+{
+	struct outbuf want = { 0 };
+	size_t i;
+	json_t *el;
+	int same;
+
+	if (json_is_string(v))
+		return storm_body_is(b, json_string_value(v), json_string_length(v));
+	if (!json_is_array(v))
+		return -1; /* numbers: JSON's spelling is the compiler's business */
+	json_array_foreach(v, i, el) {
+		if (!json_is_string(el) || (i && outbuf_append(&want, "\n", 1)) ||
+		    outbuf_append(&want, json_string_value(el), json_string_length(el))) {
+			outbuf_free(&want);
+			return -1;
+		}
+	}
+	same = storm_body_is(b, want.data, want.len);
+	outbuf_free(&want);
+	return same;
+}
+
+/* Values the compiler derives from the VM's identity. */
+static const char *storm_derived_leaf(const struct storm_vm *vm, const char *rel, int *wrong_mac)
+{
+	static const char macs[] = "meta-data/network/interfaces/macs/";
+	unsigned long k;
+	char *end;
+
+	if (!strcmp(rel, "meta-data/instance-id"))
+		return vm->d->instance_id;
+	if (!strcmp(rel, "meta-data/local-ipv4"))
+		return vm->ipv4;
+	if (!strcmp(rel, "meta-data/mac"))
+		return vm->mac;
+	if (!strncmp(rel, "meta-data/public-keys/", 22)) {
+		k = strtoul(rel + 22, &end, 10);
+		if (end != rel + 22 && !strcmp(end, "/openssh-key") && k < vm->d->n_keys)
+			return vm->d->keys[k].openssh_key;
+		return NULL;
+	}
+	if (strncmp(rel, macs, sizeof(macs) - 1))
+		return NULL;
+	rel += sizeof(macs) - 1;
+	if (strncmp(rel, vm->mac, 17) || rel[17] != '/') {
+		*wrong_mac = 1;
+		return NULL;
+	}
+	rel += 18;
+	return !strcmp(rel, "mac") ? vm->mac : !strcmp(rel, "local-ipv4s") ? vm->ipv4 : NULL;
+}
+
+/* 0 = as loaded (or nothing to compare), 1 = wrong data. */
+static int storm_check_leaf(const struct storm_vm *vm, const char *rel, const struct outbuf *b)
+{
+	const json_t *v = storm_meta_lookup(vm->d, rel);
+	const char *want;
+	int wrong_mac = 0;
+
+	if (v && !json_is_object(v))
+		return storm_leaf_matches(v, b) == 0;
+	want = storm_derived_leaf(vm, rel, &wrong_mac);
+	if (wrong_mac)
+		return 1;
+	return want && !storm_body_is(b, want, strlen(want));
+}
+
+/* Whether a listing has a line equal to name (or name + "/"). */
+static int storm_listed(const struct outbuf *b, const char *name, int dir)
+{
+	size_t n = strlen(name), at = 0;
+
+	while (at < b->len) {
+		const char *line = b->data + at;
+		const char *nl = memchr(line, '\n', b->len - at);
+		size_t len = nl ? (size_t)(nl - line) : b->len - at;
+
+		if (len == n + (size_t)dir && !memcmp(line, name, n) && (!dir || line[n] == '/'))
+			return 1;
+		at += len + 1;
+	}
+	return 0;
+}
+
+static int storm_check_keys(const struct storm_vm *vm, const struct outbuf *b)
+{
+	char line[512];
+
+	for (size_t i = 0; i < vm->d->n_keys; i++) {
+		snprintf(line, sizeof(line), "%zu=%s", i, vm->d->keys[i].name);
+		if (!storm_listed(b, line, 0))
+			return 1;
+	}
+	return 0;
+}
+
+/* A listing must hold every entry the VM was loaded with. */
+static int storm_check_listing(const struct storm_vm *vm, const char *rel, const struct outbuf *b)
+{
+	static const char *const always[] = { "instance-id", "local-ipv4", "mac" };
+	const json_t *obj, *val;
+	const char *key;
+
+	if (!strcmp(rel, "meta-data/public-keys/"))
+		return storm_check_keys(vm, b);
+	if (!strcmp(rel, "meta-data/")) {
+		for (unsigned i = 0; i < 3; i++)
+			if (!storm_listed(b, always[i], 0))
+				return 1;
+		if (vm->d->n_keys && !storm_listed(b, "public-keys", 1))
+			return 1;
+	}
+	obj = storm_meta_lookup(vm->d, rel);
+	if (!json_is_object(obj))
+		return 0;
+	json_object_foreach((json_t *)obj, key, val) {
+		if (!storm_listed(b, key, json_is_object(val)))
+			return 1;
+	}
+	return 0;
+}
+
+static int storm_check_document(const struct storm_vm *vm, const struct outbuf *b)
+{
+	json_t *doc = json_loadb(b->data ? b->data : "", b->len, 0, NULL);
+	const char *id, *ip;
+	int wrong;
+
+	if (!doc)
+		return 1;
+	id = json_string_value(json_object_get(doc, "instanceId"));
+	ip = json_string_value(json_object_get(doc, "privateIp"));
+	wrong = !id || strcmp(id, vm->d->instance_id) || (ip && strcmp(ip, vm->ipv4));
+	json_decref(doc);
+	return wrong;
+}
+
+/* --- the walk: a listing's entries are fetched next, subdirectories first --- */
+
+static int storm_enqueue_line(struct storm_client *c, const char *dir, const char *line, size_t len, int pass,
+			      size_t *at)
+{
+	int is_dir = len && line[len - 1] == '/';
+	const char *eq = memchr(line, '=', len);
+	char path[1024];
+	int n;
+
+	/* cloud-init never fetches IAM credentials */
+	if ((len == 20 || len == 21) && !strncmp(line, "security-credentials", 20))
+		return 0;
+	if (eq) { /* public-keys/ lists "0=name": fetch 0/openssh-key */
+		if (pass != 1)
+			return 0;
+		n = snprintf(path, sizeof(path), "%s%.*s/openssh-key", dir, (int)(eq - line), line);
+	} else {
+		if (is_dir != (pass == 0))
+			return 0;
+		n = snprintf(path, sizeof(path), "%s%.*s", dir, (int)len, line);
+	}
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG; /* longer than any path the server accepts */
+	return storm_queue_insert(c, (*at)++, STORM_GET, path);
+}
+
+static int storm_enqueue_listing(struct storm_client *c, const char *path, const struct outbuf *b)
+{
+	char dir[1024];
+	size_t at = c->qpos + 1;
+	int rc = 0;
+
+	/* "dynamic/instance-identity" is listed without a slash */
+	snprintf(dir, sizeof(dir), "%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/");
+	for (int pass = 0; pass < 2 && !rc; pass++) {
+		size_t off = 0;
+
+		while (off < b->len && !rc) {
+			const char *line = b->data + off;
+			const char *nl = memchr(line, '\n', b->len - off);
+			size_t len = nl ? (size_t)(nl - line) : b->len - off;
+
+			if (len)
+				rc = storm_enqueue_line(c, dir, line, len, pass, &at);
+			off += len + 1;
+		}
+	}
+	return rc;
+}
+
+/* --- checking one response --- */
+
+/* A body for a message: at most 100 bytes, escaped to one line. */
+static void storm_escape(const struct outbuf *b, char *out, size_t size)
+{
+	size_t o = 0, i;
+
+	for (i = 0; i < b->len && o + 8 < size && i < 100; i++) {
+		unsigned char ch = (unsigned char)b->data[i];
+
+		if (ch == '\n')
+			o += (size_t)snprintf(out + o, size - o, "\\n");
+		else if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+			o += (size_t)snprintf(out + o, size - o, "\\x%02x", ch);
+		else
+			out[o++] = (char)ch;
+	}
+	snprintf(out + o, size - o, "%s", i < b->len ? "..." : "");
+}
+
+static void storm_show_wrong(struct storm_client *c, const char *path)
+{
+	struct storm_run *run = c->th->run;
+	char body[512];
+
+	if (__atomic_fetch_add(&run->wrong_shown, 1, __ATOMIC_RELAXED) >= STORM_WRONG_DATA_SHOWN)
+		return;
+	storm_escape(&c->body, body, sizeof(body));
+	fprintf(stderr, "imds-storm: wrong data: vm%u (expected %s) %s: status %d, body \"%s\"\n", c->vm->index,
+		c->vm->d->instance_id, path, c->status, body);
+}
+
+static int storm_check_get(struct storm_client *c, const char *path)
+{
+	const struct storm_opts *o = &c->th->run->o;
+	const char *rel = storm_rel_path(o, path);
+	const struct vm_desc *d = c->vm->d;
+	int is_listing = rel[strlen(rel) - 1] == '/' || !strcmp(rel, "dynamic/instance-identity");
+
+	if (!strcmp(rel, "user-data")) {
+		if (!d->user_data)
+			return c->status == 404 ? 0 : SE_STATUS;
+		if (c->status != 200)
+			return SE_STATUS;
+		return storm_body_is(&c->body, d->user_data, d->user_data_len) ? 0 : SE_WRONG_DATA;
+	}
+	if (c->status != 200)
+		return SE_STATUS;
+	if (is_listing) { /* walked even when wrong, as a client would */
+		int wrong = !strncmp(rel, "meta-data/", 10) && storm_check_listing(c->vm, rel, &c->body);
+
+		if (storm_enqueue_listing(c, path, &c->body))
+			return SE_BAD_HTTP;
+		return wrong ? SE_WRONG_DATA : 0;
+	}
+	if (!strcmp(rel, "dynamic/instance-identity/document"))
+		return storm_check_document(c->vm, &c->body) ? SE_WRONG_DATA : 0;
+	if (!strncmp(rel, "meta-data/", 10))
+		return storm_check_leaf(c->vm, rel, &c->body) ? SE_WRONG_DATA : 0;
+	return 0;
+}
+
+/* -1: fine; otherwise the error kind of the response. */
+static int storm_check(struct storm_client *c)
+{
+	const struct storm_req *r = &c->q[c->qpos];
+	int kind;
+
+	if (c->th->run->o.trace)
+		fprintf(stderr, "vm%u %s %s %d %zu\n", c->vm->index, r->method == STORM_PUT ? "PUT" : "GET", r->path,
+			c->status, c->body.len);
+	if (r->method == STORM_PUT) {
+		if (c->status != 200 || !c->body.len || c->body.len >= sizeof(c->token))
+			return SE_STATUS;
+		memcpy(c->token, c->body.data, c->body.len);
+		c->token[c->body.len] = '\0';
+		return -1;
+	}
+	kind = storm_check_get(c, r->path);
+	if (kind == SE_WRONG_DATA)
+		storm_show_wrong(c, r->path);
+	return kind ? kind : -1;
+}
+
+/* --- HTTP --- */
+
+static int storm_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct storm_client *c = p->data;
+
+	if (c->body.len + len > STORM_BODY_MAX || outbuf_append(&c->body, at, len))
+		return -1;
+	return 0;
+}
+
+static int storm_on_complete(llhttp_t *p)
+{
+	struct storm_client *c = p->data;
+
+	c->complete = 1;
+	c->status = p->status_code;
+	c->keep = llhttp_should_keep_alive(p);
+	return HPE_PAUSED; /* one response per request: stop here */
+}
+
+static int storm_build_request(struct storm_client *c)
+{
+	const struct storm_run *run = c->th->run;
+	const struct storm_req *r = &c->q[c->qpos];
+	const char *conn = run->o.mode == STORM_CONN ? "close" : "keep-alive";
+
+	outbuf_reset(&c->out);
+	c->out_off = 0;
+	if (r->method == STORM_PUT)
+		return outbuf_printf(&c->out,
+				     "PUT %s HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: Cloud-Init/22.4.2\r\n"
+				     "Accept: */*\r\nConnection: %s\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\n"
+				     "Content-Length: 0\r\n\r\n",
+				     r->path, conn);
+	if (outbuf_printf(&c->out,
+			  "GET %s HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: python-requests/2.28.1\r\n"
+			  "Accept-Encoding: gzip, deflate\r\nAccept: */*\r\nConnection: %s\r\n",
+			  r->path, conn))
+		return -ENOMEM;
+	if (c->token[0] && outbuf_printf(&c->out, "X-aws-ec2-metadata-token: %s\r\n", c->token))
+		return -ENOMEM;
+	return outbuf_puts(&c->out, "\r\n");
+}
+
+/* --- connection handling --- */
+
+static void storm_close(struct storm_client *c)
+{
+	if (c->fd >= 0) {
+		epoll_ctl(c->th->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+	}
+	c->fd = -1;
+	c->reused = 0;
+}
+
+static int storm_watch(struct storm_client *c, uint32_t events, int op)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = c };
+
+	return epoll_ctl(c->th->epfd, op, c->fd, &ev) ? -errno : 0;
+}
+
+/* The socket is created inside the VM's namespace: a network namespace is
+ * per thread, and a socket keeps the namespace it was created in. */
+static int storm_socket_in_vm(struct storm_client *c)
+{
+	struct storm_thread *th = c->th;
+	int fd, one = 1;
+
+	if (th->cur_nsfd != c->vm->nsfd) {
+		if (setns(c->vm->nsfd, CLONE_NEWNET))
+			return -errno;
+		th->cur_nsfd = c->vm->nsfd;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+static void storm_fail(struct storm_client *c, int kind, int connect_failed);
+static void storm_send(struct storm_client *c);
+
+static void storm_connect(struct storm_client *c)
+{
+	const struct storm_opts *o = &c->th->run->o;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o->port), .sin_addr = o->address };
+	int fd = storm_socket_in_vm(c);
+
+	if (fd < 0) {
+		storm_fail(c, -1, 1);
+		return;
+	}
+	c->fd = fd;
+	c->state = CS_CONNECTING;
+	if (storm_watch(c, EPOLLOUT, EPOLL_CTL_ADD) ||
+	    (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != EINPROGRESS))
+		storm_fail(c, -1, 1);
+}
+
+/* One attempt of the current request: on the kept-alive connection when
+ * there is one, on a new one otherwise. */
+static void storm_attempt(struct storm_client *c)
+{
+	const struct storm_run *run = c->th->run;
+
+	c->deadline = storm_now() + (uint64_t)run->o.timeout_ms * 1000000ull;
+	outbuf_reset(&c->body);
+	c->complete = c->keep = c->status = 0;
+	c->resp_bytes = 0;
+	llhttp_init(&c->parser, HTTP_RESPONSE, &run->settings);
+	c->parser.data = c;
+	if (storm_build_request(c)) {
+		storm_fail(c, SE_BAD_HTTP, 0);
+		return;
+	}
+	if (c->fd >= 0) {
+		c->state = CS_SENDING;
+		storm_send(c);
+		return;
+	}
+	storm_connect(c);
+}
+
+static void storm_finish(struct storm_client *c)
+{
+	struct storm_thread *th = c->th;
+
+	storm_close(c);
+	c->state = CS_DONE;
+	th->active--;
+	th->st.last_done_ns = storm_now();
+	storm_count(&th->st.clients_done);
+}
+
+/* Next request of the crawl; at the crawl's end a steady client starts
+ * over (keeping its token) until the run's time is up. */
+static void storm_next(struct storm_client *c)
+{
+	struct storm_run *run = c->th->run;
+
+	if (c->qpos >= c->qn) {
+		storm_count(&c->th->st.crawls);
+		if (run->o.mode != STORM_STEADY || storm_now() >= run->stop_at ||
+		    storm_crawl_init(c, &run->o, run->o.token && !c->token[0])) {
+			storm_finish(c);
+			return;
+		}
+	}
+	c->t_start = storm_now();
+	c->attempts = 0;
+	storm_attempt(c);
+}
+
+/* kind: an error kind, or -1 for a connect failure (not an error unless
+ * the retries run out).  Retries with a doubling back-off. */
+static void storm_fail(struct storm_client *c, int kind, int connect_failed)
+{
+	struct storm_thread *th = c->th;
+	uint64_t backoff;
+
+	storm_close(c);
+	if (connect_failed)
+		storm_count(&th->st.connect_failures);
+	else
+		storm_count(&th->st.errors[kind]);
+	if (kind == SE_WRONG_DATA || kind == SE_STATUS || c->attempts >= th->run->o.retries) {
+		if (kind != SE_WRONG_DATA && kind != SE_STATUS)
+			storm_count(&th->st.errors[SE_GAVE_UP]);
+		storm_finish(c); /* the crawl is abandoned, as cloud-init's would be */
+		return;
+	}
+	backoff = STORM_BACKOFF_NS << c->attempts;
+	c->attempts++;
+	storm_count(&th->st.retries);
+	c->retry_at = storm_now() + (backoff < STORM_BACKOFF_MAX_NS ? backoff : STORM_BACKOFF_MAX_NS);
+	c->state = CS_RETRY_WAIT;
+}
+
+static void storm_response_done(struct storm_client *c)
+{
+	struct storm_thread *th = c->th;
+	int kind;
+
+	storm_hist_add(&th->hist, storm_now() - c->t_start);
+	storm_count(&th->st.requests);
+	kind = storm_check(c);
+	if (c->keep && th->run->o.mode != STORM_CONN) {
+		c->reused = 1;
+		c->state = CS_IDLE;
+		if (storm_watch(c, 0, EPOLL_CTL_MOD))
+			storm_close(c);
+	} else {
+		storm_close(c);
+	}
+	if (kind >= 0) {
+		storm_count(&th->st.errors[kind]);
+		if (kind != SE_WRONG_DATA && kind != SE_STATUS) {
+			storm_finish(c);
+			return;
+		}
+	}
+	c->qpos++;
+	storm_next(c);
+}
+
+/* The server closed a kept-alive connection before answering: a normal
+ * race of keep-alive, so send again on a new connection without counting
+ * an error (HTTP clients do the same for idempotent requests). */
+static void storm_reconnect(struct storm_client *c)
+{
+	storm_count(&c->th->st.reconnects);
+	storm_close(c);
+	storm_attempt(c);
+}
+
+static void storm_send(struct storm_client *c)
+{
+	while (c->out_off < c->out.len) {
+		ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EAGAIN) {
+			if (storm_watch(c, EPOLLOUT, EPOLL_CTL_MOD))
+				storm_fail(c, SE_RESET, 0);
+			return;
+		}
+		if (n < 0) {
+			if (c->reused)
+				storm_reconnect(c);
+			else
+				storm_fail(c, SE_RESET, 0);
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->state = CS_RECEIVING;
+	if (storm_watch(c, EPOLLIN, EPOLL_CTL_MOD))
+		storm_fail(c, SE_RESET, 0);
+}
+
+static void storm_on_eof(struct storm_client *c)
+{
+	if (!c->complete && llhttp_finish(&c->parser) == HPE_OK && c->complete)
+		return; /* a body delimited by the close */
+	if (c->complete)
+		return;
+	if (c->reused && !c->resp_bytes)
+		storm_reconnect(c);
+	else
+		storm_fail(c, SE_RESET, 0);
+}
+
+static void storm_receive(struct storm_client *c)
+{
+	char buf[16384];
+
+	while (!c->complete) {
+		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+		llhttp_errno_t e;
+
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			storm_on_eof(c);
+			if (c->complete)
+				storm_response_done(c);
+			return;
+		}
+		c->resp_bytes += (size_t)n;
+		e = llhttp_execute(&c->parser, buf, (size_t)n);
+		if (e != HPE_OK && !(e == HPE_PAUSED && c->complete)) {
+			storm_fail(c, SE_BAD_HTTP, 0);
+			return;
+		}
+	}
+	storm_response_done(c);
+}
+
+static void storm_connected(struct storm_client *c, uint32_t events)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) || err || (events & (EPOLLERR | EPOLLHUP))) {
+		storm_fail(c, -1, 1);
+		return;
+	}
+	c->state = CS_SENDING;
+	storm_send(c);
+}
+
+static void storm_on_event(struct storm_client *c, uint32_t events)
+{
+	switch (c->state) {
+	case CS_CONNECTING:
+		storm_connected(c, events);
+		break;
+	case CS_SENDING:
+		storm_send(c);
+		break;
+	case CS_RECEIVING:
+		storm_receive(c);
+		break;
+	default:
+		break; /* an idle kept-alive connection: its close is seen on the next send */
+	}
+}
+
+/* Timeouts and due retries; called every STORM_SCAN_NS. */
+static void storm_scan(struct storm_thread *th, uint64_t now)
+{
+	for (size_t i = 0; i < th->n; i++) {
+		struct storm_client *c = th->clients[i];
+
+		if (c->state == CS_RETRY_WAIT && now >= c->retry_at)
+			storm_attempt(c);
+		else if (c->state == CS_CONNECTING && now > c->deadline)
+			storm_fail(c, -1, 1);
+		else if ((c->state == CS_SENDING || c->state == CS_RECEIVING) && now > c->deadline)
+			storm_fail(c, SE_TIMEOUT, 0);
+	}
+}
+
+static void *storm_thread_main(void *arg)
+{
+	struct storm_thread *th = arg;
+	struct epoll_event evs[STORM_EVENTS];
+	uint64_t next_scan;
+
+	pthread_barrier_wait(&th->run->start);
+	for (size_t i = 0; i < th->n; i++)
+		storm_next(th->clients[i]);
+	next_scan = storm_now() + STORM_SCAN_NS;
+	while (th->active) {
+		int n = epoll_wait(th->epfd, evs, STORM_EVENTS, 2);
+		uint64_t now;
+
+		for (int i = 0; i < n; i++)
+			storm_on_event(evs[i].data.ptr, evs[i].events);
+		now = storm_now();
+		if (now >= next_scan) {
+			storm_scan(th, now);
+			next_scan = now + STORM_SCAN_NS;
+		}
+	}
+	__atomic_fetch_add(&th->run->threads_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* --- setup --- */
+
+static int storm_open_vms(struct storm_run *run)
+{
+	const struct storm_opts *o = &run->o;
+	char path[512];
+
+	run->nvms = o->count && o->count < run->set.n ? o->count : run->set.n;
+	run->vms = calloc(run->nvms ? run->nvms : 1, sizeof(*run->vms));
+	if (!run->vms)
+		return -ENOMEM;
+	for (size_t i = 0; i < run->nvms; i++)
+		run->vms[i].nsfd = -1;
+	for (size_t i = 0; i < run->nvms; i++) {
+		struct storm_vm *vm = &run->vms[i];
+
+		vm->d = &run->set.vms[i];
+		vm->index = (unsigned)i + 1;
+		inet_ntop(AF_INET, &vm->d->ipv4, vm->ipv4, sizeof(vm->ipv4));
+		vmconf_format_mac(vm->d->mac, vm->mac);
+		snprintf(path, sizeof(path), "/run/netns/%s%u%s%s", o->netns_prefix, vm->index, *o->suffix ? "-" : "",
+			 o->suffix);
+		vm->nsfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (vm->nsfd < 0) {
+			int err = errno;
+
+			fprintf(stderr, "imds-storm: %s (vm %s): %s\n", path, vm->d->json_path, strerror(err));
+			return -err;
+		}
+	}
+	return 0;
+}
+
+static int storm_make_clients(struct storm_run *run)
+{
+	const struct storm_opts *o = &run->o;
+
+	run->nclients = o->mode == STORM_STEADY && o->conns ? o->conns : run->nvms;
+	run->clients = calloc(run->nclients, sizeof(*run->clients));
+	run->threads = calloc(o->threads, sizeof(*run->threads));
+	if (!run->clients || !run->threads)
+		return -ENOMEM;
+	for (unsigned t = 0; t < o->threads; t++) {
+		struct storm_thread *th = &run->threads[t];
+
+		th->run = run;
+		th->cur_nsfd = -1;
+		th->clients = calloc(run->nclients / o->threads + 1, sizeof(*th->clients));
+		th->epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (!th->clients || th->epfd < 0)
+			return th->epfd < 0 ? -errno : -ENOMEM;
+	}
+	for (size_t i = 0; i < run->nclients; i++) {
+		struct storm_client *c = &run->clients[i];
+		struct storm_thread *th = &run->threads[i % o->threads];
+
+		c->th = th;
+		c->vm = &run->vms[i % run->nvms];
+		c->fd = -1;
+		th->clients[th->n++] = c;
+		th->active++;
+		if (storm_crawl_init(c, o, o->token))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Every VM holds a namespace fd and up to a few sockets. */
+static void storm_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static ssize_t storm_read_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	buf[n] = '\0';
+	return n;
+}
+
+/* utime + stime of a process from /proc/PID/stat, in seconds (resolution:
+ * one clock tick, 10 ms); -1 when unreadable. */
+static double storm_cpu_ticks(long pid)
+{
+	char path[64], buf[4096];
+	unsigned long long ut, st;
+	const char *p;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if (storm_read_file(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	/* the command name (field 2) may hold spaces: start after its ')' */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The same CPU time in nanoseconds: the sum of the first field of every
+ * thread's /proc/PID/task/TID/schedstat.  A storm of 50 VMs costs the
+ * server a few ticks, so tick resolution alone would say little. */
+static double storm_cpu_schedstat(long pid)
+{
+	char path[128], buf[256];
+	unsigned long long ns, sum = 0;
+	struct dirent *de;
+	DIR *dir;
+	int ok = 1;
+
+	snprintf(path, sizeof(path), "/proc/%ld/task", pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while (ok && (de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/task/%.32s/schedstat", pid, de->d_name);
+		ok = storm_read_file(path, buf, sizeof(buf)) > 0 && sscanf(buf, "%llu", &ns) == 1;
+		sum += ok ? ns : 0;
+	}
+	closedir(dir);
+	return ok ? (double)sum / 1e9 : -1;
+}
+
+/* --- reporting --- */
+
+static void storm_sum(const struct storm_run *run, struct storm_stats *s, struct storm_hist *h)
+{
+	memset(s, 0, sizeof(*s));
+	for (unsigned t = 0; t < run->o.threads; t++) {
+		const struct storm_stats *ts = &run->threads[t].st;
+
+		s->requests += storm_read(&ts->requests);
+		for (int k = 0; k < SE_N; k++)
+			s->errors[k] += storm_read(&ts->errors[k]);
+		s->connect_failures += storm_read(&ts->connect_failures);
+		s->retries += storm_read(&ts->retries);
+		s->reconnects += storm_read(&ts->reconnects);
+		s->crawls += storm_read(&ts->crawls);
+		s->clients_done += storm_read(&ts->clients_done);
+		if (ts->last_done_ns > s->last_done_ns)
+			s->last_done_ns = ts->last_done_ns;
+		if (h)
+			storm_hist_merge(h, &run->threads[t].hist);
+	}
+}
+
+static uint64_t storm_error_total(const struct storm_stats *s)
+{
+	uint64_t n = 0;
+
+	for (int k = 0; k < SE_N; k++)
+		n += s->errors[k];
+	return n;
+}
+
+static void storm_progress(const struct storm_run *run, uint64_t *last_requests)
+{
+	struct storm_stats s;
+	double t = (double)(storm_now() - run->t0) / 1e9;
+
+	storm_sum(run, &s, NULL);
+	fprintf(stderr, "imds-storm: %6.1f s  requests %" PRIu64 " (%" PRIu64 "/s)  errors %" PRIu64
+		"  connect-failures %" PRIu64 "  clients done %" PRIu64 "/%zu\n",
+		t, s.requests, s.requests - *last_requests, storm_error_total(&s), s.connect_failures,
+		s.clients_done, run->nclients);
+	*last_requests = s.requests;
+}
+
+struct storm_result {
+	struct storm_stats s;
+	struct storm_hist h;
+	double seconds;   /* completion time: start to the last client's end */
+	double cpu_s;     /* server CPU over the run, -1 unknown */
+};
+
+static const char *const storm_mode_names[] = { "conn", "keepalive", "steady" };
+
+static const double storm_quantiles[] = { 0.5, 0.9, 0.99, 0.999 };
+static const char *const storm_quantile_names[] = { "p50", "p90", "p99", "p99.9" };
+
+static void storm_print_text(const struct storm_run *run, const struct storm_result *r)
+{
+	const struct storm_stats *s = &r->s;
+
+	printf("imds-storm: mode %s, %zu VMs, %zu clients, %u threads\n", storm_mode_names[run->o.mode], run->nvms,
+	       run->nclients, run->o.threads);
+	printf("requests          %" PRIu64 " in %.3f s: %.0f requests/s, %" PRIu64 " crawls (%.1f requests each)\n",
+	       s->requests, r->seconds, r->seconds > 0 ? (double)s->requests / r->seconds : 0.0, s->crawls,
+	       s->crawls ? (double)s->requests / (double)s->crawls : 0.0);
+	printf("completion        %.3f s\n", r->seconds);
+	printf("latency (us)     ");
+	for (unsigned i = 0; i < 4; i++)
+		printf(" %s %.1f", storm_quantile_names[i], (double)storm_hist_quantile(&r->h, storm_quantiles[i]) / 1e3);
+	printf(" max %.1f mean %.1f\n", (double)r->h.max / 1e3,
+	       r->h.total ? (double)r->h.sum / (double)r->h.total / 1e3 : 0.0);
+	printf("errors            %" PRIu64, storm_error_total(s));
+	for (int k = 0; k < SE_N; k++)
+		printf("%s%s %" PRIu64, k ? ", " : " (", storm_err_names[k], s->errors[k]);
+	printf(")\nconnect failures  %" PRIu64 ", retries %" PRIu64 ", keep-alive reconnects %" PRIu64 "\n",
+	       s->connect_failures, s->retries, s->reconnects);
+	if (run->o.server_pid && r->cpu_s >= 0)
+		printf("server cpu        %.3f s (pid %ld): %.1f us/request\n", r->cpu_s, run->o.server_pid,
+		       s->requests ? r->cpu_s * 1e6 / (double)s->requests : 0.0);
+}
+
+static json_t *storm_result_json(const struct storm_run *run, const struct storm_result *r)
+{
+	const struct storm_stats *s = &r->s;
+	json_t *lat = json_object(), *errs = json_object();
+	json_t *root;
+
+	for (unsigned i = 0; i < 4; i++)
+		json_object_set_new(lat, storm_quantile_names[i],
+				    json_real((double)storm_hist_quantile(&r->h, storm_quantiles[i]) / 1e3));
+	json_object_set_new(lat, "max", json_real((double)r->h.max / 1e3));
+	json_object_set_new(lat, "mean", json_real(r->h.total ? (double)r->h.sum / (double)r->h.total / 1e3 : 0.0));
+	for (int k = 0; k < SE_N; k++)
+		json_object_set_new(errs, storm_err_names[k], json_integer((json_int_t)s->errors[k]));
+	json_object_set_new(errs, "total", json_integer((json_int_t)storm_error_total(s)));
+	root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:I, s:I, s:I}", "mode",
+			 storm_mode_names[run->o.mode], "vms", (json_int_t)run->nvms, "clients",
+			 (json_int_t)run->nclients, "threads", (json_int_t)run->o.threads, "requests",
+			 (json_int_t)s->requests, "crawls", (json_int_t)s->crawls, "completion_s", r->seconds,
+			 "requests_per_s", r->seconds > 0 ? (double)s->requests / r->seconds : 0.0, "latency_us", lat,
+			 "errors", errs, "connect_failures", (json_int_t)s->connect_failures, "retries",
+			 (json_int_t)s->retries, "reconnects", (json_int_t)s->reconnects);
+	if (root && run->o.server_pid && r->cpu_s >= 0)
+		json_object_set_new(root, "server",
+				    json_pack("{s:I, s:f, s:f}", "pid", (json_int_t)run->o.server_pid, "cpu_s", r->cpu_s,
+					      "cpu_us_per_request",
+					      s->requests ? r->cpu_s * 1e6 / (double)s->requests : 0.0));
+	return root;
+}
+
+static int storm_report(const struct storm_run *run, const struct storm_result *r)
+{
+	json_t *root;
+
+	if (!run->o.json) {
+		storm_print_text(run, r);
+		return 0;
+	}
+	root = storm_result_json(run, r);
+	if (!root || json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(7)) < 0) {
+		json_decref(root);
+		return -ENOMEM;
+	}
+	putchar('\n');
+	json_decref(root);
+	return 0;
+}
+
+/* --- running --- */
+
+static int storm_start_threads(struct storm_run *run, unsigned *started)
+{
+	for (*started = 0; *started < run->o.threads; (*started)++) {
+		int rc = pthread_create(&run->threads[*started].tid, NULL, storm_thread_main, &run->threads[*started]);
+
+		if (rc)
+			return -rc;
+	}
+	return 0;
+}
+
+/* Starts every thread at once (a barrier), prints progress once a second,
+ * and collects the result. */
+static int storm_execute(struct storm_run *run, struct storm_result *r)
+{
+	/* one source for both readings: schedstat (ns) where readable, else ticks */
+	double (*cpu)(long) = storm_cpu_schedstat(run->o.server_pid) >= 0 ? storm_cpu_schedstat : storm_cpu_ticks;
+	double cpu0 = run->o.server_pid ? cpu(run->o.server_pid) : -1, cpu1;
+	uint64_t last = 0, printed_s = 0;
+	unsigned started;
+	int rc;
+
+	if (pthread_barrier_init(&run->start, NULL, run->o.threads + 1))
+		return -ENOMEM;
+	rc = storm_start_threads(run, &started);
+	if (rc) {
+		fprintf(stderr, "imds-storm: cannot start threads: %s\n", strerror(-rc));
+		exit(1); /* threads already waiting on the barrier cannot be released cleanly */
+	}
+	run->t0 = storm_now();
+	run->stop_at = run->t0 + (uint64_t)(run->o.duration_s * 1e9);
+	pthread_barrier_wait(&run->start);
+	while (__atomic_load_n(&run->threads_done, __ATOMIC_ACQUIRE) < run->o.threads) {
+		uint64_t elapsed_s;
+
+		usleep(20000);
+		elapsed_s = (storm_now() - run->t0) / 1000000000ull;
+		if (!run->o.quiet && elapsed_s > printed_s) {
+			printed_s = elapsed_s;
+			storm_progress(run, &last);
+		}
+	}
+	for (unsigned t = 0; t < run->o.threads; t++)
+		pthread_join(run->threads[t].tid, NULL);
+	memset(r, 0, sizeof(*r));
+	storm_sum(run, &r->s, &r->h);
+	r->seconds = (double)((r->s.last_done_ns > run->t0 ? r->s.last_done_ns : storm_now()) - run->t0) / 1e9;
+	cpu1 = cpu0 >= 0 ? cpu(run->o.server_pid) : -1;
+	r->cpu_s = cpu1 >= 0 ? cpu1 - cpu0 : -1;
+	pthread_barrier_destroy(&run->start);
+	return 0;
+}
+
+static void storm_free(struct storm_run *run)
+{
+	for (size_t i = 0; i < run->nclients; i++) {
+		struct storm_client *c = &run->clients[i];
+
+		storm_queue_clear(c);
+		free(c->q);
+		outbuf_free(&c->body);
+		outbuf_free(&c->out);
+		if (c->fd >= 0)
+			close(c->fd);
+	}
+	free(run->clients);
+	for (unsigned t = 0; run->threads && t < run->o.threads; t++) {
+		free(run->threads[t].clients);
+		if (run->threads[t].epfd > 0)
+			close(run->threads[t].epfd);
+	}
+	free(run->threads);
+	for (size_t i = 0; run->vms && i < run->nvms; i++)
+		if (run->vms[i].nsfd >= 0)
+			close(run->vms[i].nsfd);
+	free(run->vms);
+	vmconf_free(&run->set);
+}
+
+int main(int argc, char **argv)
+{
+	struct storm_run *run = calloc(1, sizeof(*run));
+	struct storm_result *r = calloc(1, sizeof(*r));
+	struct conf_error err;
+	int status = 1;
+
+	if (!run || !r || storm_parse_args(argc, argv, &run->o)) {
+		status = run && r ? 2 : 1;
+		goto out;
+	}
+	if (vmconf_load_file(run->o.vms_file, &run->set, &err)) {
+		fprintf(stderr, "imds-storm: %s\n", err.text);
+		goto out;
+	}
+	llhttp_settings_init(&run->settings);
+	run->settings.on_body = storm_on_body;
+	run->settings.on_message_complete = storm_on_complete;
+	storm_raise_nofile();
+	if (storm_open_vms(run) || !run->nvms || storm_make_clients(run)) {
+		fprintf(stderr, "imds-storm: setup failed%s\n", run->nvms ? "" : ": no VMs in the file");
+		goto out;
+	}
+	if (storm_execute(run, r) || storm_report(run, r))
+		goto out;
+	status = storm_error_total(&r->s) ? 1 : 0;
+out:
+	if (run)
+		storm_free(run);
+	free(run);
+	free(r);
+	return status;
+}
