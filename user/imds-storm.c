@@ -883,7 +883,7 @@ static void storm_finish(struct storm_client *c)
 	storm_close(c);
 	c->state = CS_DONE;
 	th->active--;
-	th->st.last_done_ns = storm_now();
+	__atomic_store_n(&th->st.last_done_ns, storm_now(), __ATOMIC_RELAXED);
 	storm_count(&th->st.clients_done);
 }
 
@@ -1254,8 +1254,8 @@ static void storm_sum(const struct storm_run *run, struct storm_stats *s, struct
 		s->reconnects += storm_read(&ts->reconnects);
 		s->crawls += storm_read(&ts->crawls);
 		s->clients_done += storm_read(&ts->clients_done);
-		if (ts->last_done_ns > s->last_done_ns)
-			s->last_done_ns = ts->last_done_ns;
+		if (storm_read(&ts->last_done_ns) > s->last_done_ns)
+			s->last_done_ns = storm_read(&ts->last_done_ns);
 		if (h)
 			storm_hist_merge(h, &run->threads[t].hist);
 	}
