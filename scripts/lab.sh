@@ -7,7 +7,8 @@
 # 169.254.169.254), and every name carries the lab's suffix SFX so two labs
 # never collide:
 #
-#   netns imds-host-SFX   bridge br-imds 10.77.0.1/24, host ends vm1..vmN
+#   netns imds-host-SFX   bridge br-imds 10.77.0.1/24 (MAC 02:00:0a:4d:00:01),
+#                         host ends vm1..vmN
 #   netns imds-vmI-SFX    eth0 52:54:00:77:00:II 10.77.0.(10+I)/24,
 #                         route 169.254.169.254 dev eth0
 #   pin dir               /sys/fs/bpf/imds-t-SFX
@@ -20,6 +21,7 @@ set -euo pipefail
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LAB_BUILD=${IMDS_BUILD:-$LAB_ROOT/build}
 LAB_BRIDGE=br-imds
+LAB_BRIDGE_MAC=02:00:0a:4d:00:01
 
 usage() {
 	cat >&2 <<'EOF'
@@ -82,7 +84,10 @@ lab_up() { # SFX N
 	mkdir -p "$(lab_run_dir "$sfx")"
 	ip netns add "$host"
 	ip -n "$host" link set lo up
-	ip -n "$host" link add "$LAB_BRIDGE" type bridge
+	# A fixed MAC: a bridge without one takes the lowest MAC of its ports and
+	# changes it when ports come and go, which strands every VM's ARP entry
+	# for 169.254.169.254 (libvirt pins virbr0's MAC the same way).
+	ip -n "$host" link add "$LAB_BRIDGE" address "$LAB_BRIDGE_MAC" type bridge
 	ip -n "$host" addr add 10.77.0.1/24 dev "$LAB_BRIDGE"
 	ip -n "$host" link set "$LAB_BRIDGE" up
 	for ((i = 1; i <= n; i++)); do

@@ -141,34 +141,36 @@ def test_missing_field_is_rejected_precisely(lab, missing):
     assert_nothing_changed(lab)
 
 
-@pytest.mark.parametrize("breakage", ["missing-comma", "unterminated-string", "trailing-garbage"])
-def test_malformed_json_is_rejected_with_its_position(lab, breakage):
-    good = vmdata.dumps([update_of_vm1()])
-    lines = good.split("\n")
+def break_json(text, breakage):
+    """Breaks valid JSON text; returns the broken text and where a parser
+    must stop: (line, first column, last column) of the offending token."""
+    lines = text.split("\n")
     if breakage == "missing-comma":
         k = next(n for n, s in enumerate(lines) if '"mac":' in s)
         lines[k] = lines[k].rstrip(",")
-        want_line = k + 2  # the parser notices at the next member
-    elif breakage == "unterminated-string":
+        token = lines[k + 1].index('"ipv4"') + 1  # the next member, unexpected
+        return "\n".join(lines), (k + 2, token, token + len('"ipv4"') - 1)
+    if breakage == "unterminated-string":
         k = next(n for n, s in enumerate(lines) if '"ipv4":' in s)
-        lines[k] = lines[k].replace('",', "")
-        want_line = None  # where the string runs out: anywhere after line k
-    else:
-        lines.append("}")
-        want_line = len(lines)
-    text = "\n".join(lines)
+        lines[k] = lines[k].rstrip(",").rstrip('"')
+        start = lines[k].index('"10.77') + 1  # the string runs into the newline
+        return "\n".join(lines), (k + 1, start, len(lines[k]) + 1)
+    lines[-1:] = ["}", ""]  # trailing garbage after the document
+    return "\n".join(lines), (len(lines) - 1, 1, 1)
+
+
+@pytest.mark.parametrize("breakage", ["missing-comma", "unterminated-string", "trailing-garbage"])
+def test_malformed_json_is_rejected_with_its_position(lab, breakage):
+    text, (want_line, col_lo, col_hi) = break_json(vmdata.dumps([update_of_vm1()]), breakage)
     path = lab.write_json(f"{breakage}.json", text)
     p = lab.loadmap("load", path)
     assert p.returncode == 1, (p.returncode, p.stderr)
     msg = first_error_line(p)
     m = re.match(re.escape(path) + r":(\d+):(\d+): (.+)", msg)
     assert m, f"not FILE:LINE:COL: message: {msg!r}"
-    line = int(m.group(1))
-    if want_line is not None:
-        assert line == want_line, f"{msg!r}: want line {want_line}"
-    else:
-        assert line > k, msg
-    assert int(m.group(2)) >= 1
+    line, col = int(m.group(1)), int(m.group(2))
+    assert line == want_line and col_lo <= col <= col_hi, \
+        f"{msg!r}: want line {want_line}, column {col_lo}..{col_hi} (the offending token)"
     assert_nothing_changed(lab)
 
 

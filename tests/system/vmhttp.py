@@ -106,14 +106,12 @@ def _kind_of(exc):
 class Connection:
     """One TCP connection from a VM to the metadata service."""
 
-    def __init__(self, ns, addr=IMDS_ADDR, port=80, timeout=3.0, source=None):
+    def __init__(self, ns, addr=IMDS_ADDR, port=80, timeout=3.0):
         with netns(ns):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.buf = b""
         try:
-            if source:
-                self.sock.bind((source, 0))
             self.sock.connect((addr, port))
         except OSError as e:
             self.sock.close()
@@ -197,10 +195,10 @@ class Connection:
         return self.read_response(head_request=(method == "HEAD"))
 
 
-def fetch(ns, method, path, headers=None, body=None, timeout=3.0, source=None):
+def fetch(ns, method, path, headers=None, body=None, timeout=3.0):
     """One request on a fresh connection; returns a Response or raises
     NoResponse."""
-    with Connection(ns, timeout=timeout, source=source) as c:
+    with Connection(ns, timeout=timeout) as c:
         return c.request(method, path, headers, body)
 
 
