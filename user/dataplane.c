@@ -295,23 +295,34 @@ int dataplane_attach(struct store *s, int ifindex, char *err, size_t errlen)
 	return rc;
 }
 
+/* Which XDP slot of `ifindex` holds our program: 0 with *cur and *our_fd,
+ * -ENOENT when another program (or none) is attached there. */
+static int dataplane_find_ours(struct store *s, int ifindex, struct dataplane_slot *cur, int *our_fd)
+{
+	struct bpf_prog_info ours;
+	int rc;
+
+	*our_fd = dataplane_our_fd(s);
+	if (*our_fd < 0)
+		return -EINVAL;
+	rc = dataplane_prog_info(*our_fd, &ours);
+	if (rc == 0)
+		rc = dataplane_current(ifindex, cur);
+	if (rc < 0)
+		return rc;
+	return cur->id == ours.id ? 0 : -ENOENT;
+}
+
 int dataplane_mode(struct store *s, int ifindex, const char **mode)
 {
 	struct dataplane_slot cur;
-	struct bpf_prog_info ours;
-	int our_fd = dataplane_our_fd(s);
+	int our_fd;
 	int rc;
 
 	*mode = "none";
-	if (our_fd < 0)
-		return -EINVAL;
-	rc = dataplane_prog_info(our_fd, &ours);
-	if (rc == 0)
-		rc = dataplane_current(ifindex, &cur);
+	rc = dataplane_find_ours(s, ifindex, &cur, &our_fd);
 	if (rc < 0)
 		return rc;
-	if (cur.id != ours.id)
-		return -ENOENT;
 	*mode = cur.mode_flag == XDP_FLAGS_DRV_MODE ? "native" : cur.mode_flag == XDP_FLAGS_SKB_MODE ? "generic" : "offload";
 	return 0;
 }
@@ -320,19 +331,12 @@ static int dataplane_xdp_detach(struct store *s, int ifindex)
 {
 	LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
 	struct dataplane_slot cur;
-	struct bpf_prog_info ours;
-	int our_fd = dataplane_our_fd(s);
+	int our_fd;
 	int rc;
 
-	if (our_fd < 0)
-		return -EINVAL;
-	rc = dataplane_prog_info(our_fd, &ours);
-	if (rc == 0)
-		rc = dataplane_current(ifindex, &cur);
+	rc = dataplane_find_ours(s, ifindex, &cur, &our_fd);
 	if (rc < 0)
 		return rc;
-	if (cur.id != ours.id)
-		return -ENOENT;
 	/* REPLACE with our fd as the expected program: the kernel detaches
 	 * only if ours is still the one attached in that mode. */
 	opts.old_prog_fd = our_fd;
