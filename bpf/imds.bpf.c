@@ -1,7 +1,7 @@
 /* imds.bpf.c: XDP on every port of the bridge.  Verifies the sender of each
- * packet to 169.254.169.254:80 and records verified SYNs for imdsd; passes
- * everything else untouched.  TC egress on the same ports applies the hop
- * limit to token replies. */
+ * packet to 169.254.169.254:80, holds each VM to its packet budget and
+ * records verified SYNs for imdsd; passes everything else untouched.  TC
+ * egress on the same ports applies the hop limit to token replies. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -9,6 +9,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "verify.h"
+#include "budget.h"
 #include "hoplimit.h"
 
 SEC("xdp")
@@ -29,6 +30,8 @@ int imds_xdp(struct xdp_md *ctx)
 		break;
 	}
 	reason = verify_sender(ctx, &pkt, &slot, &vm);
+	if (reason == IMDS_PASS_VERIFIED && vm)
+		reason = budget_consume(slot, vm);
 	count_reason(slot, reason);
 	if (reason != IMDS_PASS_VERIFIED)
 		return XDP_DROP;

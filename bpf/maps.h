@@ -65,4 +65,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hop_marks SEC(".maps");
 
+/* Token bucket per VM slot (struct imds_budget, see include/imds.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IMDS_MAX_VMS);
+	__type(key, __u32);
+	__type(value, struct imds_budget);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vm_budget SEC(".maps");
+
 #endif

@@ -11,6 +11,7 @@
 #ifdef __bpf__
 /* vmlinux.h is included by the BPF program before this header. */
 #else
+#include <linux/bpf.h> /* struct bpf_spin_lock, in struct imds_budget */
 #include <linux/types.h>
 #endif
 
@@ -35,6 +36,7 @@
 #define IMDS_MAP_ARENA "arena"
 #define IMDS_MAP_TOKEN_KEY "token_key"
 #define IMDS_MAP_HOP_MARKS "hop_marks"
+#define IMDS_MAP_VM_BUDGET "vm_budget"
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536
@@ -43,6 +45,16 @@
  * about two minutes).  A new verified SYN from the endpoint removes it
  * earlier, so a later connection never inherits it. */
 #define IMDS_HOP_MARK_TTL_NS (300ull * 1000000000ull)
+
+/* Per-VM packet budget (token bucket in XDP) when the VM record says 0.
+ * The rate is EC2's allowance for link-local services (1024 packets/s per
+ * interface).  The burst is about twice a cloud-init crawl on fresh
+ * connections (~41 requests x ~6 packets: SYN, ACK, request, ACK, FIN,
+ * ACK), so a booting VM never waits on the budget, while a flood is held to
+ * the rate after half a second. */
+#define IMDS_DEFAULT_RATE_PPS 1024
+#define IMDS_DEFAULT_RATE_BURST 512
+#define IMDS_RATE_MAX 1000000 /* upper bound of rate-pps and rate-burst */
 
 /* vm_table[slot].state */
 enum imds_vm_state {
@@ -65,7 +77,7 @@ enum imds_reason {
 	IMDS_DROP_WRONG_PORT = 3,   /* VM's MAC seen on another port than its own */
 	IMDS_DROP_WRONG_IPV4 = 4,   /* source IPv4 is not the VM's bound address */
 	IMDS_DROP_MALFORMED = 5,    /* truncated or non-initial-fragment packet */
-	IMDS_DROP_BUDGET = 6,	  /* per-VM packet budget exceeded (reserved) */
+	IMDS_DROP_BUDGET = 6,	  /* verified, but over the VM's packet budget */
 	IMDS_PASS_HOP_LIMITED = 7,  /* TC egress: token reply sent with TTL = hop limit */
 	IMDS_REASON_MAX = 8,
 };
@@ -90,8 +102,8 @@ struct imds_vm {
 	__u8 mac[6];
 	__u8 hop_limit;	  /* IP TTL of token replies, 1..64 */
 	__u8 http_tokens; /* enum imds_http_tokens */
-	__u32 rate_pps;	  /* packet budget (reserved, 0 = default) */
-	__u32 rate_burst;
+	__u32 rate_pps;	  /* packet budget: packets/s, 0 = IMDS_DEFAULT_RATE_PPS */
+	__u32 rate_burst; /* bucket size in packets, 0 = IMDS_DEFAULT_RATE_BURST */
 	__u32 port_pinned; /* 1 when the VM record names its port */
 	__u32 pad0;
 	/* (tree generation << 32) | first arena page of the compiled tree.
@@ -129,6 +141,24 @@ struct imds_hop_mark {
 	__u8 pad[3];
 };
 _Static_assert(sizeof(struct imds_hop_mark) == 16, "imds_hop_mark layout");
+
+/* vm_budget: the token bucket of each VM slot, owned by the data plane.
+ * It is not in vm_table because imds-loadmap rewrites those records.  One
+ * bucket per slot, not per CPU: a per-CPU bucket would give a VM whose
+ * packets spread over n CPUs n times its budget.  A spin lock makes the
+ * read-refill-consume step exact when two CPUs see the same VM; it is only
+ * ever contended by one VM's own packets.  tokens is in units of 1e-9
+ * packet, so refill is elapsed_ns * rate with integers only.  generation
+ * is vm_table[slot].generation when the bucket was last used: a new VM in a
+ * reused slot starts with a full bucket. */
+struct imds_budget {
+	struct bpf_spin_lock lock;
+	__u32 generation;
+	__u64 tokens; /* scaled: IMDS_BUDGET_SCALE per packet */
+	__u64 last_ns; /* bpf_ktime_get_ns() of the last refill */
+};
+_Static_assert(sizeof(struct imds_budget) == 24, "imds_budget layout");
+#define IMDS_BUDGET_SCALE 1000000000ull
 
 /* vm_counters: per-CPU, indexed by slot (0 = totals). */
 struct imds_counters {

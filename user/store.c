@@ -414,6 +414,8 @@ static int store_add(struct store *s, const struct vm_desc *vm, char *err, size_
 		.ipv4 = vm->ipv4,
 		.hop_limit = vm->hop_limit,
 		.http_tokens = vm->http_tokens,
+		.rate_pps = vm->rate_pps,
+		.rate_burst = vm->rate_burst,
 		.tree_ref = (1ull << 32) | page,
 		.updated_unix = (uint64_t)time(NULL),
 	};
@@ -474,6 +476,10 @@ static int store_update(struct store *s, uint32_t slot, const struct vm_desc *vm
 	__atomic_store_n(&r->ipv4, vm->ipv4, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->hop_limit, vm->hop_limit, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->http_tokens, vm->http_tokens, __ATOMIC_RELAXED);
+	/* The data plane reads each on its own; a packet that sees the new
+	 * rate with the old burst is harmless. */
+	__atomic_store_n(&r->rate_pps, vm->rate_pps, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->rate_burst, vm->rate_burst, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->updated_unix, (uint64_t)time(NULL), __ATOMIC_RELAXED);
 	/* The switch: one store, new tree generation in the high half. */
 	__atomic_store_n(&r->tree_ref, (((old_ref >> 32) + 1) << 32) | page, __ATOMIC_RELEASE);

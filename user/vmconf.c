@@ -326,9 +326,37 @@ static int vc_parse_hop_limit(struct vc *c, void *target, json_t *v, const char 
 	return 0;
 }
 
+/* rate-pps and rate-burst: the VM's packet budget in the data plane.  The
+ * upper bound keeps burst * 1e9 (the bucket in 1e-9 packets) far from
+ * overflowing 64 bits. */
+static int vc_parse_rate(struct vc *c, json_t *v, const char *path, uint32_t *out)
+{
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		return vc_expect(c, path, v, "an integer");
+	n = json_integer_value(v);
+	if (n < 1 || n > IMDS_RATE_MAX)
+		return vc_fail(c, path, "%" JSON_INTEGER_FORMAT " is out of range 1..%d", n, IMDS_RATE_MAX);
+	*out = (uint32_t)n;
+	return 0;
+}
+
+static int vc_parse_rate_pps(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_rate(c, v, path, &((struct vm_desc *)target)->rate_pps);
+}
+
+static int vc_parse_rate_burst(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_rate(c, v, path, &((struct vm_desc *)target)->rate_burst);
+}
+
 static const struct vc_field vc_option_fields[] = {
 	{ "http-tokens", 0, vc_parse_http_tokens },
 	{ "hop-limit", 0, vc_parse_hop_limit },
+	{ "rate-pps", 0, vc_parse_rate_pps },
+	{ "rate-burst", 0, vc_parse_rate_burst },
 };
 
 static int vc_parse_options(struct vc *c, void *target, json_t *v, const char *path)

@@ -24,6 +24,8 @@ struct vm_desc {
 	uint32_t ipv4; /* network byte order */
 	uint8_t http_tokens; /* enum imds_http_tokens */
 	uint8_t hop_limit;   /* 1..64 */
+	uint32_t rate_pps;   /* packet budget, 1..IMDS_RATE_MAX; 0 = default */
+	uint32_t rate_burst; /* bucket size in packets; 0 = default */
 	json_t *meta_data;   /* borrowed; NULL when absent */
 	uint8_t *user_data;  /* owned, decoded; NULL when absent */
 	size_t user_data_len;

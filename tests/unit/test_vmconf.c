@@ -295,6 +295,37 @@ static void test_options(void **state)
 	free(text);
 }
 
+static void test_rate_options(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"rate-pps\": 0}"),
+		     "t.json:6:25: vms[0].options.rate-pps: 0 is out of range 1..1000000");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"rate-pps\": 1000001}"),
+		     "t.json:6:25: vms[0].options.rate-pps: 1000001 is out of range 1..1000000");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"rate-burst\": -5}"),
+		     "t.json:6:27: vms[0].options.rate-burst: -5 is out of range 1..1000000");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"rate-burst\": 4294967346}"),
+		     "t.json:6:27: vms[0].options.rate-burst: 4294967346 is out of range 1..1000000");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"rate-pps\": \"100\"}"),
+		     "t.json:6:25: vms[0].options.rate-pps: expected an integer, not a string");
+	/* Absent: 0, which the data plane reads as its default. */
+	text = doc1(ID, MAC, IP, NULL);
+	parse_ok(text, &set);
+	assert_int_equal(set.vms[0].rate_pps, 0);
+	assert_int_equal(set.vms[0].rate_burst, 0);
+	vmconf_free(&set);
+	free(text);
+	text = doc1(ID, MAC, IP, "\"options\": {\"rate-pps\": 1, \"rate-burst\": 1000000}");
+	parse_ok(text, &set);
+	assert_int_equal(set.vms[0].rate_pps, 1);
+	assert_int_equal(set.vms[0].rate_burst, 1000000);
+	vmconf_free(&set);
+	free(text);
+}
+
 static void test_meta_data(void **state)
 {
 	char *big, *text;
@@ -548,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_mac_helpers),
 		cmocka_unit_test(test_ipv4),
 		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_rate_options),
 		cmocka_unit_test(test_meta_data),
 		cmocka_unit_test(test_user_data),
 		cmocka_unit_test(test_public_keys),
