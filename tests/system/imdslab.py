@@ -218,6 +218,14 @@ class Lab:
         return [line.split() for line in lines[1:] if line.strip()]
 
     # --- crafted frames (scapy, in a VM's namespace) --------------------
+    def bind_ports(self):
+        """Every VM fetches its instance-id once, so the data plane learns
+        each VM's port before a test forges anything."""
+        for i in self.vms:
+            r = get(self.vm_ns(i), "/latest/meta-data/instance-id")
+            want = (200, vmdata.instance_id(i).encode())
+            assert (r.status, r.body) == want, f"vm{i} first fetch: {r!r}"
+
     def spoof_syns(self, i, src_mac, src_ip, first_port, count=3, listen=1.0):
         args = ["syn", "--src-mac", src_mac, "--src-ip", src_ip, "--dst-mac", self.bridge_mac(),
                 "--first-port", str(first_port), "--count", str(count), "--listen", str(listen)]
@@ -243,6 +251,11 @@ class Sniffer:
         out, err = self.proc.communicate(timeout=60)
         assert self.proc.returncode == 0, f"sniffer failed: {err}"
         return json.loads(out)
+
+
+def counter_delta(before, after, who, reason):
+    """Growth of one `imds-loadmap stats` counter between two readings."""
+    return after.get((who, reason), 0) - before.get((who, reason), 0)
 
 
 def vm_curl(lab, i, *args, timeout=30):

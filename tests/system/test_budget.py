@@ -16,6 +16,7 @@ import time
 import pytest
 
 import vmdata
+from imdslab import counter_delta
 from vmhttp import get
 
 mac, ip, iid = vmdata.vm_mac, vmdata.vm_ipv4, vmdata.instance_id
@@ -31,14 +32,11 @@ def lab(make_lab):
     limited["options"].update({"rate-pps": RATE, "rate-burst": BURST})
     lab.load([limited, vmdata.vm_record(2)])
     lab.start_imdsd()
-    for i in lab.vms:
-        r = get(lab.vm_ns(i), "/latest/meta-data/instance-id")
-        assert (r.status, r.body) == (200, iid(i).encode()), f"vm{i} first fetch: {r!r}"
+    lab.bind_ports()
     return lab
 
 
-def delta(before, after, who, reason):
-    return after.get((who, reason), 0) - before.get((who, reason), 0)
+delta = counter_delta
 
 
 def fetch_until(lab, i, stop, results):

@@ -58,7 +58,6 @@ def container(lab):
     if rules is None:
         pytest.skip("neither nft nor iptables is installed (Debian package nftables or iptables)")
     ns = f"{lab.prefix}-vm99-{lab.suffix}"
-    vm_ns = lab.vm_ns(VM)
     imdslab.run(["ip", "netns", "add", ns])
     try:
         lab.ip_vm(VM, "link", "add", "ctr0", "type", "veth", "peer", "name", "eth0", "netns", ns)

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import vmdata
-from imdslab import assert_served, vm_curl
+from imdslab import assert_served, counter_delta, vm_curl
 from vmhttp import NoResponse, get
 
 mac, ip, iid = vmdata.vm_mac, vmdata.vm_ipv4, vmdata.instance_id
@@ -30,14 +30,11 @@ def lab(make_lab):
     lab = make_lab(4)
     lab.load([vmdata.vm_record(i) for i in lab.vms])
     lab.start_imdsd()
-    for i in lab.vms:
-        r = get(lab.vm_ns(i), "/latest/meta-data/instance-id")
-        assert (r.status, r.body) == (200, iid(i).encode()), f"vm{i} first fetch: {r!r}"
+    lab.bind_ports()
     return lab
 
 
-def delta(before, after, who, reason):
-    return after.get((who, reason), 0) - before.get((who, reason), 0)
+delta = counter_delta
 
 
 def test_crafted_syn_with_own_identity_is_answered(lab):
