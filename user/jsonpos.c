@@ -188,6 +188,19 @@ static ssize_t jp_key_match(struct jp *s, const char *path, size_t plen)
 
 static int jp_find(struct jp *s, const char *p, size_t plen, bool root, size_t *off);
 
+/* Skips the value at s->pos and the ',' after it, landing on the next
+ * element of an array or member of an object; -ENOENT at the end. */
+static int jp_skip_element(struct jp *s)
+{
+	if (jp_skip_value(s))
+		return -ENOENT;
+	jp_skip_ws(s);
+	if (jp_peek(s) != ',')
+		return -ENOENT;
+	s->pos++;
+	return 0;
+}
+
 static int jp_find_index(struct jp *s, const char *p, size_t plen, size_t *off)
 {
 	size_t i = 1, idx = 0;
@@ -203,12 +216,8 @@ static int jp_find_index(struct jp *s, const char *p, size_t plen, size_t *off)
 			return -ENOENT;
 		if (n == idx)
 			return jp_find(s, p + i + 1, plen - i - 1, false, off);
-		if (jp_skip_value(s))
+		if (jp_skip_element(s))
 			return -ENOENT;
-		jp_skip_ws(s);
-		if (jp_peek(s) != ',')
-			return -ENOENT;
-		s->pos++;
 	}
 }
 
@@ -241,12 +250,8 @@ static int jp_find_member(struct jp *s, const char *p, size_t plen, const char *
 		if (fits && jp_find(s, rest ? rest : p + m, rest ? rlen : plen - (size_t)m, false, off) == 0)
 			return 0;
 		s->pos = value; /* not this member: skip its value */
-		if (jp_skip_value(s))
+		if (jp_skip_element(s))
 			return -ENOENT;
-		jp_skip_ws(s);
-		if (jp_peek(s) != ',')
-			return -ENOENT;
-		s->pos++;
 	}
 }
 
