@@ -34,7 +34,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 BPF_OBJ  := $(BUILD)/imds.bpf.o
 SKEL     := $(BUILD)/imds.skel.h
 
-.PHONY: all deps demo test unit-test system-test clean
+.PHONY: all deps demo test unit-test system-test clean bench e2e e2e-cloudinit
 all: $(PROG_BINS)
 
 deps:
@@ -85,6 +85,20 @@ demo:
 	./scripts/install-deps.sh
 	$(MAKE) all
 	./scripts/demo.sh
+
+# Storms against imdsd and nginx side by side (docs/performance.md).
+bench: deps
+	$(MAKE) all
+	./scripts/bench.sh $(BENCH_ARGS)
+
+# QEMU guests on TAP devices (tests/e2e, docs/e2e.md).
+e2e: deps
+	$(MAKE) all
+	./scripts/e2e.sh
+
+e2e-cloudinit: deps
+	$(MAKE) all
+	./scripts/e2e-cloudinit.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -55,6 +55,11 @@
 #define IMDS_DEFAULT_RATE_PPS 1024
 #define IMDS_DEFAULT_RATE_BURST 512
 #define IMDS_RATE_MAX 1000000 /* upper bound of rate-pps and rate-burst */
+/* imdsd's own limits per VM (HTTP level, user space only) */
+#define IMDS_DEFAULT_REQUEST_RATE 1024	/* requests/s before 429 */
+#define IMDS_DEFAULT_REQUEST_BURST 1024 /* request bucket size */
+#define IMDS_DEFAULT_MAX_CONNS 64	/* concurrent connections */
+#define IMDS_MAX_CONNS_LIMIT 65535
 
 /* vm_table[slot].state */
 enum imds_vm_state {

@@ -7,6 +7,12 @@ packages=(
 	make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
 	liburing-dev libjansson-dev libssl-dev node-llhttp libcmocka-dev
 	iproute2 nftables curl python3 python3-pytest python3-scapy tcpdump
+	# real metadata clients (tests/system/test_clients_*.py)
+	cloud-init python3-botocore cloud-guest-utils
+	# make bench: the comparison server and the latency plot
+	nginx-light gnuplot-nox
+	# tests/e2e: QEMU guests on TAP devices
+	qemu-system-x86 busybox-static cpio
 )
 
 missing=()

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ec2.h"
+#include "flavors.h"
 
 /* The per-request facts in the header come from the VM itself, so that the
  * tree the server reads can never disagree with the description it was
@@ -19,6 +20,11 @@ static void compile_meta(const struct vm_desc *vm, const struct tree_meta *given
 		*m = *given;
 	m->http_tokens = vm->http_tokens;
 	m->hop_limit = vm->hop_limit;
+	m->metadata_tags = vm->metadata_tags;
+	m->allow_proxied = vm->allow_proxied;
+	m->request_rate = vm->request_rate;
+	m->request_burst = vm->request_burst;
+	m->max_conns = vm->max_conns;
 	memset(m->instance_id, 0, sizeof(m->instance_id));
 	snprintf(m->instance_id, sizeof(m->instance_id), "%s", vm->instance_id);
 }
@@ -35,6 +41,8 @@ int vm_compile(const struct vm_desc *vm, const struct tree_meta *meta, void **im
 	if (!b)
 		return -ENOMEM;
 	rc = ec2_compile(b, vm, err, errlen);
+	if (!rc)
+		rc = flavors_compile(b, vm, err, errlen);
 	if (rc)
 		goto out;
 	compile_meta(vm, meta, &m);

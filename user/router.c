@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "flavor_route.h"
 #include "imds.h"
 #include "token.h"
 
@@ -427,6 +428,10 @@ int route_request(const struct route_ctx *ctx, const struct http_request *req, s
 {
 	static struct route_call rc_zero;
 	struct route_call rc = rc_zero;
+	int handled = ctx->tree ? flavor_route(ctx, req, out, res) : 0;
+
+	if (handled)
+		return handled < 0 ? handled : 0;
 
 	*res = (struct route_result){ 0 };
 	rc.ctx = ctx;

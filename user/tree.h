@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #define TREE_MAGIC 0x54534d49u /* "IMST" */
-#define TREE_VERSION 1
+#define TREE_VERSION 2
 #define TREE_PATH_MAX 1024
 
 enum tree_kind {
@@ -41,10 +41,14 @@ struct tree_meta {
 	uint64_t last_modified; /* unix seconds */
 	uint8_t http_tokens;	/* enum imds_http_tokens */
 	uint8_t hop_limit;
-	uint8_t pad[6];
+	uint8_t metadata_tags;	/* 1: tags/instance/ is served */
+	uint8_t allow_proxied;	/* 1: token PUTs with Forwarded/Via are accepted */
+	uint32_t request_rate;	/* HTTP requests/s before 429; 0 = default */
+	uint32_t request_burst; /* request bucket size; 0 = default */
+	uint32_t max_conns;	/* concurrent connections; 0 = default */
 	char instance_id[64];
 };
-_Static_assert(sizeof(struct tree_meta) == 88, "tree_meta layout");
+_Static_assert(sizeof(struct tree_meta) == 96, "tree_meta layout");
 
 struct tree_hdr {
 	uint32_t magic;
@@ -55,7 +59,7 @@ struct tree_hdr {
 	uint32_t pad;
 	struct tree_meta meta;
 };
-_Static_assert(sizeof(struct tree_hdr) == 112, "tree_hdr layout");
+_Static_assert(sizeof(struct tree_hdr) == 120, "tree_hdr layout");
 
 struct tree_node {
 	uint32_t path_off;

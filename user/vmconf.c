@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "flavors.h"
 #include "jsonpos.h"
 #include "tree.h"
 
@@ -213,6 +214,58 @@ static int vc_parse_instance_id(struct vc *c, void *target, json_t *v, const cha
 	return 0;
 }
 
+/* "name": the VM's display name, shared by every flavor (GCE instance/name,
+ * OpenStack meta_data.json "name", Azure compute.name). */
+static int vc_parse_name(struct vc *c, void *target, json_t *v, const char *path)
+{
+	struct vm_desc *vm = target;
+	char q[VC_QUOTE_MAX];
+	const char *s;
+	size_t len;
+
+	if (!json_is_string(v))
+		return vc_expect(c, path, v, "a string");
+	s = json_string_value(v);
+	len = json_string_length(v);
+	vc_quote(s, len, q);
+	if (len == 0 || len > 255)
+		return vc_fail(c, path, "%s must be 1 to 255 bytes long", q);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < ' ' || s[i] == 0x7f)
+			return vc_fail(c, path, "%s must not contain control characters", q);
+	vm->name = strdup(s);
+	return vm->name ? 0 : -ENOMEM;
+}
+
+/* The flavor sections are checked by their own code (flavors.c), which
+ * names the offending value by its JSON path. */
+static int vc_parse_flavor(struct vc *c, const char *flavor, json_t *v, const char *path)
+{
+	char bad[256], msg[512];
+
+	if (flavors_check(flavor, v, path, bad, sizeof(bad), msg, sizeof(msg)) == 0)
+		return 0;
+	return vc_fail(c, bad, "%s", msg);
+}
+
+static int vc_parse_openstack(struct vc *c, void *target, json_t *v, const char *path)
+{
+	(void)target;
+	return vc_parse_flavor(c, "openstack", v, path);
+}
+
+static int vc_parse_gce(struct vc *c, void *target, json_t *v, const char *path)
+{
+	(void)target;
+	return vc_parse_flavor(c, "gce", v, path);
+}
+
+static int vc_parse_azure(struct vc *c, void *target, json_t *v, const char *path)
+{
+	(void)target;
+	return vc_parse_flavor(c, "azure", v, path);
+}
+
 static int vc_hex_digit(char ch)
 {
 	if (ch >= '0' && ch <= '9')
@@ -352,11 +405,67 @@ static int vc_parse_rate_burst(struct vc *c, void *target, json_t *v, const char
 	return vc_parse_rate(c, v, path, &((struct vm_desc *)target)->rate_burst);
 }
 
+static int vc_parse_request_rate(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_rate(c, v, path, &((struct vm_desc *)target)->request_rate);
+}
+
+static int vc_parse_request_burst(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_rate(c, v, path, &((struct vm_desc *)target)->request_burst);
+}
+
+static int vc_parse_max_conns(struct vc *c, void *target, json_t *v, const char *path)
+{
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		return vc_expect(c, path, v, "an integer");
+	n = json_integer_value(v);
+	if (n < 1 || n > IMDS_MAX_CONNS_LIMIT)
+		return vc_fail(c, path, "%" JSON_INTEGER_FORMAT " is out of range 1..%d", n, IMDS_MAX_CONNS_LIMIT);
+	((struct vm_desc *)target)->max_conns = (uint32_t)n;
+	return 0;
+}
+
+/* A string option with two values; *out = (value == yes). */
+static int vc_parse_choice(struct vc *c, json_t *v, const char *path, const char *yes, const char *no, bool *out)
+{
+	char q[VC_QUOTE_MAX];
+
+	if (!json_is_string(v))
+		return vc_expect(c, path, v, "a string");
+	if (!strcmp(json_string_value(v), yes) || !strcmp(json_string_value(v), no)) {
+		*out = !strcmp(json_string_value(v), yes);
+		return 0;
+	}
+	vc_quote_json(v, q);
+	return vc_fail(c, path, "%s is not \"%s\" or \"%s\"", q, yes, no);
+}
+
+/* EC2's InstanceMetadataTags option. */
+static int vc_parse_metadata_tags(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_choice(c, v, path, "enabled", "disabled", &((struct vm_desc *)target)->metadata_tags);
+}
+
+/* Token PUTs carrying Forwarded or Via (proxy headers beyond EC2's
+ * X-Forwarded-For check): rejected unless "allow". */
+static int vc_parse_proxied(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_choice(c, v, path, "allow", "reject", &((struct vm_desc *)target)->allow_proxied);
+}
+
 static const struct vc_field vc_option_fields[] = {
 	{ "http-tokens", 0, vc_parse_http_tokens },
 	{ "hop-limit", 0, vc_parse_hop_limit },
 	{ "rate-pps", 0, vc_parse_rate_pps },
 	{ "rate-burst", 0, vc_parse_rate_burst },
+	{ "request-rate", 0, vc_parse_request_rate },
+	{ "request-burst", 0, vc_parse_request_burst },
+	{ "max-connections", 0, vc_parse_max_conns },
+	{ "instance-metadata-tags", 0, vc_parse_metadata_tags },
+	{ "proxied-token-requests", 0, vc_parse_proxied },
 };
 
 static int vc_parse_options(struct vc *c, void *target, json_t *v, const char *path)
@@ -674,6 +783,7 @@ static int vc_parse_public_keys(struct vc *c, void *target, json_t *v, const cha
  * and "azure" are reserved for the other flavors and accepted as is. */
 static const struct vc_field vc_vm_fields[] = {
 	{ "instance-id", 1, vc_parse_instance_id },
+	{ "name", 0, vc_parse_name },
 	{ "mac", 1, vc_parse_mac },
 	{ "ipv4", 1, vc_parse_ipv4 },
 	{ "options", 0, vc_parse_options },
@@ -681,9 +791,9 @@ static const struct vc_field vc_vm_fields[] = {
 	{ "user-data", 0, vc_parse_user_data },
 	{ "user-data-base64", 0, vc_parse_user_data_b64 },
 	{ "public-keys", 0, vc_parse_public_keys },
-	{ "openstack", 0, NULL },
-	{ "gce", 0, NULL },
-	{ "azure", 0, NULL },
+	{ "openstack", 0, vc_parse_openstack },
+	{ "gce", 0, vc_parse_gce },
+	{ "azure", 0, vc_parse_azure },
 };
 
 static int vc_parse_vm(struct vc *c, struct vm_desc *vm, json_t *v, size_t index)
@@ -873,6 +983,7 @@ void vmconf_free(struct vm_set *set)
 		}
 		free(vm->keys);
 		free(vm->user_data);
+		free(vm->name);
 	}
 	free(set->vms);
 	json_decref(set->root);

@@ -26,6 +26,12 @@ struct vm_desc {
 	uint8_t hop_limit;   /* 1..64 */
 	uint32_t rate_pps;   /* packet budget, 1..IMDS_RATE_MAX; 0 = default */
 	uint32_t rate_burst; /* bucket size in packets; 0 = default */
+	uint32_t request_rate;  /* HTTP requests/s (429 beyond); 0 = default */
+	uint32_t request_burst; /* HTTP request bucket; 0 = default */
+	uint32_t max_conns;	/* concurrent connections; 0 = default */
+	bool metadata_tags;	/* "instance-metadata-tags": "enabled" */
+	bool allow_proxied;	/* "proxied-token-requests": "allow" */
+	char *name;		/* "name": common to every flavor; owned; NULL = instance-id */
 	json_t *meta_data;   /* borrowed; NULL when absent */
 	uint8_t *user_data;  /* owned, decoded; NULL when absent */
 	size_t user_data_len;
