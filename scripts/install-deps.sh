@@ -10,7 +10,7 @@ packages=(
 	# real metadata clients (tests/system/test_clients_*.py)
 	cloud-init python3-botocore cloud-guest-utils
 	# make bench: the comparison server and the latency plot
-	nginx-light gnuplot-nox
+	nginx-light gnuplot-nox iperf3
 	# tests/e2e: QEMU guests on TAP devices
 	qemu-system-x86 busybox-static cpio
 )
