@@ -15,6 +15,11 @@
  * hop_marks, and every later segment to it leaves with TTL = hop limit.
  * Token replies close the connection, so no later reply is affected, and
  * earlier pipelined replies were handed to the kernel before the mark.
+ *
+ * Per-VM limits (limits.c, docs/limits.md): a connection is counted against
+ * its VM's max-connections at accept, once the VM is known, and refused
+ * without a byte beyond it; every request is charged to the VM's request
+ * bucket, shared by all workers, and answered 429 when it is empty.
  */
 #include "server.h"
 
@@ -38,6 +43,7 @@
 
 #include "http.h"
 #include "imds.skel.h"
+#include "limits.h"
 #include "outbuf.h"
 #include "router.h"
 
@@ -51,6 +57,7 @@
 #define SRV_ROUTE_TRIES 4
 #define SRV_TICK_SEC 1
 #define SRV_STOP_WAIT_MS 2000 /* give up draining completions after this */
+#define SRV_LIMITS_LOG_SEC 10 /* how often worker 0 logs 429s and refusals */
 
 enum srv_op {
 	OP_ACCEPT = 1,
@@ -86,6 +93,7 @@ struct srv_conn {
 	size_t ttl_mark; /* bytes of `out` that precede the token reply */
 	int ttl;	 /* hop limit to mark at ttl_mark, 0 = none pending */
 	bool hop_marked; /* peer is in hop_marks */
+	bool counted;	 /* holds one of its VM's max-connections */
 	uint64_t last_active_ms;
 	bool recv_armed, send_inflight, cancel_inflight;
 	bool closing;	       /* cancelled; freed when nothing is in flight */
@@ -109,11 +117,13 @@ struct srv_worker {
 	unsigned inflight;     /* requests whose final completion is still due */
 	bool stopping;
 	bool accept_paused; /* out of descriptors: re-armed on the next tick */
+	uint64_t limits_logged_ms; /* worker 0: last log of the limit counters */
 };
 
 struct server {
 	struct server_config cfg;
 	int hop_marks_fd; /* the data plane's hop_marks map, -1 without one */
+	struct limits *limits; /* per-VM request buckets and connection counts */
 	int nworkers;
 	struct srv_worker *workers;
 };
@@ -124,6 +134,14 @@ static uint64_t srv_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t srv_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * LIMITS_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- submission helpers ---- */
@@ -257,6 +275,8 @@ static void srv_conn_maybe_free(struct srv_conn *c)
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
 	srv_hop_unmark(c);
+	if (c->counted)
+		limits_conn_close(c->w->srv->limits, c->slot, c->generation);
 	close(c->fd);
 	outbuf_free(&c->out);
 	outbuf_free(&c->wire);
@@ -311,11 +331,56 @@ static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, const struct 
 	return c;
 }
 
-/* A new socket: served only if the data plane verified its SYN. */
+/* What the server takes from a VM's tree header besides the routes; read
+ * from the same snapshot as the response, so it switches with the tree. */
+struct srv_vm_facts {
+	int hop_limit;
+	struct limits_params limits;
+};
+
+static void srv_read_facts(const struct tree_view *tree, struct srv_vm_facts *f)
+{
+	const struct tree_meta *m = tree_view_meta(tree);
+
+	f->hop_limit = m->hop_limit;
+	f->limits = limits_resolve(m->request_rate, m->request_burst, m->max_conns);
+}
+
+/* The VM's facts at accept, from one snapshot that stayed valid.  0, or
+ * -ENOENT when the VM is gone.  A tree that keeps changing or is invalid
+ * gives the defaults: its requests get 503 or 500 anyway. */
+static int srv_accept_facts(struct srv_worker *w, uint32_t slot, uint32_t generation, struct srv_vm_facts *f)
+{
+	struct store *store = w->srv->cfg.store;
+	struct vm_snapshot snap;
+	int rc = -EAGAIN;
+
+	for (int tries = 0; tries < SRV_ROUTE_TRIES && rc == -EAGAIN; tries++) {
+		rc = store_snapshot(store, slot, generation, &snap);
+		if (rc == 0) {
+			srv_read_facts(&snap.tree, f);
+			if (!store_snapshot_valid(store, &snap))
+				rc = -EAGAIN;
+		}
+	}
+	if (rc == -ENOENT)
+		return rc;
+	if (rc < 0)
+		f->limits = limits_resolve(0, 0, 0);
+	return 0;
+}
+
+/* A new socket: served only if the data plane verified its SYN, and only
+ * while its VM holds fewer than max-connections.  A refused connection is
+ * closed without a byte, as an unverified one: nothing of it is kept, and
+ * clients retry a closed connection like any network error
+ * (docs/limits.md). */
 static void srv_conn_open(struct srv_worker *w, int fd)
 {
+	struct limits *limits = w->srv->limits;
 	struct sockaddr_in peer;
 	socklen_t len = sizeof(peer);
+	struct srv_vm_facts facts;
 	uint32_t slot, generation;
 	struct srv_conn *c;
 
@@ -325,9 +390,16 @@ static void srv_conn_open(struct srv_worker *w, int fd)
 	 * through a port of ours from a loaded VM.  No response at all. */
 	if (store_take_conn(w->srv->cfg.store, peer.sin_addr.s_addr, peer.sin_port, &slot, &generation) < 0)
 		goto reject;
-	c = srv_conn_new(w, fd, &peer, slot, generation);
-	if (!c)
+	if (srv_accept_facts(w, slot, generation, &facts) < 0)
 		goto reject;
+	if (limits_conn_open(limits, slot, generation, facts.limits.max_conns) != LIMITS_OPEN_OK)
+		goto reject;
+	c = srv_conn_new(w, fd, &peer, slot, generation);
+	if (!c) {
+		limits_conn_close(limits, slot, generation);
+		goto reject;
+	}
+	c->counted = true;
 	srv_arm_recv(w, c);
 	return;
 reject:
@@ -428,7 +500,7 @@ static int srv_write_status(struct srv_conn *c, int status)
  * when the tree changed underneath (the caller retries), -ENOENT when the
  * VM is gone, -EINVAL when its published tree is not valid, -ENOMEM. */
 static int srv_route_once(struct srv_worker *w, struct srv_conn *c, const struct http_request *req,
-			  struct route_result *res, int *hop_limit)
+			  struct route_result *res, struct srv_vm_facts *facts)
 {
 	const struct server_config *cfg = &w->srv->cfg;
 	struct vm_snapshot snap;
@@ -445,25 +517,50 @@ static int srv_route_once(struct srv_worker *w, struct srv_conn *c, const struct
 	memset(res, 0, sizeof(*res));
 	rc = route_request(&ctx, req, &c->out, res);
 	/* Read before the validity check: it comes from the same snapshot. */
-	*hop_limit = tree_view_meta(&snap.tree)->hop_limit;
+	srv_read_facts(&snap.tree, facts);
 	if (store_snapshot_valid(cfg->store, &snap))
 		return rc < 0 ? rc : 1;
 	c->out.len = mark; /* drop what a torn read produced */
 	return 0;
 }
 
+/* 429: the VM's request budget is spent.  Retry-After says when the next
+ * request fits (RFC 6585 §4), in whole seconds, at least 1.  The
+ * connection stays as the request asked: closing would only make the
+ * client pay a new handshake for its retry. */
+static int srv_write_throttled(struct srv_conn *c, const struct http_request *req, uint64_t wait_ns)
+{
+	const char *reason = http_reason(429);
+	uint64_t secs = (wait_ns + LIMITS_NS_PER_SEC - 1) / LIMITS_NS_PER_SEC;
+	char retry[48];
+	struct http_response r = {
+		.status = 429,
+		.ctype = CT_TEXT,
+		.body = reason,
+		.body_len = strlen(reason),
+		.close = !req->keep_alive,
+		.head = req->method == HTTP_M_HEAD,
+		.extra_headers = retry,
+	};
+
+	snprintf(retry, sizeof(retry), "Retry-After: %llu\r\n", (unsigned long long)(secs ? secs : 1));
+	return http_write_response(&c->out, &r, time(NULL));
+}
+
 /* http_feed's callback, once per complete request, in order. */
 static int srv_on_request(void *ctx, const struct http_request *req)
 {
 	struct srv_conn *c = ctx;
+	struct srv_vm_facts facts = { 0 };
 	struct route_result res;
 	size_t mark = c->out.len;
-	int hop_limit = 0, rc = 0;
+	uint64_t wait;
+	int rc = 0;
 
 	if (c->close_after_send)
 		return FEED_STOP;
 	for (int tries = 0; tries < SRV_ROUTE_TRIES && rc == 0; tries++)
-		rc = srv_route_once(c->w, c, req, &res, &hop_limit);
+		rc = srv_route_once(c->w, c, req, &res, &facts);
 	if (rc == -ENOENT)
 		return FEED_GONE;
 	if (rc == 0 || rc == -EINVAL) {
@@ -475,8 +572,22 @@ static int srv_on_request(void *ctx, const struct http_request *req)
 	}
 	if (rc < 0)
 		return FEED_FAIL;
-	if (res.token_reply && hop_limit > 0) {
-		c->ttl = hop_limit;
+	/* Charged once the request is routed against a valid tree, because
+	 * the budget is part of that tree; over it, the routed response is
+	 * dropped (routing is side-effect free) and 429 goes instead. */
+	wait = limits_charge(c->w->srv->limits, c->slot, facts.limits.rate, facts.limits.burst, srv_now_ns());
+	if (wait) {
+		c->out.len = mark;
+		if (srv_write_throttled(c, req, wait))
+			return FEED_FAIL;
+		if (!req->keep_alive) {
+			c->close_after_send = true;
+			return FEED_STOP;
+		}
+		return 0;
+	}
+	if (res.token_reply && facts.hop_limit > 0) {
+		c->ttl = facts.hop_limit;
 		c->ttl_mark = mark;
 		res.close = true;
 	}
@@ -575,6 +686,49 @@ static void srv_handle_cancel(struct srv_conn *c)
 	c->cancel_inflight = false;
 }
 
+/* The instance-id of the slot's VM of `generation`, or "?" if it is gone. */
+static void srv_instance_id(struct store *store, uint32_t slot, uint32_t generation, char *out, size_t len)
+{
+	struct vm_snapshot snap;
+
+	snprintf(out, len, "?");
+	for (int tries = 0; tries < SRV_ROUTE_TRIES; tries++) {
+		int rc = store_snapshot(store, slot, generation, &snap);
+
+		if (rc == -ENOENT || rc == -EINVAL)
+			return;
+		if (rc < 0)
+			continue;
+		snprintf(out, len, "%.63s", tree_view_meta(&snap.tree)->instance_id);
+		if (store_snapshot_valid(store, &snap))
+			return;
+		snprintf(out, len, "?");
+	}
+}
+
+/* Worker 0, every SRV_LIMITS_LOG_SEC: one line per VM that was answered
+ * 429 or refused a connection meanwhile, so the operator sees who is held
+ * back without a line per request. */
+static void srv_log_limits(struct srv_worker *w, uint64_t now_ms)
+{
+	struct server *srv = w->srv;
+	uint64_t throttled, refused;
+	uint32_t generation;
+	char iid[64];
+
+	if (w->index != 0 || now_ms - w->limits_logged_ms < SRV_LIMITS_LOG_SEC * 1000u)
+		return;
+	w->limits_logged_ms = now_ms;
+	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+		generation = limits_take_counts(srv->limits, slot, &throttled, &refused);
+		if (!throttled && !refused)
+			continue;
+		srv_instance_id(srv->cfg.store, slot, generation, iid, sizeof(iid));
+		fprintf(stderr, "imdsd: limits: %s (slot %u): %llu requests answered 429, %llu connections refused\n", iid,
+			slot, (unsigned long long)throttled, (unsigned long long)refused);
+	}
+}
+
 /* Once a second: close idle connections, which includes clients that stop
  * reading (their send never completes), and retry a paused accept. */
 static void srv_handle_tick(struct srv_worker *w)
@@ -596,6 +750,7 @@ static void srv_handle_tick(struct srv_worker *w)
 		w->accept_paused = false;
 		srv_arm_accept(w);
 	}
+	srv_log_limits(w, now);
 	srv_arm_tick(w);
 }
 
@@ -847,6 +1002,7 @@ void server_stop(struct server *srv)
 		srv_worker_destroy(w);
 	}
 	free(srv->workers);
+	limits_free(srv->limits);
 	free(srv);
 }
 
@@ -863,8 +1019,11 @@ int server_start(struct server **out, const struct server_config *cfg)
 		return -ENOMEM;
 	srv->cfg = *cfg;
 	srv->hop_marks_fd = cfg->store && cfg->store->skel ? bpf_map__fd(cfg->store->skel->maps.hop_marks) : -1;
+	srv->limits = limits_new(IMDS_MAX_VMS);
 	srv->workers = calloc((size_t)cfg->workers, sizeof(*srv->workers));
-	if (!srv->workers) {
+	if (!srv->limits || !srv->workers) {
+		limits_free(srv->limits);
+		free(srv->workers);
 		free(srv);
 		return -ENOMEM;
 	}
