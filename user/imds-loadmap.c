@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "cli.h"
 #include "compile.h"
+#include "identity.h"
 #include "imds.h"
 #include "store.h"
 #include "tree.h"
@@ -28,7 +29,9 @@ enum { LOADMAP_OK = 0, LOADMAP_FAIL = 1, LOADMAP_USAGE = 2 };
 
 struct loadmap_ctx {
 	const char *pin_dir;
+	const char *key_dir;
 	struct store store;
+	struct identity_key *identity; /* signs the trees `load` writes */
 	bool opened;
 };
 
@@ -82,6 +85,20 @@ static void loadmap_close(struct loadmap_ctx *ctx)
 	store_unlock(&ctx->store);
 	store_close(&ctx->store);
 	ctx->opened = false;
+}
+
+/* The host's identity keys, made on first use (identity.h). */
+static int loadmap_identity(struct loadmap_ctx *ctx)
+{
+	char err[LOADMAP_ERRLEN] = "";
+	int ret;
+
+	if (ctx->identity)
+		return 0;
+	ret = identity_key_open(ctx->key_dir, &ctx->identity, err, sizeof(err));
+	if (ret)
+		loadmap_err("%s", err);
+	return ret;
 }
 
 static int loadmap_find(struct loadmap_ctx *ctx, const char *instance_id)
@@ -141,19 +158,20 @@ static int loadmap_check_slots(const struct store *s, const struct vm_set *set)
 }
 
 /* The size of the VM's tree: the meta only changes fixed-size fields, so a
- * provisional one measures exactly what store_put will write. */
-static int loadmap_tree_size(const struct vm_set *set, const struct vm_desc *vm, size_t *len)
+ * provisional one measures what store_put will write (exactly, or for a
+ * signed tree an upper bound: signatures vary in length, and signing every
+ * VM twice would double the load's time). */
+static int loadmap_tree_size(const struct store *s, const struct vm_set *set, const struct vm_desc *vm,
+			     size_t *len)
 {
 	struct tree_meta meta = { .http_tokens = vm->http_tokens, .hop_limit = vm->hop_limit };
 	char err[LOADMAP_ERRLEN] = "";
-	void *image = NULL;
 	int ret;
 
 	snprintf(meta.instance_id, sizeof(meta.instance_id), "%s", vm->instance_id);
-	ret = vm_compile(vm, &meta, &image, len, err, sizeof(err));
+	ret = vm_compile_bound(vm, &meta, s->identity, len, err, sizeof(err));
 	if (ret)
 		loadmap_err("%s: %s", set->source, err);
-	free(image);
 	return ret;
 }
 
@@ -185,7 +203,7 @@ static int loadmap_check_room(const struct store *s, const struct vm_set *set)
 		const struct vm_desc *vm = &set->vms[i];
 		int slot = store_find(s, vm->instance_id);
 
-		ret = loadmap_tree_size(set, vm, &len);
+		ret = loadmap_tree_size(s, set, vm, &len);
 		if (!ret)
 			ret = arena_plan_alloc(plan, len);
 		if (ret == -ENOSPC)
@@ -228,9 +246,12 @@ static int loadmap_cmd_load(struct loadmap_ctx *ctx, int argc, char **argv)
 		fprintf(stderr, "%s\n", cerr.text);
 		return LOADMAP_FAIL;
 	}
-	ret = loadmap_open(ctx);
+	ret = loadmap_identity(ctx);
+	if (!ret)
+		ret = loadmap_open(ctx);
 	if (ret)
 		goto out;
+	ctx->store.identity = ctx->identity;
 	ret = loadmap_check_conflicts(&ctx->store, &set, &cerr);
 	if (ret) {
 		fprintf(stderr, "%s\n", cerr.text);
@@ -463,6 +484,39 @@ out:
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
 }
 
+/* ---- cert ---- */
+
+static int loadmap_cmd_cert(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		enum identity_cert which;
+	} kinds[] = { { "all", IDENTITY_CERT_ALL }, { "rsa", IDENTITY_CERT_RSA }, { "dsa", IDENTITY_CERT_DSA } };
+	enum identity_cert which = IDENTITY_CERT_ALL;
+	struct outbuf pem = { 0 };
+	size_t i = 0;
+	int ret;
+
+	if (argc == 1) {
+		while (i < sizeof(kinds) / sizeof(kinds[0]) && strcmp(argv[0], kinds[i].name) != 0)
+			i++;
+		if (i == sizeof(kinds) / sizeof(kinds[0])) {
+			loadmap_err("cert: unknown certificate '%s' (all, rsa or dsa)", argv[0]);
+			return LOADMAP_USAGE;
+		}
+		which = kinds[i].which;
+	}
+	if (loadmap_identity(ctx))
+		return LOADMAP_FAIL;
+	ret = identity_cert_pem(ctx->identity, which, &pem);
+	if (ret)
+		loadmap_err("cannot format the certificate: %s", strerror(-ret));
+	else
+		fwrite(pem.data, 1, pem.len, stdout);
+	outbuf_free(&pem);
+	return ret || fflush(stdout) ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
 /* ---- command line ---- */
 
 static const struct loadmap_cmd loadmap_cmds[] = {
@@ -471,13 +525,16 @@ static const struct loadmap_cmd loadmap_cmds[] = {
 	{ "list", "", 0, 0, "one line per loaded VM", loadmap_cmd_list },
 	{ "show", "INSTANCE-ID", 1, 1, "a loaded VM and the paths of its tree, as JSON", loadmap_cmd_show },
 	{ "stats", "[INSTANCE-ID]", 0, 1, "data-plane counters: totals, then per VM", loadmap_cmd_stats },
+	{ "cert", "[all|rsa|dsa]", 0, 1, "identity certificates in PEM (docs/identity.md)", loadmap_cmd_cert },
 	{ 0 },
 };
 
-enum { OPT_PIN_DIR };
+enum { OPT_PIN_DIR, OPT_KEY_DIR };
 
 static const struct cli_option loadmap_options[] = {
 	[OPT_PIN_DIR] = { "pin-dir", 0, "DIR", "pin directory of the maps (default " IMDS_DEFAULT_PIN_DIR ")" },
+	[OPT_KEY_DIR] = { "key-dir", 0, "DIR",
+			  "identity keys and certificates (default $" IDENTITY_DIR_ENV " or " IDENTITY_DEFAULT_DIR ")" },
 	{ 0 },
 };
 
@@ -487,6 +544,8 @@ static int loadmap_on_option(void *arg, int index, const char *optarg)
 
 	if (index == OPT_PIN_DIR)
 		ctx->pin_dir = optarg;
+	else if (index == OPT_KEY_DIR)
+		ctx->key_dir = optarg;
 	return 0;
 }
 
@@ -516,10 +575,10 @@ static const struct loadmap_cmd *loadmap_lookup(const char *name)
 
 int main(int argc, char **argv)
 {
-	struct loadmap_ctx ctx = { .pin_dir = IMDS_DEFAULT_PIN_DIR };
+	struct loadmap_ctx ctx = { .pin_dir = IMDS_DEFAULT_PIN_DIR, .key_dir = identity_default_dir() };
 	const char *synopsis = loadmap_synopsis();
 	const struct loadmap_cmd *cmd;
-	int first, nargs;
+	int first, nargs, ret;
 
 	first = cli_parse(argc, argv, loadmap_options, synopsis, loadmap_on_option, &ctx);
 	if (first < 0)
@@ -538,5 +597,7 @@ int main(int argc, char **argv)
 		loadmap_err("usage: %s %s", cmd->name, cmd->args);
 		return LOADMAP_USAGE;
 	}
-	return cmd->run(&ctx, nargs, argv + first + 1);
+	ret = cmd->run(&ctx, nargs, argv + first + 1);
+	identity_key_free(ctx.identity);
+	return ret;
 }

@@ -16,7 +16,7 @@
  * Token replies close the connection, so no later reply is affected, and
  * earlier pipelined replies were handed to the kernel before the mark.
  *
- * Per-VM limits (limits.c, docs/limits.md): a connection is counted against
+ * Per-VM limits (vmlimits.c, docs/limits.md): a connection is counted against
  * its VM's max-connections at accept, once the VM is known, and refused
  * without a byte beyond it; every request is charged to the VM's request
  * bucket, shared by all workers, and answered 429 when it is empty.
@@ -43,7 +43,7 @@
 
 #include "http.h"
 #include "imds.skel.h"
-#include "limits.h"
+#include "vmlimits.h"
 #include "outbuf.h"
 #include "router.h"
 

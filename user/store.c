@@ -40,11 +40,26 @@
  * announced is long gone and the 4-tuple may be reused by someone else. */
 #define STORE_CONN_MAX_AGE_NS (120ull * 1000000000ull)
 
+/* The first TC attach on a port asks the kernel for the clsact filter chain
+ * before it exists; libbpf relays the kernel's "Cannot find specified filter
+ * chain" as a warning although the attach then succeeds.  Only that line is
+ * dropped: every other warning still reaches stderr. */
+#define STORE_TC_NOISE "Cannot find specified filter chain"
+
 static int store_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
+	char line[1024];
+	int n;
+
 	if (level > LIBBPF_WARN)
 		return 0;
-	return vfprintf(stderr, fmt, ap);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n < 0 || strstr(line, STORE_TC_NOISE))
+		return 0;
+	fputs(line, stderr);
+	if ((size_t)n >= sizeof(line))
+		fputs("...\n", stderr); /* libbpf's lines are short; a long one is cut, not lost */
+	return n;
 }
 
 /* bpffs must be mounted for pins to exist (a fresh host or a container may
@@ -324,7 +339,7 @@ static int store_write_tree(struct store *s, const struct vm_desc *vm, uint32_t 
 	int ret;
 
 	snprintf(meta.instance_id, sizeof(meta.instance_id), "%s", vm->instance_id);
-	ret = vm_compile(vm, &meta, &image, &len, err, errlen);
+	ret = vm_compile_signed(vm, &meta, s->identity, &image, &len, err, errlen);
 	if (ret)
 		return ret;
 	ret = arena_alloc(&s->arena, len, slot, page);
@@ -667,4 +682,81 @@ int store_token_key(struct store *s, uint8_t key[IMDS_TOKEN_KEY_LEN])
 out:
 	memcpy(key, k.key, IMDS_TOKEN_KEY_LEN);
 	return 0;
+}
+
+/* ---- ports that left the bridge (imdsd) ---- */
+
+static int store_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Deletes every entry of a conn_table-keyed map whose value names a slot
+ * marked in `slots` (the u32 at `slot_off` in the value).  One batch read
+ * and one batch delete, so a full map costs two system calls, not two per
+ * entry.  Returns the number of entries deleted or -errno. */
+static int store_purge_slots(int fd, uint32_t max_entries, size_t value_size, size_t slot_off,
+			     const uint8_t *slots)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	struct imds_conn_key *keys, *doomed;
+	uint32_t count = max_entries, out_batch, n = 0;
+	uint8_t *values;
+	int ret;
+
+	keys = calloc(max_entries, sizeof(*keys));
+	doomed = calloc(max_entries, sizeof(*doomed));
+	values = calloc(max_entries, value_size);
+	ret = keys && doomed && values ? 0 : -ENOMEM;
+	if (ret == 0 && bpf_map_lookup_batch(fd, NULL, &out_batch, keys, values, &count, &opts) < 0 &&
+	    errno != ENOENT)
+		ret = -errno; /* ENOENT: the walk reached the end, count entries read */
+	for (uint32_t i = 0; ret == 0 && i < count; i++) {
+		uint32_t slot;
+
+		memcpy(&slot, values + (size_t)i * value_size + slot_off, sizeof(slot));
+		if (slot < IMDS_MAX_VMS && slots[slot])
+			doomed[n++] = keys[i];
+	}
+	if (ret == 0 && n && bpf_map_delete_batch(fd, doomed, &n, &opts) < 0 && errno != ENOENT)
+		ret = -errno;
+	free(keys);
+	free(doomed);
+	free(values);
+	return ret < 0 ? ret : (int)n;
+}
+
+int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n)
+{
+	uint8_t slots[IMDS_MAX_VMS] = { 0 };
+	int unbound = 0, ret;
+
+	if (n == 0)
+		return 0;
+	qsort(ifindexes, n, sizeof(*ifindexes), store_cmp_u32);
+	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
+		struct imds_vm *r = &s->vms[slot];
+		uint32_t bound = __atomic_load_n(&r->ifindex, __ATOMIC_ACQUIRE);
+
+		if (!bound || !store_active(r) || r->port_pinned ||
+		    !bsearch(&bound, ifindexes, n, sizeof(*ifindexes), store_cmp_u32))
+			continue;
+		/* CAS: the data plane may be binding the slot at this moment. */
+		if (__atomic_compare_exchange_n(&r->ifindex, &bound, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+			slots[slot] = 1;
+			unbound++;
+		}
+	}
+	if (unbound == 0 || !s->skel)
+		return unbound;
+	/* Connections verified on the port and never accepted, and hop marks
+	 * of token replies to it: nothing will ever consume them. */
+	ret = store_purge_slots(s->conn_fd, IMDS_CONN_MAX, sizeof(struct imds_conn),
+				offsetof(struct imds_conn, slot), slots);
+	if (ret >= 0)
+		ret = store_purge_slots(bpf_map__fd(s->skel->maps.hop_marks), IMDS_HOP_MARKS_MAX,
+					sizeof(struct imds_hop_mark), offsetof(struct imds_hop_mark, slot), slots);
+	return ret < 0 ? ret : unbound;
 }

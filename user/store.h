@@ -13,6 +13,7 @@
 #include "vmconf.h"
 
 struct imds_bpf;
+struct identity_key;
 
 enum store_flags {
 	STORE_PROGRAMS = 1, /* also load the data-plane programs (imdsd) */
@@ -25,6 +26,9 @@ struct store {
 	struct imds_vm *vms; /* mmap of vm_table, IMDS_MAX_VMS entries */
 	struct arena arena;  /* mmap of arena */
 	int vm_fd, mac_fd, conn_fd, counters_fd, arena_fd, key_fd;
+	/* Signs each tree store_put writes (identity.h); NULL: trees carry no
+	 * signatures.  Set by the caller after store_open, not owned. */
+	const struct identity_key *identity;
 };
 
 /* Mounts bpffs on /sys/fs/bpf if needed, creates the pin directory, and
@@ -75,5 +79,11 @@ bool store_snapshot_valid(const struct store *s, const struct vm_snapshot *snap)
 /* The host token key; generated and pinned on first use.  0 or -errno.
  * Call it without the store lock held: it takes the lock to generate. */
 int store_token_key(struct store *s, uint8_t key[IMDS_TOKEN_KEY_LEN]);
+
+/* Ports that left the bridge (imdsd; call with the lock held): releases the
+ * binding of every VM learned on one of `ifindexes` (sorted in place), and
+ * deletes the conn_table and hop_marks entries of those VMs.  The number of
+ * VMs released, or -errno (bindings are released even then). */
+int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n);
 
 #endif

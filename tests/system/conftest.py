@@ -43,7 +43,9 @@ def _why_not_runnable():
 
 
 @pytest.fixture(scope="session")
-def system_ready():
+def system_ready(tmp_path_factory):
+    # Identity signing keys of this run, never the host's /var/lib/imds.
+    os.environ["IMDS_KEY_DIR"] = str(tmp_path_factory.mktemp("identity-keys") / "keys")
     why = _why_not_runnable()
     if why:
         pytest.skip(why)

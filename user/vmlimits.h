@@ -1,4 +1,4 @@
-/* limits.h: imdsd's per-VM HTTP limits (docs/limits.md): a request budget
+/* vmlimits.h: imdsd's per-VM HTTP limits (docs/limits.md): a request budget
  * answered with 429 beyond it, and a cap on concurrent connections.
  *
  * One table of VM slots is shared by every worker thread.  Each slot holds
@@ -6,8 +6,8 @@
  * budget and cap are exact however the kernel spreads its connections over
  * the SO_REUSEPORT listeners, and no lock is taken.  Pure apart from the
  * atomics: the clock comes in as an argument. */
-#ifndef IMDS_LIMITS_H
-#define IMDS_LIMITS_H
+#ifndef IMDS_VMLIMITS_H
+#define IMDS_VMLIMITS_H
 #include <stdbool.h>
 #include <stdint.h>
 

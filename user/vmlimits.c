@@ -1,6 +1,6 @@
-/* limits.c: per-VM request budget and connection cap, shared by imdsd's
+/* vmlimits.c: per-VM request budget and connection cap, shared by imdsd's
  * workers through atomics (docs/limits.md). */
-#include "limits.h"
+#include "vmlimits.h"
 
 #include <stdlib.h>
 #include <string.h>
