@@ -1,6 +1,6 @@
 /* compile.c: one VM description -> its tree image, every flavor it is
- * served in (EC2 today; OpenStack, GCE and Azure will add their own
- * subtrees from the same record).  Pure: no maps, no clock (the signed
+ * served in (EC2 always; OpenStack, GCE and Azure when the record has their
+ * section, flavors.c).  Pure: no maps, no clock (the signed
  * identity takes its time from the caller; only the DSA nonce is random). */
 #include "compile.h"
 
