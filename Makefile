@@ -79,7 +79,7 @@ system-test: all
 # The one test command (README, .ci/run): unit and system tests, one summary line.
 test: deps
 	$(MAKE) all $(UNIT_BINS)
-	./scripts/run-tests.sh --unit $(UNIT_BINS) --system
+	./scripts/run-tests.sh --unit $(UNIT_BINS) --system --e2e
 
 demo:
 	./scripts/install-deps.sh

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs unit test binaries (cmocka) and/or the system tests (pytest) and ends
-# with one line: "N passed, N failed[, N skipped]".
-#   run-tests.sh [--unit BIN...] [--system [PYTEST ARGS...]]
+# Runs unit test binaries (cmocka), the system tests and/or the e2e tests
+# (pytest) and ends with one line: "N passed, N failed[, N skipped]".
+#   run-tests.sh [--unit BIN...] [--system [PYTEST ARGS...]] [--e2e [PYTEST ARGS...]]
+# --e2e boots QEMU guests (tests/e2e, docs/e2e.md); its first run downloads
+# the guest kernel package with apt-get into build/e2e/.
 set -uo pipefail
 
 python=${PYTHON:-/usr/bin/python3}
@@ -15,6 +17,8 @@ count() { # $1 = regex with one group; reads $log
 
 run_unit() {
 	for bin in "$@"; do
+		# make's dependency files beside the binaries (a build/tests/test_* glob)
+		case "$bin" in *.d) continue ;; esac
 		: >"$log"
 		"$bin" 2>&1 | tee "$log"
 		local rc=${PIPESTATUS[0]} p f
@@ -28,9 +32,11 @@ run_unit() {
 	done
 }
 
-run_system() {
+run_pytest() { # DIR [PYTEST ARGS...]
+	local dir=$1
+	shift
 	: >"$log"
-	"$python" -m pytest -p no:cacheprovider -rs tests/system "$@" 2>&1 | tee "$log"
+	"$python" -m pytest -p no:cacheprovider -rs "$dir" "$@" 2>&1 | tee "$log"
 	local rc=${PIPESTATUS[0]} p f e s
 	p=$(count '[0-9]+ passed')
 	f=$(count '[0-9]+ failed')
@@ -44,18 +50,23 @@ run_system() {
 }
 
 units=()
-system=0
-system_args=()
+system=0 e2e=0
+system_args=() e2e_args=()
+part=unit
 while [ $# -gt 0 ]; do
-	case "$1" in
-	--unit) ;;
-	--system) system=1; shift; system_args=("$@"); break ;;
-	*) units+=("$1") ;;
+	case "$part:$1" in
+	*:--unit) part=unit ;;
+	*:--system) part=system system=1 ;;
+	*:--e2e) part=e2e e2e=1 ;;
+	unit:*) units+=("$1") ;;
+	system:*) system_args+=("$1") ;;
+	e2e:*) e2e_args+=("$1") ;;
 	esac
 	shift
 done
 [ "${#units[@]}" -gt 0 ] && run_unit "${units[@]}"
-[ "$system" -eq 1 ] && run_system "${system_args[@]}"
+[ "$system" -eq 1 ] && run_pytest tests/system "${system_args[@]}"
+[ "$e2e" -eq 1 ] && run_pytest tests/e2e "${e2e_args[@]}"
 
 if [ "$skipped" -gt 0 ]; then
 	echo "$passed passed, $failed failed, $skipped skipped"

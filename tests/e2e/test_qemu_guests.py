@@ -1,0 +1,130 @@
+"""Real VMs on TAP devices (issue 6): QEMU guests, each with a virtio-net NIC
+on a TAP port of the bridge imdsd serves, fetch their metadata with IMDSv2
+from inside the guest kernel, through the XDP path.
+
+- vm1 (tokens optional, tap1) and vm2 (tokens required, tap2) boot at once
+  and each gets exactly its own instance-id, hostname, key and user-data.
+- Then two guests lie: one with vm3's own MAC on tap3 takes vm1's IPv4, one
+  on tap4 takes vm2's MAC and IPv4 in its init.  Neither gets a token or a
+  byte of anyone's data, and the data plane counts their drops.
+
+Every value differs between VMs (tests/system/vmdata.py), so a leak shows as
+another VM's string anywhere on a guest's console."""
+
+import pytest
+
+import guests
+import vmdata
+from imdslab import counter_delta
+
+# Per-request time limit inside the lying guests: their SYNs are dropped, so
+# every request runs into it.
+SPOOF_WAIT = 2
+# The VMs whose records are loaded.
+VMS = [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def lab(make_lab):
+    lab = make_lab()
+    for i in (1, 2, 3, 4):
+        guests.add_tap(lab, f"tap{i}")
+    lab.load([vmdata.vm_record(1), vmdata.vm_record(2, tokens="required"), vmdata.vm_record(3)])
+    lab.start_imdsd()
+    return lab
+
+
+@pytest.fixture(scope="module")
+def served(lab, guest_image, tmp_path_factory):
+    """vm1 and vm2 boot at once on their own TAPs; {i: Report}."""
+    work = tmp_path_factory.mktemp("guests")
+    before = lab.stats()
+    gs = [guests.Guest(lab, work, f"vm{i}", f"tap{i}", vmdata.vm_mac(i), vmdata.vm_ipv4(i)) for i in (1, 2)]
+    reports = guests.run_guests(gs, *guest_image)
+    return {1: reports[0], 2: reports[1]}, before, lab.stats()
+
+
+@pytest.fixture(scope="module")
+def spoofed(lab, served, guest_image, tmp_path_factory):
+    """After vm1 and vm2 have run (their ports are bound), two lying guests
+    boot at once; returns their reports and the counters around them."""
+    work = tmp_path_factory.mktemp("spoof")
+    before = lab.stats()
+    by_ip = guests.Guest(lab, work, "spoof-ip", "tap3", vmdata.vm_mac(3), vmdata.vm_ipv4(1), wait=SPOOF_WAIT)
+    by_mac = guests.Guest(lab, work, "spoof-mac", "tap4", "52:54:00:77:e2:04", vmdata.vm_ipv4(2),
+                          spoof_mac=vmdata.vm_mac(2), wait=SPOOF_WAIT)
+    reports = guests.run_guests([by_ip, by_mac], *guest_image)
+    return {"ip": reports[0], "mac": reports[1]}, before, lab.stats()
+
+
+@pytest.mark.parametrize("i", [1, 2])
+def test_guest_gets_its_own_metadata(lab, served, i):
+    r = served[0][i]
+    assert not r.errors, r
+    assert r.eth0 == (vmdata.vm_mac(i), vmdata.vm_ipv4(i)), r
+    rc, token = r.token
+    assert rc == 0 and len(token) == 56, f"vm{i} token: {r!r}"
+    want = {
+        "instance-id": vmdata.instance_id(i).encode(),
+        "hostname": vmdata.hostname(i).encode(),
+        "public-keys": f"0={vmdata.key_name(i)}".encode(),
+        "openssh-key": vmdata.openssh_key(i).encode(),
+        "user-data": vmdata.user_data(i),
+    }
+    for name, body in want.items():
+        assert r.bodies.get(name) == (0, body), f"vm{i} {name}: {r.bodies.get(name)!r}, want {body!r}"
+    vmdata.assert_no_leak(i, r.text.encode(), VMS, "on the serial console")
+
+
+def test_tokens_required_is_enforced_for_the_guest(served):
+    """vm2 requires tokens: its tokenless GET is refused, vm1's is served."""
+    reports = served[0]
+    assert reports[1].notoken == "HTTP/1.1 200 OK", reports[1]
+    assert reports[2].notoken == "HTTP/1.1 401 Unauthorized", reports[2]
+
+
+def test_guests_went_through_the_data_plane(lab, served):
+    """Each guest's connections were verified and recorded by XDP on its own
+    TAP, and each VM is bound to that TAP."""
+    _, before, after = served
+    for i in (1, 2):
+        iid = vmdata.instance_id(i)
+        # 7 connections: the tokenless GET, the token PUT and 5 GETs
+        assert counter_delta(before, after, iid, "syn_recorded") >= 7, after
+    ports = {row[0]: row[3] for row in lab.list_rows()}
+    assert ports[vmdata.instance_id(1)] == "tap1", ports
+    assert ports[vmdata.instance_id(2)] == "tap2", ports
+    for reason in ("drop_unknown_mac", "drop_wrong_port", "drop_wrong_ipv4"):
+        assert counter_delta(before, after, "total", reason) == 0, after
+
+
+def assert_got_nothing(r, victim):
+    assert r.token[1] == b"" and r.token[0] != 0, f"{r.name} got a token: {r!r}"
+    assert r.notoken == "none", r
+    for name, (rc, body) in r.bodies.items():
+        assert rc != 0 and body == b"", f"{r.name} {name}: {rc} {body!r}"
+    for s in vmdata.identifying_strings(victim):
+        assert s not in r.text.encode(), f"{r.name} has vm{victim}'s {s!r} on its console"
+
+
+def test_guest_taking_another_ipv4_gets_nothing(spoofed):
+    reports, before, after = spoofed
+    r = reports["ip"]
+    assert r.eth0 == (vmdata.vm_mac(3), vmdata.vm_ipv4(1)), r
+    assert_got_nothing(r, 1)
+    assert counter_delta(before, after, vmdata.instance_id(3), "drop_wrong_ipv4") > 0, after
+
+
+def test_guest_taking_another_mac_gets_nothing(spoofed):
+    reports, before, after = spoofed
+    r = reports["mac"]
+    assert r.eth0 == (vmdata.vm_mac(2), vmdata.vm_ipv4(2)), r
+    assert_got_nothing(r, 2)
+    assert counter_delta(before, after, vmdata.instance_id(2), "drop_wrong_port") > 0, after
+
+
+def test_lying_guests_were_dropped_not_served(spoofed):
+    """No connection of theirs reached imdsd: nothing was recorded."""
+    _, before, after = spoofed
+    assert counter_delta(before, after, "total", "syn_recorded") == 0, after
+    assert counter_delta(before, after, "total", "pass_verified") == 0, after
