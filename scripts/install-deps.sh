@@ -31,4 +31,6 @@ fi
 if ! mountpoint -q /sys/fs/bpf; then
 	mount -t bpf bpf /sys/fs/bpf
 fi
+# npm clients for the system tests, where the registry is reachable.
+"$(dirname "${BASH_SOURCE[0]}")/install-npm-clients.sh"
 echo "install-deps: all dependencies present"
