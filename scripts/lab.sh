@@ -9,9 +9,24 @@
 #
 #   netns imds-host-SFX   bridge br-imds 10.77.0.1/24 (MAC 02:00:0a:4d:00:01),
 #                         host ends vm1..vmN
-#   netns imds-vmI-SFX    eth0 52:54:00:77:00:II 10.77.0.(10+I)/24,
+#   netns imds-vmI-SFX    eth0 52:54:00:77:HH:LL (I = 0xHHLL),
+#                         10.77.B.(10+K)  with B = (I-1) / 244, K = (I-1) % 244 + 1,
 #                         route 169.254.169.254 dev eth0
 #   pin dir               /sys/fs/bpf/imds-t-SFX
+#
+# Address plan.  VMs 1..244 fill 10.77.0.11-254/24, as they always have.
+# A bigger lab (up to LAB_MAX_VM = 4000 VMs; the store holds 4095)
+# continues in blocks of 244 addresses: VM 245 is 10.77.1.11, VM 1000 is
+# 10.77.4.34.  Those VMs take a /16 prefix, and the host namespace gets a
+# route for 10.77.0.0/16 on the bridge when the first of them is added.
+#
+# `up SFX N` builds the lab with two `ip -batch` runs plus one short
+# nsenter + `ip -batch` per VM (its addresses and sysctls), so a lab of 1,000 VMs takes
+# seconds, not minutes.  `up SFX N --static-neigh` also writes permanent
+# neighbour entries both ways (VM -> 169.254.169.254, host -> VM): the
+# kernel's neighbour table is shared by every namespace (gc_thresh3 is 1024
+# by default), and a storm of 1,000 VMs resolving at once would overflow it;
+# permanent entries are exempt from that limit.
 #
 # The daemons run in the host namespace through nsenter --net, never
 # `ip netns exec`: the latter remounts /sys, which hides the pins under
@@ -26,8 +41,8 @@ LAB_BRIDGE_MAC=02:00:0a:4d:00:01
 usage() {
 	cat >&2 <<'EOF'
 usage: lab.sh COMMAND SFX [ARGS]
-  up SFX N              create the host namespace, the bridge and VMs 1..N
-  add-vm SFX I          add VM I (1..244) to a lab that is up
+  up SFX N [--static-neigh]  create the host namespace, the bridge and VMs 1..N
+  add-vm SFX I          add VM I (1..4000) to a lab that is up
   del-vm SFX I          remove VM I (its port leaves the bridge)
   down SFX              stop what the lab runs, delete namespaces and pins (idempotent)
   host SFX CMD...       run CMD in the host namespace (nsenter --net)
@@ -48,16 +63,19 @@ lab_host_ns() { echo "$LAB_PREFIX-host-$1"; }
 lab_vm_ns() { echo "$LAB_PREFIX-vm$2-$1"; }
 lab_pin_dir() { echo "/sys/fs/bpf/$LAB_PREFIX-t-$1"; }
 lab_run_dir() { echo "${TMPDIR:-/tmp}/$LAB_PREFIX-lab-$1"; }
-lab_vm_mac() { printf '52:54:00:77:00:%02x' "$1"; }
-lab_vm_ip() { echo "10.77.0.$((10 + $1))"; }
+lab_vm_mac() { printf '52:54:00:77:%02x:%02x' $(($1 >> 8)) $(($1 & 255)); }
+lab_vm_ip() { echo "10.77.$((($1 - 1) / 244)).$((10 + ($1 - 1) % 244 + 1))"; }
+# VMs of the first block keep the /24 they always had; later blocks share a /16.
+lab_vm_prefixlen() { if [ "$1" -le 244 ]; then echo 24; else echo 16; fi; }
+LAB_MAX_VM=4000
 
 lab_check_suffix() {
 	[[ "$1" =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "lab.sh: bad suffix '$1'" >&2; exit 2; }
 }
 
 lab_check_vm_index() {
-	if ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt 244 ]; then
-		echo "lab.sh: bad VM index '$1' (1..244)" >&2
+	if ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt "$LAB_MAX_VM" ]; then
+		echo "lab.sh: bad VM index '$1' (1..$LAB_MAX_VM)" >&2
 		exit 2
 	fi
 }
@@ -73,9 +91,10 @@ lab_host() { # SFX CMD...
 	nsenter --net="/run/netns/$ns" "$@"
 }
 
-lab_up() { # SFX N
-	local sfx=$1 n=$2 host i
-	[[ "$n" =~ ^[0-9]+$ ]] || usage
+lab_up() { # SFX N [--static-neigh]
+	local sfx=$1 n=$2 neigh=${3:-} host
+	[[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -le "$LAB_MAX_VM" ] || usage
+	[ -z "$neigh" ] || [ "$neigh" = --static-neigh ] || usage
 	host=$(lab_host_ns "$sfx")
 	if lab_ns_exists "$host"; then
 		echo "lab.sh: $host exists; run 'lab.sh down $sfx' first" >&2
@@ -90,9 +109,45 @@ lab_up() { # SFX N
 	ip -n "$host" link add "$LAB_BRIDGE" address "$LAB_BRIDGE_MAC" type bridge
 	ip -n "$host" addr add 10.77.0.1/24 dev "$LAB_BRIDGE"
 	ip -n "$host" link set "$LAB_BRIDGE" up
+	[ "$n" -le 244 ] || ip -n "$host" route replace 10.77.0.0/16 dev "$LAB_BRIDGE"
+	[ "$n" -eq 0 ] || lab_add_vms "$sfx" "$n" "$neigh"
+}
+
+# VMs 1..N at once: the same result as add-vm for each, in batches.
+lab_add_vms() { # SFX N NEIGH
+	local sfx=$1 n=$2 neigh=$3 host batch i vm
+	host=$(lab_host_ns "$sfx")
+	batch=$(lab_run_dir "$sfx")/up.batch
 	for ((i = 1; i <= n; i++)); do
-		lab_add_vm "$sfx" "$i"
+		echo "netns add $(lab_vm_ns "$sfx" "$i")"
+	done >"$batch"
+	ip -batch "$batch"
+	# Both ends are born in their namespaces: no name ever exists in the
+	# machine's own namespace.
+	for ((i = 1; i <= n; i++)); do
+		vm=$(lab_vm_ns "$sfx" "$i")
+		echo "link add vm$i type veth peer name eth0 address $(lab_vm_mac "$i") netns $vm"
+		echo "link set vm$i master $LAB_BRIDGE"
+		echo "link set vm$i up"
+		[ -z "$neigh" ] || echo "neigh replace $(lab_vm_ip "$i") lladdr $(lab_vm_mac "$i") dev $LAB_BRIDGE nud permanent"
+	done >"$batch"
+	ip -n "$host" -batch "$batch"
+	for ((i = 1; i <= n; i++)); do
+		lab_vm_batch "$i" "$neigh" >"$batch"
+		nsenter --net="/run/netns/$(lab_vm_ns "$sfx" "$i")" sh -c \
+			'echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6; exec ip -batch "$1"' \
+			sh "$batch"
 	done
+	rm -f "$batch"
+}
+
+# The commands that configure VM I inside its namespace.
+lab_vm_batch() { # I NEIGH
+	echo "link set lo up"
+	echo "addr add $(lab_vm_ip "$1")/$(lab_vm_prefixlen "$1") dev eth0"
+	echo "link set eth0 up"
+	echo "route add 169.254.169.254 dev eth0"
+	[ -z "$2" ] || echo "neigh replace 169.254.169.254 lladdr $LAB_BRIDGE_MAC dev eth0 nud permanent"
 }
 
 lab_add_vm() { # SFX I
@@ -106,13 +161,14 @@ lab_add_vm() { # SFX I
 	# neither name ever exists in the machine's own namespace.
 	ip -n "$host" link add "vm$i" type veth peer name eth0 netns "$vm"
 	ip -n "$vm" link set eth0 address "$(lab_vm_mac "$i")"
-	ip -n "$vm" addr add "$(lab_vm_ip "$i")/24" dev eth0
+	ip -n "$vm" addr add "$(lab_vm_ip "$i")/$(lab_vm_prefixlen "$i")" dev eth0
 	ip -n "$vm" link set eth0 up
 	ip -n "$vm" route add 169.254.169.254 dev eth0
 	# No IPv6 chatter (router solicitations, DAD) in captures of the tests.
 	ip netns exec "$vm" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || true
 	ip -n "$host" link set "vm$i" master "$LAB_BRIDGE"
 	ip -n "$host" link set "vm$i" up
+	[ "$i" -le 244 ] || ip -n "$host" route replace 10.77.0.0/16 dev "$LAB_BRIDGE"
 }
 
 lab_del_vm() { # SFX I
@@ -142,14 +198,48 @@ lab_kill_ns() {
 }
 
 lab_down() { # SFX
-	local sfx=$1 ns
+	local sfx=$1 ns batch
+	local -a names
 	lab_stop_imdsd "$sfx" >/dev/null 2>&1 || true
-	for ns in $(ip netns list | awk '{print $1}' | grep -E "^$LAB_PREFIX-(host|vm[0-9]+)-$sfx\$" || true); do
-		lab_kill_ns "$ns"
-		ip netns del "$ns" 2>/dev/null || true
-	done
+	mapfile -t names < <(ip netns list | awk '{print $1}' | grep -E "^$LAB_PREFIX-(host|vm[0-9]+)-$sfx\$" || true)
+	if [ "${#names[@]}" -gt 0 ]; then
+		lab_kill_in_namespaces "${names[@]}"
+		batch=$(mktemp)
+		for ns in "${names[@]}"; do
+			echo "netns del $ns"
+		done >"$batch"
+		ip -force -batch "$batch" 2>/dev/null || true
+		rm -f "$batch"
+	fi
 	rm -rf "$(lab_pin_dir "$sfx")"
 	rm -rf "$(lab_run_dir "$sfx")"
+}
+
+# Ends every process left in the namespaces named (only processes of this
+# lab can be there), TERM first, then KILL; one scan of /proc per round
+# rather than `ip netns pids` per namespace, which matters with 1,000 VMs.
+lab_kill_in_namespaces() { # NAME...
+	local try ino path
+	local -A lab_inodes=()
+	local -a pids
+	while read -r ino; do
+		lab_inodes[$ino]=1
+	done < <(cd /run/netns && stat -L -c %i -- "$@" 2>/dev/null || true)
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		pids=()
+		while read -r ino path; do
+			[ -n "${lab_inodes[$ino]:-}" ] || continue
+			path=${path#/proc/}
+			pids+=("${path%%/*}")
+		done < <(stat -L -c '%i %n' /proc/[0-9]*/ns/net 2>/dev/null || true)
+		[ "${#pids[@]}" -eq 0 ] && return 0
+		if [ "$try" -lt 10 ]; then
+			kill -TERM "${pids[@]}" 2>/dev/null || true
+		else
+			kill -KILL "${pids[@]}" 2>/dev/null || true
+		fi
+		sleep 0.2
+	done
 }
 
 lab_start_imdsd() { # SFX [ARG...]
@@ -227,7 +317,7 @@ cmd=$1 sfx=$2
 shift 2
 lab_check_suffix "$sfx"
 case "$cmd" in
-up) [ $# -eq 1 ] || usage; lab_up "$sfx" "$1" ;;
+up) [ $# -eq 1 ] || [ $# -eq 2 ] || usage; lab_up "$sfx" "$@" ;;
 add-vm) [ $# -eq 1 ] || usage; lab_add_vm "$sfx" "$1" ;;
 del-vm) [ $# -eq 1 ] || usage; lab_del_vm "$sfx" "$1" ;;
 down) [ $# -eq 0 ] || usage; lab_down "$sfx" ;;

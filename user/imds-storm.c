@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <llhttp.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -24,11 +25,13 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "outbuf.h"
+#include "store.h"
 #include "vmconf.h"
 
 #define STORM_BODY_MAX (1u << 20)  /* larger than any compiled leaf */
@@ -38,6 +41,9 @@
 #define STORM_BACKOFF_MAX_NS 1000000000ull
 #define STORM_WRONG_DATA_SHOWN 10 /* details printed for the first few only */
 #define STORM_TOKEN_MAX 256
+#define STORM_MAX_PIDS 16 /* --server-pid: a master and its workers (nginx) */
+#define STORM_FLOOD_PPS 10240 /* ten times the default packet budget */
+#define STORM_FLOOD_TICK_NS 200000ull
 
 /* --- options --- */
 
@@ -58,10 +64,17 @@ struct storm_opts {
 	int token;
 	unsigned retries;
 	unsigned timeout_ms;
-	long server_pid;
+	long server_pid; /* the first of server_pids */
+	long server_pids[STORM_MAX_PIDS];
+	unsigned npids;
 	int json;
 	int quiet;
 	int trace;
+	const char *save_dir;
+	const char *plot;
+	const char *pin_dir;
+	size_t flood_vm; /* 0: no flood */
+	unsigned flood_pps;
 };
 
 enum {
@@ -83,6 +96,11 @@ enum {
 	OPT_JSON,
 	OPT_QUIET,
 	OPT_TRACE,
+	OPT_SAVE,
+	OPT_PLOT,
+	OPT_PIN_DIR,
+	OPT_FLOOD_VM,
+	OPT_FLOOD_PPS,
 };
 
 static const struct cli_option storm_options[] = {
@@ -100,10 +118,15 @@ static const struct cli_option storm_options[] = {
 	[OPT_NO_TOKEN] = { "no-token", 0, NULL, "IMDSv1 crawl: no token PUT (cloud-init off AWS)" },
 	[OPT_RETRIES] = { "retries", 'r', "R", "retries of a failed connect/request (default 5)" },
 	[OPT_TIMEOUT] = { "timeout", 0, "MS", "per-attempt timeout in ms (default 5000)" },
-	[OPT_SERVER_PID] = { "server-pid", 'p', "PID", "report this process's CPU time per request" },
+	[OPT_SERVER_PID] = { "server-pid", 'p', "PID[,PID]", "report the server's CPU per request and memory (summed)" },
 	[OPT_JSON] = { "json", 'j', NULL, "print the report as JSON on stdout" },
 	[OPT_QUIET] = { "quiet", 'q', NULL, "no progress line on stderr" },
 	[OPT_TRACE] = { "trace", 0, NULL, "print every response (VM, method, path, status, bytes) on stderr" },
+	[OPT_SAVE] = { "save", 0, "DIR", "write every 200 body to DIR/<VM IPv4>/<path> (listings as <path>/_index)" },
+	[OPT_PLOT] = { "plot", 0, "FILE", "latency percentile plot (.svg or .png, gnuplot); data in FILE.dat" },
+	[OPT_PIN_DIR] = { "pin-dir", 0, "DIR", "report the store's arena bytes per loaded VM (pin directory)" },
+	[OPT_FLOOD_VM] = { "flood-vm", 0, "I", "VM I of FILE floods the metadata address with SYNs during the run" },
+	[OPT_FLOOD_PPS] = { "flood-pps", 0, "R", "flood rate in packets/s (default 10240)" },
 	{ 0 },
 };
 
@@ -272,8 +295,21 @@ struct storm_thread {
 	struct storm_hist hist;
 };
 
+/* --flood-vm: one VM sends TCP SYNs to the metadata address at a fixed
+ * rate while the others crawl (issue 4: the VM's excess must be dropped by
+ * its packet budget without slowing the crawlers). */
+struct storm_flood {
+	pthread_t tid;
+	struct storm_vm vm;
+	int fd;
+	uint64_t sent, send_errors;
+	uint64_t t0, t1;
+	int stop;
+};
+
 struct storm_run {
 	struct storm_opts o;
+	struct storm_flood *flood;
 	struct vm_set set;
 	struct storm_vm *vms;
 	size_t nvms;
@@ -285,6 +321,7 @@ struct storm_run {
 	uint64_t t0, stop_at; /* stop_at: steady mode's end */
 	uint64_t threads_done;
 	uint64_t wrong_shown;
+	uint64_t save_errors;
 };
 
 /* --- option parsing --- */
@@ -318,6 +355,31 @@ static int storm_parse_mode(const char *s, enum storm_mode *mode)
 	return -1;
 }
 
+/* --server-pid PID[,PID...]: CPU and memory are summed over them. */
+static int storm_parse_pids(const char *arg, struct storm_opts *o)
+{
+	char buf[256], *save = NULL;
+	unsigned long v;
+
+	snprintf(buf, sizeof(buf), "%s", arg);
+	o->npids = 0;
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (o->npids == STORM_MAX_PIDS) {
+			fprintf(stderr, "imds-storm: --server-pid: more than %d processes\n", STORM_MAX_PIDS);
+			return -1;
+		}
+		if (storm_parse_uint("server-pid", tok, 1, 1ul << 30, &v))
+			return -1;
+		o->server_pids[o->npids++] = (long)v;
+	}
+	if (!o->npids) {
+		fprintf(stderr, "imds-storm: --server-pid: '%s' names no process\n", arg);
+		return -1;
+	}
+	o->server_pid = o->server_pids[0];
+	return 0;
+}
+
 static int storm_on_option(void *ctx, int index, const char *arg)
 {
 	struct storm_opts *o = ctx;
@@ -334,6 +396,14 @@ static int storm_on_option(void *ctx, int index, const char *arg)
 	case OPT_JSON: o->json = 1; return 0;
 	case OPT_QUIET: o->quiet = 1; return 0;
 	case OPT_TRACE: o->trace = 1; return 0;
+	case OPT_SAVE: o->save_dir = arg; return 0;
+	case OPT_PIN_DIR: o->pin_dir = arg; return 0;
+	case OPT_PLOT:
+		if (strlen(arg) > 4 && (!strcmp(arg + strlen(arg) - 4, ".svg") || !strcmp(arg + strlen(arg) - 4, ".png")) &&
+		    !strpbrk(arg, "'\\\n"))
+			return o->plot = arg, 0;
+		fprintf(stderr, "imds-storm: --plot: '%s' must end in .svg or .png (and hold no quote)\n", arg);
+		return -1;
 	case OPT_ADDRESS:
 		if (inet_pton(AF_INET, arg, &o->address) == 1)
 			return 0;
@@ -358,8 +428,12 @@ static int storm_on_option(void *ctx, int index, const char *arg)
 		return o->retries = (unsigned)v, 0;
 	if (index == OPT_TIMEOUT && !storm_parse_uint("timeout", arg, 1, 3600000, &v))
 		return o->timeout_ms = (unsigned)v, 0;
-	if (index == OPT_SERVER_PID && !storm_parse_uint("server-pid", arg, 1, 1ul << 30, &v))
-		return o->server_pid = (long)v, 0;
+	if (index == OPT_SERVER_PID)
+		return storm_parse_pids(arg, o);
+	if (index == OPT_FLOOD_VM && !storm_parse_uint("flood-vm", arg, 1, 100000, &v))
+		return o->flood_vm = v, 0;
+	if (index == OPT_FLOOD_PPS && !storm_parse_uint("flood-pps", arg, 1, 10000000, &v))
+		return o->flood_pps = (unsigned)v, 0;
 	return -1;
 }
 
@@ -370,7 +444,7 @@ static int storm_parse_args(int argc, char **argv, struct storm_opts *o)
 
 	*o = (struct storm_opts){ .netns_prefix = "imds-vm", .suffix = "", .mode = STORM_CONN,
 				  .duration_s = 10, .port = 80, .api_version = "2021-03-23", .token = 1,
-				  .retries = 5, .timeout_ms = 5000 };
+				  .retries = 5, .timeout_ms = 5000, .flood_pps = STORM_FLOOD_PPS };
 	o->threads = cpus > 0 && cpus < 4 ? (unsigned)cpus : 4;
 	inet_pton(AF_INET, "169.254.169.254", &o->address);
 	ind = cli_parse(argc, argv, storm_options, storm_synopsis, storm_on_option, o);
@@ -727,6 +801,75 @@ static int storm_check_get(struct storm_client *c, const char *path)
 	return 0;
 }
 
+/* --save: creates every parent directory of path. */
+static int storm_mkdirs(char *path)
+{
+	for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+		int rc;
+
+		*p = '\0';
+		rc = mkdir(path, 0755);
+		*p = '/';
+		if (rc && errno != EEXIST)
+			return -errno;
+	}
+	return 0;
+}
+
+/* --save: the body of a 200 answer at DIR/<VM's IPv4>/<path>.  A listing
+ * goes to <path>/_index, so a static file server given DIR/<IPv4> as its
+ * root (nginx in scripts/bench.sh, with "try_files $uri $uri/_index")
+ * serves the very bytes this server sent. */
+/* A path that could leave DIR (a ".." segment from a listing) is not
+ * saved: a listing comes from the server under test. */
+static int storm_save_path_ok(const char *path)
+{
+	size_t n = strlen(path);
+
+	return !strstr(path, "/../") && !strstr(path, "/./") && !(n >= 3 && !strcmp(path + n - 3, "/..")) &&
+	       !(n >= 2 && !strcmp(path + n - 2, "/."));
+}
+
+static int storm_write_file(const char *file, const struct outbuf *b)
+{
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	size_t off = 0;
+	int err = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (!err && off < b->len) {
+		ssize_t w = write(fd, b->data + off, b->len - off);
+
+		if (w < 0)
+			err = -errno;
+		else
+			off += (size_t)w;
+	}
+	if (close(fd) && !err)
+		err = -errno;
+	return err;
+}
+
+static void storm_save(struct storm_client *c, const char *path)
+{
+	struct storm_run *run = c->th->run;
+	size_t n = strlen(path);
+	int is_listing = path[n - 1] == '/' || !strcmp(storm_rel_path(&run->o, path), "dynamic/instance-identity");
+	char file[1024];
+	int len, err = -EINVAL;
+
+	len = snprintf(file, sizeof(file), "%s/%s%s%s", run->o.save_dir, c->vm->ipv4, path,
+		       !is_listing ? "" : path[n - 1] == '/' ? "_index" : "/_index");
+	if (len < (int)sizeof(file) && storm_save_path_ok(path)) {
+		err = storm_mkdirs(file);
+		if (!err)
+			err = storm_write_file(file, &c->body);
+	}
+	if (err && !__atomic_fetch_add(&run->save_errors, 1, __ATOMIC_RELAXED))
+		fprintf(stderr, "imds-storm: --save: cannot write %s: %s\n", file, strerror(-err));
+}
+
 /* -1: fine; otherwise the error kind of the response. */
 static int storm_check(struct storm_client *c)
 {
@@ -743,6 +886,8 @@ static int storm_check(struct storm_client *c)
 		c->token[c->body.len] = '\0';
 		return -1;
 	}
+	if (c->th->run->o.save_dir && c->status == 200)
+		storm_save(c, r->path);
 	kind = storm_check_get(c, r->path);
 	if (kind == SE_WRONG_DATA)
 		storm_show_wrong(c, r->path);
@@ -1238,6 +1383,193 @@ static double storm_cpu_schedstat(long pid)
 	return ok ? (double)sum / 1e9 : -1;
 }
 
+/* --- the flood --- */
+
+static uint16_t storm_csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* A SYN from the VM's own address and a fresh source port: what the data
+ * plane verifies and then charges to the VM's packet budget. */
+static void storm_flood_syn(const struct storm_run *run, struct tcphdr *t, uint32_t n)
+{
+	const struct storm_flood *f = run->flood;
+	uint32_t sum = 0;
+	const uint16_t *w = (const uint16_t *)t;
+
+	memset(t, 0, sizeof(*t));
+	t->source = htons((uint16_t)(10000 + n % 50000));
+	t->dest = htons((uint16_t)run->o.port);
+	t->seq = htonl(n * 2654435761u);
+	t->doff = sizeof(*t) / 4;
+	t->syn = 1;
+	t->window = htons(64240);
+	/* pseudo-header: source, destination, protocol, TCP length */
+	sum += (f->vm.d->ipv4 & 0xffff) + (f->vm.d->ipv4 >> 16);
+	sum += (run->o.address.s_addr & 0xffff) + (run->o.address.s_addr >> 16);
+	sum += htons(IPPROTO_TCP) + htons((uint16_t)sizeof(*t));
+	for (size_t i = 0; i < sizeof(*t) / 2; i++)
+		sum += w[i];
+	t->check = storm_csum_fold(sum);
+}
+
+static void *storm_flood_main(void *arg)
+{
+	struct storm_run *run = arg;
+	struct storm_flood *f = run->flood;
+	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_addr = run->o.address };
+	struct timespec tick = { 0, (long)STORM_FLOOD_TICK_NS };
+	struct tcphdr syn;
+
+	pthread_barrier_wait(&run->start);
+	f->t0 = storm_now();
+	while (!__atomic_load_n(&f->stop, __ATOMIC_RELAXED)) {
+		uint64_t due = (uint64_t)((double)(storm_now() - f->t0) * run->o.flood_pps / 1e9);
+
+		while (f->sent + f->send_errors < due) {
+			storm_flood_syn(run, &syn, (uint32_t)(f->sent + f->send_errors));
+			if (sendto(f->fd, &syn, sizeof(syn), 0, (struct sockaddr *)&dst, sizeof(dst)) < 0)
+				f->send_errors++;
+			else
+				f->sent++;
+		}
+		nanosleep(&tick, NULL);
+	}
+	f->t1 = storm_now();
+	return NULL;
+}
+
+/* The raw socket is made in the flooding VM's namespace by the main thread,
+ * which then returns to its own namespace. */
+static int storm_flood_open(struct storm_run *run)
+{
+	const struct storm_opts *o = &run->o;
+	struct storm_flood *f;
+	char path[512];
+	int self, err = 0;
+
+	if (o->flood_vm > run->set.n) {
+		fprintf(stderr, "imds-storm: --flood-vm %zu: %s has %zu VMs\n", o->flood_vm, o->vms_file, run->set.n);
+		return -EINVAL;
+	}
+	f = run->flood = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->fd = -1;
+	f->vm.d = &run->set.vms[o->flood_vm - 1];
+	f->vm.index = (unsigned)o->flood_vm;
+	inet_ntop(AF_INET, &f->vm.d->ipv4, f->vm.ipv4, sizeof(f->vm.ipv4));
+	snprintf(path, sizeof(path), "/run/netns/%s%zu%s%s", o->netns_prefix, o->flood_vm, *o->suffix ? "-" : "",
+		 o->suffix);
+	f->vm.nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (f->vm.nsfd < 0 || self < 0 || setns(f->vm.nsfd, CLONE_NEWNET)) {
+		err = errno;
+		fprintf(stderr, "imds-storm: --flood-vm: %s: %s\n", path, strerror(err));
+	} else {
+		f->fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
+		err = f->fd < 0 ? errno : 0;
+		if (err)
+			fprintf(stderr, "imds-storm: --flood-vm: raw socket in %s: %s\n", path, strerror(err));
+		if (setns(self, CLONE_NEWNET)) {
+			err = errno;
+			fprintf(stderr, "imds-storm: cannot return to the original namespace: %s\n", strerror(err));
+		}
+	}
+	if (self >= 0)
+		close(self);
+	return -err;
+}
+
+static void storm_flood_close(struct storm_run *run)
+{
+	if (!run->flood)
+		return;
+	if (run->flood->fd >= 0)
+		close(run->flood->fd);
+	if (run->flood->vm.nsfd >= 0)
+		close(run->flood->vm.nsfd);
+	free(run->flood);
+	run->flood = NULL;
+}
+
+/* --- memory of the server and the store --- */
+
+struct storm_memory {
+	long rss_kb, rss_anon_kb, rss_file_kb, rss_shmem_kb; /* -1: unknown */
+	long loaded_vms;
+	double arena_bytes; /* -1: unknown */
+};
+
+static long storm_status_kb(const char *status, const char *field)
+{
+	const char *p = strstr(status, field);
+	long kb;
+
+	return p && sscanf(p + strlen(field), " %ld", &kb) == 1 ? kb : -1;
+}
+
+/* The server's resident memory, and the arena bytes the store's trees take
+ * per loaded VM.  imdsd's mapping of the arena (a BPF array, allocated
+ * whole when the map is made) is resident in full and counts as RssFile. */
+static void storm_read_memory(const struct storm_run *run, struct storm_memory *m)
+{
+	char path[64], buf[8192], err[256];
+	struct store st;
+
+	*m = (struct storm_memory){ -1, -1, -1, -1, -1, -1 };
+	if (run->o.npids)
+		m->rss_kb = m->rss_anon_kb = m->rss_file_kb = m->rss_shmem_kb = 0;
+	for (unsigned i = 0; i < run->o.npids; i++) {
+		snprintf(path, sizeof(path), "/proc/%ld/status", run->o.server_pids[i]);
+		if (storm_read_file(path, buf, sizeof(buf)) <= 0 || storm_status_kb(buf, "VmRSS:") < 0) {
+			m->rss_kb = m->rss_anon_kb = m->rss_file_kb = m->rss_shmem_kb = -1;
+			break;
+		}
+		m->rss_kb += storm_status_kb(buf, "VmRSS:");
+		m->rss_anon_kb += storm_status_kb(buf, "RssAnon:");
+		m->rss_file_kb += storm_status_kb(buf, "RssFile:");
+		m->rss_shmem_kb += storm_status_kb(buf, "RssShmem:");
+	}
+	if (!run->o.pin_dir)
+		return;
+	if (store_open(&st, run->o.pin_dir, 0, err, sizeof(err))) {
+		fprintf(stderr, "imds-storm: --pin-dir: %s\n", err);
+		return;
+	}
+	m->loaded_vms = IMDS_MAX_VMS - 1 - store_free_slots(&st);
+	m->arena_bytes = (double)arena_used_bytes(&st.arena);
+	store_close(&st);
+}
+
+/* This process's user+system time: the load generator's share of the
+ * machine, next to the server's. */
+static double storm_self_cpu(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static double storm_cpu_sum(const struct storm_run *run, double (*cpu)(long))
+{
+	double sum = 0;
+
+	for (unsigned i = 0; i < run->o.npids; i++) {
+		double one = cpu(run->o.server_pids[i]);
+
+		if (one < 0)
+			return -1;
+		sum += one;
+	}
+	return sum;
+}
+
 /* --- reporting --- */
 
 static void storm_sum(const struct storm_run *run, struct storm_stats *s, struct storm_hist *h)
@@ -1288,12 +1620,24 @@ struct storm_result {
 	struct storm_hist h;
 	double seconds;   /* completion time: start to the last client's end */
 	double cpu_s;     /* server CPU over the run, -1 unknown */
+	double client_cpu_s; /* this process's own CPU over the run */
+	struct storm_memory mem;
 };
 
 static const char *const storm_mode_names[] = { "conn", "keepalive", "steady" };
 
 static const double storm_quantiles[] = { 0.5, 0.9, 0.99, 0.999 };
 static const char *const storm_quantile_names[] = { "p50", "p90", "p99", "p99.9" };
+
+static double storm_flood_seconds(const struct storm_flood *f)
+{
+	return f->t1 > f->t0 ? (double)(f->t1 - f->t0) / 1e9 : 0.0;
+}
+
+static double storm_flood_rate(const struct storm_flood *f)
+{
+	return storm_flood_seconds(f) > 0 ? (double)f->sent / storm_flood_seconds(f) : 0.0;
+}
 
 static void storm_print_text(const struct storm_run *run, const struct storm_result *r)
 {
@@ -1318,6 +1662,19 @@ static void storm_print_text(const struct storm_run *run, const struct storm_res
 	if (run->o.server_pid && r->cpu_s >= 0)
 		printf("server cpu        %.3f s (pid %ld): %.1f us/request\n", r->cpu_s, run->o.server_pid,
 		       s->requests ? r->cpu_s * 1e6 / (double)s->requests : 0.0);
+	printf("client cpu        %.3f s: %.1f us/request\n", r->client_cpu_s,
+	       s->requests ? r->client_cpu_s * 1e6 / (double)s->requests : 0.0);
+	if (r->mem.rss_kb >= 0)
+		printf("server memory     rss %ld KiB (anon %ld, file and bpf maps %ld, shmem %ld)\n", r->mem.rss_kb,
+		       r->mem.rss_anon_kb, r->mem.rss_file_kb, r->mem.rss_shmem_kb);
+	if (r->mem.loaded_vms > 0)
+		printf("store arena       %.0f bytes for %ld VMs: %.0f bytes per VM\n", r->mem.arena_bytes,
+		       r->mem.loaded_vms, r->mem.arena_bytes / (double)r->mem.loaded_vms);
+	if (run->flood)
+		printf("flood             vm%u sent %" PRIu64 " SYNs in %.3f s (%.0f/s, target %u/s), %" PRIu64
+		       " send errors\n",
+		       run->flood->vm.index, run->flood->sent, storm_flood_seconds(run->flood),
+		       storm_flood_rate(run->flood), run->o.flood_pps, run->flood->send_errors);
 }
 
 static json_t *storm_result_json(const struct storm_run *run, const struct storm_result *r)
@@ -1346,6 +1703,25 @@ static json_t *storm_result_json(const struct storm_run *run, const struct storm
 				    json_pack("{s:I, s:f, s:f}", "pid", (json_int_t)run->o.server_pid, "cpu_s", r->cpu_s,
 					      "cpu_us_per_request",
 					      s->requests ? r->cpu_s * 1e6 / (double)s->requests : 0.0));
+	if (root)
+		json_object_set_new(root, "client",
+				    json_pack("{s:f, s:f}", "cpu_s", r->client_cpu_s, "cpu_us_per_request",
+					      s->requests ? r->client_cpu_s * 1e6 / (double)s->requests : 0.0));
+	if (root && (r->mem.rss_kb >= 0 || r->mem.loaded_vms > 0))
+		json_object_set_new(root, "memory",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "rss_kb", (json_int_t)r->mem.rss_kb,
+					      "rss_anon_kb", (json_int_t)r->mem.rss_anon_kb, "rss_file_kb",
+					      (json_int_t)r->mem.rss_file_kb, "rss_shmem_kb",
+					      (json_int_t)r->mem.rss_shmem_kb, "loaded_vms", (json_int_t)r->mem.loaded_vms,
+					      "arena_bytes", r->mem.arena_bytes, "arena_bytes_per_vm",
+					      r->mem.loaded_vms > 0 ? r->mem.arena_bytes / (double)r->mem.loaded_vms : -1.0));
+	if (root && run->flood)
+		json_object_set_new(root, "flood",
+				    json_pack("{s:I, s:I, s:I, s:I, s:f, s:f}", "vm", (json_int_t)run->flood->vm.index,
+					      "target_pps", (json_int_t)run->o.flood_pps, "sent",
+					      (json_int_t)run->flood->sent, "send_errors",
+					      (json_int_t)run->flood->send_errors, "seconds",
+					      storm_flood_seconds(run->flood), "sent_pps", storm_flood_rate(run->flood)));
 	return root;
 }
 
@@ -1364,6 +1740,66 @@ static int storm_report(const struct storm_run *run, const struct storm_result *
 	}
 	putchar('\n');
 	json_decref(root);
+	return 0;
+}
+
+/* --plot: the latency distribution by percentile, HDR style: x is
+ * 1/(1-q) on a log scale, so 90 %, 99 %, 99.9 % get equal room. */
+static int storm_plot_data(const struct storm_run *run, const struct storm_result *r, const char *file)
+{
+	FILE *f = fopen(file, "w");
+	uint64_t seen = 0;
+
+	if (!f)
+		return -errno;
+	fprintf(f, "# imds-storm mode %s, %zu VMs, %" PRIu64 " requests\n# latency_us quantile x=1/(1-q)\n",
+		storm_mode_names[run->o.mode], run->nvms, r->h.total);
+	for (unsigned i = 0; i < HIST_BUCKETS && seen < r->h.total; i++) {
+		double q, v;
+
+		if (!r->h.count[i])
+			continue;
+		seen += r->h.count[i];
+		q = (double)seen / (double)r->h.total;
+		v = (double)(storm_hist_value(i) < r->h.max ? storm_hist_value(i) : r->h.max) / 1e3;
+		/* the last sample sits one step past the highest finite x */
+		fprintf(f, "%.3f %.7f %.3f\n", v, q, seen < r->h.total ? 1.0 / (1.0 - q) : (double)r->h.total);
+	}
+	return fclose(f) ? -errno : 0;
+}
+
+static int storm_plot(const struct storm_run *run, const struct storm_result *r)
+{
+	const char *file = run->o.plot;
+	int png = !strcmp(file + strlen(file) - 4, ".png");
+	char data[1024];
+	FILE *gp;
+	int rc;
+
+	snprintf(data, sizeof(data), "%s.dat", file);
+	rc = r->h.total ? storm_plot_data(run, r, data) : -ENODATA;
+	if (rc) {
+		fprintf(stderr, "imds-storm: --plot: %s: %s\n", data, strerror(-rc));
+		return rc;
+	}
+	gp = popen("gnuplot", "w");
+	if (!gp) {
+		fprintf(stderr, "imds-storm: --plot: cannot run gnuplot: %s\n", strerror(errno));
+		return -errno;
+	}
+	fprintf(gp, "set terminal %s size 900,540\nset output '%s'\n", png ? "pngcairo" : "svg", file);
+	fprintf(gp, "set title 'imds-storm: %s, %zu VMs, %" PRIu64 " requests'\n", storm_mode_names[run->o.mode],
+		run->nvms, r->h.total);
+	fputs("set logscale x\nset logscale y\nset grid\nset key left top\n"
+	      "set xlabel 'percentile'\nset ylabel 'latency (ms)'\n"
+	      "set xtics ('0%%' 1, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, '99.999%%' 100000)\n",
+	      gp);
+	fprintf(gp, "plot '%s' using 3:($1/1000) with steps lw 2 title 'latency'\n", data);
+	rc = pclose(gp);
+	if (rc) {
+		fprintf(stderr, "imds-storm: --plot: gnuplot failed (status %d)\n", rc);
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -1386,14 +1822,17 @@ static int storm_execute(struct storm_run *run, struct storm_result *r)
 {
 	/* one source for both readings: schedstat (ns) where readable, else ticks */
 	double (*cpu)(long) = storm_cpu_schedstat(run->o.server_pid) >= 0 ? storm_cpu_schedstat : storm_cpu_ticks;
-	double cpu0 = run->o.server_pid ? cpu(run->o.server_pid) : -1, cpu1;
+	double cpu0 = run->o.server_pid ? storm_cpu_sum(run, cpu) : -1, cpu1;
+	double self0 = storm_self_cpu();
 	uint64_t last = 0, printed_s = 0;
 	unsigned started;
 	int rc;
 
-	if (pthread_barrier_init(&run->start, NULL, run->o.threads + 1))
+	if (pthread_barrier_init(&run->start, NULL, run->o.threads + 1 + !!run->flood))
 		return -ENOMEM;
 	rc = storm_start_threads(run, &started);
+	if (!rc && run->flood)
+		rc = -pthread_create(&run->flood->tid, NULL, storm_flood_main, run);
 	if (rc) {
 		fprintf(stderr, "imds-storm: cannot start threads: %s\n", strerror(-rc));
 		exit(1); /* threads already waiting on the barrier cannot be released cleanly */
@@ -1413,11 +1852,17 @@ static int storm_execute(struct storm_run *run, struct storm_result *r)
 	}
 	for (unsigned t = 0; t < run->o.threads; t++)
 		pthread_join(run->threads[t].tid, NULL);
+	if (run->flood) {
+		__atomic_store_n(&run->flood->stop, 1, __ATOMIC_RELAXED);
+		pthread_join(run->flood->tid, NULL);
+	}
 	memset(r, 0, sizeof(*r));
 	storm_sum(run, &r->s, &r->h);
 	r->seconds = (double)((r->s.last_done_ns > run->t0 ? r->s.last_done_ns : storm_now()) - run->t0) / 1e9;
-	cpu1 = cpu0 >= 0 ? cpu(run->o.server_pid) : -1;
+	cpu1 = cpu0 >= 0 ? storm_cpu_sum(run, cpu) : -1;
 	r->cpu_s = cpu1 >= 0 ? cpu1 - cpu0 : -1;
+	r->client_cpu_s = storm_self_cpu() - self0;
+	storm_read_memory(run, &r->mem);
 	pthread_barrier_destroy(&run->start);
 	return 0;
 }
@@ -1445,6 +1890,7 @@ static void storm_free(struct storm_run *run)
 		if (run->vms[i].nsfd >= 0)
 			close(run->vms[i].nsfd);
 	free(run->vms);
+	storm_flood_close(run);
 	vmconf_free(&run->set);
 }
 
@@ -1467,13 +1913,18 @@ int main(int argc, char **argv)
 	run->settings.on_body = storm_on_body;
 	run->settings.on_message_complete = storm_on_complete;
 	storm_raise_nofile();
-	if (storm_open_vms(run) || !run->nvms || storm_make_clients(run)) {
+	if (storm_open_vms(run) || !run->nvms || storm_make_clients(run) ||
+	    (run->o.flood_vm && storm_flood_open(run))) {
 		fprintf(stderr, "imds-storm: setup failed%s\n", run->nvms ? "" : ": no VMs in the file");
 		goto out;
 	}
 	if (storm_execute(run, r) || storm_report(run, r))
 		goto out;
-	status = storm_error_total(&r->s) ? 1 : 0;
+	if (run->o.plot && storm_plot(run, r))
+		goto out;
+	if (run->save_errors)
+		fprintf(stderr, "imds-storm: --save: %" PRIu64 " bodies could not be written\n", run->save_errors);
+	status = storm_error_total(&r->s) || run->save_errors ? 1 : 0;
 out:
 	if (run)
 		storm_free(run);

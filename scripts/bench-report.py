@@ -1,0 +1,229 @@
+#!/usr/bin/python3
+"""bench-report.py: the table of a `make bench` run (scripts/bench.sh).
+
+Reads OUT/env.txt, OUT/nN/rR-SERVER-WORKLOAD.json (imds-storm --json),
+OUT/nN/perf-*.txt and OUT/flood/result.json, and prints Markdown: per N,
+the median over the repetitions of each metric for imdsd and nginx, their
+ratio and the target of issue 5.  Exit status 1 when imdsd had any error.
+
+usage: bench-report.py OUT
+"""
+
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+WORKLOADS = ["conn", "keepalive", "steady"]
+NAMES = {"conn": "connection per request (storm)", "keepalive": "keep-alive (storm)",
+         "steady": "steady keep-alive"}
+
+
+def load_runs(ndir):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(ndir, "r*-*-*.json"))):
+        m = re.match(r"r(\d+)-(imdsd|nginx)-([a-z]+)(?:-\d+)?\.json$", os.path.basename(path))
+        if not m:
+            continue
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            data = None  # the storm failed to report: counted below
+        runs.setdefault((m.group(2), m.group(3)), []).append(data)
+    return runs
+
+
+def metric(run, name):
+    if run is None:
+        return None
+    if name == "completion":
+        return run["completion_s"]
+    if name == "req/s":
+        return run["requests_per_s"]
+    if name == "p99":
+        return run["latency_us"]["p99"]
+    if name == "p50":
+        return run["latency_us"]["p50"]
+    if name == "cpu":
+        return run.get("server", {}).get("cpu_us_per_request")
+    if name == "client":
+        return run.get("client", {}).get("cpu_us_per_request")
+    raise KeyError(name)
+
+
+def median(runs, name):
+    vals = [v for v in (metric(r, name) for r in runs) if v is not None]
+    return (statistics.median(vals), min(vals), max(vals)) if vals else None
+
+
+def fmt(v, name):
+    if v is None:
+        return "-"
+    med, lo, hi = v
+    if name == "completion":
+        return f"{med:.3f} s ({lo:.3f}–{hi:.3f})"
+    if name == "req/s":
+        return f"{med:,.0f} ({lo:,.0f}–{hi:,.0f})"
+    if name in ("p99", "p50"):
+        return f"{med:,.0f} µs ({lo:,.0f}–{hi:,.0f})"
+    return f"{med:.1f} µs"
+
+
+# (workload, metric, better, target ratio or None, applies to N >= ...)
+ROWS = [
+    ("conn", "completion", "lower", 1.10, 0),
+    ("conn", "req/s", "higher", None, 0),
+    ("conn", "p50", "lower", None, 0),
+    ("conn", "p99", "lower", 1.00, 0),
+    ("conn", "cpu", "lower", None, 0),
+    ("conn", "client", "lower", None, 0),
+    ("keepalive", "completion", "lower", 1.10, 1000),
+    ("keepalive", "req/s", "higher", None, 0),
+    ("keepalive", "p50", "lower", None, 0),
+    ("keepalive", "p99", "lower", 1.00, 0),
+    ("keepalive", "cpu", "lower", None, 0),
+    ("keepalive", "client", "lower", None, 0),
+    ("steady", "req/s", "higher", 1.80, 0),
+    ("steady", "p50", "lower", None, 0),
+    ("steady", "p99", "lower", 1.00, 0),
+    ("steady", "cpu", "lower", None, 0),
+    ("steady", "client", "lower", None, 0),
+]
+
+LABEL = {"completion": "completion", "req/s": "requests/s", "p50": "p50", "p99": "p99",
+         "cpu": "server CPU per request", "client": "load generator CPU per request"}
+
+
+def table(n, runs, out, misses):
+    out.append(f"### N = {n} VMs\n")
+    out.append("| workload | metric | imdsd median (min–max) | nginx median (min–max) | imdsd/nginx | target | met |")
+    out.append("|---|---|---|---|---|---|---|")
+    for w, name, better, target, from_n in ROWS:
+        a = median(runs.get(("imdsd", w), []), name)
+        b = median(runs.get(("nginx", w), []), name)
+        ratio = a[0] / b[0] if a and b and b[0] else None
+        tgt, met = "", ""
+        if target is not None and n >= from_n and ratio is not None:
+            ok = ratio >= target if better == "higher" else ratio <= target
+            tgt = ("≥ " if better == "higher" else "≤ ") + f"{target:.2f}"
+            met = "yes" if ok else "**no**"
+            if not ok:
+                misses.append(f"N={n} {w} {LABEL[name]}: ratio {ratio:.2f}, target {tgt}")
+        out.append(f"| {NAMES[w]} | {LABEL[name]} | {fmt(a, name)} | {fmt(b, name)} | "
+                   f"{'-' if ratio is None else f'{ratio:.2f}'} | {tgt} | {met} |")
+    out.append("")
+
+
+def errors_line(runs, server):
+    total, missing, kinds = 0, 0, {}
+    for (srv, _), rs in runs.items():
+        if srv != server:
+            continue
+        for r in rs:
+            if r is None:
+                missing += 1
+                continue
+            total += r["errors"]["total"]
+            for k, v in r["errors"].items():
+                if k != "total" and v:
+                    kinds[k] = kinds.get(k, 0) + v
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    return total, missing, detail
+
+
+def memory_lines(runs, n, out):
+    imdsd = [r for rs in (runs.get(("imdsd", w), []) for w in WORKLOADS) for r in rs if r and "memory" in r]
+    nginx = [r for rs in (runs.get(("nginx", w), []) for w in WORKLOADS) for r in rs if r and "memory" in r]
+    if imdsd:
+        m = max(imdsd, key=lambda r: r["memory"]["rss_kb"])["memory"]
+        per_vm = m.get("arena_bytes_per_vm", -1)
+        out.append(f"- imdsd memory (largest of the runs): RSS {m['rss_kb']:,} KiB (anonymous {m['rss_anon_kb']:,} KiB,"
+                   f" files and BPF map mappings {m.get('rss_file_kb', -1):,} KiB: the 64 MiB arena is resident"
+                   f" whole); arena in use {m.get('arena_bytes', -1):,.0f} bytes for"
+                   f" {m.get('loaded_vms', -1)} VMs = {per_vm:,.0f} bytes per VM")
+    if nginx:
+        m = max(nginx, key=lambda r: r["memory"]["rss_kb"])["memory"]
+        out.append(f"- nginx memory (master + workers, largest of the runs): RSS {m['rss_kb']:,} KiB"
+                   f" (anonymous {m['rss_anon_kb']:,} KiB); its tree on disk holds the same answers as files")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    base = sys.argv[1]
+    out, misses = [], []
+    imdsd_errors = 0
+    out.append("## make bench results\n")
+    try:
+        with open(os.path.join(base, "env.txt")) as f:
+            out.append("```\n" + f.read().rstrip() + "\n```\n")
+    except OSError:
+        pass
+    ndirs = sorted(glob.glob(os.path.join(base, "n*")), key=lambda p: int(p.rsplit("n", 1)[1]))
+    for ndir in ndirs:
+        n = int(ndir.rsplit("n", 1)[1])
+        runs = load_runs(ndir)
+        if not runs:
+            continue
+        table(n, runs, out, misses)
+        for server in ("imdsd", "nginx"):
+            total, missing, detail = errors_line(runs, server)
+            if server == "imdsd":
+                imdsd_errors += total + missing
+            out.append(f"- {server}: errors {total}{f' ({detail})' if detail else ''}"
+                       f"{f', {missing} runs without a report' if missing else ''}")
+        memory_lines(runs, n, out)
+        plots = sorted(glob.glob(os.path.join(ndir, "latency-*.svg")))
+        plots = [p for p in plots if re.search(r"latency-\w+\.svg$", p) and "-imdsd" not in p and "-nginx" not in p]
+        if plots:
+            out.append("- latency plots: " + ", ".join(plots))
+        for w in ("conn", "steady"):
+            p = os.path.join(ndir, f"perf-{w}.txt")
+            if os.path.exists(p) and os.path.getsize(p):
+                with open(p) as f:
+                    lines = [ln.rstrip() for ln in f.read().rstrip().splitlines()[:28]]
+                out.append(f"\nperf profile of imdsd, {w} workload (top symbols, % of imdsd's samples):\n")
+                out.append("```\n" + "\n".join(lines) + "\n```")
+        out.append("")
+    flood = os.path.join(base, "flood", "result.json")
+    if os.path.exists(flood):
+        with open(flood) as f:
+            fl = json.load(f)
+        out.append("### Flood (issue 4, acceptance 2)\n")
+        out.append(f"VM {fl['flood_vm']} sends SYNs at {fl['flood_pps']} packets/s (10x its budget of"
+                   f" {fl['budget_pps']}/s) while VM {fl['crawl_vm']} crawls ({fl['mode']}, {fl['duration']} s"
+                   f" per run, {fl['reps']} runs each).\n")
+        out.append("| | crawl p99 (median) | crawl p50 | requests/s | crawl errors |")
+        out.append("|---|---|---|---|---|")
+        for k in ("unloaded", "loaded"):
+            r = fl[k]
+            out.append(f"| {k} | {r['p99']:,.0f} µs | {r['p50']:,.0f} µs | {r['rps']:,.0f} | {r['errors']} |")
+        out.append("")
+        out.append(f"- crawl p99 loaded/unloaded: {fl['p99_ratio']:.2f} (target ≤ 1.20:"
+                   f" {'met' if fl['p99_ratio'] <= 1.2 else 'NOT met'})")
+        out.append(f"- the flooding VM sent {fl['sent']:,} SYNs in {fl['seconds']:.1f} s; its drop_budget grew by"
+                   f" {fl['drop_budget']:,} and its pass_verified by {fl['passed']:,} ({fl['passed_pps']:,.0f}/s"
+                   f" against a budget of {fl['budget_pps']}/s: the packets it sends also include the RSTs its"
+                   f" kernel answers SYN-ACKs with); the crawling VM's drop_budget grew by {fl['crawler_drop_budget']}")
+        if "budget_held" in fl:
+            out.append(f"- budget held (passed ≤ budget × seconds + one burst per run, within 5 %, and the rest"
+                       f" counted as drop_budget): {'yes' if fl['budget_held'] else '**no**'}")
+            if not fl["budget_held"]:
+                misses.append("flood: the flooding VM's packets were not held to its budget")
+        if fl['p99_ratio'] > 1.2:
+            misses.append(f"flood: crawl p99 loaded/unloaded {fl['p99_ratio']:.2f} > 1.20")
+        out.append("")
+    out.append("### Targets missed\n")
+    if misses:
+        out.extend(f"- {m}" for m in misses)
+    else:
+        out.append("- none")
+    print("\n".join(out))
+    sys.exit(1 if imdsd_errors else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# bench.sh: `make bench` (issue 5).  The same metadata storms against imdsd
+# and against nginx serving the same answers as static files, in one run,
+# alternating, and a table of imdsd/nginx per workload.  docs/performance.md
+# explains the method and records results.
+#
+# For every N of --vms:
+#   1. a lab of N VM namespaces (scripts/lab.sh up ... --static-neigh) and
+#      their descriptions (scripts/gen-vms.py N --bench: limits far above
+#      what a storm asks, so the server is measured, not the budgets);
+#   2. imdsd serves them; a checked keep-alive crawl of every VM saves each
+#      answer (imds-storm --save) as the static tree nginx will serve;
+#   3. R repetitions; in each, imdsd and nginx take turns (odd repetitions
+#      start with imdsd, even ones with nginx) listening on
+#      169.254.169.254:80 in the lab's host namespace, one stopped before the
+#      other starts, and each runs every workload: conn (a storm, one
+#      connection per request), keepalive (a storm on persistent
+#      connections), steady (M keep-alive clients for D seconds);
+#   4. optionally a perf profile of imdsd under the conn and steady loads.
+# Then the flood check of issue 4 (scripts/bench-flood.sh), and the table.
+#
+# usage: scripts/bench.sh [--vms N[,N...]] [--reps R] [--duration S] [--conns M]
+#                         [--storm-repeat K] [--workers W] [--out DIR] [--no-perf] [--no-flood] [--keep]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${IMDS_BUILD:-$ROOT/build}
+LAB_SH=$ROOT/scripts/lab.sh
+PYTHON=/usr/bin/python3
+COMMAND="$0 $*"
+
+VMS_LIST=50,200,1000
+REPS=3
+DURATION=5
+CONNS=0 # 0: min(N, 200)
+STORM_REPEAT=0 # 0: min(5, max(1, 1000 / N)): a storm of 50 VMs lasts ~0.1 s
+WORKERS=2
+OUT=
+PERF=1
+FLOOD=1
+KEEP=0
+WORKLOADS="conn keepalive steady"
+
+usage() {
+	sed -n '/^# usage:/,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--vms) VMS_LIST=$2; shift 2 ;;
+	--reps) REPS=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--conns) CONNS=$2; shift 2 ;;
+	--storm-repeat) STORM_REPEAT=$2; shift 2 ;;
+	--workers) WORKERS=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	--no-perf) PERF=0; shift ;;
+	--no-flood) FLOOD=0; shift ;;
+	--keep) KEEP=1; shift ;;
+	-h|--help) usage ;;
+	*) echo "bench.sh: unknown argument '$1'" >&2; usage ;;
+	esac
+done
+[[ "$VMS_LIST" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "bench.sh: --vms: '$VMS_LIST' is not N[,N...]" >&2; exit 2; }
+[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --reps: '$REPS' is not a positive number" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (namespaces, XDP)" >&2; exit 1; }
+for f in imdsd imds-loadmap imds-storm; do
+	[ -x "$BUILD/$f" ] || { echo "bench.sh: $BUILD/$f missing: run make first" >&2; exit 1; }
+done
+command -v nginx >/dev/null || { echo "bench.sh: nginx not installed (apt-get install nginx-light)" >&2; exit 1; }
+
+# Names of our own: a prefix other labs (the test suite) never use.
+export IMDS_LAB_PREFIX=${IMDS_LAB_PREFIX:-imdsb}
+SFX=b$$
+[ -n "$OUT" ] || OUT=${TMPDIR:-/tmp}/imds-bench-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+eval "$("$LAB_SH" info "$SFX")"
+NGINX_PID=
+
+log() { echo "bench: $*" >&2; }
+
+cleanup() {
+	set +e
+	nginx_stop
+	"$LAB_SH" down "$SFX"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the servers --------------------------------------------------------
+
+imdsd_start() {
+	"$LAB_SH" start-imdsd "$SFX" --workers "$WORKERS" >/dev/null
+	SERVER_PIDS=$(cat "$LAB_RUN_DIR/imdsd.pid")
+}
+
+imdsd_stop() {
+	"$LAB_SH" stop-imdsd "$SFX" >/dev/null || { log "imdsd did not exit cleanly; its log:"; cat "$LAB_RUN_DIR/imdsd.log" >&2; return 1; }
+}
+
+# nginx takes imdsd's place: the same address on the same bridge, in the same
+# namespace, so the VMs' packets take the same path (minus imdsd's XDP
+# program, which imdsd detaches when it stops).
+nginx_start() { # DIR
+	local dir=$1 i
+	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr replace 169.254.169.254/32 dev "$LAB_BRIDGE"
+	nsenter --net="/run/netns/$LAB_HOST_NS" nginx -p "$dir/nginx/" -c "$dir/nginx/nginx.conf" -e "$dir/nginx/error.log" \
+		-g 'daemon off;' </dev/null >>"$dir/nginx/stdout.log" 2>&1 &
+	NGINX_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		if [ "$(nsenter --net="/run/netns/$LAB_HOST_NS" ss -Hltn 'sport = :80' | grep -c 169.254.169.254)" -ge "$WORKERS" ]; then
+			SERVER_PIDS=$(ps -o pid= --ppid "$NGINX_PID" | tr -d ' ' | paste -sd, -)
+			[ "$(echo "$SERVER_PIDS" | tr ',' '\n' | grep -c .)" -ge "$WORKERS" ] && {
+				SERVER_PIDS="$NGINX_PID,$SERVER_PIDS"
+				return 0
+			}
+		fi
+		kill -0 "$NGINX_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	log "nginx did not start; its error log:"
+	cat "$dir/nginx/error.log" >&2
+	return 1
+}
+
+nginx_stop() {
+	[ -n "$NGINX_PID" ] || return 0
+	kill -TERM "$NGINX_PID" 2>/dev/null || true
+	wait "$NGINX_PID" 2>/dev/null || true
+	NGINX_PID=
+	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr del 169.254.169.254/32 dev "$LAB_BRIDGE" 2>/dev/null || true
+}
+
+# nginx.conf for the tree saved from imdsd: one root per VM, chosen by the
+# source address; a listing is the file _index of its directory.
+nginx_conf() { # DIR
+	local dir=$1 ip nofile files cache
+	nofile=$(ulimit -Hn)
+	[ "$nofile" != unlimited ] || nofile=1048576
+	files=$(find "$dir/tree" -type f | wc -l)
+	cache=$((nofile - 4 * $(ls "$dir/tree" | wc -l) - 1000))
+	cache=$((cache > files + 1000 ? files + 1000 : cache < 1000 ? 1000 : cache))
+	mkdir -p "$dir/nginx/tmp"
+	{
+		cat <<EOF
+# generated by scripts/bench.sh
+worker_processes $WORKERS;
+worker_rlimit_nofile $nofile;
+# open_file_cache keeps an fd open per cached file, within the open-file
+# limit: the hard limit of this shell ($nofile; raising it needs
+# CAP_SYS_RESOURCE), less room for the connections.
+user root;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+events {
+	worker_connections 16384;
+}
+http {
+	access_log off;
+	server_tokens off;
+	etag off;
+	sendfile on;
+	tcp_nodelay on;
+	keepalive_timeout 10s;           # imdsd's idle timeout
+	keepalive_requests 1000000;
+	open_file_cache max=$cache inactive=120s; # the tree has $files files
+	open_file_cache_valid 3600s;
+	open_file_cache_min_uses 1;
+	open_file_cache_errors on;
+	types { }
+	default_type text/plain;
+	client_body_temp_path $dir/nginx/tmp/body;
+	proxy_temp_path $dir/nginx/tmp/proxy;
+	fastcgi_temp_path $dir/nginx/tmp/fastcgi;
+	uwsgi_temp_path $dir/nginx/tmp/uwsgi;
+	scgi_temp_path $dir/nginx/tmp/scgi;
+	map_hash_max_size 16384;
+	map_hash_bucket_size 64;
+	map \$remote_addr \$vm_root {
+		default $dir/tree/none;
+EOF
+		for ip in $(ls "$dir/tree"); do
+			echo "		$ip $dir/tree/$ip;"
+		done
+		cat <<EOF
+	}
+	server {
+		listen 169.254.169.254:80 reuseport backlog=4096;
+		root \$vm_root;
+		# IMDSv2: a fixed token (nginx cannot mint and check real ones).
+		location = /latest/api/token {
+			if (\$request_method != PUT) {
+				return 405;
+			}
+			add_header X-aws-ec2-metadata-token-ttl-seconds 21600;
+			return 200 "AQAEAbenchfixedtokenbenchfixedtokenbenchfixedtoken==";
+		}
+		location / {
+			index _index;
+			try_files \$uri \$uri/_index =404;
+		}
+	}
+}
+EOF
+	} >"$dir/nginx/nginx.conf"
+}
+
+server_start() { # imdsd|nginx DIR
+	case "$1" in
+	imdsd) imdsd_start ;;
+	nginx) nginx_start "$2" ;;
+	esac
+}
+
+server_stop() { # imdsd|nginx
+	case "$1" in
+	imdsd) imdsd_stop ;;
+	nginx) nginx_stop ;;
+	esac
+}
+
+# --- the storms ---------------------------------------------------------
+
+storm() { # DIR N OUTFILE ARGS...
+	local dir=$1 n=$2 out=$3
+	shift 3
+	"$BUILD/imds-storm" --vms "$dir/vms.json" --netns-prefix "$IMDS_LAB_PREFIX-vm" --suffix "$SFX" --count "$n" \
+		--quiet --json "$@" >"$out" || true
+}
+
+workload_args() { # WORKLOAD N
+	local conns=$CONNS
+	[ "$conns" -gt 0 ] || conns=$(($2 < 200 ? $2 : 200))
+	case "$1" in
+	conn) echo "--mode conn" ;;
+	keepalive) echo "--mode keepalive" ;;
+	steady) echo "--mode steady --conns $conns --duration $DURATION" ;;
+	esac
+}
+
+# perf profile of imdsd under one workload, repeated for at least 3 s (a
+# storm of 50 VMs lasts a fraction of a second); the report goes to the doc.
+perf_profile() { # DIR N WORKLOAD
+	local dir=$1 n=$2 w=$3 perf_pid t0 i=0
+	imdsd_start
+	perf record -F 1999 -p "$SERVER_PIDS" -o "$dir/perf-$w.data" >/dev/null 2>"$dir/perf-$w.record.log" &
+	perf_pid=$!
+	sleep 0.5
+	t0=$(date +%s%N)
+	while [ $(($(date +%s%N) - t0)) -lt 3000000000 ]; do
+		i=$((i + 1))
+		# shellcheck disable=SC2046
+		storm "$dir" "$n" "$dir/perf-$w-$i.json" --server-pid "$SERVER_PIDS" $(workload_args "$w" "$n")
+	done
+	kill -INT "$perf_pid" 2>/dev/null || true
+	wait "$perf_pid" 2>/dev/null || true
+	imdsd_stop
+	{
+		echo "# imdsd, $w workload, $i storm(s); share of samples by object, then by symbol"
+		perf report -i "$dir/perf-$w.data" --stdio --no-children --sort dso --percent-limit 2 2>/dev/null |
+			grep -E '^ +[0-9]'
+		perf report -i "$dir/perf-$w.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
+			grep -E '^ +[0-9]' | head -30
+	} | sed -e 's/[ -]*$//' >"$dir/perf-$w.txt" || true
+}
+
+bench_n() { # N
+	local n=$1 dir=$OUT/n$1 rep srv w order repeat=$STORM_REPEAT
+	if [ "$repeat" -le 0 ]; then
+		repeat=$((1000 / n))
+		repeat=$((repeat < 1 ? 1 : repeat > 5 ? 5 : repeat))
+	fi
+	mkdir -p "$dir"
+	log "N=$n: lab of $n VMs"
+	local t0=$SECONDS
+	"$LAB_SH" up "$SFX" "$n" --static-neigh
+	"$PYTHON" "$ROOT/scripts/gen-vms.py" "$n" --bench -o "$dir/vms.json"
+	"$LAB_SH" loadmap "$SFX" load "$dir/vms.json" >/dev/null
+	log "N=$n: lab ready in $((SECONDS - t0)) s; imdsd answers, saved as nginx's tree"
+	t0=$SECONDS
+	imdsd_start
+	log "N=$n: imdsd ready in $((SECONDS - t0)) s (attached $n ports)"
+	rm -rf "$dir/tree"
+	storm "$dir" "$n" "$dir/save.json" --mode keepalive --server-pid "$SERVER_PIDS" --save "$dir/tree"
+	imdsd_stop
+	if ! "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(d["errors"]["total"] != 0 or d["crawls"] != int(sys.argv[2]))' "$dir/save.json" "$n"; then
+		log "N=$n: the checked crawl that makes nginx's tree failed:"
+		cat "$dir/save.json" >&2
+		return 1
+	fi
+	nginx_conf "$dir"
+	for ((rep = 1; rep <= REPS; rep++)); do
+		order="imdsd nginx"
+		[ $((rep % 2)) = 1 ] || order="nginx imdsd"
+		for srv in $order; do
+			server_start "$srv" "$dir"
+			for w in $WORKLOADS; do
+				local k times=1
+				[ "$w" = steady ] || times=$repeat
+				for ((k = 1; k <= times; k++)); do
+					local extra=() f=$dir/r$rep-$srv-$w-$k.json
+					[ "$srv" != imdsd ] || extra=(--pin-dir "$LAB_PIN_DIR")
+					[ "$rep" != "$REPS" ] || [ "$k" != "$times" ] || extra+=(--plot "$dir/latency-$w-$srv.svg")
+					# shellcheck disable=SC2046
+					storm "$dir" "$n" "$f" --server-pid "$SERVER_PIDS" "${extra[@]}" $(workload_args "$w" "$n")
+					log "N=$n rep $rep $srv $w #$k: $("$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.0f req/s, %.3f s, p99 %.0f us, errors %d" % (d["requests_per_s"], d["completion_s"], d["latency_us"]["p99"], d["errors"]["total"]))' "$f" 2>/dev/null || echo "no result")"
+				done
+			done
+			server_stop "$srv"
+		done
+	done
+	for w in $WORKLOADS; do
+		plot_pair "$dir" "$n" "$w"
+	done
+	if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
+		log "N=$n: perf profile of imdsd (conn, steady)"
+		perf_profile "$dir" "$n" conn
+		perf_profile "$dir" "$n" steady
+	fi
+	"$LAB_SH" down "$SFX"
+	[ "$KEEP" = 1 ] || rm -rf "$dir/tree" "$dir"/perf-*.data
+}
+
+# imdsd and nginx on one latency plot (the last repetition).
+plot_pair() { # DIR N WORKLOAD
+	local dir=$1 n=$2 w=$3
+	[ -f "$dir/latency-$w-imdsd.svg.dat" ] && [ -f "$dir/latency-$w-nginx.svg.dat" ] || return 0
+	gnuplot <<EOF || log "gnuplot failed for $w"
+set terminal svg size 900,540
+set output '$dir/latency-$w.svg'
+set title 'latency by percentile: $w, $n VMs (repetition $REPS)'
+set logscale x
+set logscale y
+set grid
+set key left top
+set xlabel 'percentile'
+set ylabel 'latency (ms)'
+set xtics ('0%%' 1, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, '99.999%%' 100000)
+plot '$dir/latency-$w-imdsd.svg.dat' using 3:(\$1/1000) with steps lw 2 title 'imdsd', \
+     '$dir/latency-$w-nginx.svg.dat' using 3:(\$1/1000) with steps lw 2 title 'nginx'
+EOF
+}
+
+# --- main ---------------------------------------------------------------
+
+# All of it in one function, read whole before it runs: editing this file
+# during a run cannot change what the run does.
+main() {
+	{
+		echo "command: $COMMAND"
+		echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		echo "kernel: $(uname -r); cpus: $(nproc); memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+		echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //')"
+		echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (with local changes)')"
+		echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+		echo "settings: reps $REPS, storms run ${STORM_REPEAT/#0/min(5,1000/N)} times per rep, steady duration $DURATION s, steady connections ${CONNS/#0/min(N,200)}, workers $WORKERS (imdsd and nginx)"
+	} | tee "$OUT/env.txt" >&2
+
+	for n in ${VMS_LIST//,/ }; do
+		bench_n "$n"
+	done
+
+	if [ "$FLOOD" = 1 ]; then
+		log "flood check (issue 4 acceptance 2)"
+		IMDS_BUILD=$BUILD "$ROOT/scripts/bench-flood.sh" --out "$OUT/flood" >&2 || log "flood check FAILED"
+	fi
+	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/env.txt" >&2
+
+	"$PYTHON" "$ROOT/scripts/bench-report.py" "$OUT" | tee "$OUT/report.md"
+}
+
+main; exit $?
