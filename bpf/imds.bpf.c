@@ -12,34 +12,59 @@
 #include "budget.h"
 #include "hoplimit.h"
 
-SEC("xdp")
-int imds_xdp(struct xdp_md *ctx)
+/* Everything the data plane does with a frame a VM sent: true to pass it,
+ * false to drop it.  Shared by the XDP program and the TC ingress one. */
+static __always_inline bool imds_ingress(void *data, void *end, __u32 ingress)
 {
 	struct imds_vm *vm = NULL;
 	struct imds_pkt pkt;
 	enum imds_reason reason;
 	__u32 slot = 0;
 
-	switch (parse_metadata_packet(ctx, &pkt)) {
+	switch (parse_metadata_packet(data, end, &pkt)) {
 	case PARSE_OTHER:
-		return XDP_PASS;
+		return true;
 	case PARSE_MALFORMED:
 		count_reason(0, IMDS_DROP_MALFORMED);
-		return XDP_DROP;
+		return false;
 	default:
 		break;
 	}
-	reason = verify_sender(ctx, &pkt, &slot, &vm);
+	reason = verify_sender(ingress, &pkt, &slot, &vm);
 	if (reason == IMDS_PASS_VERIFIED && vm)
 		reason = budget_consume(slot, vm);
 	count_reason(slot, reason);
 	if (reason != IMDS_PASS_VERIFIED)
-		return XDP_DROP;
+		return false;
 	if (pkt.tcp->syn && !pkt.tcp->ack && vm) {
 		hop_forget(&pkt);
 		record_connection(&pkt, slot, vm);
 	}
-	return XDP_PASS;
+	return true;
+}
+
+SEC("xdp")
+int imds_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	return imds_ingress(data, end, ctx->ingress_ifindex) ? XDP_PASS : XDP_DROP;
+}
+
+/* The same checks at TC ingress of a port (imdsd --ingress tc): on skb
+ * based ports (veth, tap) XDP costs bulk traffic a copy of every GSO
+ * packet (generic mode) or GSO itself (veth native mode); TC reads the
+ * skb in place.  skb->protocol spares other traffic even a packet load. */
+SEC("tc")
+int imds_tc_ingress(struct __sk_buff *skb)
+{
+	if (skb->protocol != bpf_htons(ETH_P_IPV4))
+		return TC_ACT_OK;
+	tc_pull_headers(skb);
+	return imds_ingress((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ingress_ifindex) ?
+		       TC_ACT_OK :
+		       TC_ACT_SHOT;
 }
 
 /* Egress of a VM's port, i.e. frames the bridge sends toward the VM. */

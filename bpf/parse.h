@@ -20,10 +20,10 @@ enum imds_parse {
 	PARSE_MALFORMED = 2, /* addressed to the service but unparseable */
 };
 
-static __always_inline enum imds_parse parse_metadata_packet(struct xdp_md *ctx, struct imds_pkt *pkt)
+/* data..end: the frame from its Ethernet header (XDP: the whole frame; TC:
+ * the linear part, which tc_pull_headers made cover the headers). */
+static __always_inline enum imds_parse parse_metadata_packet(void *data, void *end, struct imds_pkt *pkt)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct iphdr *ip;
 	struct tcphdr *tcp;
@@ -48,6 +48,38 @@ static __always_inline enum imds_parse parse_metadata_packet(struct xdp_md *ctx,
 	pkt->ip = ip;
 	pkt->tcp = tcp;
 	return PARSE_METADATA;
+}
+
+/* TC ingress sees an skb whose linear part may end before the headers (a
+ * tap device builds skbs with as much linear data as the guest's virtio
+ * header claims).  Metadata packets get their headers pulled into the
+ * linear part, so none slips past unparsed; other packets are never
+ * pulled (a GSO skb of bulk traffic is not touched: its headers are
+ * linear, and if not, one 4-byte load tells it is not ours). */
+static __always_inline void tc_pull_headers(struct __sk_buff *skb)
+{
+	const __u32 need = sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr);
+	const __u32 daddr_off = sizeof(struct ethhdr) + __builtin_offsetof(struct iphdr, daddr);
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *ip;
+	__be32 daddr;
+	__u32 full;
+
+	if (data + need > end) {
+		if (skb->len < need || bpf_skb_load_bytes(skb, daddr_off, &daddr, sizeof(daddr)) ||
+		    daddr != bpf_htonl(IMDS_IPV4_ADDR) || bpf_skb_pull_data(skb, need))
+			return;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	ip = data + sizeof(struct ethhdr);
+	if ((void *)(ip + 1) > end || ip->daddr != bpf_htonl(IMDS_IPV4_ADDR) || ip->ihl <= 5)
+		return;
+	/* IP options push the TCP header further. */
+	full = sizeof(struct ethhdr) + ip->ihl * 4 + sizeof(struct tcphdr);
+	if (data + full > end && skb->len >= full)
+		bpf_skb_pull_data(skb, full);
 }
 
 #endif

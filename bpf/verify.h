@@ -43,8 +43,8 @@ static __always_inline enum imds_reason check_port_and_address(struct imds_vm *v
 	return IMDS_PASS_VERIFIED;
 }
 
-static __always_inline enum imds_reason verify_sender(struct xdp_md *ctx, const struct imds_pkt *pkt,
-						      __u32 *slot_out, struct imds_vm **vm_out)
+static __always_inline enum imds_reason verify_sender(__u32 ingress, const struct imds_pkt *pkt, __u32 *slot_out,
+						      struct imds_vm **vm_out)
 {
 	struct imds_mac_key key = {};
 	struct imds_vm *vm;
@@ -59,7 +59,7 @@ static __always_inline enum imds_reason verify_sender(struct xdp_md *ctx, const 
 		return IMDS_DROP_UNKNOWN_MAC;
 	*slot_out = *slot;
 	*vm_out = vm;
-	return check_port_and_address(vm, pkt, ctx->ingress_ifindex);
+	return check_port_and_address(vm, pkt, ingress);
 }
 
 /* The server only serves connections whose SYN passed here. */

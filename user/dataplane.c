@@ -13,15 +13,18 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <linux/if_link.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "imds.skel.h"
+#include "netlink.h"
 
 #define DATAPLANE_PROG_NAME "imds_xdp"
 #define DATAPLANE_TC_NAME "imds_tc_egress"
+#define DATAPLANE_TC_INGRESS_NAME "imds_tc_ingress"
 /* Our filter's place on the clsact egress hook: "imds" in ASCII as handle,
  * and a priority low enough that it runs after filters added by hand. */
 #define DATAPLANE_TC_HANDLE 0x696d6473u
@@ -31,6 +34,7 @@
 struct dataplane_slot {
 	__u32 id;
 	__u32 mode_flag; /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE */
+	char kind[32];	 /* the link's kind: "veth", "tun", ... */
 };
 
 static int dataplane_our_fd(const struct store *s)
@@ -50,20 +54,21 @@ static int dataplane_prog_info(int fd, struct bpf_prog_info *info)
  * 0 with slot->id == 0 when none is attached. */
 static int dataplane_current(int ifindex, struct dataplane_slot *slot)
 {
-	LIBBPF_OPTS(bpf_xdp_query_opts, q);
-	int rc = bpf_xdp_query(ifindex, 0, &q);
+	struct nl_xdp q;
+	int rc = nl_xdp_query(ifindex, &q);
 
 	memset(slot, 0, sizeof(*slot));
 	if (rc < 0)
 		return rc;
-	if (q.drv_prog_id) {
-		slot->id = q.drv_prog_id;
+	snprintf(slot->kind, sizeof(slot->kind), "%s", q.kind);
+	if (q.drv_id) {
+		slot->id = q.drv_id;
 		slot->mode_flag = XDP_FLAGS_DRV_MODE;
-	} else if (q.skb_prog_id) {
-		slot->id = q.skb_prog_id;
+	} else if (q.skb_id) {
+		slot->id = q.skb_id;
 		slot->mode_flag = XDP_FLAGS_SKB_MODE;
-	} else if (q.hw_prog_id) {
-		slot->id = q.hw_prog_id;
+	} else if (q.hw_id) {
+		slot->id = q.hw_id;
 		slot->mode_flag = XDP_FLAGS_HW_MODE;
 	}
 	return 0;
@@ -128,9 +133,35 @@ static int dataplane_take_over(int ifindex, int our_fd, const struct dataplane_s
 
 /* One attempt: take over what is there, or attach where nothing is.
  * -EAGAIN when a program appeared between the query and the attach. */
+static enum dataplane_xdp_mode dataplane_xdp_mode = DATAPLANE_XDP_AUTO;
+
+void dataplane_set_xdp_mode(enum dataplane_xdp_mode mode)
+{
+	dataplane_xdp_mode = mode;
+}
+
+/* The XDP mode to try first on a port of this kind. */
+static __u32 dataplane_first_mode(const char *kind)
+{
+	switch (dataplane_xdp_mode) {
+	case DATAPLANE_XDP_NATIVE:
+		return XDP_FLAGS_DRV_MODE;
+	case DATAPLANE_XDP_GENERIC:
+		return XDP_FLAGS_SKB_MODE;
+	default:
+		/* veth's native XDP turns GSO off on the peer (the VM side) for
+		 * as long as a program is attached, so every TCP segment the
+		 * VM sends crosses the bridge alone: bulk traffic loses about
+		 * two thirds of its throughput (docs/ports.md).  Generic mode
+		 * leaves the peer alone. */
+		return strcmp(kind, "veth") == 0 ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+	}
+}
+
 static int dataplane_try_attach(int ifindex, int our_fd, char *err, size_t errlen)
 {
 	struct dataplane_slot cur;
+	__u32 first, other;
 	int rc;
 
 	rc = dataplane_current(ifindex, &cur);
@@ -142,14 +173,16 @@ static int dataplane_try_attach(int ifindex, int our_fd, char *err, size_t errle
 		return dataplane_take_over(ifindex, our_fd, &cur, err, errlen);
 	/* UPDATE_IF_NOEXIST: if somebody attached a program since the query,
 	 * the kernel fails with -EBUSY instead of replacing it. */
-	rc = bpf_xdp_attach(ifindex, our_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_DRV_MODE, NULL);
+	first = dataplane_first_mode(cur.kind);
+	other = first == XDP_FLAGS_DRV_MODE ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+	rc = bpf_xdp_attach(ifindex, our_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | first, NULL);
 	if (rc == 0)
 		return 0;
 	if (rc == -EBUSY || rc == -EEXIST)
 		return -EAGAIN;
 	/* The driver has no native XDP (or refuses this program): generic
 	 * mode runs the same program on the skb path. */
-	rc = bpf_xdp_attach(ifindex, our_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE, NULL);
+	rc = bpf_xdp_attach(ifindex, our_fd, XDP_FLAGS_UPDATE_IF_NOEXIST | other, NULL);
 	if (rc == -EBUSY || rc == -EEXIST)
 		return -EAGAIN;
 	if (rc < 0)
@@ -157,15 +190,29 @@ static int dataplane_try_attach(int ifindex, int our_fd, char *err, size_t errle
 	return rc;
 }
 
-/* ---- TC egress: the hop limit ---- */
+/* ---- TC: egress (the hop limit) and, with --ingress tc, ingress ---- */
 
-static int dataplane_tc_fd(const struct store *s)
+/* One of our places on a port's clsact hooks. */
+struct dataplane_tc_place {
+	enum bpf_tc_attach_point point;
+	const char *prog_name; /* the only program allowed at the place */
+	const char *what;      /* for messages */
+};
+
+static const struct dataplane_tc_place dataplane_tc_egress = { BPF_TC_EGRESS, DATAPLANE_TC_NAME, "TC egress" };
+static const struct dataplane_tc_place dataplane_tc_ingress = { BPF_TC_INGRESS, DATAPLANE_TC_INGRESS_NAME,
+								 "TC ingress" };
+
+static int dataplane_tc_fd(const struct store *s, const struct dataplane_tc_place *place)
 {
-	return s->skel ? bpf_program__fd(s->skel->progs.imds_tc_egress) : -EINVAL;
+	if (!s->skel)
+		return -EINVAL;
+	return bpf_program__fd(place->point == BPF_TC_EGRESS ? s->skel->progs.imds_tc_egress :
+							       s->skel->progs.imds_tc_ingress);
 }
 
-/* The program at our handle/priority on the egress hook: 0 with *id set, 0
- * with *id == 0 when the place is free, or -errno. */
+/* The program at our handle/priority on the hook: 0 with *id set, 0 with
+ * *id == 0 when the place is free, or -errno. */
 static int dataplane_tc_current(struct bpf_tc_hook *hook, __u32 *id)
 {
 	LIBBPF_OPTS(bpf_tc_opts, q, .handle = DATAPLANE_TC_HANDLE, .priority = DATAPLANE_TC_PRIO);
@@ -183,7 +230,8 @@ static int dataplane_tc_current(struct bpf_tc_hook *hook, __u32 *id)
 }
 
 /* Our place may only hold our program (this instance's or a stale one). */
-static int dataplane_tc_check_place(struct bpf_tc_hook *hook, char *err, size_t errlen)
+static int dataplane_tc_check_place(struct bpf_tc_hook *hook, const struct dataplane_tc_place *place, char *err,
+				    size_t errlen)
 {
 	struct bpf_prog_info info;
 	__u32 id;
@@ -191,7 +239,7 @@ static int dataplane_tc_check_place(struct bpf_tc_hook *hook, char *err, size_t 
 
 	rc = dataplane_tc_current(hook, &id);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot query TC egress: %s", strerror(-rc));
+		snprintf(err, errlen, "cannot query %s: %s", place->what, strerror(-rc));
 		return rc;
 	}
 	if (id == 0)
@@ -199,51 +247,65 @@ static int dataplane_tc_check_place(struct bpf_tc_hook *hook, char *err, size_t 
 	fd = bpf_prog_get_fd_by_id(id);
 	if (fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "TC egress program id %u cannot be inspected: %s", id, strerror(-rc));
+		snprintf(err, errlen, "%s program id %u cannot be inspected: %s", place->what, id, strerror(-rc));
 		return rc;
 	}
 	rc = dataplane_prog_info(fd, &info);
 	close(fd);
-	if (rc == 0 && strcmp(info.name, DATAPLANE_TC_NAME) != 0) {
-		snprintf(err, errlen, "another TC egress program (\"%s\", id %u) uses our handle", info.name, id);
+	if (rc == 0 && strcmp(info.name, place->prog_name) != 0) {
+		snprintf(err, errlen, "another %s program (\"%s\", id %u) uses our handle", place->what, info.name, id);
 		rc = -EBUSY;
 	}
 	return rc;
 }
 
-static int dataplane_tc_attach(struct store *s, int ifindex, char *err, size_t errlen)
+/* libbpf prints the kernel's "Exclusivity flag on, cannot modify" when the
+ * clsact qdisc already exists, i.e. for every port on every restart; that
+ * case is expected and any other failure is reported by the caller, so
+ * libbpf is kept quiet for this one call. */
+static int dataplane_tc_hook_create(struct bpf_tc_hook *hook)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	libbpf_print_fn_t saved = libbpf_set_print(NULL);
+	int rc = bpf_tc_hook_create(hook);
+
+	libbpf_set_print(saved);
+	return rc;
+}
+
+static int dataplane_tc_attach(struct store *s, int ifindex, const struct dataplane_tc_place *place, char *err,
+			       size_t errlen)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = place->point);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = DATAPLANE_TC_HANDLE, .priority = DATAPLANE_TC_PRIO,
 		    .flags = BPF_TC_F_REPLACE);
 	int rc;
 
-	opts.prog_fd = dataplane_tc_fd(s);
+	opts.prog_fd = dataplane_tc_fd(s, place);
 	if (opts.prog_fd < 0) {
-		snprintf(err, errlen, "the TC egress program is not loaded");
+		snprintf(err, errlen, "the %s program is not loaded", place->what);
 		return -EINVAL;
 	}
 	/* The clsact qdisc may already exist (ours from an earlier run, or
 	 * somebody else's): either way the hook is there to use. */
-	rc = bpf_tc_hook_create(&hook);
+	rc = dataplane_tc_hook_create(&hook);
 	if (rc < 0 && rc != -EEXIST) {
-		snprintf(err, errlen, "cannot create the TC egress hook: %s", strerror(-rc));
+		snprintf(err, errlen, "cannot create the %s hook: %s", place->what, strerror(-rc));
 		return rc;
 	}
-	rc = dataplane_tc_check_place(&hook, err, errlen);
+	rc = dataplane_tc_check_place(&hook, place, err, errlen);
 	if (rc < 0)
 		return rc;
 	rc = bpf_tc_attach(&hook, &opts);
 	if (rc < 0)
-		snprintf(err, errlen, "cannot attach TC egress: %s", strerror(-rc));
+		snprintf(err, errlen, "cannot attach %s: %s", place->what, strerror(-rc));
 	return rc;
 }
 
 /* Removes the program at our place if it is ours (this run's or stale).
  * The clsact qdisc stays: other filters may hang on it. */
-static int dataplane_tc_detach(int ifindex)
+static int dataplane_tc_detach(int ifindex, const struct dataplane_tc_place *place)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = place->point);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = DATAPLANE_TC_HANDLE, .priority = DATAPLANE_TC_PRIO);
 	char err[8];
 	__u32 id;
@@ -252,7 +314,7 @@ static int dataplane_tc_detach(int ifindex)
 	rc = dataplane_tc_current(&hook, &id);
 	if (rc < 0 || id == 0)
 		return rc < 0 ? rc : -ENOENT;
-	rc = dataplane_tc_check_place(&hook, err, sizeof(err));
+	rc = dataplane_tc_check_place(&hook, place, err, sizeof(err));
 	if (rc < 0)
 		return rc;
 	return bpf_tc_detach(&hook, &opts);
@@ -280,18 +342,67 @@ static int dataplane_xdp_attach(struct store *s, int ifindex, char *err, size_t 
 
 static int dataplane_xdp_detach(struct store *s, int ifindex);
 
-/* XDP and TC egress go on together or not at all: a port whose token
- * replies could not be hop-limited must not be served either. */
+static enum dataplane_ingress dataplane_ingress_hook = DATAPLANE_INGRESS_XDP;
+
+void dataplane_set_ingress(enum dataplane_ingress hook)
+{
+	dataplane_ingress_hook = hook;
+}
+
+/* With TC ingress, an XDP program on the port runs before ours.  A stale
+ * imds_xdp (an imdsd in XDP mode that was killed) would check and charge
+ * every packet a second time: it goes.  Anything else stays, and `note`
+ * says it runs first. */
+static int dataplane_xdp_clear_stale(int ifindex, char *note, size_t notelen)
+{
+	LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
+	struct dataplane_slot cur;
+	struct bpf_prog_info info;
+	int fd, rc;
+
+	rc = dataplane_current(ifindex, &cur);
+	if (rc < 0 || cur.id == 0)
+		return rc;
+	fd = bpf_prog_get_fd_by_id(cur.id);
+	if (fd < 0)
+		return 0; /* gone meanwhile */
+	rc = dataplane_prog_info(fd, &info);
+	if (rc == 0 && strcmp(info.name, DATAPLANE_PROG_NAME) == 0) {
+		opts.old_prog_fd = fd;
+		rc = bpf_xdp_detach(ifindex, XDP_FLAGS_REPLACE | cur.mode_flag, &opts);
+	} else if (rc == 0) {
+		snprintf(note, notelen, "XDP program \"%s\" (id %u) is attached and runs before imds; left in place",
+			 info.name, cur.id);
+	}
+	close(fd);
+	return rc;
+}
+
+/* The ingress check (XDP or TC ingress) and TC egress go on together or
+ * not at all: a port whose token replies could not be hop-limited must
+ * not be served either. */
 int dataplane_attach(struct store *s, int ifindex, char *err, size_t errlen)
 {
+	bool tc = dataplane_ingress_hook == DATAPLANE_INGRESS_TC;
 	int rc;
 
-	rc = dataplane_xdp_attach(s, ifindex, err, errlen);
+	err[0] = '\0';
+	if (tc) {
+		rc = dataplane_xdp_clear_stale(ifindex, err, errlen);
+		if (rc == 0)
+			rc = dataplane_tc_attach(s, ifindex, &dataplane_tc_ingress, err, errlen);
+	} else {
+		rc = dataplane_xdp_attach(s, ifindex, err, errlen);
+	}
 	if (rc < 0)
 		return rc;
-	rc = dataplane_tc_attach(s, ifindex, err, errlen);
-	if (rc < 0)
+	rc = dataplane_tc_attach(s, ifindex, &dataplane_tc_egress, err, errlen);
+	if (rc < 0 && tc)
+		dataplane_tc_detach(ifindex, &dataplane_tc_ingress);
+	else if (rc < 0)
 		dataplane_xdp_detach(s, ifindex);
+	else if (!tc) /* a stale TC ingress copy would check packets twice; */
+		dataplane_tc_detach(ifindex, &dataplane_tc_ingress); /* clsact exists now */
 	return rc;
 }
 
@@ -343,13 +454,21 @@ static int dataplane_xdp_detach(struct store *s, int ifindex)
 	return bpf_xdp_detach(ifindex, XDP_FLAGS_REPLACE | cur.mode_flag, &opts);
 }
 
-/* Both programs; -ENOENT only when neither of ours was there. */
+/* Every program of ours; -ENOENT only when none was there. */
 int dataplane_detach(struct store *s, int ifindex)
 {
-	int xdp_rc = dataplane_xdp_detach(s, ifindex);
-	int tc_rc = dataplane_tc_detach(ifindex);
+	int rcs[3] = {
+		dataplane_xdp_detach(s, ifindex),
+		dataplane_tc_detach(ifindex, &dataplane_tc_ingress),
+		dataplane_tc_detach(ifindex, &dataplane_tc_egress),
+	};
+	int rc = -ENOENT;
 
-	if (xdp_rc == -ENOENT && tc_rc == 0)
-		return 0;
-	return xdp_rc < 0 ? xdp_rc : tc_rc == -ENOENT ? 0 : tc_rc;
+	for (int i = 0; i < 3; i++) {
+		if (rcs[i] == 0 && rc == -ENOENT)
+			rc = 0;
+		else if (rcs[i] < 0 && rcs[i] != -ENOENT)
+			rc = rcs[i];
+	}
+	return rc;
 }

@@ -24,16 +24,20 @@
 #include "store.h"
 
 #define IMDSD_MAX_PORTS 4096
+/* Open-addressing table of known ports: a power of two, at most half full. */
+#define IMDSD_PORT_SLOTS (2 * IMDSD_MAX_PORTS)
 #define IMDSD_ERR_LEN 512
 /* IMDS_IPV4_ADDR is in host order (0xA9FEA9FE is not a byte palindrome). */
 #define IMDSD_ADDR_BE htonl(IMDS_IPV4_ADDR)
 
 /* A bridge port we know of.  `attached` is false when the attach failed:
  * the port is still known, so a later link event does not retry it (and
- * a test that detaches XDP on purpose is not undone). */
+ * a test that detaches XDP on purpose is not undone).  ifindex 0 marks a
+ * free slot of the table. */
 struct imdsd_port {
 	int ifindex;
 	bool attached;
+	unsigned seen; /* sync round that last listed the port */
 };
 
 struct imdsd {
@@ -42,28 +46,37 @@ struct imdsd {
 	const char *pin_dir;
 	int workers;
 	int idle_timeout_ms;
+	bool ingress_tc; /* --ingress tc */
 	/* state */
 	struct store store;
 	bool store_ready;
 	int bridge;
 	bool added_addr; /* we added 169.254.169.254 and remove it on exit */
-	struct imdsd_port *ports;
+	struct imdsd_port *ports; /* IMDSD_PORT_SLOTS, hashed by ifindex */
 	size_t nports;
+	unsigned sync_round;
+	/* Ports that left since the last flush: their VMs are released in one
+	 * pass over the store (one lock, one scan) per batch of link events. */
+	uint32_t *left;
+	size_t nleft;
 	struct server *srv;
 	int sig_fd, nl_fd;
 };
 
-enum imdsd_opt { OPT_BRIDGE, OPT_PIN_DIR, OPT_WORKERS, OPT_IDLE };
+enum imdsd_opt { OPT_BRIDGE, OPT_PIN_DIR, OPT_WORKERS, OPT_IDLE, OPT_XDP_MODE, OPT_INGRESS };
 
 static const struct cli_option imdsd_options[] = {
 	[OPT_BRIDGE] = { "bridge", 'b', "BR", "bridge whose ports carry the VMs (required)" },
 	[OPT_PIN_DIR] = { "pin-dir", 'p', "DIR", "pin directory of the maps (default " IMDS_DEFAULT_PIN_DIR ")" },
 	[OPT_WORKERS] = { "workers", 'w', "N", "server threads, 1..64 (default 2)" },
 	[OPT_IDLE] = { "idle-timeout", 't', "MS", "close connections idle this long (default 10000)" },
+	[OPT_XDP_MODE] = { "xdp-mode", 'x', "MODE", "auto (generic on veth, else native), native or generic" },
+	[OPT_INGRESS] = { "ingress", 'i', "HOOK", "where VM packets are checked: xdp (default) or tc" },
 	{ 0 },
 };
 
-static const char imdsd_synopsis[] = "--bridge BR [--pin-dir DIR] [--workers N] [--idle-timeout MS]";
+static const char imdsd_synopsis[] =
+	"--bridge BR [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--xdp-mode MODE] [--ingress HOOK]";
 
 static int imdsd_parse_int(const char *name, const char *text, long min, long max, int *out)
 {
@@ -78,6 +91,24 @@ static int imdsd_parse_int(const char *name, const char *text, long min, long ma
 	}
 	*out = (int)v;
 	return 0;
+}
+
+static int imdsd_parse_xdp_mode(const char *text)
+{
+	static const char *const names[] = {
+		[DATAPLANE_XDP_AUTO] = "auto",
+		[DATAPLANE_XDP_NATIVE] = "native",
+		[DATAPLANE_XDP_GENERIC] = "generic",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(text, names[i]) == 0) {
+			dataplane_set_xdp_mode((enum dataplane_xdp_mode)i);
+			return 0;
+		}
+	}
+	fprintf(stderr, "imdsd: --xdp-mode: \"%s\" is not auto, native or generic\n", text);
+	return -1;
 }
 
 static int imdsd_on_option(void *ctx, int index, const char *arg)
@@ -95,6 +126,16 @@ static int imdsd_on_option(void *ctx, int index, const char *arg)
 		return imdsd_parse_int("workers", arg, 1, 64, &d->workers);
 	case OPT_IDLE:
 		return imdsd_parse_int("idle-timeout", arg, 1, 86400000, &d->idle_timeout_ms);
+	case OPT_XDP_MODE:
+		return imdsd_parse_xdp_mode(arg);
+	case OPT_INGRESS:
+		if (strcmp(arg, "xdp") != 0 && strcmp(arg, "tc") != 0) {
+			fprintf(stderr, "imdsd: --ingress: \"%s\" is not xdp or tc\n", arg);
+			return -1;
+		}
+		d->ingress_tc = strcmp(arg, "tc") == 0;
+		dataplane_set_ingress(d->ingress_tc ? DATAPLANE_INGRESS_TC : DATAPLANE_INGRESS_XDP);
+		return 0;
 	default:
 		return -1;
 	}
@@ -120,14 +161,60 @@ static const char *imdsd_port_name(int ifindex, char buf[IF_NAMESIZE])
 	return if_indextoname((unsigned)ifindex, buf) ? buf : "?";
 }
 
-/* ---- known ports ---- */
+/* ---- known ports ----
+ *
+ * A hash table keyed by ifindex (linear probing, deletion by backward
+ * shift), so a link event costs O(1) whatever the number of ports, and a
+ * resynchronisation O(ports). */
+
+static size_t imdsd_port_hash(int ifindex)
+{
+	return ((unsigned)ifindex * 2654435761u) & (IMDSD_PORT_SLOTS - 1);
+}
 
 static struct imdsd_port *imdsd_find_port(struct imdsd *d, int ifindex)
 {
-	for (size_t i = 0; i < d->nports; i++)
+	for (size_t i = imdsd_port_hash(ifindex);; i = (i + 1) & (IMDSD_PORT_SLOTS - 1)) {
 		if (d->ports[i].ifindex == ifindex)
 			return &d->ports[i];
-	return NULL;
+		if (d->ports[i].ifindex == 0)
+			return NULL;
+	}
+}
+
+static struct imdsd_port *imdsd_insert_port(struct imdsd *d, int ifindex)
+{
+	size_t i = imdsd_port_hash(ifindex);
+
+	while (d->ports[i].ifindex)
+		i = (i + 1) & (IMDSD_PORT_SLOTS - 1);
+	d->ports[i] = (struct imdsd_port){ .ifindex = ifindex, .seen = d->sync_round };
+	d->nports++;
+	return &d->ports[i];
+}
+
+/* Empties slot p and moves later entries of its probe run back, so every
+ * entry stays reachable from its home slot without tombstones. */
+static void imdsd_remove_port(struct imdsd *d, struct imdsd_port *p)
+{
+	size_t hole = (size_t)(p - d->ports), i = hole;
+
+	for (;;) {
+		size_t home;
+
+		i = (i + 1) & (IMDSD_PORT_SLOTS - 1);
+		if (d->ports[i].ifindex == 0)
+			break;
+		home = imdsd_port_hash(d->ports[i].ifindex);
+		/* Entry i may fill the hole unless its home lies cyclically
+		 * in (hole, i]. */
+		if (((i - home) & (IMDSD_PORT_SLOTS - 1)) >= ((i - hole) & (IMDSD_PORT_SLOTS - 1))) {
+			d->ports[hole] = d->ports[i];
+			hole = i;
+		}
+	}
+	d->ports[hole] = (struct imdsd_port){ 0 };
+	d->nports--;
 }
 
 /* A port that is on the bridge and not known yet: attach, log the outcome
@@ -147,12 +234,18 @@ static void imdsd_port_joined(struct imdsd *d, int ifindex)
 		return;
 	}
 	rc = dataplane_attach(&d->store, ifindex, err, sizeof(err));
-	p = &d->ports[d->nports++];
-	p->ifindex = ifindex;
+	p = imdsd_insert_port(d, ifindex);
 	p->attached = rc == 0;
 	if (rc < 0) {
 		fprintf(stderr, "imdsd: port %s (ifindex %d): data plane not attached: %s\n",
 			imdsd_port_name(ifindex, name), ifindex, err);
+		return;
+	}
+	if (err[0]) /* attached, with something worth knowing */
+		fprintf(stderr, "imdsd: port %s (ifindex %d): %s\n", imdsd_port_name(ifindex, name), ifindex, err);
+	if (d->ingress_tc) {
+		fprintf(stderr, "imdsd: port %s (ifindex %d): TC ingress and TC egress attached\n",
+			imdsd_port_name(ifindex, name), ifindex);
 		return;
 	}
 	dataplane_mode(&d->store, ifindex, &mode);
@@ -160,8 +253,10 @@ static void imdsd_port_joined(struct imdsd *d, int ifindex)
 		imdsd_port_name(ifindex, name), ifindex, mode);
 }
 
-/* A known port left the bridge or was deleted: forget it and the VM
- * bindings learned on it (a VM may come back on another port). */
+static void imdsd_flush_left(struct imdsd *d);
+
+/* A known port left the bridge or was deleted: detach from it now (it may
+ * live on outside the bridge), and queue it for imdsd_flush_left. */
 static void imdsd_port_left(struct imdsd *d, struct imdsd_port *p)
 {
 	char name[IF_NAMESIZE];
@@ -169,15 +264,33 @@ static void imdsd_port_left(struct imdsd *d, struct imdsd_port *p)
 
 	if (p->attached)
 		dataplane_detach(&d->store, ifindex); /* -ENODEV when deleted: nothing to undo */
-	*p = d->ports[--d->nports];
-	if (store_lock(&d->store) == 0) {
-		store_unbind_port(&d->store, (uint32_t)ifindex);
-		store_unlock(&d->store);
-	} else {
-		fprintf(stderr, "imdsd: ifindex %d: cannot lock the store to unbind its VMs\n", ifindex);
-	}
+	imdsd_remove_port(d, p);
+	if (d->nleft == IMDSD_PORT_SLOTS) /* churn within one batch of events */
+		imdsd_flush_left(d);
+	d->left[d->nleft++] = (uint32_t)ifindex;
 	/* The name is gone when the port was deleted rather than unenslaved. */
 	fprintf(stderr, "imdsd: port %s (ifindex %d) left the bridge\n", imdsd_port_name(ifindex, name), ifindex);
+}
+
+/* Forgets what the store learned on the ports that left: the VMs bound to
+ * them (a VM that comes back, e.g. restarted on a new vnetN, binds again
+ * on its first packet) and their pending connections and hop marks. */
+static void imdsd_flush_left(struct imdsd *d)
+{
+	int rc;
+
+	if (d->nleft == 0)
+		return;
+	rc = store_lock(&d->store);
+	if (rc == 0) {
+		rc = store_forget_ports(&d->store, d->left, d->nleft);
+		store_unlock(&d->store);
+	}
+	if (rc < 0)
+		fprintf(stderr, "imdsd: cannot forget the VMs of %zu departed port(s): %s\n", d->nleft, strerror(-rc));
+	else if (rc > 0)
+		fprintf(stderr, "imdsd: released the port binding of %d VM(s)\n", rc);
+	d->nleft = 0;
 }
 
 static void imdsd_on_link(void *ctx, int ifindex, bool joined)
@@ -192,28 +305,34 @@ static void imdsd_on_link(void *ctx, int ifindex, bool joined)
 }
 
 /* Brings the known set in line with a fresh port list: at start, and after
- * the monitor socket overflowed and events were lost. */
+ * the monitor socket overflowed and events were lost.  Ports listed are
+ * stamped with this round; known ports left unstamped have gone. */
 static int imdsd_sync_ports(struct imdsd *d)
 {
 	static int list[IMDSD_MAX_PORTS];
-	size_t n = 0, i = 0;
+	size_t n = 0;
 	int rc;
 
 	rc = nl_bridge_ports(d->bridge, list, IMDSD_MAX_PORTS, &n);
 	if (rc < 0 && rc != -ENOSPC)
 		return rc;
-	while (i < d->nports) {
-		bool listed = false;
+	d->sync_round++;
+	for (size_t j = 0; j < n; j++) {
+		struct imdsd_port *p = imdsd_find_port(d, list[j]);
 
-		for (size_t j = 0; j < n && !listed; j++)
-			listed = list[j] == d->ports[i].ifindex;
-		if (listed)
-			i++;
-		else
-			imdsd_port_left(d, &d->ports[i]); /* moves the last entry to i */
+		if (p)
+			p->seen = d->sync_round;
 	}
+	/* Departed ports go first, so they do not count against the limit
+	 * when the new ones join. */
+	for (size_t i = 0; i < IMDSD_PORT_SLOTS; i++) {
+		/* A removal may shift a later entry into slot i: look again. */
+		while (d->ports[i].ifindex && d->ports[i].seen != d->sync_round)
+			imdsd_port_left(d, &d->ports[i]);
+	}
+	imdsd_flush_left(d);
 	for (size_t j = 0; j < n; j++)
-		imdsd_port_joined(d, list[j]);
+		imdsd_port_joined(d, list[j]); /* known ones are skipped */
 	return 0;
 }
 
@@ -302,8 +421,9 @@ static int imdsd_start(struct imdsd *d)
 	uint8_t key[IMDS_TOKEN_KEY_LEN];
 	int rc;
 
-	d->ports = calloc(IMDSD_MAX_PORTS, sizeof(*d->ports));
-	if (!d->ports)
+	d->ports = calloc(IMDSD_PORT_SLOTS, sizeof(*d->ports));
+	d->left = calloc(IMDSD_PORT_SLOTS, sizeof(*d->left));
+	if (!d->ports || !d->left)
 		return -ENOMEM;
 	rc = imdsd_block_signals(d);
 	if (rc == 0)
@@ -332,8 +452,8 @@ static void imdsd_stop(struct imdsd *d)
 
 	server_stop(d->srv);
 	d->srv = NULL;
-	for (size_t i = 0; i < d->nports; i++)
-		if (d->ports[i].attached)
+	for (size_t i = 0; d->ports && i < IMDSD_PORT_SLOTS; i++)
+		if (d->ports[i].ifindex && d->ports[i].attached)
 			dataplane_detach(&d->store, d->ports[i].ifindex);
 	d->nports = 0;
 	if (d->added_addr) {
@@ -348,6 +468,7 @@ static void imdsd_stop(struct imdsd *d)
 	if (d->sig_fd >= 0)
 		close(d->sig_fd);
 	free(d->ports);
+	free(d->left);
 }
 
 /* ---- control loop ---- */
@@ -373,6 +494,7 @@ static int imdsd_run(struct imdsd *d)
 		if (!fds[1].revents)
 			continue;
 		rc = nl_monitor_read(d->nl_fd, d->bridge, imdsd_on_link, d);
+		imdsd_flush_left(d);
 		if (rc == -ENOBUFS) {
 			fprintf(stderr, "imdsd: link events were lost, re-reading the ports\n");
 			rc = imdsd_sync_ports(d);

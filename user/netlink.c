@@ -33,6 +33,7 @@ struct nl_link {
 	int ifindex;
 	int master; /* 0 when none */
 	char kind[32];
+	struct nl_xdp xdp;
 };
 
 typedef int (*nl_msg_cb)(void *ctx, const struct nlmsghdr *nh);
@@ -126,6 +127,43 @@ out:
 	return rc;
 }
 
+/* IFLA_XDP: with one program attached the kernel names its mode and gives
+ * IFLA_XDP_PROG_ID; with several (XDP_ATTACHED_MULTI) one id per mode. */
+static void nl_parse_xdp(const struct rtattr *nest, struct nl_xdp *xdp)
+{
+	int len = (int)RTA_PAYLOAD(nest);
+	__u32 single = 0;
+	__u8 mode = XDP_ATTACHED_NONE;
+
+	for (const struct rtattr *a = RTA_DATA(nest); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		__u32 v = RTA_PAYLOAD(a) >= sizeof(__u32) ? *(const __u32 *)RTA_DATA(a) : 0;
+
+		switch (a->rta_type) {
+		case IFLA_XDP_ATTACHED:
+			mode = RTA_PAYLOAD(a) >= 1 ? *(const __u8 *)RTA_DATA(a) : XDP_ATTACHED_NONE;
+			break;
+		case IFLA_XDP_PROG_ID:
+			single = v;
+			break;
+		case IFLA_XDP_DRV_PROG_ID:
+			xdp->drv_id = v;
+			break;
+		case IFLA_XDP_SKB_PROG_ID:
+			xdp->skb_id = v;
+			break;
+		case IFLA_XDP_HW_PROG_ID:
+			xdp->hw_id = v;
+			break;
+		}
+	}
+	if (mode == XDP_ATTACHED_DRV)
+		xdp->drv_id = single;
+	else if (mode == XDP_ATTACHED_SKB)
+		xdp->skb_id = single;
+	else if (mode == XDP_ATTACHED_HW)
+		xdp->hw_id = single;
+}
+
 static void nl_parse_link(const struct nlmsghdr *nh, struct nl_link *link)
 {
 	const struct ifinfomsg *ifi = NLMSG_DATA(nh);
@@ -136,6 +174,8 @@ static void nl_parse_link(const struct nlmsghdr *nh, struct nl_link *link)
 	for (const struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		if (a->rta_type == IFLA_MASTER && RTA_PAYLOAD(a) >= sizeof(__u32)) {
 			link->master = (int)*(const __u32 *)RTA_DATA(a);
+		} else if (a->rta_type == IFLA_XDP) {
+			nl_parse_xdp(a, &link->xdp);
 		} else if (a->rta_type == IFLA_LINKINFO) {
 			int ilen = (int)RTA_PAYLOAD(a);
 
@@ -192,6 +232,17 @@ int nl_link_kind(int ifindex, char *kind, size_t len)
 		return rc;
 	snprintf(kind, len, "%s", link.kind);
 	return 0;
+}
+
+int nl_xdp_query(int ifindex, struct nl_xdp *xdp)
+{
+	struct nl_link link;
+	int rc = nl_get_link(ifindex, NULL, &link);
+
+	*xdp = rc < 0 ? (struct nl_xdp){ 0 } : link.xdp;
+	if (rc == 0)
+		snprintf(xdp->kind, sizeof(xdp->kind), "%s", link.kind);
+	return rc;
 }
 
 struct nl_port_list {
@@ -264,9 +315,21 @@ int nl_addr_del(int ifindex, uint32_t addr_be, int prefixlen)
 	return nl_addr_request(RTM_DELADDR, 0, ifindex, addr_be, prefixlen);
 }
 
+/* Adding 1,000 ports in one go queues several thousand link events (a few
+ * hundred bytes to a few KiB each) before imdsd reads the first one; the
+ * default receive buffer holds a few hundred.  An overflow is survivable
+ * (ENOBUFS, then a fresh dump), but costs a full resynchronisation. */
+#define NL_MONITOR_RCVBUF (16 << 20)
+
 int nl_monitor_open(void)
 {
-	return nl_socket(RTMGRP_LINK);
+	int fd = nl_socket(RTMGRP_LINK);
+	int size = NL_MONITOR_RCVBUF;
+
+	/* FORCE (root) passes net.core.rmem_max; if refused, try the capped one. */
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	return fd;
 }
 
 /* A link event as the caller sees it.  Bridge port changes come twice:
@@ -290,6 +353,7 @@ static void nl_dispatch_event(const struct nlmsghdr *nh, int bridge, void (*cb)(
 int nl_monitor_read(int fd, int bridge_ifindex, void (*cb)(void *ctx, int ifindex, bool joined), void *ctx)
 {
 	char *buf = malloc(NL_BUF_SIZE);
+	bool lost = false;
 	int rc = 0;
 
 	if (!buf)
@@ -303,8 +367,15 @@ int nl_monitor_read(int fd, int bridge_ifindex, void (*cb)(void *ctx, int ifinde
 
 			if (e == EINTR)
 				continue;
-			/* ENOBUFS: the socket overflowed and events were lost;
-			 * the caller must resynchronise from a fresh dump. */
+			/* ENOBUFS: the socket overflowed and events were lost.
+			 * The kernel reports that once, then drops events
+			 * silently until the queue has been read empty; so
+			 * drain first, and only then may the caller's dump
+			 * stand for everything lost. */
+			if (e == ENOBUFS) {
+				lost = true;
+				continue;
+			}
 			rc = e == EAGAIN || e == EWOULDBLOCK ? 0 : -e;
 			break;
 		}
@@ -312,5 +383,5 @@ int nl_monitor_read(int fd, int bridge_ifindex, void (*cb)(void *ctx, int ifinde
 			nl_dispatch_event(nh, bridge_ifindex, cb, ctx);
 	}
 	free(buf);
-	return rc;
+	return rc == 0 && lost ? -ENOBUFS : rc;
 }

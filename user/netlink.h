@@ -10,6 +10,16 @@ int nl_ifindex(const char *name);
 /* The link's IFLA_INFO_KIND ("bridge", "veth", ...; "" when it has none).
  * 0, -ENODEV or -errno. */
 int nl_link_kind(int ifindex, char *kind, size_t len);
+/* The XDP programs attached to a link, per mode (0 = none), and the link's
+ * kind (IFLA_INFO_KIND: "veth", "tun", ...; "" when it has none). */
+struct nl_xdp {
+	uint32_t drv_id, skb_id, hw_id;
+	char kind[32];
+};
+/* One RTM_GETLINK for that link alone: libbpf's bpf_xdp_query dumps every
+ * link of the namespace to find one, which makes attaching n ports O(n^2).
+ * 0, -ENODEV or -errno. */
+int nl_xdp_query(int ifindex, struct nl_xdp *xdp);
 /* Lists the ports enslaved to bridge `bridge_ifindex`: fills up to `max`
  * indexes, sets *n to the number found.  0, -ENOSPC (more than max) or
  * -errno. */
@@ -26,8 +36,8 @@ int nl_monitor_open(void);
  * an already known port changed), false when the link was deleted or its
  * master is not the bridge.  netlink.c keeps no state: the caller decides
  * whether a "false" concerns one of its ports, and whether a "true" is new.
- * 0, -ENOBUFS when events were lost (resynchronise with nl_bridge_ports),
- * or -errno. */
+ * 0, -ENOBUFS when events were lost (the socket has been drained:
+ * resynchronise now with nl_bridge_ports), or -errno. */
 int nl_monitor_read(int fd, int bridge_ifindex, void (*cb)(void *ctx, int ifindex, bool joined), void *ctx);
 
 #endif
