@@ -1,9 +1,12 @@
 /* hoplimit.h: the IMDSv2 hop limit (EC2 HttpPutResponseHopLimit) at TC
  * egress of a VM's port.  imdsd marks the VM-side endpoint of a connection
  * in hop_marks just before it queues a token reply; every later segment
- * from 169.254.169.254:80 to that endpoint leaves with IP TTL lowered to the
- * VM's hop limit, so a router (NAT, container bridge) inside the guest that
- * is more hops away drops it.  Everything else passes after a few loads. */
+ * from 169.254.169.254:80 to that endpoint that carries data leaves with IP
+ * TTL lowered to the VM's hop limit, so a router (NAT, container bridge)
+ * inside the guest that is more hops away drops it.  Segments without data
+ * (SYN-ACK, pure ACK and FIN, RST) keep their TTL: they carry nothing of
+ * the reply, and the RST imdsd sends when the reply is never acknowledged
+ * must reach the client.  Everything else passes after a few loads. */
 #ifndef IMDS_BPF_HOPLIMIT_H
 #define IMDS_BPF_HOPLIMIT_H
 
@@ -52,8 +55,21 @@ static __always_inline int hop_parse_reply(struct __sk_buff *skb, struct iphdr *
 	return 1;
 }
 
-/* The mark of this reply's connection, or NULL.  A SYN-ACK is never
- * limited: the handshake is not a token reply, whatever the map says. */
+/* Whether a segment may carry bytes of a reply.  tot_len is 0 only in an
+ * IPv4 GSO packet over 64 KiB (BIG TCP), which certainly does. */
+static __always_inline int hop_carries_data(const struct iphdr *ip, const struct tcphdr *tcp)
+{
+	__u32 tot_len = bpf_ntohs(ip->tot_len);
+
+	return tot_len == 0 || tot_len > (__u32)ip->ihl * 4 + (__u32)tcp->doff * 4;
+}
+
+/* The mark of this reply's connection, or NULL.  Never limited, whatever
+ * the map says: the SYN-ACK (the handshake is not a token reply, and EC2
+ * completes it, capture C3), a RST (imdsd resets a connection whose token
+ * reply was never acknowledged, and the client must hear it, as on EC2),
+ * and other segments without data (a FIN or ACK tells the client nothing
+ * of the token; EC2 limits "the response", docs/design.md). */
 static __always_inline struct imds_hop_mark *hop_find_mark(const struct iphdr *ip, const struct tcphdr *tcp)
 {
 	struct imds_conn_key key = {
@@ -62,7 +78,7 @@ static __always_inline struct imds_hop_mark *hop_find_mark(const struct iphdr *i
 	};
 	struct imds_hop_mark *mark;
 
-	if (tcp->syn)
+	if (tcp->syn || tcp->rst || !hop_carries_data(ip, tcp))
 		return NULL;
 	mark = bpf_map_lookup_elem(&hop_marks, &key);
 	if (!mark)

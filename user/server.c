@@ -5,7 +5,7 @@
  * connections it accepted; workers share nothing but the read-only store.
  *
  * Every request in flight carries user_data = connection pointer | op tag
- * (connections are 16-byte aligned, the tag uses the low 3 bits).  A
+ * (connections are 16-byte aligned, the tag uses the low 4 bits).  A
  * connection is freed only once no request referring to it is in flight:
  * closing cancels its requests and waits for their last completions.
  *
@@ -15,6 +15,11 @@
  * hop_marks, and every later segment to it leaves with TTL = hop limit.
  * Token replies close the connection, so no later reply is affected, and
  * earlier pipelined replies were handed to the kernel before the mark.
+ * A hop-limited token reply may die in a router inside the guest; its
+ * connection sends the FIN at once but keeps the socket until the peer
+ * acknowledges everything, and is aborted with a RST (which the data plane
+ * never limits) if that takes longer than SRV_ACK_WAIT_MS: a client one hop
+ * too far gets "connection reset", as on EC2, instead of silence.
  *
  * Per-VM limits (vmlimits.c, docs/limits.md): a connection is counted against
  * its VM's max-connections at accept, once the VM is known, and refused
@@ -58,6 +63,15 @@
 #define SRV_TICK_SEC 1
 #define SRV_STOP_WAIT_MS 2000 /* give up draining completions after this */
 #define SRV_LIMITS_LOG_SEC 10 /* how often worker 0 logs 429s and refusals */
+/* How long a hop-limited token reply may stay unacknowledged before its
+ * connection is reset.  A guest that got the reply ACKs it within a round
+ * trip; 2 s also covers a slow (TCG) or loaded guest and two or three
+ * retransmissions of a lost segment (RTO from 200 ms, doubling), and stays
+ * below the 5-10 s read timeouts clients give a token PUT. */
+#define SRV_ACK_WAIT_MS 2000
+#define SRV_ACK_POLL_MS 20 /* how often waiting connections are checked */
+#define SRV_ACK_WAIT_MAX 256 /* connections waiting for an ACK, per worker */
+#define SRV_ACK_WAIT_PER_VM 8 /* ... of which one VM may hold, per worker */
 
 enum srv_op {
 	OP_ACCEPT = 1,
@@ -67,8 +81,9 @@ enum srv_op {
 	OP_TICK = 5,
 	OP_WAKE = 6,
 	OP_STOP = 7,
+	OP_ACK_POLL = 8,
 };
-#define SRV_OP_MASK 7u
+#define SRV_OP_MASK 15u
 
 /* What the request callback tells the input path (returned through
  * http_feed, which passes a non-zero callback result straight back). */
@@ -98,6 +113,8 @@ struct srv_conn {
 	bool recv_armed, send_inflight, cancel_inflight;
 	bool closing;	       /* cancelled; freed when nothing is in flight */
 	bool close_after_send; /* a response said close, or the peer sent EOF */
+	bool acking;	       /* FIN sent, on the worker's acking list */
+	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then */
 };
 
 struct srv_worker {
@@ -114,6 +131,10 @@ struct srv_worker {
 	uint8_t *bufs;
 	struct __kernel_timespec tick;
 	struct srv_conn conns; /* list head (sentinel) */
+	struct srv_conn acking; /* connections waiting for their last ACK */
+	unsigned nacking;	/* on the acking list, closing ones included */
+	bool ack_poll_armed;
+	struct __kernel_timespec ack_poll;
 	unsigned inflight;     /* requests whose final completion is still due */
 	bool stopping;
 	bool accept_paused; /* out of descriptors: re-armed on the next tick */
@@ -265,6 +286,20 @@ static void srv_hop_unmark(struct srv_conn *c)
 	c->hop_marked = false;
 }
 
+static void srv_list_unlink(struct srv_conn *c)
+{
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+}
+
+static void srv_list_push(struct srv_conn *head, struct srv_conn *c)
+{
+	c->next = head->next;
+	c->prev = head;
+	head->next->prev = c;
+	head->next = c;
+}
+
 /* Frees a closing connection once no request refers to it.  Called after
  * each of its completions and after closing it from outside its own
  * completions (tick, stop); never from inside a handler that still uses it. */
@@ -272,8 +307,9 @@ static void srv_conn_maybe_free(struct srv_conn *c)
 {
 	if (!c->closing || c->recv_armed || c->send_inflight || c->cancel_inflight)
 		return;
-	c->prev->next = c->next;
-	c->next->prev = c->prev;
+	srv_list_unlink(c);
+	if (c->acking)
+		c->w->nacking--;
 	srv_hop_unmark(c);
 	if (c->counted)
 		limits_conn_close(c->w->srv->limits, c->slot, c->generation);
@@ -324,10 +360,7 @@ static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, const struct 
 	c->peer.sport = peer->sin_port;
 	c->last_active_ms = srv_now_ms();
 	http_conn_init(&c->http);
-	c->next = w->conns.next;
-	c->prev = &w->conns;
-	w->conns.next->prev = c;
-	w->conns.next = c;
+	srv_list_push(&w->conns, c);
 	return c;
 }
 
@@ -447,6 +480,106 @@ static int srv_stage(struct srv_conn *c)
 	return 0;
 }
 
+/* ---- token replies that may never arrive ----
+ *
+ * With the hop limit, a token reply to a client more hops away than allowed
+ * dies in the guest's router, and so do its retransmissions.  Closing the
+ * socket at once would leave that client waiting forever: clients without
+ * a read timeout hang.  EC2 resets such a connection (capture C3).  So a
+ * hop-limited connection sends its FIN as close() would, which is all a
+ * client that got the reply sees, but the socket stays here until the
+ * kernel holds no unacknowledged byte, then is closed normally; if that
+ * has not happened by the deadline, it is closed with zero linger, which
+ * sends a RST.  The data plane never limits a RST, so it reaches the
+ * client.  Waiting connections keep their place in the VM's
+ * max-connections until closed, and are bounded per worker and per VM;
+ * past the bounds a connection is closed at once, as before. */
+
+static void srv_arm_ack_poll(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (w->ack_poll_armed || w->stopping)
+		return;
+	sqe = srv_sqe(w);
+	if (!sqe)
+		return; /* the tick checks the waiting connections too */
+	w->ack_poll.tv_sec = 0;
+	w->ack_poll.tv_nsec = SRV_ACK_POLL_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &w->ack_poll, 0, 0);
+	srv_set_data(sqe, NULL, OP_ACK_POLL);
+	w->ack_poll_armed = true;
+}
+
+/* Whether the peer acknowledged every byte and the FIN.  SIOCOUTQ on TCP
+ * counts the bytes sent or queued but not acknowledged (the FIN counts as
+ * one); a socket that can no longer answer has nothing left to wait for. */
+static bool srv_all_acked(const struct srv_conn *c)
+{
+	int queued = 1;
+
+	return ioctl(c->fd, TIOCOUTQ, &queued) < 0 || queued == 0;
+}
+
+/* Closes a waiting connection normally once all is acknowledged, or with a
+ * RST once its deadline passed; otherwise leaves it waiting. */
+static void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms)
+{
+	static const struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+
+	if (srv_all_acked(c)) {
+		srv_conn_close(w, c);
+	} else if (now_ms >= c->ack_deadline_ms) {
+		/* Zero linger: close() drops the queue and sends a RST
+		 * (tcp_disconnect) instead of retransmitting on. */
+		if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) < 0)
+			fprintf(stderr, "imdsd: worker %d: SO_LINGER: %s\n", w->index, strerror(errno));
+		srv_conn_close(w, c);
+	}
+}
+
+/* Every waiting connection, from outside their own completions. */
+static void srv_ack_check_all(struct srv_worker *w)
+{
+	uint64_t now = srv_now_ms();
+	struct srv_conn *c, *next;
+
+	for (c = w->acking.next; c != &w->acking; c = next) {
+		next = c->next;
+		if (c->closing)
+			continue;
+		srv_ack_check(w, c, now);
+		srv_conn_maybe_free(c);
+	}
+}
+
+static unsigned srv_acking_of_vm(const struct srv_worker *w, const struct srv_conn *c)
+{
+	unsigned n = 0;
+
+	for (const struct srv_conn *a = w->acking.next; a != &w->acking; a = a->next)
+		n += a->slot == c->slot && a->generation == c->generation;
+	return n;
+}
+
+/* After the last byte of a hop-limited token reply went to the kernel:
+ * FIN now, close once acknowledged.  false when the connection is to be
+ * closed at once (bounds reached, or the socket is no longer connected). */
+static bool srv_await_ack(struct srv_worker *w, struct srv_conn *c)
+{
+	if (w->stopping || w->nacking >= SRV_ACK_WAIT_MAX || srv_acking_of_vm(w, c) >= SRV_ACK_WAIT_PER_VM)
+		return false;
+	if (shutdown(c->fd, SHUT_WR) < 0)
+		return false;
+	srv_list_unlink(c);
+	srv_list_push(&w->acking, c);
+	c->acking = true;
+	w->nacking++;
+	c->ack_deadline_ms = srv_now_ms() + SRV_ACK_WAIT_MS;
+	srv_arm_ack_poll(w);
+	return true;
+}
+
 /* Keeps one send in flight per connection; closes once everything went out
  * if a response (or the peer's EOF) asked for it. */
 static void srv_flush(struct srv_worker *w, struct srv_conn *c)
@@ -455,6 +588,10 @@ static void srv_flush(struct srv_worker *w, struct srv_conn *c)
 
 	if (c->send_inflight || c->closing)
 		return;
+	if (c->acking) { /* everything went out: the peer's EOF or data */
+		srv_ack_check(w, c, srv_now_ms());
+		return;
+	}
 	if (c->wire_off >= c->wire.len) {
 		outbuf_reset(&c->wire);
 		c->wire_off = 0;
@@ -464,7 +601,7 @@ static void srv_flush(struct srv_worker *w, struct srv_conn *c)
 		}
 	}
 	if (c->wire.len == 0) {
-		if (c->close_after_send)
+		if (c->close_after_send && !(c->hop_marked && srv_await_ack(w, c)))
 			srv_conn_close(w, c);
 		return;
 	}
@@ -730,7 +867,9 @@ static void srv_log_limits(struct srv_worker *w, uint64_t now_ms)
 }
 
 /* Once a second: close idle connections, which includes clients that stop
- * reading (their send never completes), and retry a paused accept. */
+ * reading (their send never completes), retry a paused accept, and check
+ * the connections waiting for an ACK (their own deadline, not the idle
+ * timeout, ends them: they are not on the conns list). */
 static void srv_handle_tick(struct srv_worker *w)
 {
 	uint64_t now = srv_now_ms();
@@ -750,8 +889,23 @@ static void srv_handle_tick(struct srv_worker *w)
 		w->accept_paused = false;
 		srv_arm_accept(w);
 	}
+	/* Normally the poll does this; here in case it could not be armed. */
+	srv_ack_check_all(w);
+	if (w->nacking)
+		srv_arm_ack_poll(w);
 	srv_log_limits(w, now);
 	srv_arm_tick(w);
+}
+
+/* The acking poll: check the waiting connections, again while any wait. */
+static void srv_handle_ack_poll(struct srv_worker *w)
+{
+	w->ack_poll_armed = false;
+	if (w->stopping)
+		return;
+	srv_ack_check_all(w);
+	if (w->nacking)
+		srv_arm_ack_poll(w);
 }
 
 /* server_stop wrote the eventfd: cancel every request of this ring (the
@@ -764,6 +918,11 @@ static void srv_handle_wake(struct srv_worker *w)
 
 	w->stopping = true;
 	for (c = w->conns.next; c != &w->conns; c = next) {
+		next = c->next;
+		srv_conn_close(w, c);
+		srv_conn_maybe_free(c);
+	}
+	for (c = w->acking.next; c != &w->acking; c = next) {
 		next = c->next;
 		srv_conn_close(w, c);
 		srv_conn_maybe_free(c);
@@ -805,6 +964,9 @@ static void srv_dispatch(struct srv_worker *w, const struct io_uring_cqe *cqe)
 	case OP_WAKE:
 		srv_handle_wake(w);
 		break;
+	case OP_ACK_POLL:
+		srv_handle_ack_poll(w);
+		break;
 	default: /* OP_STOP: the cancel's own completion */
 		break;
 	}
@@ -828,16 +990,22 @@ static int srv_drain(struct srv_worker *w)
 
 /* After a stop, whatever is left (a completion that never came) is freed
  * without waiting: the ring is torn down next, which ends its requests. */
-static void srv_free_conns(struct srv_worker *w)
+static void srv_free_list(struct srv_conn *head)
 {
 	struct srv_conn *c, *next;
 
-	for (c = w->conns.next; c != &w->conns; c = next) {
+	for (c = head->next; c != head; c = next) {
 		next = c->next;
 		c->closing = true;
 		c->recv_armed = c->send_inflight = c->cancel_inflight = false;
 		srv_conn_maybe_free(c);
 	}
+}
+
+static void srv_free_conns(struct srv_worker *w)
+{
+	srv_free_list(&w->conns);
+	srv_free_list(&w->acking);
 }
 
 static void *srv_worker_main(void *arg)
@@ -956,6 +1124,7 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 	w->index = index;
 	w->listen_fd = -1;
 	w->conns.next = w->conns.prev = &w->conns;
+	w->acking.next = w->acking.prev = &w->acking;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0)
 		return -errno;

@@ -763,8 +763,6 @@ def test_container_gets_no_token(lab, container):
     assert p.stdout == RECORDS[OPTIONAL]["instance-id"].encode(), p
 
 
-@pytest.mark.xfail(strict=True, reason="the token reply's FIN/RST die with its TTL, so the container hears nothing "
-                   "(clients-findings.md, H8 item 2: TC egress, H5, or connection abort, H4)")
 def test_container_token_put_is_reset_as_on_ec2(lab, container):
     """On EC2 a pod one hop too far completes the handshake and then gets
     "Connection reset by peer" on the PUT (ec2-imds-behaviour.md §1.4,

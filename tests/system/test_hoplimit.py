@@ -6,21 +6,33 @@ the host with IP TTL = the VM's hop limit, so with hop-limit 1 it dies in
 the VM's forwarding path (the container gets no token, the VM itself does),
 and with hop-limit 2 it reaches the container.  Every other reply (the
 SYN-ACK, IMDSv1 data) keeps the host's normal TTL of 64.  A capture on the
-VM's eth0 checks the TTLs themselves."""
+VM's eth0 checks the TTLs themselves.
+
+A token reply that never arrives is never acknowledged: imdsd then resets
+the connection, and the RST leaves at the normal TTL, so the container's
+client gets "Connection reset by peer" within seconds, as on EC2, instead
+of waiting forever; a client that got the reply sees it end in a normal
+close."""
 
 import shutil
+import socket
+import subprocess
+import time
 
 import pytest
 
 import imdslab
 import vmdata
-from vmhttp import Capture, Connection, NoResponse, fetch, get, put_token
+from vmhttp import IMDS_ADDR, Capture, Connection, NoResponse, fetch, get, put_token
 
 VM = 1
 CTR_NET = "10.88.0"  # the container link inside the VM
 NORMAL_TTL = 64  # net.ipv4.ip_default_ttl of the host namespace
 TTL_HEADER = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
 SYN_ACK = 0x12
+FIN = 0x01
+RST = 0x04
+ACK_WAIT = 2.0  # imdsd's SRV_ACK_WAIT_MS: how long a token reply may stay unacknowledged
 
 
 def _nat_rules(lab):
@@ -79,6 +91,39 @@ def _set_hop_limit(lab, hop_limit):
     lab.load([vmdata.vm_record(VM, hop_limit=hop_limit)])
 
 
+def _connection_segments(segs):
+    """The captured segments of the one connection whose SYN-ACK was
+    captured: after NAT the port seen on eth0 may differ from the client's,
+    and an old connection's retransmissions carry no SYN."""
+    ports = {dport for _ttl, dport, flags, _len in segs if flags & SYN_ACK == SYN_ACK}
+    assert len(ports) == 1, f"expected one SYN-ACK: {segs}"
+    port = ports.pop()
+    return [(ttl, flags, length) for ttl, dport, flags, length in segs if dport == port]
+
+
+def _ttls(conn, flag=None, data=None):
+    """TTLs of the segments with `flag` set, or of those carrying data."""
+    return {ttl for ttl, flags, length in conn if (flag is None or flags & flag) and (data is None or length > 0)}
+
+
+def _end_of_stream(c):
+    """What follows a complete response on connection c: "eof" (the
+    server's FIN), "reset", "timeout" or the unexpected bytes."""
+    try:
+        rest = c.sock.recv(4096)
+    except ConnectionResetError:
+        return "reset"
+    except socket.timeout:
+        return "timeout"
+    return "eof" if rest == b"" else rest
+
+
+def _curl_token(ns, max_time):
+    return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "curl", "-sS", "-m", str(max_time), "-X", "PUT",
+                           "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60", f"http://{IMDS_ADDR}/latest/api/token"],
+                          capture_output=True, text=True, timeout=max_time + 10)
+
+
 def _captured_request(lab, ns, method, path, headers, timeout=3.0):
     """One request from namespace `ns` on a fresh connection, captured on
     the VM's eth0.  Returns (response or NoResponse, SYN-ACK TTLs, TTLs of
@@ -89,16 +134,10 @@ def _captured_request(lab, ns, method, path, headers, timeout=3.0):
                 result = c.request(method, path, headers)
         except NoResponse as e:
             result = e
-        segs = cap.tcp_segments(seconds=0.5)
-    # After NAT the port seen on eth0 may differ from the client's: the
-    # SYN-ACK names the connection (an old connection's retransmissions
-    # carry no SYN).
-    ports = {dport for _ttl, dport, flags, _len in segs if flags & SYN_ACK == SYN_ACK}
-    assert len(ports) == 1, f"expected one SYN-ACK: {segs}"
-    port = ports.pop()
-    syn_acks = {ttl for ttl, dport, flags, _len in segs if dport == port and flags & SYN_ACK == SYN_ACK}
-    data = {ttl for ttl, dport, _flags, length in segs if dport == port and length > 0}
-    assert data, f"no reply data captured on port {port}: {segs}"
+        conn = _connection_segments(cap.tcp_segments(seconds=0.5))
+    syn_acks = {ttl for ttl, flags, _len in conn if flags & SYN_ACK == SYN_ACK}
+    data = _ttls(conn, data=True)
+    assert data, f"no reply data captured: {conn}"
     return result, syn_acks, data
 
 
@@ -146,3 +185,59 @@ def test_hop_limited_replies_are_counted(lab, container):
     # A data reply is not counted.
     assert get(container, "/latest/meta-data/instance-id").status == 200
     assert sum(n for (_who, reason), n in lab.stats().items() if reason == "hop_limited") == after
+
+
+def test_hop_limit_1_resets_the_containers_token_put(lab, container):
+    """EC2 (ec2-imds-behaviour.md §1.4, capture C3): a client one hop too
+    far completes the handshake, then gets "Connection reset by peer" on the
+    PUT, so clients without a read timeout (ec2metadata, cloud-init 22.4's
+    last wait_for_url attempt) fail instead of hanging.  The reset leaves at
+    the normal TTL; the reply's data only with TTL 1."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (Debian package curl)")
+    _set_hop_limit(lab, 1)
+    with Capture(lab.vm_ns(VM)) as cap:
+        start = time.monotonic()
+        p = _curl_token(container, 20)
+        elapsed = time.monotonic() - start
+        conn = _connection_segments(cap.tcp_segments(seconds=0.5))
+    assert p.returncode == 56 and "Connection reset by peer" in p.stderr, \
+        f"curl exited {p.returncode}: {p.stderr.strip()}"
+    assert p.stdout == "", p.stdout
+    assert elapsed < ACK_WAIT + 3, f"the reset came after {elapsed:.1f} s"
+    assert _ttls(conn, data=True) == {1}, f"token reply TTLs on the VM's eth0: {conn}"
+    assert _ttls(conn, flag=RST) == {NORMAL_TTL}, f"RST TTLs on the VM's eth0: {conn}"
+
+
+def test_hop_limit_2_container_token_ends_in_a_normal_close(lab, container):
+    """A client that gets the token reply sees it followed by a FIN at
+    once, and never a reset: imdsd waits for its ACK before letting the
+    socket go.  Segments without data keep the normal TTL."""
+    _set_hop_limit(lab, 2)
+    with Capture(lab.vm_ns(VM)) as cap:
+        with Connection(container, timeout=1.0) as c:
+            r = c.request("PUT", "/latest/api/token", TTL_HEADER)
+            end = _end_of_stream(c)
+            # Open past the deadline at which an unacknowledged reply is
+            # reset: only the ACK it got keeps this one from a reset.
+            conn = _connection_segments(cap.tcp_segments(seconds=ACK_WAIT + 0.5))
+    assert r.status == 200 and len(r.body) == 56, r
+    assert end == "eof", f"after the token reply: {end!r}"
+    assert _ttls(conn, data=True) == {2}, f"token reply TTLs on the VM's eth0: {conn}"
+    assert _ttls(conn, flag=FIN) == {NORMAL_TTL}, f"FIN TTLs on the VM's eth0: {conn}"
+    assert _ttls(conn, flag=RST) == set(), f"a reset after a delivered token reply: {conn}"
+
+
+def test_hop_limit_1_vm_token_ends_in_a_normal_close(lab, container):
+    """The VM itself, one hop away, gets its token and a normal close, with
+    no reset after it."""
+    _set_hop_limit(lab, 1)
+    with Capture(lab.vm_ns(VM)) as cap:
+        with Connection(lab.vm_ns(VM), timeout=1.0) as c:
+            r = c.request("PUT", "/latest/api/token", TTL_HEADER)
+            end = _end_of_stream(c)
+            conn = _connection_segments(cap.tcp_segments(seconds=ACK_WAIT + 0.5))
+    assert r.status == 200 and len(r.body) == 56, r
+    assert end == "eof", f"after the token reply: {end!r}"
+    assert _ttls(conn, data=True) == {1}, f"token reply TTLs on the VM's eth0: {conn}"
+    assert _ttls(conn, flag=RST) == set(), f"a reset after a delivered token reply: {conn}"
