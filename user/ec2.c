@@ -1,7 +1,8 @@
 /* ec2.c: compiles a VM description into the EC2 part of its tree ("ec2/"):
- * the meta-data given by the operator, the values derived from the VM's
- * identity where the operator gave none, public keys in EC2's "N=name"
- * form, user-data, and the instance identity document.  Layout: ec2.h. */
+ * the meta-data given by the operator, public keys in EC2's "N=name" form,
+ * user-data and the instance identity document; the steps of ec2_compile
+ * also run ec2_iam.c (iam/, tags/) and ec2_derive.c (values derived from
+ * the VM's identity where the operator gave none).  Layout: ec2.h. */
 #include "ec2.h"
 
 #include <arpa/inet.h>
@@ -11,26 +12,10 @@
 #include <string.h>
 
 #include "awsjson.h"
+#include "ec2_int.h"
 #include "jsonpos.h"
 
-#define EC2_META "ec2/meta-data/"
-#define EC2_JSON_PATH_MAX 2048
-
-struct ec2_ctx {
-	struct tree_builder *b;
-	const struct vm_desc *vm;
-	char *err;
-	size_t errlen;
-	char mac[18];
-	char ipv4[INET_ADDRSTRLEN];
-	/* the meta-data walk: current tree path and JSON path */
-	char tree[TREE_PATH_MAX + 2];
-	size_t tlen;
-	char json[EC2_JSON_PATH_MAX];
-	size_t jlen;
-};
-
-static int ec2_fail_msg(struct ec2_ctx *c, const char *json_sub, const char *why)
+int ec2_fail_msg(struct ec2_ctx *c, const char *json_sub, const char *why)
 {
 	snprintf(c->err, c->errlen, "%s%s: %s", c->vm->json_path, json_sub, why);
 	return -EINVAL;
@@ -38,7 +23,7 @@ static int ec2_fail_msg(struct ec2_ctx *c, const char *json_sub, const char *why
 
 /* Messages for the builder's errors; vmconf.c has checked most of this
  * already, so these are the last line of defence. */
-static int ec2_fail(struct ec2_ctx *c, const char *json_sub, int rc)
+int ec2_fail(struct ec2_ctx *c, const char *json_sub, int rc)
 {
 	if (rc == -ENOMEM)
 		return rc;
@@ -53,7 +38,7 @@ static int ec2_fail(struct ec2_ctx *c, const char *json_sub, int rc)
 
 /* A leaf body: strings as given, numbers as JSON writes them, arrays of
  * strings one per line (EC2's multi-valued leaves, e.g. security-groups). */
-static int ec2_leaf_body(const json_t *v, struct outbuf *body)
+int ec2_leaf_body(const json_t *v, struct outbuf *body)
 {
 	char num[40];
 	size_t i;
@@ -141,74 +126,75 @@ static int ec2_add_meta_data(struct ec2_ctx *c)
 	return ec2_map_object(c, c->vm->meta_data);
 }
 
-/* --- derived values --- */
+/* --- lookups shared with ec2_derive.c and ec2_iam.c --- */
 
-/* Adds a leaf unless the operator's meta-data already put something at
- * that path or above it: given keys win, derived ones fill the gaps. */
-static int ec2_add_default(struct ec2_ctx *c, const char *path, const char *value)
+const json_t *ec2_given(const struct vm_desc *vm, const char *path)
 {
-	int rc = tree_add_leaf(c->b, path, value, strlen(value), CT_TEXT);
+	const json_t *v = vm->meta_data;
+	char key[TREE_PATH_MAX + 1];
 
-	return rc == -EEXIST ? 0 : rc;
+	while (v && *path) {
+		size_t n = strcspn(path, "/");
+
+		if (!json_is_object(v) || n >= sizeof(key))
+			return NULL;
+		memcpy(key, path, n);
+		key[n] = '\0';
+		v = json_object_get(v, key);
+		path += n + (path[n] == '/');
+	}
+	return v;
 }
 
-static const json_t *ec2_meta_get(const struct vm_desc *vm, const char *dir, const char *key)
+int ec2_given_text(const struct vm_desc *vm, const char *path, char *out, size_t cap)
 {
-	const json_t *obj = vm->meta_data;
+	const json_t *v = ec2_given(vm, path);
+	struct outbuf body = { 0 };
+	int ok = 0;
 
-	if (obj && dir)
-		obj = json_object_get(obj, dir);
-	return obj && json_is_object(obj) ? json_object_get(obj, key) : NULL;
+	if (v && !json_is_object(v) && !ec2_leaf_body(v, &body) && body.len < cap) {
+		memcpy(out, body.data ? body.data : "", body.len);
+		out[body.len] = '\0';
+		ok = 1;
+	}
+	outbuf_free(&body);
+	return ok;
 }
 
 /* Region from an availability zone, as botocore derives it: "eu-west-1a"
- * minus its last letter.  0 if there is no zone or it does not end in a
- * letter. */
+ * minus its last letter. */
 static int ec2_region_from_az(const struct vm_desc *vm, char *out, size_t cap)
 {
-	const json_t *az = ec2_meta_get(vm, "placement", "availability-zone");
+	char az[256], last;
 	size_t len;
-	char last;
 
-	if (!az || !json_is_string(az))
+	if (!ec2_given_text(vm, "placement/availability-zone", az, sizeof(az)))
 		return 0;
-	len = json_string_length(az);
-	last = len ? json_string_value(az)[len - 1] : 0;
+	len = strlen(az);
+	last = len ? az[len - 1] : '\0';
 	if (len < 2 || len > cap || !((last >= 'a' && last <= 'z') || (last >= 'A' && last <= 'Z')))
 		return 0;
-	memcpy(out, json_string_value(az), len - 1);
+	memcpy(out, az, len - 1);
 	out[len - 1] = '\0';
 	return 1;
 }
 
-static int ec2_add_derived(struct ec2_ctx *c)
+int ec2_region(const struct vm_desc *vm, char *out, size_t cap)
 {
-	char eni[96], region[256];
-	int rc = 0;
+	return ec2_given_text(vm, "placement/region", out, cap) || ec2_region_from_az(vm, out, cap);
+}
 
-	snprintf(eni, sizeof(eni), EC2_META "network/interfaces/macs/%s/", c->mac);
-	const struct {
-		const char *dir, *key, *value;
-	} leaves[] = {
-		{ EC2_META, "instance-id", c->vm->instance_id },
-		{ EC2_META, "mac", c->mac },
-		{ EC2_META, "local-ipv4", c->ipv4 },
-		{ eni, "device-number", "0" },
-		{ eni, "local-ipv4s", c->ipv4 },
-		{ eni, "mac", c->mac },
-		/* the JS SDK reads placement/region, botocore the zone */
-		{ EC2_META "placement/", "region", ec2_region_from_az(c->vm, region, sizeof(region)) ? region : NULL },
-	};
+const char *ec2_account_id(const struct vm_desc *vm)
+{
+	char path[96], mac[18];
+	const json_t *v;
 
-	for (size_t i = 0; !rc && i < sizeof(leaves) / sizeof(leaves[0]); i++) {
-		char path[TREE_PATH_MAX + 1];
-
-		if (!leaves[i].value)
-			continue;
-		snprintf(path, sizeof(path), "%s%s", leaves[i].dir, leaves[i].key);
-		rc = ec2_add_default(c, path, leaves[i].value);
-	}
-	return rc ? ec2_fail(c, ".meta-data", rc) : 0;
+	if (vm->iam)
+		return vm->iam->account_id;
+	vmconf_format_mac(vm->mac, mac);
+	snprintf(path, sizeof(path), "network/interfaces/macs/%s/owner-id", mac);
+	v = ec2_given(vm, path);
+	return v && json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 /* --- public keys, user-data, root --- */
@@ -222,7 +208,7 @@ static int ec2_add_public_keys(struct ec2_ctx *c)
 
 	if (!vm->n_keys)
 		return 0;
-	if (ec2_meta_get(vm, NULL, "public-keys")) {
+	if (ec2_given(vm, "public-keys")) {
 		snprintf(c->err, c->errlen, "%s.meta-data.public-keys: public keys are also given in %s.public-keys; keep one",
 			 vm->json_path, vm->json_path);
 		return -EINVAL;
@@ -276,12 +262,16 @@ static json_t *ec2_doc_value(const json_t *v)
 
 static json_t *ec2_doc_region(const struct vm_desc *vm)
 {
-	const json_t *region = ec2_meta_get(vm, "placement", "region");
 	char buf[256];
 
-	if (region)
-		return ec2_doc_value(region);
-	return ec2_region_from_az(vm, buf, sizeof(buf)) ? json_string(buf) : json_null();
+	return ec2_region(vm, buf, sizeof(buf)) ? json_string(buf) : json_null();
+}
+
+static json_t *ec2_doc_account(const struct vm_desc *vm)
+{
+	const char *account = ec2_account_id(vm);
+
+	return account ? json_string(account) : json_null();
 }
 
 int ec2_identity_document(const struct vm_desc *vm, struct outbuf *out)
@@ -296,19 +286,19 @@ int ec2_identity_document(const struct vm_desc *vm, struct outbuf *out)
 		const char *key;
 		json_t *value;
 	} fields[] = {
-		{ "accountId", json_null() },
+		{ "accountId", ec2_doc_account(vm) },
 		{ "architecture", json_string("x86_64") },
-		{ "availabilityZone", ec2_doc_value(ec2_meta_get(vm, "placement", "availability-zone")) },
+		{ "availabilityZone", ec2_doc_value(ec2_given(vm, "placement/availability-zone")) },
 		{ "billingProducts", json_null() },
 		{ "devpayProductCodes", json_null() },
 		{ "marketplaceProductCodes", json_null() },
-		{ "imageId", ec2_doc_value(ec2_meta_get(vm, NULL, "ami-id")) },
+		{ "imageId", ec2_doc_value(ec2_given(vm, "ami-id")) },
 		{ "instanceId", json_string(vm->instance_id) },
-		{ "instanceType", ec2_doc_value(ec2_meta_get(vm, NULL, "instance-type")) },
-		{ "kernelId", ec2_doc_value(ec2_meta_get(vm, NULL, "kernel-id")) },
+		{ "instanceType", ec2_doc_value(ec2_given(vm, "instance-type")) },
+		{ "kernelId", ec2_doc_value(ec2_given(vm, "kernel-id")) },
 		{ "pendingTime", json_null() },
 		{ "privateIp", json_string(ip) },
-		{ "ramdiskId", ec2_doc_value(ec2_meta_get(vm, NULL, "ramdisk-id")) },
+		{ "ramdiskId", ec2_doc_value(ec2_given(vm, "ramdisk-id")) },
 		{ "region", ec2_doc_region(vm) },
 		{ "version", json_string("2017-09-30") },
 	};
@@ -339,7 +329,8 @@ int ec2_compile(struct tree_builder *b, const struct vm_desc *vm, char *err, siz
 {
 	/* Operator's meta-data first, so that it wins over derived values. */
 	static int (*const steps[])(struct ec2_ctx *) = {
-		ec2_add_meta_data, ec2_add_derived, ec2_add_public_keys, ec2_add_user_data, ec2_add_dynamic, ec2_add_root,
+		ec2_add_meta_data, ec2_add_public_keys, ec2_add_iam, ec2_add_tags,
+		ec2_add_derived, ec2_add_user_data, ec2_add_dynamic, ec2_add_root,
 	};
 	struct ec2_ctx *c = calloc(1, sizeof(*c));
 	int rc = 0;

@@ -2,10 +2,14 @@
  * maps "/latest/..." and every dated version onto it):
  *   ec2/                                  "dynamic\nmeta-data[\nuser-data]"
  *   ec2/meta-data/...                     the VM's "meta-data" object, plus
- *                                         derived instance-id, mac, local-ipv4,
- *                                         network/interfaces/macs/<mac>/...,
- *                                         placement/region (given keys win)
+ *                                         the categories every EC2 instance
+ *                                         has, derived from its identity
+ *                                         (ec2_derive.c; given keys win)
  *   ec2/meta-data/public-keys/            "0=name\n1=other", N/openssh-key
+ *   ec2/meta-data/iam/                    info, security-credentials/<role>
+ *                                         (and the unlisted -extended/<role>)
+ *                                         from the "iam" section (ec2_iam.c)
+ *   ec2/meta-data/tags/instance/<key>     the "tags", only when enabled
  *   ec2/user-data                         octet-stream, only when given
  *   ec2/dynamic/instance-identity/document
  * Details and the rules for each value: docs/vm-schema.md. */

@@ -362,8 +362,8 @@ static int http_write_head(struct outbuf *out, const struct http_response *r, ti
 	if (!ret && r->last_modified && !http_format_date(modified, (time_t)r->last_modified))
 		ret = outbuf_printf(out, "Last-Modified: %s\r\n", modified);
 	if (!ret)
-		ret = outbuf_printf(out, "Content-Length: %zu\r\nDate: %s\r\nServer: EC2ws\r\nConnection: %s\r\n\r\n",
-				    r->body_len, date, r->close ? "close" : "keep-alive");
+		ret = outbuf_printf(out, "Content-Length: %zu\r\nDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n",
+				    r->body_len, date, r->server ? r->server : "EC2ws", r->close ? "close" : "keep-alive");
 	return ret;
 }
 

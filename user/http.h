@@ -89,6 +89,7 @@ struct http_response {
 	bool head;	     /* HEAD: headers only, Content-Length of the body */
 	uint64_t last_modified; /* unix seconds; 0 = no Last-Modified */
 	const char *extra_headers; /* preformatted "Name: value\r\n" lines or NULL */
+	const char *server;	   /* Server header value; NULL = "EC2ws" (EC2's, on every reply) */
 };
 
 /* Appends status line, headers (Server: EC2ws, Date, Content-Type,

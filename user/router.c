@@ -10,11 +10,16 @@
  *  - methods other than GET/HEAD on data paths: 405 with "Allow: GET, HEAD";
  *  - 400 (bad TTL), 403 (X-Forwarded-For, dated token path) and 405 carry an
  *    empty text/plain body, like EC2's captured 405 and OPTIONS replies;
- *  - the connection stays open (keep-alive) unless the client asked to close
- *    or the reply carries a token; EC2 itself always closes, but keep-alive
- *    is what makes a metadata storm cheap and every client copes with both.
- *  - percent-escapes in the path are not decoded: no client sends them for
- *    EC2 paths, and tree lookups are exact, so nothing can escape the tree.
+ *  - the connection stays open (keep-alive) after a 200 unless the client
+ *    asked to close or the reply carries a token; EC2 itself always closes,
+ *    but keep-alive is what makes a metadata storm cheap and every client
+ *    copes with both.  Error replies (4xx, 5xx) close, as EC2's do: the AWS
+ *    JS SDK never reads an error body, so a kept-alive socket would keep its
+ *    Node process alive until the idle timeout (clients-findings, H8).
+ *  - percent-escapes in the path are decoded before dot segments are
+ *    resolved; tree lookups are exact, so nothing can escape the tree;
+ *  - token PUTs with Forwarded or Via get the same 403 as X-Forwarded-For,
+ *    unless the VM allows proxied token requests.
  */
 #include "router.h"
 
@@ -192,25 +197,67 @@ static size_t route_span(const char *url, size_t len, const char *stop)
 	return i;
 }
 
+static int route_hex(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = (char)(ch | 0x20);
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Decodes %HH escapes (RFC 3986 §2.1) of in[0..len) into out, which holds
+ * cap bytes.  Clients escape what is unsafe in a URL (Python's requests
+ * sends a key "a b" as "a%20b", "100%" as "100%25"), and tree lookups are
+ * exact, so decoding reaches only what is in the tree.  A '%' without two
+ * hex digits stays as is; %00 is refused.  The length, or -EINVAL. */
+static int route_percent_decode(const char *in, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	if (len >= cap)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		int hi = in[i] == '%' && i + 2 < len ? route_hex(in[i + 1]) : -1;
+		int lo = hi >= 0 ? route_hex(in[i + 2]) : -1;
+
+		if (lo < 0) {
+			out[o++] = in[i];
+			continue;
+		}
+		if (hi == 0 && lo == 0)
+			return -EINVAL;
+		out[o++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
 int route_normalize_path(const char *url, size_t url_len, char *out, size_t cap)
 {
 	size_t i, olen = 1, start = route_skip_authority(url, url_len);
 	size_t end = start + route_span(url + start, url_len - start, "?#");
 	bool keep_slash = true; /* "http://host" alone means "/" */
+	char path[HTTP_URL_MAX + 1];
+	int plen;
 
 	if (cap < 2 || (start == 0 && (end == 0 || url[0] != '/')))
 		return -EINVAL;
 	if (end < url_len && url[end] == '\0')
 		return -EINVAL;
+	/* Escapes are decoded first, so "%2e%2e" is ".." (RFC 3986 §6.2.2.2). */
+	plen = route_percent_decode(url + start, end - start, path, sizeof(path));
+	if (plen < 0)
+		return -EINVAL;
 	out[0] = '/';
-	/* i == end visits the empty segment after a trailing '/'. */
-	for (i = start; i <= end;) {
-		size_t n = route_span(url + i, end - i, "/");
+	/* i == plen visits the empty segment after a trailing '/'. */
+	for (i = 0; i <= (size_t)plen;) {
+		size_t n = route_span(path + i, (size_t)plen - i, "/");
 
-		if (route_push_segment(out, &olen, cap, url + i, n))
+		if (route_push_segment(out, &olen, cap, path + i, n))
 			return -EINVAL;
 		/* A trailing "/", "." or ".." names a directory (RFC 3986 §5.2.4). */
-		keep_slash = n == 0 || (n == 1 && url[i] == '.') || (n == 2 && url[i] == '.' && url[i + 1] == '.');
+		keep_slash = n == 0 || (n == 1 && path[i] == '.') || (n == 2 && path[i] == '.' && path[i + 1] == '.');
 		i += n + 1;
 	}
 	if (olen > 1 && !keep_slash)
@@ -276,6 +323,19 @@ static int route_parse_ttl(const struct http_header_value *h)
 	return ttl < TOKEN_TTL_MIN ? -EINVAL : ttl;
 }
 
+/* A token request that came through a proxy: X-Forwarded-For always (as
+ * on EC2); Forwarded (RFC 7239) and Via announce a proxy just as well, so
+ * they are refused too unless the VM's proxied-token-requests option is
+ * "allow" (EC2's handling of them is unverified, spec §1.1). */
+static bool route_is_proxied(const struct route_call *rc)
+{
+	const struct http_request *req = rc->req;
+
+	if (req->forwarded_for.present)
+		return true;
+	return !rc->meta->allow_proxied && (req->forwarded.present || req->via.present);
+}
+
 static void route_token_put(struct route_call *rc)
 {
 	const struct http_request *req = rc->req;
@@ -283,7 +343,7 @@ static void route_token_put(struct route_call *rc)
 
 	/* "PUT requests are rejected if they contain an X-Forwarded-For
 	 * header" (D-how): a proxy in the guest must not obtain tokens. */
-	if (req->forwarded_for.present) {
+	if (route_is_proxied(rc)) {
 		route_empty(rc, 403);
 	} else if (ttl < 0) {
 		route_empty(rc, 400);
@@ -448,7 +508,7 @@ int route_request(const struct route_ctx *ctx, const struct http_request *req, s
 		route_dispatch(&rc);
 	}
 	res->status = rc.resp.status;
-	res->close = res->close || !req->keep_alive;
+	res->close = res->close || !req->keep_alive || rc.resp.status >= 400;
 	rc.resp.close = res->close;
 	rc.resp.head = req->method == HTTP_M_HEAD;
 	return http_write_response(out, &rc.resp, ctx->now);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "flavors.h"
@@ -30,6 +31,7 @@
 struct vc {
 	struct vm_set *set;
 	struct conf_error *err;
+	char now[VMCONF_TIME_LEN + 1]; /* load time, the default "last-updated" */
 };
 
 /* One field of an object: its parser gets the field's value and path.
@@ -489,6 +491,9 @@ static int vc_check_meta_key(struct vc *c, const char *key, const char *path)
 		return vc_fail(c, path, "empty key");
 	if (!strcmp(key, ".") || !strcmp(key, ".."))
 		return vc_fail(c, path, "key must not be \".\" or \"..\"");
+	/* cloud-init strips each listing line before fetching it. */
+	if (key[0] == ' ' || key[strlen(key) - 1] == ' ')
+		return vc_fail(c, path, "key must not start or end with a space");
 	for (const char *k = key; *k; k++) {
 		if (*k == '/')
 			return vc_fail(c, path, "key must not contain '/'");
@@ -563,6 +568,35 @@ static int vc_check_meta_value(struct vc *c, json_t *v, struct vc_path *p, size_
 	}
 }
 
+/* Interfaces are listed by lower-case MAC (spec §1.6), and imds derives
+ * the VM's own interface under its lower-case MAC: an upper-case key would
+ * make a second directory for the same interface. */
+static int vc_check_mac_keys(struct vc *c, json_t *md, const char *path)
+{
+	json_t *macs = json_object_get(json_object_get(json_object_get(md, "network"), "interfaces"), "macs");
+	char sub[VC_PATH_MAX], q[VC_QUOTE_MAX];
+	const char *key;
+	uint8_t mac[6];
+	json_t *val;
+
+	if (!json_is_object(macs))
+		return 0;
+	json_object_foreach(macs, key, val) {
+		char lower[18];
+
+		if (vmconf_parse_mac(key, mac))
+			continue;
+		vmconf_format_mac(mac, lower);
+		if (!strcmp(key, lower))
+			continue;
+		jsonpos_append_key(sub, sizeof(sub),
+				   (size_t)snprintf(sub, sizeof(sub), "%s.network.interfaces.macs", path), key);
+		vc_quote(key, strlen(key), q);
+		return vc_fail(c, sub, "MAC %s must be written in lower case, as EC2 lists it (\"%s\")", q, lower);
+	}
+	return 0;
+}
+
 static int vc_parse_meta_data(struct vc *c, void *target, json_t *v, const char *path)
 {
 	struct vm_desc *vm = target;
@@ -571,12 +605,23 @@ static int vc_parse_meta_data(struct vc *c, void *target, json_t *v, const char 
 
 	if (!json_is_object(v))
 		return vc_expect(c, path, v, "an object");
+	/* Tags in meta-data would be served whatever the VM's
+	 * instance-metadata-tags option says. */
+	if (json_object_get(v, "tags")) {
+		char sub[VC_PATH_MAX];
+
+		snprintf(sub, sizeof(sub), "%s.tags", path);
+		return vc_fail(c, sub, "give tags in %s.tags (served when options.instance-metadata-tags is \"enabled\")",
+			       vm->json_path);
+	}
 	p = malloc(sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->len = (size_t)snprintf(p->s, sizeof(p->s), "%s", path);
 	rc = vc_check_meta_object(c, v, p, VC_META_PREFIX_LEN);
 	free(p);
+	if (!rc)
+		rc = vc_check_mac_keys(c, v, path);
 	if (!rc)
 		vm->meta_data = v;
 	return rc;
@@ -776,6 +821,295 @@ static int vc_parse_public_keys(struct vc *c, void *target, json_t *v, const cha
 	return vc_check_key_names(c, vm, path);
 }
 
+/* --- iam --- */
+
+int vmconf_check_time(const char *s, size_t len)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+	static const int mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int year, mon, day, hour, min, sec;
+
+	if (len != VMCONF_TIME_LEN)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++)
+		if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
+			return -EINVAL;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &year, &mon, &day, &hour, &min, &sec) != 6)
+		return -EINVAL;
+	if (mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] || hour > 23 || min > 59 || sec > 59)
+		return -EINVAL;
+	/* February 29th only in leap years. */
+	if (mon == 2 && day == 29 && (year % 4 || (year % 100 == 0 && year % 400)))
+		return -EINVAL;
+	return 0;
+}
+
+static int vc_parse_time(struct vc *c, json_t *v, const char *path, char out[VMCONF_TIME_LEN + 1])
+{
+	char q[VC_QUOTE_MAX];
+
+	if (!json_is_string(v))
+		return vc_expect(c, path, v, "a string");
+	if (vmconf_check_time(json_string_value(v), json_string_length(v))) {
+		vc_quote_json(v, q);
+		return vc_fail(c, path, "%s is not a valid UTC time of the form YYYY-MM-DDTHH:MM:SSZ", q);
+	}
+	memcpy(out, json_string_value(v), VMCONF_TIME_LEN + 1);
+	return 0;
+}
+
+/* A string of `min`..`max` bytes whose every byte is in `allowed` (NULL:
+ * printable ASCII without spaces); *out is a copy. */
+static int vc_parse_token_string(struct vc *c, json_t *v, const char *path, size_t min, size_t max,
+				 const char *allowed, const char *what, char **out)
+{
+	char q[VC_QUOTE_MAX];
+	const char *s;
+	size_t len;
+
+	if (!json_is_string(v))
+		return vc_expect(c, path, v, "a string");
+	s = json_string_value(v);
+	len = json_string_length(v);
+	vc_quote(s, len, q);
+	if (len < min || len > max)
+		return vc_fail(c, path, "%s must be %zu to %zu characters long", q, min, max);
+	for (size_t i = 0; i < len; i++) {
+		bool ok = allowed ? (s[i] && strchr(allowed, s[i]) != NULL) : (s[i] > ' ' && s[i] <= '~');
+
+		if (!ok)
+			return vc_fail(c, path, "%s: character %zu is not allowed in %s", q, i + 1, what);
+	}
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+#define VC_ALNUM "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+static int vc_parse_iam_role(struct vc *c, void *target, json_t *v, const char *path)
+{
+	/* IAM's role name rule: [\w+=,.@-]{1,64}. */
+	return vc_parse_token_string(c, v, path, 1, 64, VC_ALNUM "+=,.@_-", "a role name",
+				     &((struct vm_iam *)target)->role);
+}
+
+/* arn:PARTITION:iam::ACCOUNT:instance-profile/NAME; the account is
+ * copied to `account` (13 bytes). */
+static int vc_split_profile_arn(const char *s, char *account)
+{
+	const char *p = s, *colon;
+
+	if (strncmp(p, "arn:", 4))
+		return -EINVAL;
+	p += 4;
+	colon = strchr(p, ':');
+	if (!colon || colon == p || strncmp(colon, ":iam::", 6))
+		return -EINVAL;
+	p = colon + 6;
+	if (strspn(p, "0123456789") != VMCONF_ACCOUNT_LEN || p[VMCONF_ACCOUNT_LEN] != ':')
+		return -EINVAL;
+	memcpy(account, p, VMCONF_ACCOUNT_LEN);
+	account[VMCONF_ACCOUNT_LEN] = '\0';
+	p += VMCONF_ACCOUNT_LEN + 1;
+	if (strncmp(p, "instance-profile/", 17) || !p[17] || p[strlen(p) - 1] == '/')
+		return -EINVAL;
+	return 0;
+}
+
+static int vc_parse_iam_arn(struct vc *c, void *target, json_t *v, const char *path)
+{
+	struct vm_iam *iam = target;
+	char account[VMCONF_ACCOUNT_LEN + 1], q[VC_QUOTE_MAX];
+	int rc = vc_parse_token_string(c, v, path, 1, 2048, NULL, "an ARN", &iam->profile_arn);
+
+	if (rc)
+		return rc;
+	if (vc_split_profile_arn(iam->profile_arn, account)) {
+		vc_quote_json(v, q);
+		return vc_fail(c, path, "%s is not an instance profile ARN (arn:PARTITION:iam::ACCOUNT:instance-profile/NAME)",
+			       q);
+	}
+	/* The account named by "account-id" (parsed later) must agree. */
+	memcpy(iam->account_id, account, sizeof(account));
+	return 0;
+}
+
+static int vc_parse_iam_profile_id(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_token_string(c, v, path, 21, 21, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+				     "an instance profile id", &((struct vm_iam *)target)->profile_id);
+}
+
+static int vc_parse_iam_account(struct vc *c, void *target, json_t *v, const char *path)
+{
+	struct vm_iam *iam = target;
+	char q[VC_QUOTE_MAX];
+
+	if (!json_is_string(v))
+		return vc_expect(c, path, v, "a string");
+	vc_quote_json(v, q);
+	if (json_string_length(v) != VMCONF_ACCOUNT_LEN || strspn(json_string_value(v), "0123456789") != VMCONF_ACCOUNT_LEN)
+		return vc_fail(c, path, "%s is not a 12-digit account id", q);
+	if (strcmp(iam->account_id, json_string_value(v)))
+		return vc_fail(c, path, "%s differs from the account %s of instance-profile-arn", q, iam->account_id);
+	return 0;
+}
+
+static int vc_parse_iam_updated(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_time(c, v, path, ((struct vm_iam *)target)->last_updated);
+}
+
+static int vc_parse_cred_key_id(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_token_string(c, v, path, 16, 128, VC_ALNUM, "an access key id",
+				     &((struct vm_iam *)target)->access_key_id);
+}
+
+static int vc_parse_cred_secret(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_token_string(c, v, path, 1, 1024, NULL, "a secret access key",
+				     &((struct vm_iam *)target)->secret_access_key);
+}
+
+static int vc_parse_cred_token(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_token_string(c, v, path, 1, 8192, NULL, "a session token", &((struct vm_iam *)target)->token);
+}
+
+static int vc_parse_cred_expiration(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_time(c, v, path, ((struct vm_iam *)target)->expiration);
+}
+
+static const struct vc_field vc_cred_fields[] = {
+	{ "access-key-id", 1, vc_parse_cred_key_id },
+	{ "secret-access-key", 1, vc_parse_cred_secret },
+	{ "token", 1, vc_parse_cred_token },
+	{ "expiration", 1, vc_parse_cred_expiration },
+};
+
+static int vc_parse_iam_creds(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_object(c, target, v, path, vc_cred_fields, sizeof(vc_cred_fields) / sizeof(vc_cred_fields[0]),
+			       "field");
+}
+
+/* The ARN before account-id, which is checked against it. */
+static const struct vc_field vc_iam_fields[] = {
+	{ "role", 1, vc_parse_iam_role },
+	{ "instance-profile-arn", 1, vc_parse_iam_arn },
+	{ "instance-profile-id", 0, vc_parse_iam_profile_id },
+	{ "account-id", 0, vc_parse_iam_account },
+	{ "last-updated", 0, vc_parse_iam_updated },
+	{ "credentials", 1, vc_parse_iam_creds },
+};
+
+static void vc_free_iam(struct vm_iam *iam)
+{
+	if (!iam)
+		return;
+	free(iam->role);
+	free(iam->profile_arn);
+	free(iam->profile_id);
+	free(iam->access_key_id);
+	free(iam->secret_access_key);
+	free(iam->token);
+	free(iam);
+}
+
+static int vc_parse_iam(struct vc *c, void *target, json_t *v, const char *path)
+{
+	struct vm_desc *vm = target;
+	char sub[VC_PATH_MAX];
+
+	/* Both would describe meta-data/iam/. */
+	if (vm->meta_data && json_object_get(vm->meta_data, "iam")) {
+		snprintf(sub, sizeof(sub), "%s.meta-data.iam", vm->json_path);
+		return vc_fail(c, sub, "the IAM role is given here and in %s; keep one", path);
+	}
+	vm->iam = calloc(1, sizeof(*vm->iam));
+	if (!vm->iam)
+		return -ENOMEM;
+	memcpy(vm->iam->last_updated, c->now, sizeof(c->now));
+	return vc_parse_object(c, vm->iam, v, path, vc_iam_fields, sizeof(vc_iam_fields) / sizeof(vc_iam_fields[0]),
+			       "field");
+}
+
+/* --- tags --- */
+
+/* EC2's rule for tags that instance metadata shows (D-tag): the key is a
+ * path segment, so no '/' and no spaces. */
+#define VC_TAG_KEY_CHARS VC_ALNUM "+-=.,_:@"
+#define VC_TAG_KEY_MAX 128
+#define VC_TAG_VALUE_MAX 256
+
+static size_t vc_utf8_chars(const char *s, size_t len)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < len; i++)
+		n += ((unsigned char)s[i] & 0xc0) != 0x80;
+	return n;
+}
+
+static int vc_check_tag_key(struct vc *c, const char *key, const char *path)
+{
+	size_t len = strlen(key), bad = strspn(key, VC_TAG_KEY_CHARS);
+	char q[VC_QUOTE_MAX];
+
+	vc_quote(key, len, q);
+	if (len == 0 || len > VC_TAG_KEY_MAX)
+		return vc_fail(c, path, "tag key %s must be 1 to %d characters long", q, VC_TAG_KEY_MAX);
+	if (bad < len)
+		return vc_fail(c, path, "tag key %s: character %zu is not one of A-Z a-z 0-9 + - = . , _ : @", q, bad + 1);
+	if (!strcmp(key, ".") || !strcmp(key, "..") || !strcmp(key, "_index"))
+		return vc_fail(c, path, "tag key %s is reserved (\".\", \"..\" and \"_index\" are)", q);
+	return 0;
+}
+
+static int vc_check_tag_value(struct vc *c, json_t *v, const char *path)
+{
+	const char *s;
+	size_t len;
+
+	if (!json_is_string(v))
+		return vc_expect(c, path, v, "a string");
+	s = json_string_value(v);
+	len = json_string_length(v);
+	if (vc_utf8_chars(s, len) > VC_TAG_VALUE_MAX)
+		return vc_fail(c, path, "tag value is %zu characters, more than the %d allowed", vc_utf8_chars(s, len),
+			       VC_TAG_VALUE_MAX);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return vc_fail(c, path, "tag value must not contain control characters (byte %zu)", i + 1);
+	return 0;
+}
+
+static int vc_parse_tags(struct vc *c, void *target, json_t *v, const char *path)
+{
+	struct vm_desc *vm = target;
+	char sub[VC_PATH_MAX];
+	const char *key;
+	json_t *val;
+
+	if (!json_is_object(v))
+		return vc_expect(c, path, v, "an object");
+	json_object_foreach(v, key, val) {
+		size_t len = (size_t)snprintf(sub, sizeof(sub), "%s", path);
+		int rc;
+
+		jsonpos_append_key(sub, sizeof(sub), len, key);
+		rc = vc_check_tag_key(c, key, sub);
+		if (!rc)
+			rc = vc_check_tag_value(c, val, sub);
+		if (rc)
+			return rc;
+	}
+	vm->tags = v;
+	return 0;
+}
+
 /* --- a VM, the file --- */
 
 /* Order matters: user-data before user-data-base64 and meta-data before
@@ -791,6 +1125,8 @@ static const struct vc_field vc_vm_fields[] = {
 	{ "user-data", 0, vc_parse_user_data },
 	{ "user-data-base64", 0, vc_parse_user_data_b64 },
 	{ "public-keys", 0, vc_parse_public_keys },
+	{ "iam", 0, vc_parse_iam },
+	{ "tags", 0, vc_parse_tags },
 	{ "openstack", 0, vc_parse_openstack },
 	{ "gce", 0, vc_parse_gce },
 	{ "azure", 0, vc_parse_azure },
@@ -888,7 +1224,12 @@ static int vc_load_json(struct vm_set *set, struct conf_error *err)
 int vmconf_parse(const char *source, const char *text, size_t len, struct vm_set *out, struct conf_error *err)
 {
 	struct vc c = { .set = out, .err = err };
+	time_t now = time(NULL);
+	struct tm tm;
 	int rc = -ENOMEM;
+
+	if (gmtime_r(&now, &tm))
+		strftime(c.now, sizeof(c.now), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
 	memset(out, 0, sizeof(*out));
 	err->text[0] = '\0';
@@ -984,6 +1325,7 @@ void vmconf_free(struct vm_set *set)
 		free(vm->keys);
 		free(vm->user_data);
 		free(vm->name);
+		vc_free_iam(vm->iam);
 	}
 	free(set->vms);
 	json_decref(set->root);

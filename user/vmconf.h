@@ -18,6 +18,25 @@ struct vm_key {
 	char *openssh_key;
 };
 
+/* "YYYY-MM-DDTHH:MM:SSZ": the only timestamp form botocore accepts for
+ * credentials (strptime "%Y-%m-%dT%H:%M:%SZ"). */
+#define VMCONF_TIME_LEN 20
+#define VMCONF_ACCOUNT_LEN 12
+
+/* The "iam" section: instance profile and role credentials (EC2's
+ * iam/info and iam/security-credentials/<role>).  Strings owned. */
+struct vm_iam {
+	char *role;
+	char *profile_arn;
+	char *profile_id; /* NULL: derived from the ARN (ec2_iam.c) */
+	char account_id[VMCONF_ACCOUNT_LEN + 1];   /* given, else the ARN's */
+	char last_updated[VMCONF_TIME_LEN + 1]; /* given, else the load time */
+	char *access_key_id;
+	char *secret_access_key;
+	char *token;
+	char expiration[VMCONF_TIME_LEN + 1];
+};
+
 struct vm_desc {
 	char instance_id[IMDS_INSTANCE_ID_MAX];
 	uint8_t mac[6];
@@ -37,6 +56,8 @@ struct vm_desc {
 	size_t user_data_len;
 	struct vm_key *keys; /* owned */
 	size_t n_keys;
+	struct vm_iam *iam;  /* owned; NULL when absent */
+	json_t *tags;	     /* borrowed, validated: key -> string; NULL when absent */
 	json_t *record; /* borrowed: the VM's whole object, for other flavors */
 	char json_path[32]; /* "vms[3]", for messages */
 };
@@ -64,6 +85,10 @@ void vmconf_free(struct vm_set *set);
  * json_path is like "vms[2].mac".  Returns -EINVAL for convenience. */
 int vmconf_error_at(const struct vm_set *set, struct conf_error *err, const char *json_path, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* 0 if `s` is exactly "YYYY-MM-DDTHH:MM:SSZ" and a real UTC date and
+ * time, else -EINVAL. */
+int vmconf_check_time(const char *s, size_t len);
 
 /* "52:54:00:12:34:56" <-> bytes.  Parse: 0 or -EINVAL. */
 int vmconf_parse_mac(const char *text, uint8_t mac[6]);

@@ -74,13 +74,19 @@ static void test_derived_fields(void **state)
 
 	(void)state;
 	compile_doc("", &c);
-	expect_node(&c, "ec2/meta-data/", "instance-id\nlocal-ipv4\nmac\nnetwork/");
+	expect_node(&c, "ec2/meta-data/",
+		    "ami-launch-index\nami-manifest-path\nblock-device-mapping/\nevents/\nhostname\ninstance-action\n"
+		    "instance-id\ninstance-life-cycle\nlocal-hostname\nlocal-ipv4\nmac\nnetwork/\nprofile\n"
+		    "reservation-id\nsecurity-groups\nservices/");
 	expect_node(&c, "ec2/meta-data/instance-id", "i-abc");
 	expect_node(&c, "ec2/meta-data/mac", "52:54:00:aa:0b:0c"); /* lowercase */
 	expect_node(&c, "ec2/meta-data/local-ipv4", "10.1.2.3");
 	expect_node(&c, "ec2/meta-data/network/", "interfaces/");
 	expect_node(&c, "ec2/meta-data/network/interfaces/macs/", "52:54:00:aa:0b:0c/");
-	expect_node(&c, ENI, "device-number\nlocal-ipv4s\nmac");
+	expect_node(&c, ENI,
+		    "device-number\ninterface-id\nlocal-hostname\nlocal-ipv4s\nmac\nnetwork-card-index\n"
+		    "security-group-ids\nsecurity-groups\nsubnet-id\nsubnet-ipv4-cidr-block\nvpc-id\n"
+		    "vpc-ipv4-cidr-block\nvpc-ipv4-cidr-blocks");
 	expect_node(&c, ENI "device-number", "0");
 	expect_node(&c, ENI "local-ipv4s", "10.1.2.3");
 	expect_node(&c, ENI "mac", "52:54:00:aa:0b:0c");
@@ -106,12 +112,15 @@ static void test_merge(void **state)
 	expect_node(&c, "ec2/meta-data/instance-id", "i-given");
 	expect_node(&c, "ec2/meta-data/mac/", "odd");
 	expect_absent(&c, "ec2/meta-data/mac");
-	expect_node(&c, ENI, "device-number\nlocal-ipv4s\nmac\nsubnet-id");
+	expect_node(&c, ENI,
+		    "device-number\ninterface-id\nlocal-hostname\nlocal-ipv4s\nmac\nnetwork-card-index\n"
+		    "security-group-ids\nsecurity-groups\nsubnet-id\nsubnet-ipv4-cidr-block\nvpc-id\n"
+		    "vpc-ipv4-cidr-block\nvpc-ipv4-cidr-blocks");
 	expect_node(&c, ENI "device-number", "1");
 	expect_node(&c, ENI "subnet-id", "subnet-1");
 	expect_node(&c, ENI "local-ipv4s", "10.1.2.3");
 	/* region from the zone, for clients that read placement/region */
-	expect_node(&c, "ec2/meta-data/placement/", "availability-zone\nregion");
+	expect_node(&c, "ec2/meta-data/placement/", "availability-zone\navailability-zone-id\nregion");
 	expect_node(&c, "ec2/meta-data/placement/region", "eu-north-1");
 	compiled_free(&c);
 
@@ -159,7 +168,10 @@ static void test_public_keys(void **state)
 	expect_node(&c, "ec2/meta-data/public-keys/0/", "openssh-key");
 	expect_node(&c, "ec2/meta-data/public-keys/0/openssh-key", "ssh-ed25519 AAAA alice@a");
 	expect_node(&c, "ec2/meta-data/public-keys/1/openssh-key", "ssh-rsa BBBB bob@b");
-	expect_node(&c, "ec2/meta-data/", "instance-id\nlocal-ipv4\nmac\nnetwork/\npublic-keys/");
+	expect_node(&c, "ec2/meta-data/",
+		    "ami-launch-index\nami-manifest-path\nblock-device-mapping/\nevents/\nhostname\ninstance-action\n"
+		    "instance-id\ninstance-life-cycle\nlocal-hostname\nlocal-ipv4\nmac\nnetwork/\nprofile\n"
+		    "public-keys/\nreservation-id\nsecurity-groups\nservices/");
 	compiled_free(&c);
 }
 

@@ -540,6 +540,20 @@ static void test_response_head_and_close(void **state)
 	outbuf_free(&out);
 }
 
+/* Another flavor names its own server (GCE's "Metadata Server for VM"). */
+static void test_response_server_name(void **state)
+{
+	struct outbuf out = { 0 };
+	struct http_response r = { .status = 200, .ctype = CT_JSON, .body = "{}", .body_len = 2,
+				   .server = "Metadata Server for VM" };
+
+	(void)state;
+	assert_int_equal(http_write_response(&out, &r, 1700000000), 0);
+	assert_non_null(strstr(out.data, "\r\nServer: Metadata Server for VM\r\n"));
+	assert_null(strstr(out.data, "EC2ws"));
+	outbuf_free(&out);
+}
+
 static void test_ctypes_and_reasons(void **state)
 {
 	static const struct {
@@ -593,6 +607,7 @@ int main(void)
 		cmocka_unit_test(test_date),
 		cmocka_unit_test(test_response_bytes),
 		cmocka_unit_test(test_response_head_and_close),
+		cmocka_unit_test(test_response_server_name),
 		cmocka_unit_test(test_ctypes_and_reasons),
 	};
 

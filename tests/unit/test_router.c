@@ -32,7 +32,7 @@ struct vm_tree {
 	struct tree_view view;
 };
 
-static struct vm_tree optional_vm, required_vm;
+static struct vm_tree optional_vm, required_vm, proxied_vm;
 
 /* One routed request and its reply. */
 struct reply {
@@ -48,10 +48,11 @@ struct route_run {
 	struct reply *r;
 };
 
-static void build_vm(struct vm_tree *vm, uint8_t tokens)
+static void build_vm(struct vm_tree *vm, uint8_t tokens, uint8_t allow_proxied)
 {
 	struct tree_builder *b = tree_builder_new();
-	struct tree_meta meta = { .slot = 1, .last_modified = LAST_MODIFIED, .http_tokens = tokens, .hop_limit = 1 };
+	struct tree_meta meta = { .slot = 1, .last_modified = LAST_MODIFIED, .http_tokens = tokens, .hop_limit = 1,
+				  .allow_proxied = allow_proxied };
 	static const char doc[] = "{\n  \"instanceId\" : \"" IID "\"\n}";
 
 	assert_non_null(b);
@@ -71,8 +72,9 @@ static void build_vm(struct vm_tree *vm, uint8_t tokens)
 static int setup(void **state)
 {
 	(void)state;
-	build_vm(&optional_vm, IMDS_TOKENS_OPTIONAL);
-	build_vm(&required_vm, IMDS_TOKENS_REQUIRED);
+	build_vm(&optional_vm, IMDS_TOKENS_OPTIONAL, 0);
+	build_vm(&required_vm, IMDS_TOKENS_REQUIRED, 0);
+	build_vm(&proxied_vm, IMDS_TOKENS_OPTIONAL, 1);
 	return 0;
 }
 
@@ -81,6 +83,7 @@ static int teardown(void **state)
 	(void)state;
 	free(optional_vm.img);
 	free(required_vm.img);
+	free(proxied_vm.img);
 	return 0;
 }
 
@@ -309,6 +312,44 @@ static void test_token_put_forwarded(void **state)
 	expect_status_line(&r, "HTTP/1.1 403 Forbidden");
 	expect_body(&r, "");
 	assert_false(r.res.token_reply);
+	reply_free(&r);
+}
+
+/* Forwarded (RFC 7239) and Via announce a proxy as X-Forwarded-For does:
+ * 403 unless the VM allows proxied token requests; X-Forwarded-For stays
+ * refused even then. */
+static void test_token_put_proxy_headers(void **state)
+{
+	static const char *const proxied[] = { "Forwarded: for=10.1.1.1\r\n", "Via: 1.1 squid\r\n",
+					       "forwarded: for=\"[2001:db8::1]\"\r\n", "VIA: 1.0 a, 1.1 b\r\n" };
+	struct reply r;
+	char raw[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(proxied) / sizeof(proxied[0]); i++) {
+		snprintf(raw, sizeof(raw), "PUT /latest/api/token HTTP/1.1\r\nHost: 169.254.169.254\r\n"
+			 "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n%s\r\n", proxied[i]);
+		route(raw, &r);
+		expect_status_line(&r, "HTTP/1.1 403 Forbidden");
+		expect_body(&r, "");
+		assert_false(r.res.token_reply);
+		reply_free(&r);
+		route_at(&proxied_vm, NOW, raw, &r);
+		expect_status_line(&r, "HTTP/1.1 200 OK");
+		assert_int_equal(r.body_len, TOKEN_TEXT_LEN);
+		assert_true(r.res.token_reply);
+		reply_free(&r);
+	}
+	route_at(&proxied_vm, NOW,
+		 "PUT /latest/api/token HTTP/1.1\r\nHost: 169.254.169.254\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n"
+		 "X-Forwarded-For: 10.1.1.1\r\n\r\n",
+		 &r);
+	expect_status_line(&r, "HTTP/1.1 403 Forbidden");
+	reply_free(&r);
+	/* Plain GETs with those headers are served (only token requests are
+	 * about proxies handing out tokens). */
+	route("GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nVia: 1.1 squid\r\nForwarded: for=a\r\n\r\n", &r);
+	expect_status_line(&r, "HTTP/1.1 200 OK");
 	reply_free(&r);
 }
 
@@ -676,6 +717,21 @@ static void test_connection(void **state)
 	expect_header(&r, "Connection", "close");
 	assert_true(r.res.close);
 	reply_free(&r);
+	/* Error replies close, as EC2's do (a client that never reads the
+	 * error body must not hold the connection open). */
+	route("GET /latest/meta-data/nope HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", &r);
+	expect_status_line(&r, "HTTP/1.1 404 Not Found");
+	expect_header(&r, "Connection", "close");
+	assert_true(r.res.close);
+	reply_free(&r);
+	route_at(&required_vm, NOW, "GET /latest/meta-data/instance-id HTTP/1.1\r\n\r\n", &r);
+	expect_status_line(&r, "HTTP/1.1 401 Unauthorized");
+	expect_header(&r, "Connection", "close");
+	reply_free(&r);
+	put_token("X-aws-ec2-metadata-token-ttl-seconds: 0\r\n", &r);
+	expect_status_line(&r, "HTTP/1.1 400 Bad Request");
+	expect_header(&r, "Connection", "close");
+	reply_free(&r);
 	/* A token reply always closes, even when the client would keep alive. */
 	put_token("X-aws-ec2-metadata-token-ttl-seconds: 60\r\nConnection: keep-alive\r\n", &r);
 	expect_header(&r, "Connection", "close");
@@ -723,6 +779,15 @@ static void test_normalize(void **state)
 		{ "http://169.254.169.254/latest/", "/latest/" },
 		{ "HTTP://169.254.169.254", "/" },
 		{ "http://169.254.169.254?x", "/" },
+		/* escapes are decoded, then dot segments resolved */
+		{ "/latest/meta-data/a%20b", "/latest/meta-data/a b" },
+		{ "/x/100%25", "/x/100%" },
+		{ "/%6C%61test/", "/latest/" },
+		{ "/a/%2e%2E/b", "/b" },
+		{ "/a%2Fb", "/a/b" },
+		{ "/a%", "/a%" },
+		{ "/a%4", "/a%4" },
+		{ "/a%zz/", "/a%zz/" },
 	};
 	char out[64];
 
@@ -749,6 +814,7 @@ static void test_normalize_errors(void **state)
 	assert_int_equal(route_normalize_path("*", 1, out, sizeof(out)), -EINVAL);
 	assert_int_equal(route_normalize_path("?x", 2, out, sizeof(out)), -EINVAL);
 	assert_int_equal(route_normalize_path("/a\0b", 4, out, sizeof(out)), -EINVAL);
+	assert_int_equal(route_normalize_path("/a%00b", 6, out, sizeof(out)), -EINVAL);
 	/* Output that does not fit: 15 bytes + NUL is the most. */
 	assert_int_equal(route_normalize_path("/0123456789abcd", 15, out, sizeof(out)), 15);
 	assert_int_equal(route_normalize_path("/0123456789abcde", 16, out, sizeof(out)), -EINVAL);
@@ -763,6 +829,7 @@ int main(void)
 		cmocka_unit_test(test_token_ttl_rules),
 		cmocka_unit_test(test_token_ttl_echo),
 		cmocka_unit_test(test_token_put_forwarded),
+		cmocka_unit_test(test_token_put_proxy_headers),
 		cmocka_unit_test(test_token_put_curl),
 		cmocka_unit_test(test_token_path_methods),
 		cmocka_unit_test(test_dated_token_path),

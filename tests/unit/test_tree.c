@@ -263,7 +263,7 @@ static void test_view_rejects_bad_headers(void **state)
 	h->magic ^= 1;
 	assert_int_equal(tree_view_init(&v, copy, t.len), -EINVAL);
 	h->magic ^= 1;
-	h->version = 2;
+	h->version = TREE_VERSION + 1;
 	assert_int_equal(tree_view_init(&v, copy, t.len), -EINVAL);
 	h->version = TREE_VERSION;
 	h->n_nodes = 0x10000000;

@@ -141,7 +141,7 @@ static void test_example_bad_mac_position(void **state)
 	assert_non_null(at);
 	memcpy(at, "52:54:00:zz:00:02", 17);
 	assert_int_equal(vmconf_parse("vms.json", text, (size_t)len, &set, &err), -EINVAL);
-	assert_string_equal(err.text, "vms.json:33:14: vms[1].mac: \"52:54:00:zz:00:02\" is not a MAC address");
+	assert_string_equal(err.text, "vms.json:52:14: vms[1].mac: \"52:54:00:zz:00:02\" is not a MAC address");
 	free(text);
 }
 
@@ -192,7 +192,7 @@ static void test_missing_and_unknown_fields(void **state)
 	expect_error(doc1(ID, MAC, IP, "\"hostname\": \"x\""), "t.json:6:13: vms[0].hostname: unknown field");
 	expect_error(doc1(ID, MAC, IP, "\"user.data\": 1"), "t.json:6:14: vms[0][\"user.data\"]: unknown field");
 	/* Reserved for the other flavors: accepted, whatever they hold. */
-	expect_ok(doc1(ID, MAC, IP, "\"openstack\": {\"x\": 1}, \"gce\": [], \"azure\": null"));
+	expect_ok(doc1(ID, MAC, IP, "\"openstack\": {}, \"gce\": {}, \"azure\": {}"));
 }
 
 static void test_instance_id(void **state)
@@ -324,6 +324,121 @@ static void test_rate_options(void **state)
 	assert_int_equal(set.vms[0].rate_burst, 1000000);
 	vmconf_free(&set);
 	free(text);
+}
+
+#define CREDS                                                                                                        \
+	"\"credentials\": {\"access-key-id\": \"ASIAEXAMPLEKEY000001\", \"secret-access-key\": \"s\", \"token\": \"t\","   \
+	" \"expiration\": \"2026-01-01T06:00:00Z\"}"
+#define ARN "\"instance-profile-arn\": \"arn:aws:iam::123456789012:instance-profile/p\""
+
+static void test_iam(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	text = doc1(ID, MAC, IP, "\"iam\": {\"role\": \"web-role\", " ARN ", \"account-id\": \"123456789012\", " CREDS "}");
+	parse_ok(text, &set);
+	assert_string_equal(set.vms[0].iam->role, "web-role");
+	assert_string_equal(set.vms[0].iam->account_id, "123456789012");
+	assert_string_equal(set.vms[0].iam->expiration, "2026-01-01T06:00:00Z");
+	assert_null(set.vms[0].iam->profile_id);
+	/* last-updated defaults to the load time, in the same form */
+	assert_int_equal(vmconf_check_time(set.vms[0].iam->last_updated, strlen(set.vms[0].iam->last_updated)), 0);
+	vmconf_free(&set);
+	free(text);
+
+	expect_error(doc1(ID, MAC, IP, "\"iam\": {\"role\": \"bad role\", " ARN ", " CREDS "}"),
+		     "t.json:6:17: vms[0].iam.role: \"bad role\": character 4 is not allowed in a role name");
+	expect_error(doc1(ID, MAC, IP, "\"iam\": {\"role\": \"r\", \"instance-profile-arn\": \"arn:aws:iam::1234:role/p\", " CREDS "}"),
+		     "t.json:6:46: vms[0].iam.instance-profile-arn: \"arn:aws:iam::1234:role/p\" is not an instance profile ARN "
+		     "(arn:PARTITION:iam::ACCOUNT:instance-profile/NAME)");
+	expect_error(doc1(ID, MAC, IP, "\"iam\": {\"role\": \"r\", " ARN ", \"account-id\": \"210987654321\", " CREDS "}"),
+		     "t.json:6:108: vms[0].iam.account-id: \"210987654321\" differs from the account 123456789012 of "
+		     "instance-profile-arn");
+	expect_error(doc1(ID, MAC, IP, "\"iam\": {\"role\": \"r\", " ARN "}"),
+		     "t.json:6:8: vms[0].iam: missing required field \"credentials\"");
+	expect_error(doc1(ID, MAC, IP, "\"iam\": {\"role\": \"r\", " ARN ", \"Credentials\": 1, " CREDS "}"),
+		     "t.json:6:109: vms[0].iam.Credentials: unknown field");
+	expect_error(doc1(ID, MAC, IP, "\"iam\": {\"role\": \"r\", " ARN ", \"credentials\": {\"access-key-id\": \"short\"}}"),
+		     "t.json:6:127: vms[0].iam.credentials.access-key-id: \"short\" must be 16 to 128 characters long");
+	/* botocore parses Expiration with "%Y-%m-%dT%H:%M:%SZ": no fraction */
+	expect_error(doc1(ID, MAC, IP,
+			  "\"iam\": {\"role\": \"r\", " ARN ", \"credentials\": {\"access-key-id\": \"ASIAEXAMPLEKEY000001\","
+			  " \"secret-access-key\": \"s\", \"token\": \"t\", \"expiration\": \"2026-01-01T06:00:00.000Z\"}}"),
+		     "t.json:6:205: vms[0].iam.credentials.expiration: \"2026-01-01T06:00:00.000Z\" is not a valid UTC time of "
+		     "the form YYYY-MM-DDTHH:MM:SSZ");
+	expect_error(doc1(ID, MAC, IP, "\"iam\": {\"role\": \"r\", " ARN ", \"last-updated\": \"2025-02-29T00:00:00Z\", " CREDS "}"),
+		     "t.json:6:110: vms[0].iam.last-updated: \"2025-02-29T00:00:00Z\" is not a valid UTC time of the form "
+		     "YYYY-MM-DDTHH:MM:SSZ");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"iam\": {}}, \"iam\": {\"role\": \"r\", " ARN ", " CREDS "}"),
+		     "t.json:6:22: vms[0].meta-data.iam: the IAM role is given here and in vms[0].iam; keep one");
+}
+
+/* The VM's interface is derived under its lower-case MAC; an upper-case
+ * key would be a second directory for it. */
+static void test_meta_data_mac_keys(void **state)
+{
+	(void)state;
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"a \": \"x\"}"),
+		     "t.json:6:21: vms[0].meta-data.a : key must not start or end with a space");
+	expect_ok(doc1(ID, MAC, IP, "\"meta-data\": {\"a b\": \"x\"}"));
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"network\": {\"interfaces\": {\"macs\": {\"52:54:00:AA:00:01\": {}}}}}"),
+		     "t.json:6:72: vms[0].meta-data.network.interfaces.macs.52:54:00:AA:00:01: MAC \"52:54:00:AA:00:01\" "
+		     "must be written in lower case, as EC2 lists it (\"52:54:00:aa:00:01\")");
+	expect_ok(doc1(ID, MAC, IP, "\"meta-data\": {\"network\": {\"interfaces\": {\"macs\": {\"52:54:00:aa:00:01\": {},"
+				    " \"not-a-mac\": \"x\"}}}}"));
+}
+
+static void test_check_time(void **state)
+{
+	static const char *const good[] = { "2026-12-02T15:00:00Z", "2024-02-29T23:59:59Z", "2000-02-29T00:00:00Z" };
+	static const char *const bad[] = { "2026-12-02T15:00:00", "2026-12-02 15:00:00Z", "2026-12-02T15:00:00.5Z",
+					   "2026-13-02T15:00:00Z", "2026-04-31T15:00:00Z", "2026-12-02T24:00:00Z",
+					   "2026-12-02T15:60:00Z", "1900-02-29T00:00:00Z", "2026-12-02t15:00:00Z",
+					   "+026-12-02T15:00:00Z", "2026-12-02T15:00:00+00:00" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_int_equal(vmconf_check_time(good[i], strlen(good[i])), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (vmconf_check_time(bad[i], strlen(bad[i])) != -EINVAL)
+			fail_msg("%s accepted", bad[i]);
+}
+
+static void test_tags(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	text = doc1(ID, MAC, IP, "\"tags\": {\"Name\": \"web 1/2\", \"aws:cloudformation:stack-name\": \"s\", \"a+b-c=d.e,f_g@h\": \"\"}");
+	parse_ok(text, &set);
+	assert_int_equal(json_object_size(set.vms[0].tags), 3);
+	vmconf_free(&set);
+	free(text);
+
+	expect_error(doc1(ID, MAC, IP, "\"tags\": {\"Name\": \"x\", \"a b\": \"y\"}"),
+		     "t.json:6:30: vms[0].tags.a b: tag key \"a b\": character 2 is not one of A-Z a-z 0-9 + - = . , _ : @");
+	expect_error(doc1(ID, MAC, IP, "\"tags\": {\"k/x\": \"v\"}"),
+		     "t.json:6:17: vms[0].tags.k/x: tag key \"k/x\": character 2 is not one of A-Z a-z 0-9 + - = . , _ : @");
+	expect_error(doc1(ID, MAC, IP, "\"tags\": {\"_index\": \"y\"}"),
+		     "t.json:6:20: vms[0].tags._index: tag key \"_index\" is reserved (\".\", \"..\" and \"_index\" are)");
+	expect_error(doc1(ID, MAC, IP, "\"tags\": {\"..\": \"y\"}"),
+		     "t.json:6:16: vms[0].tags[\"..\"]: tag key \"..\" is reserved (\".\", \"..\" and \"_index\" are)");
+	expect_error(doc1(ID, MAC, IP, "\"tags\": {\"\": \"v\"}"),
+		     "t.json:6:14: vms[0].tags[\"\"]: tag key \"\" must be 1 to 128 characters long");
+	expect_error(doc1(ID, MAC, IP, "\"tags\": {\"k\": 1}"), "t.json:6:15: vms[0].tags.k: expected a string, not an integer");
+	expect_error(doc1(ID, MAC, IP, "\"tags\": {\"k\": \"a\\nb\"}"),
+		     "t.json:6:15: vms[0].tags.k: tag value must not contain control characters (byte 2)");
+	expect_error(doc1(ID, MAC, IP, "\"tags\": []"), "t.json:6:9: vms[0].tags: expected an object, not an array");
+	expect_error(doc1(ID, MAC, IP, "\"meta-data\": {\"tags\": {\"instance\": {}}}"),
+		     "t.json:6:23: vms[0].meta-data.tags: give tags in vms[0].tags (served when "
+		     "options.instance-metadata-tags is \"enabled\")");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"instance-metadata-tags\": \"on\"}"),
+		     "t.json:6:39: vms[0].options.instance-metadata-tags: \"on\" is not \"enabled\" or \"disabled\"");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"proxied-token-requests\": true}"),
+		     "t.json:6:39: vms[0].options.proxied-token-requests: expected a string, not true");
 }
 
 static void test_meta_data(void **state)
@@ -497,9 +612,9 @@ static void test_error_at(void **state)
 	assert_int_equal(vmconf_error_at(&set, &err, "vms[2].mac", "%s is already used by %s", "\"52:54:00:77:00:03\"",
 					 "i-9"),
 			 -EINVAL);
-	assert_string_equal(err.text, EXAMPLE ":56:14: vms[2].mac: \"52:54:00:77:00:03\" is already used by i-9");
+	assert_string_equal(err.text, EXAMPLE ":75:14: vms[2].mac: \"52:54:00:77:00:03\" is already used by i-9");
 	vmconf_error_at(&set, &err, "vms[1].meta-data.placement.availability-zone", "x");
-	assert_string_equal(err.text, EXAMPLE ":42:32: vms[1].meta-data.placement.availability-zone: x");
+	assert_string_equal(err.text, EXAMPLE ":61:32: vms[1].meta-data.placement.availability-zone: x");
 	vmconf_error_at(&set, &err, "vms[7].mac", "gone");
 	assert_string_equal(err.text, EXAMPLE ": vms[7].mac: gone");
 	vmconf_free(&set);
@@ -583,6 +698,10 @@ int main(void)
 		cmocka_unit_test(test_meta_data),
 		cmocka_unit_test(test_user_data),
 		cmocka_unit_test(test_public_keys),
+		cmocka_unit_test(test_iam),
+		cmocka_unit_test(test_meta_data_mac_keys),
+		cmocka_unit_test(test_check_time),
+		cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_duplicates),
 		cmocka_unit_test(test_error_at),
 		cmocka_unit_test(test_jsonpos),
