@@ -15,7 +15,7 @@
 #
 # usage: scripts/bench-ports.sh [N [REPS]]   (default 1000 ports, 20 samples)
 # Environment: IMDS_LAB_PREFIX (default "imdsports") names the namespaces;
-# IMDSD_ARGS adds imdsd options ("--ingress tc", "--xdp-mode native").
+# IMDSD_ARGS adds imdsd options ("--ingress xdp", "--ingress xdp --xdp-mode native").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

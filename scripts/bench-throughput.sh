@@ -11,7 +11,7 @@
 #
 # usage: scripts/bench-throughput.sh [REPS [SECONDS]]   (default 5 reps of 5 s)
 # Environment: IMDS_LAB_PREFIX (default "imdsbench") names the namespaces;
-# IMDSD_ARGS adds imdsd options ("--ingress tc", "--xdp-mode native").
+# IMDSD_ARGS adds imdsd options ("--ingress xdp", "--ingress xdp --xdp-mode native").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

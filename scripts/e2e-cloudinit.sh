@@ -300,7 +300,7 @@ user_data_ran() { [ "$(field user-data-ran)" = "$ud_mark" ]; }
 ed25519_only() { [ "$(field host-keys)" = ssh_host_ed25519_key ]; }
 used_tokens() { [ "$(raw_field tokens)" -gt 0 ] 2>/dev/null; }
 no_warnings() { [ -z "$(field warnings)" ]; }
-served_by_xdp() {
+served_by_data_plane() {
 	"$lab" loadmap "$sfx" stats "$instance_id" | awk '$2 == "syn_recorded" && $3 > 0 {ok = 1} END {exit !ok}'
 }
 
@@ -342,7 +342,7 @@ main() {
 	check "only an ed25519 host key was generated" ed25519_only
 	check "cloud-init fetched IMDSv2 tokens" used_tokens
 	check "cloud-init.log has no warning or error" no_warnings
-	check "the guest's connections were verified by XDP" served_by_xdp
+	check "the guest's connections were verified by the data plane" served_by_data_plane
 	if [ -n "$(field warnings)" ]; then
 		echo "cloud-init.log warnings:"
 		field warnings | sed 's/^/  /'

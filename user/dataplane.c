@@ -1,11 +1,17 @@
-/* dataplane.c: puts the imds_xdp program (loaded by store_open) on bridge
- * ports and takes it off again.  A port carries at most one XDP program per
- * mode, so attaching must not clobber somebody else's: every attach is
- * either "only if nothing is there" or "replace exactly this program".
+/* dataplane.c: puts the data-plane programs (loaded by store_open) on
+ * bridge ports and takes them off again.
  *
- * Beside XDP, each port gets imds_tc_egress on its TC egress hook (the hop
- * limit of token replies: frames the bridge sends toward the VM leave
- * through the port's egress).  It sits at a handle and priority of our own,
+ * The ingress check of what a VM sends is imds_tc_ingress on the port's TC
+ * ingress hook by default, or imds_xdp (--ingress xdp).  TC ingress is the
+ * default because it reads the skb in place; XDP on veth and TAP ports
+ * copies or de-segments bulk traffic that is not ours (docs/ports.md).  A
+ * port carries at most one XDP program per mode, so attaching XDP must not
+ * clobber somebody else's: every attach is either "only if nothing is
+ * there" or "replace exactly this program".
+ *
+ * Each port also gets imds_tc_egress on its TC egress hook (the hop limit
+ * of token replies: frames the bridge sends toward the VM leave through the
+ * port's egress).  Our TC filters sit at a handle and priority of our own,
  * so a stale copy from a killed imdsd is replaced in place, never doubled,
  * and other TC filters on the port are left alone. */
 #include "dataplane.h"
@@ -25,8 +31,8 @@
 #define DATAPLANE_PROG_NAME "imds_xdp"
 #define DATAPLANE_TC_NAME "imds_tc_egress"
 #define DATAPLANE_TC_INGRESS_NAME "imds_tc_ingress"
-/* Our filter's place on the clsact egress hook: "imds" in ASCII as handle,
- * and a priority low enough that it runs after filters added by hand. */
+/* Our filters' place on the clsact hooks: "imds" in ASCII as handle, and a
+ * priority (49621) low enough that they run after filters added by hand. */
 #define DATAPLANE_TC_HANDLE 0x696d6473u
 #define DATAPLANE_TC_PRIO 0xc1d5u
 
@@ -190,7 +196,7 @@ static int dataplane_try_attach(int ifindex, int our_fd, char *err, size_t errle
 	return rc;
 }
 
-/* ---- TC: egress (the hop limit) and, with --ingress tc, ingress ---- */
+/* ---- TC: egress (the hop limit) and ingress (the default check) ---- */
 
 /* One of our places on a port's clsact hooks. */
 struct dataplane_tc_place {
@@ -342,7 +348,7 @@ static int dataplane_xdp_attach(struct store *s, int ifindex, char *err, size_t 
 
 static int dataplane_xdp_detach(struct store *s, int ifindex);
 
-static enum dataplane_ingress dataplane_ingress_hook = DATAPLANE_INGRESS_XDP;
+static enum dataplane_ingress dataplane_ingress_hook = DATAPLANE_INGRESS_TC;
 
 void dataplane_set_ingress(enum dataplane_ingress hook)
 {

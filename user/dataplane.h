@@ -1,6 +1,6 @@
 /* dataplane.h: putting the data-plane programs (loaded by store_open with
- * STORE_PROGRAMS) on bridge ports: the check of what VMs send (XDP, or TC
- * ingress) and the hop limit at TC egress. */
+ * STORE_PROGRAMS) on bridge ports: the check of what VMs send (TC ingress,
+ * or XDP) and the hop limit at TC egress. */
 #ifndef IMDS_DATAPLANE_H
 #define IMDS_DATAPLANE_H
 #include <stddef.h>
@@ -12,18 +12,20 @@ enum dataplane_xdp_mode {
 	DATAPLANE_XDP_NATIVE,  /* native first, generic if the driver has none */
 	DATAPLANE_XDP_GENERIC, /* generic first */
 };
-/* Which XDP mode later attaches try first (process-wide). */
+/* Which XDP mode later attaches try first with DATAPLANE_INGRESS_XDP
+ * (process-wide). */
 void dataplane_set_xdp_mode(enum dataplane_xdp_mode mode);
 
 enum dataplane_ingress {
-	DATAPLANE_INGRESS_XDP, /* imds_xdp */
 	DATAPLANE_INGRESS_TC,  /* imds_tc_ingress on the clsact ingress hook */
+	DATAPLANE_INGRESS_XDP, /* imds_xdp */
 };
-/* Where later attaches put the check of what VMs send (process-wide). */
+/* Where later attaches put the check of what VMs send (process-wide;
+ * DATAPLANE_INGRESS_TC until set). */
 void dataplane_set_ingress(enum dataplane_ingress hook);
 
-/* Attaches to `ifindex`: the ingress check (XDP in the mode chosen above,
- * falling back to the other; or TC ingress) and TC egress, both or neither.
+/* Attaches to `ifindex`: the ingress check (TC ingress; or XDP in the mode
+ * chosen above, falling back to the other) and TC egress, both or neither.
  * An earlier imdsd's programs on the port are replaced.  With XDP, another
  * XDP program is left in place and reported: -EBUSY with err naming it.
  * With TC ingress, another XDP program is left in place too and runs

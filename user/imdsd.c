@@ -1,8 +1,10 @@
 /* imdsd.c: the metadata daemon.  Opens the pinned store with the data-plane
- * program, puts the metadata address on the bridge, attaches XDP to every
- * bridge port (and to ports that join later), serves HTTP with the io_uring
- * server, and undoes its own changes on SIGINT/SIGTERM.  Pinned maps stay:
- * a restarted imdsd finds every VM and the same token key. */
+ * programs, puts the metadata address on the bridge, attaches the data
+ * plane (the ingress check, at TC ingress by default or at XDP, and TC
+ * egress) to every bridge port (and to ports that join later), serves HTTP
+ * with the io_uring server, and undoes its own changes on SIGINT/SIGTERM.
+ * Pinned maps stay: a restarted imdsd finds every VM and the same token
+ * key. */
 #include <errno.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -31,9 +33,9 @@
 #define IMDSD_ADDR_BE htonl(IMDS_IPV4_ADDR)
 
 /* A bridge port we know of.  `attached` is false when the attach failed:
- * the port is still known, so a later link event does not retry it (and
- * a test that detaches XDP on purpose is not undone).  ifindex 0 marks a
- * free slot of the table. */
+ * the port is still known, so a later link event does not retry it (and a
+ * test that detaches the ingress check on purpose is not undone).  ifindex
+ * 0 marks a free slot of the table. */
 struct imdsd_port {
 	int ifindex;
 	bool attached;
@@ -46,7 +48,8 @@ struct imdsd {
 	const char *pin_dir;
 	int workers;
 	int idle_timeout_ms;
-	bool ingress_tc; /* --ingress tc */
+	enum dataplane_ingress ingress; /* --ingress */
+	bool xdp_mode_set;		/* --xdp-mode given: needs --ingress xdp */
 	/* state */
 	struct store store;
 	bool store_ready;
@@ -70,8 +73,9 @@ static const struct cli_option imdsd_options[] = {
 	[OPT_PIN_DIR] = { "pin-dir", 'p', "DIR", "pin directory of the maps (default " IMDS_DEFAULT_PIN_DIR ")" },
 	[OPT_WORKERS] = { "workers", 'w', "N", "server threads, 1..64 (default 2)" },
 	[OPT_IDLE] = { "idle-timeout", 't', "MS", "close connections idle this long (default 10000)" },
-	[OPT_XDP_MODE] = { "xdp-mode", 'x', "MODE", "auto (generic on veth, else native), native or generic" },
-	[OPT_INGRESS] = { "ingress", 'i', "HOOK", "where VM packets are checked: xdp (default) or tc" },
+	[OPT_XDP_MODE] = { "xdp-mode", 'x', "MODE",
+			   "with --ingress xdp: auto (generic on veth, else native; default), native or generic" },
+	[OPT_INGRESS] = { "ingress", 'i', "HOOK", "where VM packets are checked: tc (default) or xdp" },
 	{ 0 },
 };
 
@@ -127,14 +131,17 @@ static int imdsd_on_option(void *ctx, int index, const char *arg)
 	case OPT_IDLE:
 		return imdsd_parse_int("idle-timeout", arg, 1, 86400000, &d->idle_timeout_ms);
 	case OPT_XDP_MODE:
+		d->xdp_mode_set = true;
 		return imdsd_parse_xdp_mode(arg);
 	case OPT_INGRESS:
-		if (strcmp(arg, "xdp") != 0 && strcmp(arg, "tc") != 0) {
-			fprintf(stderr, "imdsd: --ingress: \"%s\" is not xdp or tc\n", arg);
+		if (strcmp(arg, "tc") == 0) {
+			d->ingress = DATAPLANE_INGRESS_TC;
+		} else if (strcmp(arg, "xdp") == 0) {
+			d->ingress = DATAPLANE_INGRESS_XDP;
+		} else {
+			fprintf(stderr, "imdsd: --ingress: \"%s\" is not tc or xdp\n", arg);
 			return -1;
 		}
-		d->ingress_tc = strcmp(arg, "tc") == 0;
-		dataplane_set_ingress(d->ingress_tc ? DATAPLANE_INGRESS_TC : DATAPLANE_INGRESS_XDP);
 		return 0;
 	default:
 		return -1;
@@ -153,6 +160,13 @@ static int imdsd_parse_args(struct imdsd *d, int argc, char **argv)
 		cli_usage(stderr, argv[0], imdsd_synopsis, imdsd_options);
 		return 2;
 	}
+	/* Silently ignoring it would leave whoever asked for native XDP
+	 * believing they run it. */
+	if (d->xdp_mode_set && d->ingress != DATAPLANE_INGRESS_XDP) {
+		fprintf(stderr, "imdsd: --xdp-mode needs --ingress xdp (the default ingress hook is tc)\n");
+		return 2;
+	}
+	dataplane_set_ingress(d->ingress);
 	return 0;
 }
 
@@ -243,7 +257,7 @@ static void imdsd_port_joined(struct imdsd *d, int ifindex)
 	}
 	if (err[0]) /* attached, with something worth knowing */
 		fprintf(stderr, "imdsd: port %s (ifindex %d): %s\n", imdsd_port_name(ifindex, name), ifindex, err);
-	if (d->ingress_tc) {
+	if (d->ingress == DATAPLANE_INGRESS_TC) {
 		fprintf(stderr, "imdsd: port %s (ifindex %d): TC ingress and TC egress attached\n",
 			imdsd_port_name(ifindex, name), ifindex);
 		return;
@@ -510,6 +524,7 @@ int main(int argc, char **argv)
 		.pin_dir = IMDS_DEFAULT_PIN_DIR,
 		.workers = 2,
 		.idle_timeout_ms = 10000,
+		.ingress = DATAPLANE_INGRESS_TC,
 		.sig_fd = -1,
 		.nl_fd = -1,
 	};

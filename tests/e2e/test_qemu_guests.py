@@ -1,6 +1,7 @@
 """Real VMs on TAP devices (issue 6): QEMU guests, each with a virtio-net NIC
 on a TAP port of the bridge imdsd serves, fetch their metadata with IMDSv2
-from inside the guest kernel, through the XDP path.
+from inside the guest kernel, through the data plane (imdsd's default
+ingress check, TC ingress, on each TAP).
 
 - vm1 (tokens optional, tap1) and vm2 (tokens required, tap2) boot at once
   and each gets exactly its own instance-id, hostname, key and user-data.
@@ -84,13 +85,15 @@ def test_tokens_required_is_enforced_for_the_guest(served):
 
 
 def test_guests_went_through_the_data_plane(lab, served):
-    """Each guest's connections were verified and recorded by XDP on its own
-    TAP, and each VM is bound to that TAP."""
+    """Each guest's connections were verified and recorded by the data
+    plane on its own TAP, and each VM is bound to that TAP."""
     _, before, after = served
     for i in (1, 2):
         iid = vmdata.instance_id(i)
         # 7 connections: the tokenless GET, the token PUT and 5 GETs
         assert counter_delta(before, after, iid, "syn_recorded") >= 7, after
+    for tap in ("tap1", "tap2"):
+        assert lab.port_ingress_hooks(tap) == {"tc"}, f"{tap}: not checked at TC ingress"
     ports = {row[0]: row[3] for row in lab.list_rows()}
     assert ports[vmdata.instance_id(1)] == "tap1", ports
     assert ports[vmdata.instance_id(2)] == "tap2", ports

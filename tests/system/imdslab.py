@@ -22,6 +22,12 @@ IMDSD = os.path.join(BUILD, "imdsd")
 LOADMAP = os.path.join(BUILD, "imds-loadmap")
 PYTHON = "/usr/bin/python3"
 SPOOF_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spoof.py")
+# The data plane's programs and the place of its TC filters (user/dataplane.c).
+XDP_PROG = "imds_xdp"
+TC_INGRESS_PROG = "imds_tc_ingress"
+TC_EGRESS_PROG = "imds_tc_egress"
+TC_PREF = 0xc1d5  # 49621
+TC_HANDLE = 0x696d6473  # "imds"
 
 _counter = itertools.count(1)
 
@@ -44,6 +50,7 @@ class Lab:
         self.imdsd = None
         self.imdsd_log = os.path.join(self.workdir, "imdsd.log")
         self.imdsd_runs = 0
+        self.ingress_hook = None  # where the running imdsd checks VMs: "tc" or "xdp"
         info = run([LAB_SH, "info", self.suffix]).stdout
         names = dict(line.split("=", 1) for line in info.split())
         self.host_ns = names["LAB_HOST_NS"]
@@ -90,9 +97,40 @@ class Lab:
         return info[0]["address"]
 
     def port_xdp(self, port):
-        """The 'xdp' section of `ip -d link show PORT` (None: nothing attached)."""
+        """The 'xdp' section of `ip -d link show PORT`: any XDP program,
+        ours or not (None: nothing attached)."""
         info = json.loads(self.ip_host("-j", "-d", "link", "show", port).stdout)
         return info[0].get("xdp")
+
+    def tc_filter_names(self, port, direction):
+        """Names of the BPF programs in PORT's TC filters, direction
+        "ingress" or "egress" ([] also when the port has no clsact)."""
+        p = self.host("tc", "-j", "filter", "show", "dev", port, direction, check=False)
+        filters = json.loads(p.stdout or "[]") if p.returncode == 0 else []
+        return [f["options"]["bpf_name"] for f in filters if f.get("options", {}).get("bpf_name")]
+
+    def port_ingress_hooks(self, port):
+        """Which of imdsd's checks of what the VM sends are on PORT: a subset
+        of {"tc", "xdp"} (TC ingress is imdsd's default, XDP with --ingress
+        xdp; both at once would check every packet twice)."""
+        hooks = set()
+        if any(n.startswith(TC_INGRESS_PROG) for n in self.tc_filter_names(port, "ingress")):
+            hooks.add("tc")
+        prog = (self.port_xdp(port) or {}).get("prog", {})
+        if prog.get("name", "").startswith(XDP_PROG):
+            hooks.add("xdp")
+        return hooks
+
+    def detach_ingress_check(self, port):
+        """Takes imdsd's check of what the VM sends off PORT behind imdsd's
+        back, whichever hook it is on (TC egress, the hop limit, stays)."""
+        self.ip_host("link", "set", "dev", port, "xdp", "off", check=False)
+        self.ip_host("link", "set", "dev", port, "xdpgeneric", "off", check=False)
+        # Our filter's place: dataplane.c's DATAPLANE_TC_PRIO and _HANDLE.
+        self.host("tc", "filter", "del", "dev", port, "ingress", "pref", str(TC_PREF), "handle",
+                  hex(TC_HANDLE), "bpf", check=False)
+        hooks = self.port_ingress_hooks(port)
+        assert not hooks, f"imdsd's ingress check still on {port}: {hooks}"
 
     def host_addresses(self):
         info = json.loads(self.ip_host("-j", "addr", "show", self.bridge).stdout)
@@ -130,6 +168,7 @@ class Lab:
     def start_imdsd(self, *args, timeout=20):
         assert self.imdsd is None, "imdsd already runs"
         self.imdsd_runs += 1
+        self.ingress_hook = ingress_hook(args)
         log = open(self.imdsd_log, "a")
         log.write(f"--- imdsd run {self.imdsd_runs} ---\n")
         log.flush()
@@ -251,6 +290,24 @@ class Sniffer:
         out, err = self.proc.communicate(timeout=60)
         assert self.proc.returncode == 0, f"sniffer failed: {err}"
         return json.loads(out)
+
+
+def ingress_hook(imdsd_args):
+    """The hook imdsd with these arguments checks VMs at: its --ingress
+    ("tc" when not given: the default)."""
+    args = list(imdsd_args)
+    for k, a in enumerate(args):
+        if a == "--ingress" and k + 1 < len(args):
+            return args[k + 1]
+        if a.startswith("--ingress="):
+            return a.split("=", 1)[1]
+    return "tc"
+
+
+# imdsd arguments for tests that run once per ingress hook: the default
+# (TC ingress) and XDP.
+INGRESS_ARGS = [(), ("--ingress", "xdp")]
+INGRESS_IDS = ["tc-default", "xdp"]
 
 
 def counter_delta(before, after, who, reason):

@@ -248,4 +248,4 @@ def test_no_filter_chain_noise(lab):
     assert "imdsd: ready" in log
     assert "Cannot find specified filter chain" not in log, log
     for port in ("vm1", "vm2"):
-        assert lab.port_xdp(port), f"no XDP on {port}"
+        assert lab.port_ingress_hooks(port) == {"tc"}, f"no ingress check on {port}"

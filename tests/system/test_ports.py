@@ -1,16 +1,22 @@
 """Port lifecycle (issue 4, acceptance 3): imdsd follows the bridge.
 
-- 1,000 veth ports added in bulk are all attached (XDP and TC egress), a
-  single new port is attached quickly (the latency is printed; the bound
-  asserted is generous, this is not a timing test), and after bulk removal
-  no program is left on any of them and imdsd has forgotten them all.
+The tests on the module's lab run twice: with imdsd's default ingress
+check (TC ingress) and with --ingress xdp.
+
+- 1,000 veth ports added in bulk are all attached (the ingress check and
+  TC egress), a single new port is attached quickly (the latency is
+  printed; the bound asserted is generous, this is not a timing test), and
+  after bulk removal no program is left on any of them and imdsd has
+  forgotten them all.
 - A VM whose port leaves is released: its port binding and the
   conn_table entries it left behind are gone, and back on a new port (a
   restarted VM gets a new vnetN) it is served again.
 - A TAP device (what libvirt gives a VM) is attached when enslaved and
   forgotten, with nothing left on it, when it leaves the bridge.
-- A port that already carries somebody else's XDP program is reported and
-  left as it is.
+- A port that already carries somebody else's XDP program: with the
+  default TC ingress both run and the VM is served; with --ingress xdp the
+  port is reported and left as it is.
+- Switching hooks across a SIGKILL leaves no stale copy of the other hook.
 
 Everything created here by hand (the peer namespace, the TAP device, the
 foreign program) carries the prefix "h5p" and is removed even on failure."""
@@ -24,20 +30,20 @@ import time
 import pytest
 
 import vmdata
-from imdslab import run
+from imdslab import INGRESS_ARGS, INGRESS_IDS, TC_EGRESS_PROG, TC_INGRESS_PROG, XDP_PROG, run
 from vmhttp import get
 
 BULK = 1000
 SINGLE = 10
-OUR_XDP = "imds_xdp"
-OUR_TC = "imds_tc_egress"
 
 
-@pytest.fixture(scope="module")
-def lab(make_lab):
+@pytest.fixture(scope="module", params=INGRESS_ARGS, ids=INGRESS_IDS)
+def lab(make_lab, request):
+    """The tests on this lab run twice: with imdsd's default ingress check
+    (TC ingress) and with --ingress xdp."""
     lab = make_lab(2)
     lab.load([vmdata.vm_record(1), vmdata.vm_record(2)])
-    lab.start_imdsd()
+    lab.start_imdsd(*request.param)
     lab.bind_ports()
     return lab
 
@@ -54,15 +60,20 @@ def peers(lab):
 
 
 def attachments(lab):
-    """{devname: {"xdp": prog id or None, "tc": [tc program names]}} of the
-    host namespace, from one `bpftool net` (one call for every port)."""
+    """{devname: {"xdp": prog id or None, "ingress": [TC program names],
+    "egress": [TC program names]}} of the host namespace, from one
+    `bpftool net` (one call for every port)."""
     out = json.loads(lab.host("bpftool", "-j", "net", "show").stdout)[0]
     devs = {}
+
+    def dev(name):
+        return devs.setdefault(name, {"xdp": None, "ingress": [], "egress": []})
+
     for x in out.get("xdp", []):
-        devs.setdefault(x["devname"], {"xdp": None, "tc": []})["xdp"] = x["id"]
+        dev(x["devname"])["xdp"] = x["id"]
     for t in out.get("tc", []):
-        if t.get("kind") == "clsact/egress":
-            devs.setdefault(t["devname"], {"xdp": None, "tc": []})["tc"].append(t.get("name", ""))
+        if t.get("kind") in ("clsact/ingress", "clsact/egress"):
+            dev(t["devname"])[t["kind"].split("/")[1]].append(t.get("name", ""))
     return devs
 
 
@@ -70,26 +81,39 @@ def prog_name(lab, prog_id):
     return json.loads(lab.host("bpftool", "-j", "prog", "show", "id", str(prog_id)).stdout)["name"]
 
 
-def ours(lab, att, dev, our_xdp_id):
-    a = att.get(dev)
-    return bool(a and a["xdp"] == our_xdp_id and any(n.startswith(OUR_TC) for n in a["tc"]))
-
-
-def port_attached(lab, dev, xdp_id):
-    """Our XDP and TC egress on one port (two quick queries of that port
-    alone, for latency polling: `bpftool net` walks every port)."""
-    link = json.loads(lab.ip_host("-j", "-d", "link", "show", "dev", dev).stdout)[0]
-    if (link.get("xdp") or {}).get("prog", {}).get("id") != xdp_id:
-        return False
-    filters = json.loads(lab.host("tc", "-j", "filter", "show", "dev", dev, "egress").stdout or "[]")
-    return any(f.get("options", {}).get("bpf_name", "").startswith(OUR_TC) for f in filters)
+def named(names, prog):
+    return any(n.startswith(prog) for n in names)
 
 
 def our_xdp_id(lab):
-    att = attachments(lab)
-    pid = att["vm1"]["xdp"]
-    assert pid and prog_name(lab, pid) == OUR_XDP, f"vm1 does not carry {OUR_XDP}: {att.get('vm1')}"
+    """The id of imdsd's XDP program (None with TC ingress), from vm1."""
+    if lab.ingress_hook != "xdp":
+        return None
+    pid = attachments(lab)["vm1"]["xdp"]
+    assert pid and prog_name(lab, pid) == XDP_PROG, f"vm1 does not carry {XDP_PROG}: {pid}"
     return pid
+
+
+def ours(att, dev, xdp_id):
+    """The whole data plane on `dev`: TC egress and the ingress check, our
+    XDP program `xdp_id` or (xdp_id None) TC ingress, and only that one."""
+    a = att.get(dev)
+    if not a or not named(a["egress"], TC_EGRESS_PROG):
+        return False
+    if xdp_id is None:
+        return a["xdp"] is None and named(a["ingress"], TC_INGRESS_PROG)
+    return a["xdp"] == xdp_id and not named(a["ingress"], TC_INGRESS_PROG)
+
+
+def port_attached(lab, dev, xdp_id):
+    """Our ingress check (as in ours()) and TC egress on one port (quick
+    queries of that port alone, for latency polling: `bpftool net` walks
+    every port)."""
+    if not named(lab.tc_filter_names(dev, "egress"), TC_EGRESS_PROG):
+        return False
+    if xdp_id is None:
+        return named(lab.tc_filter_names(dev, "ingress"), TC_INGRESS_PROG)
+    return (lab.port_xdp(dev) or {}).get("prog", {}).get("id") == xdp_id
 
 
 def ip_batch(lab, lines):
@@ -117,6 +141,7 @@ def left_count(lab):
 
 def test_bulk_ports_attached_then_forgotten(lab, peers):
     xdp_id = our_xdp_id(lab)
+    assert ours(attachments(lab), "vm1", xdp_id), f"vm1 lacks the data plane: {attachments(lab).get('vm1')}"
     names = [f"h5p{i}" for i in range(BULK)]
     left_before = left_count(lab)
 
@@ -127,7 +152,7 @@ def test_bulk_ports_attached_then_forgotten(lab, peers):
 
     def all_attached():
         att = attachments(lab)
-        return all(ours(lab, att, n, xdp_id) for n in names)
+        return all(ours(att, n, xdp_id) for n in names)
 
     wait_until(f"{BULK} ports attached", all_attached, timeout=60, interval=0.2)
     done = time.monotonic()
@@ -135,7 +160,7 @@ def test_bulk_ports_attached_then_forgotten(lab, peers):
           f"{done - added:.2f} s after it returned")
 
     # Single ports joining one at a time: time from `ip link set master`
-    # returning to XDP and TC egress seen on the port.
+    # returning to the ingress check and TC egress seen on the port.
     lat = []
     for k in range(SINGLE):
         n = f"h5p1{k:03d}x"
@@ -158,7 +183,7 @@ def test_bulk_ports_attached_then_forgotten(lab, peers):
     att = attachments(lab)
     stray = sorted(d for d in att if d not in ("vm1", "vm2"))
     assert not stray, f"attachments left on {stray[:10]}"
-    assert ours(lab, att, "vm1", xdp_id) and ours(lab, att, "vm2", xdp_id), "the VMs' ports lost the data plane"
+    assert ours(att, "vm1", xdp_id) and ours(att, "vm2", xdp_id), "the VMs' ports lost the data plane"
     assert lab.imdsd.poll() is None, "imdsd died"
     # The VMs are still served after the churn.
     for i in (1, 2):
@@ -262,53 +287,69 @@ def foreign_obj(tmp_path_factory):
     return str(obj)
 
 
-def test_foreign_xdp_program_reported_and_left(lab, peers, foreign_obj):
-    port = "h5pf0"
-    lab.ip_host("link", "add", port, "type", "veth", "peer", "name", f"q{port}", "netns", peers)
+def add_foreign_port(lab, port, peer_ns, foreign_obj):
+    """A veth port (not yet on the bridge) carrying the foreign XDP program;
+    returns the program's id."""
+    lab.ip_host("link", "add", port, "type", "veth", "peer", "name", f"q{port}", "netns", peer_ns)
     lab.ip_host("link", "set", "dev", port, "xdpgeneric", "obj", foreign_obj, "sec", "xdp")
-    before = attachments(lab)[port]["xdp"]
-    assert prog_name(lab, before) == "h5p_foreign"
+    foreign = attachments(lab)[port]["xdp"]
+    assert prog_name(lab, foreign) == "h5p_foreign"
+    return foreign
+
+
+def join_and_read_log(lab, port):
+    """Puts `port` on the bridge; imdsd's log lines about it."""
     log_start = len(lab.log_text())
-
     lab.ip_host("link", "set", port, "master", lab.bridge, "up")
-    wait_until("imdsd reports the foreign program",
-               lambda: f"port {port}" in lab.log_text()[log_start:], timeout=5, interval=0.02)
-    line = [ln for ln in lab.log_text()[log_start:].splitlines() if f"port {port}" in ln][0]
-    assert "another XDP program" in line and "h5p_foreign" in line, line
-    att = attachments(lab)[port]
-    assert att["xdp"] == before, f"the foreign program was replaced: {att}"
-    assert not any(n.startswith(OUR_TC) for n in att["tc"]), "TC egress attached on a port imds does not serve"
+    wait_until(f"imdsd logs {port}", lambda: f"port {port}" in lab.log_text()[log_start:], timeout=5,
+               interval=0.02)
+    return [ln for ln in lab.log_text()[log_start:].splitlines() if f"port {port}" in ln]
 
-    # Leaving the bridge does not touch it either.
+
+def test_foreign_xdp_program_on_a_joining_port(lab, peers, foreign_obj):
+    """A port joins with somebody else's XDP program.  With the default TC
+    ingress the program stays and runs first, imds checks at TC ingress and
+    says so.  With --ingress xdp the port is reported and left as it is, no
+    program of ours goes on it.  Leaving the bridge never touches it."""
+    port = "h5pf0"
+    foreign = add_foreign_port(lab, port, peers, foreign_obj)
+    lines = join_and_read_log(lab, port)
+    if lab.ingress_hook == "tc":
+        assert any(f'XDP program "h5p_foreign" (id {foreign}) is attached and runs before imds' in ln
+                   for ln in lines), lines
+        wait_until(f"{port} attached", lambda: port_attached(lab, port, None), timeout=5, interval=0.02)
+    else:
+        assert any("another XDP program" in ln and "h5p_foreign" in ln for ln in lines), lines
+        att = attachments(lab)[port]
+        assert not att["ingress"] and not att["egress"], f"TC programs on a port imds does not serve: {att}"
+    assert attachments(lab)[port]["xdp"] == foreign, "the foreign program was replaced"
+
     lab.ip_host("link", "set", port, "nomaster")
+    wait_until(f"{port} left", lambda: not port_attached(lab, port, None), timeout=5, interval=0.02)
     time.sleep(0.3)
-    assert attachments(lab)[port]["xdp"] == before
+    att = attachments(lab)[port]
+    assert att["xdp"] == foreign and not att["ingress"] and not att["egress"], att
     assert lab.imdsd.poll() is None
 
 
-def test_foreign_xdp_program_coexists_with_tc_ingress(make_lab, foreign_obj):
-    """With --ingress tc the foreign XDP program stays and runs first; imds
-    checks at TC ingress, and says so."""
+def test_foreign_xdp_program_coexists_at_startup(make_lab, foreign_obj):
+    """The same at startup, with a VM behind the port: with the default TC
+    ingress the foreign XDP program stays and runs first, and the VM is
+    served through both."""
     lab = make_lab(1)
     port = "vm1"
     lab.ip_host("link", "set", "dev", port, "xdpgeneric", "obj", foreign_obj, "sec", "xdp")
     foreign = attachments(lab)[port]["xdp"]
     lab.load([vmdata.vm_record(1)])
-    lab.start_imdsd("--ingress", "tc")
+    lab.start_imdsd()
     log = lab.log_text()
     assert f'XDP program "h5p_foreign" (id {foreign}) is attached and runs before imds' in log, log
     assert attachments(lab)[port]["xdp"] == foreign, "the foreign program was replaced"
-    filters = json.loads(lab.host("tc", "-j", "filter", "show", "dev", port, "ingress").stdout or "[]")
-    assert any(f.get("options", {}).get("bpf_name", "").startswith("imds_tc_ingress") for f in filters), filters
+    assert port_attached(lab, port, None)
     r = get(lab.vm_ns(1), "/latest/meta-data/instance-id")
     assert r.body == vmdata.instance_id(1).encode(), r
     assert lab.stop_imdsd() == 0
     assert attachments(lab)[port]["xdp"] == foreign, "imdsd's exit touched the foreign program"
-
-
-def tc_ingress_names(lab, port):
-    filters = json.loads(lab.host("tc", "-j", "filter", "show", "dev", port, "ingress").stdout or "[]")
-    return [f["options"]["bpf_name"] for f in filters if f.get("options", {}).get("bpf_name")]
 
 
 def test_switching_ingress_hook_leaves_no_stale_copy(make_lab):
@@ -321,20 +362,19 @@ def test_switching_ingress_hook_leaves_no_stale_copy(make_lab):
     lab.imdsd.kill()
     lab.imdsd.wait()
     lab.imdsd = None
-    assert any(n.startswith("imds_tc_ingress") for n in tc_ingress_names(lab, "vm1"))
+    assert lab.port_ingress_hooks("vm1") == {"tc"}
 
-    lab.start_imdsd()  # XDP
+    lab.start_imdsd("--ingress", "xdp")
     xdp = attachments(lab)["vm1"]["xdp"]
-    assert xdp and prog_name(lab, xdp) == OUR_XDP
-    assert not any(n.startswith("imds_tc_ingress") for n in tc_ingress_names(lab, "vm1")), \
-        "a stale TC ingress copy survived next to XDP"
+    assert xdp and prog_name(lab, xdp) == XDP_PROG
+    assert lab.port_ingress_hooks("vm1") == {"xdp"}, "a stale TC ingress copy survived next to XDP"
     lab.imdsd.kill()
     lab.imdsd.wait()
     lab.imdsd = None
 
-    lab.start_imdsd("--ingress", "tc")
+    lab.start_imdsd()  # the default: TC ingress
     assert attachments(lab)["vm1"]["xdp"] is None, "a stale imds_xdp survived next to TC ingress"
-    assert any(n.startswith("imds_tc_ingress") for n in tc_ingress_names(lab, "vm1"))
+    assert lab.port_ingress_hooks("vm1") == {"tc"}
     r = get(lab.vm_ns(1), "/latest/meta-data/instance-id")
     assert r.body == vmdata.instance_id(1).encode(), r
     assert lab.stop_imdsd() == 0

@@ -3,8 +3,9 @@ user-data and public key through 169.254.169.254, with IMDSv2 and IMDSv1,
 and never another VM's.  Also: dated versions, keep-alive and pipelining,
 VMs loaded or deleted while imdsd runs, the loader's list/show/stats.
 
-One lab for the module: VMs 1..3 are loaded *before* imdsd starts (the pins
-exist first), VM 4 joins later."""
+One lab for the module per ingress hook (imdsd's default, TC ingress, then
+--ingress xdp): VMs 1..3 are loaded *before* imdsd starts (the pins exist
+first), VM 4 joins later."""
 
 import json
 import time
@@ -12,18 +13,20 @@ import time
 import pytest
 
 import vmdata
-from imdslab import assert_served, vm_curl
+from imdslab import INGRESS_ARGS, INGRESS_IDS, assert_served, vm_curl
 from vmhttp import Connection, NoResponse, fetch, get, token_for
 
 DATED = ["2009-04-04", "2016-09-02", "2018-09-24", "2021-03-23"]
 FIRST = [1, 2, 3]
 
 
-@pytest.fixture(scope="module")
-def lab(make_lab):
+@pytest.fixture(scope="module", params=INGRESS_ARGS, ids=INGRESS_IDS)
+def lab(make_lab, request):
+    """Every test runs twice: with imdsd's default ingress check (TC) and
+    with --ingress xdp."""
     lab = make_lab(3)
     lab.load([vmdata.vm_record(i) for i in FIRST])
-    lab.start_imdsd()
+    lab.start_imdsd(*request.param)
     return lab
 
 
@@ -153,18 +156,22 @@ def test_list_and_show(lab):
     assert lab.loadmap("show", "i-doesnotexist").returncode == 1
 
 
-def wait_for_xdp(lab, port, seconds=5.0):
+def wait_for_ingress_check(lab, port, seconds=5.0):
+    """imdsd put its check of what the VM sends on PORT, which joined the
+    bridge after imdsd started, on the hook imdsd was started with."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if lab.port_xdp(port):
+        hooks = lab.port_ingress_hooks(port)
+        if hooks:
+            assert hooks == {lab.ingress_hook}, f"{port}: ingress check on {hooks}, not {lab.ingress_hook}"
             return
         time.sleep(0.05)
-    raise AssertionError(f"imdsd did not attach XDP to {port}, which joined the bridge later")
+    raise AssertionError(f"imdsd did not attach its ingress check to {port}, which joined the bridge later")
 
 
 def test_vm_loaded_while_running_is_served_and_delete_removes_it(lab):
     lab.add_vm(4)
-    wait_for_xdp(lab, "vm4")
+    wait_for_ingress_check(lab, "vm4")
     ns = lab.vm_ns(4)
     before = lab.stats().get(("total", "drop_unknown_mac"), 0)
     with pytest.raises(NoResponse):
@@ -202,7 +209,19 @@ def test_vm_on_a_new_port_is_served_once_the_old_port_left(lab):
     assert_served(lab, 2)  # bound to its first port
     lab.del_vm(2)
     lab.add_vm(2)
-    wait_for_xdp(lab, "vm2")
+    wait_for_ingress_check(lab, "vm2")
     assert_served(lab, 2)
     for i in (1, 3):
         assert_served(lab, i)
+
+
+
+def test_ingress_check_is_on_the_chosen_hook_only(lab):
+    """TC ingress unless imdsd was told --ingress xdp; TC egress (the hop
+    limit) either way; never both ingress hooks (every packet would be
+    checked and charged twice)."""
+    for port in ("vm1", "vm3"):
+        assert lab.port_ingress_hooks(port) == {lab.ingress_hook}, port
+        assert any(n.startswith("imds_tc_egress") for n in lab.tc_filter_names(port, "egress")), port
+    if lab.ingress_hook == "tc":
+        assert lab.port_xdp("vm1") is None, "the default TC ingress came with an XDP program"

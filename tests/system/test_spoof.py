@@ -5,8 +5,11 @@ data plane verified, never from the source address alone.
    with SYNs crafted by scapy, then with a real curl after taking VM 2's
    address/MAC on its eth0.  No answer reaches either VM, and the drop
    counter of the matching reason grows by exactly what was sent.
-3. A client on a bridge port whose XDP program was detached (VM 4) is
+3. A client on a bridge port whose ingress check was taken off (VM 4) is
    accepted by TCP but gets no byte of metadata; the others are still served.
+
+The module runs twice: with imdsd's default ingress check (TC ingress) and
+with --ingress xdp.
 
 Every VM fetches once first, so each VM's port is learned before anyone
 forges it (the data plane binds a VM to the port of its first verified
@@ -18,18 +21,19 @@ import time
 import pytest
 
 import vmdata
-from imdslab import assert_served, counter_delta, vm_curl
+from imdslab import INGRESS_ARGS, INGRESS_IDS, assert_served, counter_delta, vm_curl
 from vmhttp import NoResponse, get
 
 mac, ip, iid = vmdata.vm_mac, vmdata.vm_ipv4, vmdata.instance_id
 _ports = itertools.count(61000, 20)  # 20 fresh source ports per attempt
 
 
-@pytest.fixture(scope="module")
-def lab(make_lab):
+@pytest.fixture(scope="module", params=INGRESS_ARGS, ids=INGRESS_IDS)
+def lab(make_lab, request):
     lab = make_lab(4)
     lab.load([vmdata.vm_record(i) for i in lab.vms])
-    lab.start_imdsd()
+    lab.start_imdsd(*request.param)
+    assert lab.port_ingress_hooks("vm4") == {lab.ingress_hook}
     lab.bind_ports()
     return lab
 
@@ -106,14 +110,8 @@ def test_curl_with_another_vms_identity_gets_nothing(lab, name, new_mac, new_ip,
     assert_served(lab, 2)
 
 
-def detach_xdp(lab, port):
-    lab.ip_host("link", "set", "dev", port, "xdp", "off", check=False)
-    lab.ip_host("link", "set", "dev", port, "xdpgeneric", "off", check=False)
-    assert lab.port_xdp(port) is None, f"XDP still attached to {port}: {lab.port_xdp(port)}"
-
-
 def test_port_without_data_plane_is_not_served(lab):
-    detach_xdp(lab, "vm4")
+    lab.detach_ingress_check("vm4")
     p = vm_curl(lab, 4, "--max-time", "3", "http://169.254.169.254/latest/meta-data/instance-id")
     # 52: empty reply; 56: reset.  Either way TCP connected and nothing came.
     assert p.returncode in (52, 56) and p.stdout == "", p
@@ -123,13 +121,14 @@ def test_port_without_data_plane_is_not_served(lab):
     for i in (1, 2, 3):
         assert_served(lab, i)
     time.sleep(1)
-    assert lab.port_xdp("vm4") is None, "imdsd attached XDP again to a port it had seen"
+    assert not lab.port_ingress_hooks("vm4"), "imdsd attached its ingress check again to a port it had seen"
     with pytest.raises(NoResponse):
         get(lab.vm_ns(4), "/latest/meta-data/instance-id")
 
 
 def test_client_in_the_host_namespace_is_not_served(lab):
-    """Local traffic never crosses a port's XDP, so it is never verified."""
+    """Local traffic never crosses a port's ingress check, so it is never
+    verified."""
     p = lab.host("curl", "-sS", "--max-time", "3", "http://169.254.169.254/latest/meta-data/instance-id",
                  check=False)
     assert p.returncode in (52, 56) and p.stdout == "", p
