@@ -696,6 +696,11 @@ static int srv_on_request(void *ctx, const struct http_request *req)
 
 	if (c->close_after_send)
 		return FEED_STOP;
+	/* Responses already pile up unread: a client that pipelines without
+	 * reading is dropped before it gets more.  Checked before each request,
+	 * so one large answer (user data beyond 16 KiB) still goes out whole. */
+	if (srv_unsent(c) > SRV_MAX_UNSENT)
+		return FEED_GONE;
 	for (int tries = 0; tries < SRV_ROUTE_TRIES && rc == 0; tries++)
 		rc = srv_route_once(c->w, c, req, &res, &facts);
 	if (rc == -ENOENT)
@@ -745,10 +750,11 @@ static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const char 
 		return; /* a response said close: later requests are not answered */
 	rc = http_feed(&c->http, data, len, srv_on_request, c);
 	/* rc < 0: not HTTP (-400, -413, -414, -431): answer that status and
-	 * close.  Past SRV_MAX_UNSENT the client is not reading: drop it. */
+	 * close.  FEED_GONE also covers a client that is not reading
+	 * (srv_on_request). */
 	if (rc < 0)
 		rc = srv_write_status(c, -rc <= 599 && -rc >= 400 ? -rc : 400) < 0 ? FEED_FAIL : 0;
-	if (rc == FEED_GONE || rc == FEED_FAIL || srv_unsent(c) > SRV_MAX_UNSENT)
+	if (rc == FEED_GONE || rc == FEED_FAIL)
 		srv_conn_close(w, c);
 	else
 		srv_flush(w, c);

@@ -417,17 +417,30 @@ static int vc_parse_request_burst(struct vc *c, void *target, json_t *v, const c
 	return vc_parse_rate(c, v, path, &((struct vm_desc *)target)->request_burst);
 }
 
-static int vc_parse_max_conns(struct vc *c, void *target, json_t *v, const char *path)
+static int vc_parse_bounded(struct vc *c, json_t *v, const char *path, json_int_t lo, json_int_t hi, uint32_t *out)
 {
 	json_int_t n;
 
 	if (!json_is_integer(v))
 		return vc_expect(c, path, v, "an integer");
 	n = json_integer_value(v);
-	if (n < 1 || n > IMDS_MAX_CONNS_LIMIT)
-		return vc_fail(c, path, "%" JSON_INTEGER_FORMAT " is out of range 1..%d", n, IMDS_MAX_CONNS_LIMIT);
-	((struct vm_desc *)target)->max_conns = (uint32_t)n;
+	if (n < lo || n > hi)
+		return vc_fail(c, path, "%" JSON_INTEGER_FORMAT " is out of range %" JSON_INTEGER_FORMAT
+			       "..%" JSON_INTEGER_FORMAT, n, lo, hi);
+	*out = (uint32_t)n;
 	return 0;
+}
+
+static int vc_parse_max_conns(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_bounded(c, v, path, 1, IMDS_MAX_CONNS_LIMIT, &((struct vm_desc *)target)->max_conns);
+}
+
+/* EC2 caps user data at 16 KiB; an operator may allow more for one VM. */
+static int vc_parse_user_data_max(struct vc *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_bounded(c, v, path, VMCONF_USER_DATA_MAX, VMCONF_USER_DATA_MAX_LIMIT,
+				&((struct vm_desc *)target)->user_data_max);
 }
 
 /* A string option with two values; *out = (value == yes). */
@@ -468,6 +481,7 @@ static const struct vc_field vc_option_fields[] = {
 	{ "max-connections", 0, vc_parse_max_conns },
 	{ "instance-metadata-tags", 0, vc_parse_metadata_tags },
 	{ "proxied-token-requests", 0, vc_parse_proxied },
+	{ "user-data-max", 0, vc_parse_user_data_max },
 };
 
 static int vc_parse_options(struct vc *c, void *target, json_t *v, const char *path)
@@ -679,11 +693,13 @@ static int vc_base64_decode(const char *in, size_t len, uint8_t *out, size_t *ou
 	return n ? -EINVAL : 0;
 }
 
-static int vc_check_user_data_size(struct vc *c, const char *path, size_t len)
+static int vc_check_user_data_size(struct vc *c, const struct vm_desc *vm, const char *path, size_t len)
 {
-	if (len <= VMCONF_USER_DATA_MAX)
+	uint32_t max = vm->user_data_max ? vm->user_data_max : VMCONF_USER_DATA_MAX;
+
+	if (len <= max)
 		return 0;
-	return vc_fail(c, path, "user data is %zu bytes, more than the %d allowed", len, VMCONF_USER_DATA_MAX);
+	return vc_fail(c, path, "user data is %zu bytes, more than the %u allowed", len, max);
 }
 
 static int vc_parse_user_data(struct vc *c, void *target, json_t *v, const char *path)
@@ -694,7 +710,7 @@ static int vc_parse_user_data(struct vc *c, void *target, json_t *v, const char 
 	if (!json_is_string(v))
 		return vc_expect(c, path, v, "a string");
 	len = json_string_length(v);
-	if (vc_check_user_data_size(c, path, len))
+	if (vc_check_user_data_size(c, vm, path, len))
 		return -EINVAL;
 	vm->user_data = malloc(len ? len : 1);
 	if (!vm->user_data)
@@ -727,7 +743,7 @@ static int vc_parse_user_data_b64(struct vc *c, void *target, json_t *v, const c
 		return vc_fail(c, path, "not valid base64: unexpected '%c' at offset %zu",
 			       (unsigned char)s[bad] >= 0x20 && (unsigned char)s[bad] < 0x7f ? s[bad] : '?', bad);
 	}
-	if (vc_check_user_data_size(c, path, out_len)) {
+	if (vc_check_user_data_size(c, vm, path, out_len)) {
 		free(buf);
 		return -EINVAL;
 	}

@@ -11,7 +11,8 @@
 
 #include "imds.h"
 
-#define VMCONF_USER_DATA_MAX 16384 /* raw bytes, as on EC2 */
+#define VMCONF_USER_DATA_MAX 16384	      /* raw bytes, as on EC2 */
+#define VMCONF_USER_DATA_MAX_LIMIT 1048576 /* the most options.user-data-max allows */
 
 struct vm_key {
 	char *name;
@@ -48,6 +49,7 @@ struct vm_desc {
 	uint32_t request_rate;  /* HTTP requests/s (429 beyond); 0 = default */
 	uint32_t request_burst; /* HTTP request bucket; 0 = default */
 	uint32_t max_conns;	/* concurrent connections; 0 = default */
+	uint32_t user_data_max; /* options.user-data-max; 0 = VMCONF_USER_DATA_MAX */
 	bool metadata_tags;	/* "instance-metadata-tags": "enabled" */
 	bool allow_proxied;	/* "proxied-token-requests": "allow" */
 	char *name;		/* "name": common to every flavor; owned; NULL = instance-id */

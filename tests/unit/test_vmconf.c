@@ -540,6 +540,32 @@ static void test_user_data(void **state)
 	free(big);
 }
 
+/* options.user-data-max raises one VM's limit above EC2's 16 KiB. */
+static void test_user_data_max(void **state)
+{
+	const size_t max = 32768;
+	struct vm_set set;
+	char *text, *big = malloc(max + 64);
+	int n = sprintf(big, "\"options\": {\"user-data-max\": %zu},\n\"user-data\": \"", max);
+
+	(void)state;
+	memset(big + n, 'u', max);
+	strcpy(big + n + max, "\"");
+	text = doc1(ID, MAC, IP, big);
+	parse_ok(text, &set);
+	assert_int_equal(set.vms[0].user_data_len, max);
+	assert_int_equal(set.vms[0].user_data_max, max);
+	vmconf_free(&set);
+	free(text);
+	strcpy(big + n + max, "u\"");
+	expect_error(doc1(ID, MAC, IP, big), "t.json:7:14: vms[0].user-data: user data is 32769 bytes, more than the 32768 allowed");
+	free(big);
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"user-data-max\": 100}"),
+		     "t.json:6:30: vms[0].options.user-data-max: 100 is out of range 16384..1048576");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"user-data-max\": 2000000}"),
+		     "t.json:6:30: vms[0].options.user-data-max: 2000000 is out of range 16384..1048576");
+}
+
 static void test_public_keys(void **state)
 {
 	struct vm_set set;
@@ -697,6 +723,7 @@ int main(void)
 		cmocka_unit_test(test_rate_options),
 		cmocka_unit_test(test_meta_data),
 		cmocka_unit_test(test_user_data),
+		cmocka_unit_test(test_user_data_max),
 		cmocka_unit_test(test_public_keys),
 		cmocka_unit_test(test_iam),
 		cmocka_unit_test(test_meta_data_mac_keys),
