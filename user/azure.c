@@ -29,23 +29,16 @@ static int azure_check_os_type(struct flavor_chk *c, const json_t *v, const char
 	return 0;
 }
 
-/* Azure tag names are at most 512 characters, values 256; the tags leaf
- * joins them with ':' and ';', so those may not appear in names. */
+/* The tags are the VM's top-level "tags", given once for every flavor;
+ * an Azure-only copy would let the flavors disagree. */
 static int azure_check_tags(struct flavor_chk *c, const json_t *v, const char *path)
 {
-	char sub[256];
-	const char *key;
-	json_t *val;
+	static const char suffix[] = ".azure.tags";
+	size_t len = strlen(path), vm = len >= sizeof(suffix) - 1 ? len - (sizeof(suffix) - 1) : len;
 
-	if (flavor_check_string_map(c, v, path, NULL, 256))
-		return -EINVAL;
-	json_object_foreach((json_t *)v, key, val) {
-		(void)val;
-		flavor_sub_path(sub, sizeof(sub), path, key);
-		if (strpbrk(key, ":;"))
-			return flavor_fail(c, sub, "a tag name must not contain ':' or ';'");
-	}
-	return 0;
+	(void)v;
+	return flavor_fail(c, path, "give tags in %.*s.tags (Azure's compute.tags and tagsList show them)", (int)vm,
+			   path);
 }
 
 static const struct flavor_field azure_fields[] = {
@@ -90,10 +83,13 @@ static json_t *azure_public_keys(const struct flavor_common *fc, const char *adm
 	return keys;
 }
 
-/* "tags" is "name:value;name2:value2"; "tagsList" the same as objects. */
+/* "tags" is "name:value;name2:value2", "tagsList" the same as objects,
+ * from the VM's top-level tags.  Azure shows a VM's tags to the guest
+ * always (EC2's instance-metadata-tags option is EC2's), and builds the
+ * string without escaping: a ':' in a name or ';' in a value makes it
+ * ambiguous there too, tagsList is exact. */
 static int azure_tags(const struct flavor_common *fc, json_t **tags, json_t **list)
 {
-	const json_t *given = flavor_section_get(fc->vm, "azure", "tags");
 	struct outbuf text = { 0 };
 	const char *key;
 	json_t *val;
@@ -102,8 +98,8 @@ static int azure_tags(const struct flavor_common *fc, json_t **tags, json_t **li
 	*list = json_array();
 	if (!*list)
 		return -ENOMEM;
-	if (given) {
-		json_object_foreach((json_t *)given, key, val) {
+	if (fc->vm->tags) {
+		json_object_foreach(fc->vm->tags, key, val) {
 			rc = outbuf_printf(&text, "%s%s:%s", text.len ? ";" : "", key, json_string_value(val));
 			if (!rc && json_array_append_new(*list, json_pack("{s:s, s:s}", "name", key, "value",
 									   json_string_value(val))))

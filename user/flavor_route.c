@@ -6,6 +6,8 @@
  * ("openstack", "computeMetadata", "metadata"), and "GET /" is GCE's when
  * the request carries Metadata-Flavor (google-auth pings the root) and the
  * VM is served as GCE; every other request is EC2's.  All flavors serve GET and HEAD only.
+ * As with EC2's routes, every error answer closes the connection; GCE's
+ * answers name GCE's server.
  */
 #include "flavor_route.h"
 
@@ -26,6 +28,7 @@
 #define FR_EXTRA_CAP 128
 #define FR_PARAM_CAP 64
 
+#define GCE_SERVER "Metadata Server for VM" /* GCE's Server header */
 #define GCE_TOKEN_WINDOW 3600 /* a token is valid for the clock hour it was made in */
 #define GCE_TOKEN_MIN_LEFT 300 /* closer to the end: hand out the next hour's */
 
@@ -789,10 +792,16 @@ int flavor_route(const struct route_ctx *ctx, const struct http_request *req, st
 	}
 	fr_split_query(f);
 	*res = (struct route_result){ 0 };
+	/* GCE names its server; Nova and Azure IMDS answers are not specified
+	 * (shared/spec), so they keep the shared layer's EC2ws. */
+	if (f->flavor == FR_GCE)
+		f->resp.server = GCE_SERVER;
 	rc = fr_dispatch(f);
 	if (!rc) {
 		res->status = f->resp.status;
-		res->close = !req->keep_alive;
+		/* Errors close, as the EC2 routes' do (router.c): a client
+		 * that does not read an error body keeps no idle socket. */
+		res->close = !req->keep_alive || f->resp.status >= 400;
 		f->resp.close = res->close;
 		f->resp.head = req->method == HTTP_M_HEAD;
 		rc = http_write_response(out, &f->resp, ctx->now);

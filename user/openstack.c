@@ -125,16 +125,50 @@ static int os_add_keys(json_t *md, const struct flavor_common *fc)
 	return rc;
 }
 
-/* Nova's key order (uuid first, devices last). */
-static json_t *os_meta_data(const struct flavor_common *fc)
+/* "meta" is Nova's server metadata (`nova boot --meta`), the user's
+ * key/value pairs: the VM's top-level tags, as Nova always shows them,
+ * plus "openstack.meta" for keys only OpenStack guests read (dsmode).  A
+ * key in both is refused rather than one silently winning.  NULL with
+ * *rc set: -ENOMEM, or -EINVAL with err. */
+static json_t *os_meta(const struct flavor_common *fc, char *err, size_t errlen, int *rc)
 {
-	json_t *md = json_object();
+	const json_t *given = flavor_section_get(fc->vm, "openstack", "meta");
+	json_t *meta = fc->vm->tags ? json_copy(fc->vm->tags) : json_object();
+	const char *key;
+	json_t *val;
+
+	*rc = meta ? 0 : -ENOMEM;
+	if (!meta || !given)
+		return meta;
+	json_object_foreach((json_t *)given, key, val) {
+		if (json_object_get(meta, key)) {
+			snprintf(err, errlen, "%s.openstack.meta.%s: %s is also given in %s.tags; keep one",
+				 fc->vm->json_path, key, key, fc->vm->json_path);
+			*rc = -EINVAL;
+		} else if (json_object_set(meta, key, val)) {
+			*rc = -ENOMEM;
+		}
+		if (*rc) {
+			json_decref(meta);
+			return NULL;
+		}
+	}
+	return meta;
+}
+
+/* Nova's key order (uuid first, devices last). */
+static json_t *os_meta_data(const struct flavor_common *fc, char *err, size_t errlen, int *rc_out)
+{
+	json_t *md = json_object(), *meta;
 	int rc = md ? 0 : -ENOMEM;
 
 	if (!rc)
 		rc = os_set(md, "uuid", json_string(os_text(fc, "uuid", fc->vm->instance_id)));
-	if (!rc)
-		rc = os_set(md, "meta", os_copy_or(fc, "meta", json_object()));
+	if (!rc) {
+		meta = os_meta(fc, err, errlen, &rc);
+		if (meta)
+			rc = os_set(md, "meta", meta);
+	}
 	if (!rc)
 		rc = os_add_keys(md, fc);
 	if (!rc)
@@ -149,6 +183,7 @@ static json_t *os_meta_data(const struct flavor_common *fc)
 		rc = os_set(md, "project_id", json_string(os_text(fc, "project-id", OS_DEFAULT_PROJECT)));
 	if (!rc)
 		rc = os_set(md, "devices", json_array());
+	*rc_out = rc;
 	if (rc) {
 		json_decref(md);
 		return NULL;
@@ -184,9 +219,12 @@ static int os_add_doc(struct tree_builder *b, const char *name, json_t *doc)
 
 int openstack_compile(struct tree_builder *b, const struct flavor_common *fc, char *err, size_t errlen)
 {
+	json_t *md;
 	int rc;
 
-	rc = os_add_doc(b, "meta_data.json", os_meta_data(fc));
+	md = os_meta_data(fc, err, errlen, &rc);
+	if (!rc)
+		rc = os_add_doc(b, "meta_data.json", md);
 	if (!rc)
 		rc = os_add_doc(b, "vendor_data.json", os_copy_or(fc, "vendor-data", json_object()));
 	if (!rc)
@@ -195,7 +233,7 @@ int openstack_compile(struct tree_builder *b, const struct flavor_common *fc, ch
 		rc = os_add_doc(b, "network_data.json", os_network_data(fc));
 	if (!rc && fc->vm->user_data)
 		rc = flavor_add(b, OPENSTACK_PREFIX, "user_data", fc->vm->user_data, fc->vm->user_data_len, CT_OCTET);
-	if (rc && rc != -ENOMEM)
+	if (rc && rc != -ENOMEM && errlen && !err[0])
 		snprintf(err, errlen, "%s.openstack: cannot be compiled into the metadata tree", fc->vm->json_path);
 	return rc;
 }

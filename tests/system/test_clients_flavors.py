@@ -132,8 +132,9 @@ const gcp = require(process.argv[2]);
 def flavor_record(i):
     rec = vmdata.vm_record(i)
     rec["name"] = f"vm{i:02d}-name"
+    rec["tags"] = {"vm": str(i)}  # cloud-init sees them in OpenStack's meta
     rec["openstack"] = {"uuid": f"1111111{i}-2222-4333-8444-555555555555", "project-id": f"proj{i:02d}",
-                        "meta": {"dsmode": "net", "vm": str(i)},
+                        "meta": {"dsmode": "net"},
                         "vendor-data": {"cloud-init": f"#cloud-config\nvendor: vm{i:02d}\n"},
                         "vendor-data2": [f"vendor2-{i}"]}
     rec["gce"] = {"id": 7000 + i, "project-id": f"lab-proj-{i}", "numeric-project-id": 9000 + i,

@@ -2,7 +2,8 @@
 bridge path (XDP on the VM's port, imdsd, the pinned store), a walk of each
 flavor's whole tree answers 200 for every listed entry and 404 for names
 that no listing shows, every body is the VM's own, and each flavor's header
-rules hold (Metadata-Flavor for GCE, Metadata and api-version for Azure).
+rules hold (Metadata-Flavor for GCE, Metadata and api-version for Azure),
+every flavor's errors close the connection and GCE names its own Server.
 
 One lab for the module: VMs 1 and 2, each with every flavor section."""
 
@@ -12,7 +13,7 @@ import json
 import pytest
 
 import vmdata
-from vmhttp import Connection, fetch
+from vmhttp import Connection, NoResponse, fetch
 
 GOOGLE = {"Metadata-Flavor": "Google"}
 AZURE = {"Metadata": "true"}
@@ -26,11 +27,12 @@ def flavor_record(i):
     rec = vmdata.vm_record(i)
     rec["name"] = f"vm{i:02d}-name"
     rec["meta-data"]["instance-type"] = "t3.small"
-    rec["openstack"] = {"uuid": f"0000000{i}-aaaa-4bbb-8ccc-dddddddddddd", "meta": {"vm": str(i)}}
+    rec["tags"] = {"vm": str(i)}  # Azure's tags and OpenStack's meta come from here
+    rec["openstack"] = {"uuid": f"0000000{i}-aaaa-4bbb-8ccc-dddddddddddd", "meta": {"dsmode": "net"}}
     rec["gce"] = {"id": 1000 + i, "project-id": f"lab-project-{i}", "numeric-project-id": 5000 + i,
                   "attributes": {"role": f"role-{i}"},
                   "service-accounts": [{"email": f"sa-{i}@lab.iam.gserviceaccount.com"}]}
-    rec["azure"] = {"location": "labregion", "resource-group": f"rg-{i}", "tags": {"vm": str(i)}}
+    rec["azure"] = {"location": "labregion", "resource-group": f"rg-{i}"}
     return rec
 
 
@@ -91,7 +93,7 @@ def test_openstack_walk(lab, i):
     assert md["hostname"] == vmdata.hostname(i)
     assert md["availability_zone"] == "lab-1a"
     assert md["public_keys"] == {vmdata.key_name(i): vmdata.openssh_key(i)}
-    assert md["meta"] == {"vm": str(i)}
+    assert md["meta"] == {"vm": str(i), "dsmode": "net"}
     assert seen["/openstack/latest/user_data"].body == vmdata.user_data(i)
     nd = json.loads(seen["/openstack/latest/network_data.json"].body)
     assert nd["links"][0]["ethernet_mac_address"] == vmdata.vm_mac(i)
@@ -213,7 +215,7 @@ def test_update_reaches_every_flavor(lab):
     assert before.text == "role-2", before
     rec = flavor_record(2)
     rec["gce"]["attributes"]["role"] = "role-2-updated"
-    rec["openstack"]["meta"]["vm"] = "2-updated"
+    rec["tags"]["vm"] = "2-updated"
     rec["azure"]["location"] = "otherregion"
     try:
         lab.load([rec], name="update.json")
@@ -221,9 +223,11 @@ def test_update_reaches_every_flavor(lab):
         assert after.text == "role-2-updated", after
         assert after.header("ETag") != before.header("ETag")
         md = json.loads(fetch(ns, "GET", "/openstack/latest/meta_data.json").body)
-        assert md["meta"] == {"vm": "2-updated"}
+        assert md["meta"] == {"vm": "2-updated", "dsmode": "net"}
         r = fetch(ns, "GET", f"/metadata/instance/compute/location?{AZV}&format=text", AZURE)
         assert r.text == "otherregion", r
+        r = fetch(ns, "GET", f"/metadata/instance/compute/tags?{AZV}&format=text", AZURE)
+        assert r.text == "vm:2-updated", r
     finally:
         lab.load([flavor_record(2)], name="restore.json")
     assert fetch(ns, "GET", "/computeMetadata/v1/instance/attributes/role", GOOGLE).text == "role-2"
@@ -245,5 +249,55 @@ def test_bad_sections_are_refused_whole(lab):
     p = lab.loadmap("load", path)
     assert p.returncode != 0
     assert ": vms[0].azure.os-type: \"Plan9\" is not \"Linux\" or \"Windows\"" in p.stderr, p.stderr
+    bad = flavor_record(1)
+    bad["azure"]["tags"] = {"vm": "1"}
+    path = lab.write_json("azuretags.json", vmdata.dumps([bad]))
+    p = lab.loadmap("load", path)
+    assert p.returncode != 0
+    assert ": vms[0].azure.tags: give tags in vms[0].tags" in p.stderr, p.stderr
+    bad = flavor_record(1)
+    bad["openstack"]["meta"]["vm"] = "again"
+    path = lab.write_json("metaconflict.json", vmdata.dumps([bad]))
+    p = lab.loadmap("load", path)
+    assert p.returncode != 0
+    assert "vms[0].openstack.meta.vm: vm is also given in vms[0].tags; keep one" in p.stderr, p.stderr
     r = fetch(lab.vm_ns(1), "GET", "/computeMetadata/v1/instance/attributes/ssh-keys", GOOGLE)
     assert r.text == f"{vmdata.key_name(1)}:{vmdata.openssh_key(1)}", r
+
+
+def test_server_header(lab):
+    """GCE answers as "Metadata Server for VM" (errors too); OpenStack and
+    Azure keep the shared layer's EC2ws."""
+    ns = lab.vm_ns(1)
+    gce = "Metadata Server for VM"
+    for path, headers, status, server in (
+            ("/computeMetadata/v1/instance/name", GOOGLE, 200, gce),
+            ("/computeMetadata/v1/instance/name", None, 403, gce),
+            ("/", GOOGLE, 200, gce),
+            ("/", None, 200, "EC2ws"),
+            ("/openstack/latest/meta_data.json", None, 200, "EC2ws"),
+            (f"/metadata/instance?{AZV}", AZURE, 200, "EC2ws")):
+        r = fetch(ns, "GET", path, headers)
+        assert (r.status, r.header("Server")) == (status, server), (path, r)
+
+
+@pytest.mark.parametrize("method,path,headers,status", [
+    ("GET", "/openstack/latest/password", None, 404),
+    ("POST", "/openstack/latest/meta_data.json", None, 405),
+    ("GET", "/computeMetadata/v1/instance/id", None, 403),
+    ("GET", "/computeMetadata/v1/instance/id?alt=xml", GOOGLE, 400),
+    ("GET", "/computeMetadata/v1/instance/nothing", GOOGLE, 404),
+    ("GET", f"/metadata/instance?{AZV}", None, 400),
+    ("GET", f"/metadata/instance/compute/nothing?{AZV}", AZURE, 404),
+])
+def test_errors_close_the_connection(lab, method, path, headers, status):
+    """Like EC2's, every flavor's error closes a keep-alive connection (a
+    client that skips the error body keeps no idle socket); a 200 first
+    shows the connection was kept until then."""
+    with Connection(lab.vm_ns(1)) as c:
+        assert c.request("GET", "/openstack/latest/user_data").header("Connection") == "keep-alive"
+        r = c.request(method, path, headers)
+        assert (r.status, r.header("Connection")) == (status, "close"), r
+        with pytest.raises(NoResponse) as e:
+            c.read_response()  # nothing more: the server closes (not a timeout)
+        assert e.value.kind in ("closed", "reset"), e.value

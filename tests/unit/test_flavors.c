@@ -232,8 +232,8 @@ static void test_section_errors(void **state)
 			   "t.json:6:30: vms[0].openstack.vendor-data: expected an object, an array or a string");
 	expect_parse_error("\"azure\": {\"os-type\": \"BeOS\"}",
 			   "t.json:6:22: vms[0].azure.os-type: \"BeOS\" is not \"Linux\" or \"Windows\"");
-	expect_parse_error("\"azure\": {\"tags\": {\"a:b\": \"c\"}}",
-			   "t.json:6:27: vms[0].azure.tags.a:b: a tag name must not contain ':' or ';'");
+	expect_parse_error("\"azure\": {\"tags\": {\"a\": \"b\"}}",
+			   "t.json:6:19: vms[0].azure.tags: give tags in vms[0].tags (Azure's compute.tags and tagsList show them)");
 	expect_parse_error("\"azure\": {\"location\": \"\"}", "t.json:6:23: vms[0].azure.location: must be 1 to 255 bytes long");
 }
 
@@ -254,6 +254,26 @@ static void test_compile_conflict(void **state)
 	assert_int_equal(vmconf_parse("t.json", text, strlen(text), &set, &err), 0);
 	assert_int_equal(vm_compile(&set.vms[0], NULL, &img, &len, msg, sizeof(msg)), -EINVAL);
 	assert_string_equal(msg, "vms[0].gce.attributes.ssh-keys: ssh-keys is also given in vms[0].public-keys; keep one");
+	assert_null(img);
+	vmconf_free(&set);
+}
+
+/* openstack.meta adds to the tags; a key in both is refused. */
+static void test_compile_meta_conflict(void **state)
+{
+	static const char text[] = "{\"vms\": [{\"instance-id\": \"i-1\", \"mac\": \"52:54:00:00:00:01\", "
+				   "\"ipv4\": \"10.0.0.1\", \"tags\": {\"env\": \"prod\", \"role\": \"db\"}, "
+				   "\"openstack\": {\"meta\": {\"dsmode\": \"net\", \"role\": \"web\"}}}]}";
+	struct vm_set set;
+	struct conf_error err;
+	char msg[512] = "";
+	void *img = NULL;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(vmconf_parse("t.json", text, strlen(text), &set, &err), 0);
+	assert_int_equal(vm_compile(&set.vms[0], NULL, &img, &len, msg, sizeof(msg)), -EINVAL);
+	assert_string_equal(msg, "vms[0].openstack.meta.role: role is also given in vms[0].tags; keep one");
 	assert_null(img);
 	vmconf_free(&set);
 }
@@ -352,7 +372,12 @@ static void test_openstack_documents(void **state)
 	assert_string_equal(json_string_value(json_object_get(md, "availability_zone")), "eu-west-1a");
 	assert_string_equal(json_string_value(json_object_get(md, "project_id")), "8f5f3c2e9b7a4d1c8e6f0a1b2c3d4e5f");
 	assert_int_equal(json_integer_value(json_object_get(md, "launch_index")), 0);
+	/* meta: the VM's tags, then openstack.meta */
+	assert_int_equal(json_object_size(json_object_get(md, "meta")), 4);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(md, "meta"), "env")), "prod");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(md, "meta"), "team")), "web");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(md, "meta"), "role")), "web");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(md, "meta"), "dsmode")), "net");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(md, "public_keys"), "alice")),
 			    example.vms[0].keys[0].openssh_key);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(md, "keys"), 0), "data")),
@@ -383,6 +408,7 @@ static void test_openstack_documents(void **state)
 	assert_string_equal(json_string_value(json_object_get(md, "hostname")), "db-1.example.internal");
 	assert_string_equal(json_string_value(json_object_get(md, "availability_zone")), "nova");
 	assert_int_equal(json_object_size(json_object_get(md, "public_keys")), 0);
+	assert_int_equal(json_object_size(json_object_get(md, "meta")), 0);
 	json_decref(md);
 	reply_free(&r);
 
@@ -655,7 +681,12 @@ static void test_azure_data(void **state)
 	assert_string_equal(json_string_value(json_object_get(compute, "location")), "westeurope");
 	assert_string_equal(json_string_value(json_object_get(compute, "vmId")), "02aab8a4-74ef-476e-8182-f6d2ba4166a6");
 	assert_string_equal(json_string_value(json_object_get(compute, "zone")), "eu-west-1a");
+	/* the VM's top-level tags */
 	assert_string_equal(json_string_value(json_object_get(compute, "tags")), "env:prod;team:web");
+	assert_int_equal(json_array_size(json_object_get(compute, "tagsList")), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(compute, "tagsList"), 1),
+							      "value")),
+			    "web");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(compute, "osProfile"), "computerName")),
 			    "web-1.example.internal");
 	assert_string_equal(json_string_value(json_object_get(compute, "userData")),
@@ -745,6 +776,124 @@ static void test_binary_user_data(void **state)
 	vmconf_free(&set);
 }
 
+/* --- framing shared by the flavors --- */
+
+/* Server: GCE names its own; OpenStack and Azure keep EC2ws. */
+static void test_server_header(void **state)
+{
+	static const struct {
+		const char *path, *headers, *server;
+		int status;
+	} cases[] = {
+		{ "/computeMetadata/v1/instance/name", GOOGLE, "Metadata Server for VM", 200 },
+		{ "/computeMetadata/v1/instance/name", NULL, "Metadata Server for VM", 403 },
+		{ "/computeMetadata/v1/nothing", GOOGLE, "Metadata Server for VM", 404 },
+		{ "/", GOOGLE, "Metadata Server for VM", 200 },
+		{ "/", NULL, "EC2ws", 200 },
+		{ "/openstack/latest/meta_data.json", NULL, "EC2ws", 200 },
+		{ "/metadata/instance" AZV, AZ, "EC2ws", 200 },
+		{ "/latest/meta-data/instance-id", NULL, "EC2ws", 200 },
+	};
+	struct reply r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		get(cases[i].path, cases[i].headers, &r);
+		expect(&r, cases[i].status, NULL);
+		expect_header(&r, "Server", cases[i].server);
+		reply_free(&r);
+	}
+	get_vm(&full_vm, "PUT", "/computeMetadata/v1/instance/guest-attributes/hostkeys/rsa", GOOGLE, &r);
+	expect(&r, 405, NULL);
+	expect_header(&r, "Server", "Metadata Server for VM");
+	reply_free(&r);
+}
+
+/* Every flavor's errors close the connection, as EC2's do; its answers
+ * keep a keep-alive connection open. */
+static void test_errors_close(void **state)
+{
+	static const struct {
+		const char *method, *path, *headers;
+		int status;
+	} cases[] = {
+		{ "GET", "/openstack/latest/meta_data.json", NULL, 200 },
+		{ "GET", "/openstack/latest/password", NULL, 404 },
+		{ "POST", "/openstack/latest/meta_data.json", NULL, 405 },
+		{ "GET", "/computeMetadata/v1/instance/id", GOOGLE, 200 },
+		{ "GET", "/computeMetadata/v1/instance/id", NULL, 403 },
+		{ "GET", "/computeMetadata/v1/instance/id?alt=xml", GOOGLE, 400 },
+		{ "GET", "/computeMetadata/v1/instance/nothing", GOOGLE, 404 },
+		{ "DELETE", "/computeMetadata/v1/instance/id", GOOGLE, 405 },
+		{ "GET", "/metadata/instance" AZV, AZ, 200 },
+		{ "GET", "/metadata/instance" AZV, NULL, 400 },
+		{ "GET", "/metadata/instance/compute/nothing" AZV, AZ, 404 },
+		{ "DELETE", "/metadata/instance" AZV, AZ, 405 },
+	};
+	struct reply r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool err = cases[i].status >= 400;
+
+		get_vm(&full_vm, cases[i].method, cases[i].path, cases[i].headers, &r);
+		expect(&r, cases[i].status, NULL);
+		if (r.res.close != err)
+			fail_msg("%s %s: close %d, want %d", cases[i].method, cases[i].path, r.res.close, err);
+		expect_header(&r, "Connection", err ? "close" : "keep-alive");
+		reply_free(&r);
+	}
+}
+
+/* Tags are given once, at the top level: Azure shows them whatever EC2's
+ * instance-metadata-tags option says, OpenStack's meta starts from them,
+ * GCE does not show them. */
+static void test_tags_shared(void **state)
+{
+	static const char text[] = "{\"vms\": [{\"instance-id\": \"i-1\", \"mac\": \"52:54:00:00:00:01\", "
+				   "\"ipv4\": \"10.0.0.1\", \"tags\": {\"Name\": \"a:b\", \"k:1\": \"v\"}, "
+				   "\"openstack\": {}, \"azure\": {}}]}";
+	struct vm_set set;
+	struct conf_error err;
+	struct vm_tree t;
+	struct reply r;
+
+	(void)state;
+	assert_int_equal(vmconf_parse("t.json", text, strlen(text), &set, &err), 0);
+	compile_vm(&set.vms[0], &t);
+	get_vm(&t, "GET", "/latest/meta-data/tags/instance/Name", NULL, &r);
+	expect(&r, 404, NULL); /* the EC2 option is off */
+	reply_free(&r);
+	get_vm(&t, "GET", "/metadata/instance/compute/tags" AZV "&format=text", AZ, &r);
+	expect(&r, 200, "Name:a:b;k:1:v"); /* built as Azure builds it */
+	reply_free(&r);
+	get_vm(&t, "GET", "/metadata/instance/compute/tagsList" AZV, AZ, &r);
+	expect(&r, 200, "[{\"name\":\"Name\",\"value\":\"a:b\"},{\"name\":\"k:1\",\"value\":\"v\"}]");
+	reply_free(&r);
+	get_vm(&t, "GET", "/openstack/latest/meta_data.json", NULL, &r);
+	expect(&r, 200, NULL);
+	assert_non_null(strstr(r.body, "\"meta\": {\"Name\": \"a:b\", \"k:1\": \"v\"}"));
+	reply_free(&r);
+	free(t.img);
+	vmconf_free(&set);
+	/* GCE: labels are not in its metadata server, instance/tags are
+	 * network tags; the VM's tags are not shown there. */
+	get("/computeMetadata/v1/instance/tags", GOOGLE, &r);
+	expect(&r, 404, NULL);
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/?recursive=true", GOOGLE, &r);
+	expect(&r, 200, NULL);
+	assert_null(strstr(r.body, "prod"));
+	reply_free(&r);
+	/* no tags: empty */
+	get_vm(&bare_vm, "GET", "/metadata/instance/compute/tagsList" AZV, AZ, &r);
+	expect(&r, 200, "[]");
+	reply_free(&r);
+	get_vm(&bare_vm, "GET", "/metadata/instance/compute/tags" AZV "&format=text", AZ, &r);
+	expect(&r, 200, "");
+	reply_free(&r);
+}
+
 /* --- the whole tree --- */
 
 /* Walks every listing of a flavor from `root`: each listed entry answers
@@ -808,6 +957,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_section_errors),
 		cmocka_unit_test(test_compile_conflict),
+		cmocka_unit_test(test_compile_meta_conflict),
 		cmocka_unit_test(test_classification),
 		cmocka_unit_test(test_openstack_versions),
 		cmocka_unit_test(test_openstack_documents),
@@ -820,6 +970,9 @@ int main(void)
 		cmocka_unit_test(test_azure_data),
 		cmocka_unit_test(test_sections_enable_flavors),
 		cmocka_unit_test(test_binary_user_data),
+		cmocka_unit_test(test_server_header),
+		cmocka_unit_test(test_errors_close),
+		cmocka_unit_test(test_tags_shared),
 		cmocka_unit_test(test_walk_every_flavor),
 	};
 
