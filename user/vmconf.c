@@ -1130,7 +1130,7 @@ static int vc_parse_tags(struct vc *c, void *target, json_t *v, const char *path
 
 /* Order matters: user-data before user-data-base64 and meta-data before
  * public-keys (each of the latter checks the former).  "openstack", "gce"
- * and "azure" are reserved for the other flavors and accepted as is. */
+ * and "azure" are the other flavors' sections, checked by flavors.c. */
 static const struct vc_field vc_vm_fields[] = {
 	{ "instance-id", 1, vc_parse_instance_id },
 	{ "name", 0, vc_parse_name },
