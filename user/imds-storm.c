@@ -3,7 +3,8 @@
  * metadata the way cloud-init does; every answer is checked against the VM
  * description it was loaded from (the JSON given to imds-loadmap).  One
  * process drives every namespace: a thread setns()es into a VM's namespace
- * before socket(), and the socket stays there.  Reports requests/s, the
+ * before socket(), and the socket stays there; each thread drives its
+ * sockets through one io_uring.  Reports requests/s, the
  * storm's completion time, a log-linear latency histogram, errors by kind
  * and the server's CPU time per request.  Usage and output: docs/storm.md. */
 #include <dirent.h>
@@ -11,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <liburing.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
@@ -22,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,7 +36,8 @@
 #include "vmconf.h"
 
 #define STORM_BODY_MAX (1u << 20)  /* larger than any compiled leaf */
-#define STORM_EVENTS 256
+#define STORM_RECV_BUF 8192
+#define STORM_WAIT_NS 2000000 /* the loop wakes at least this often, for the scan */
 #define STORM_SCAN_NS 5000000ull  /* timeout/retry scan period: 5 ms */
 #define STORM_BACKOFF_NS 10000000ull /* first retry after 10 ms, doubling */
 #define STORM_BACKOFF_MAX_NS 1000000000ull
@@ -224,9 +226,11 @@ struct storm_stats {
 	uint64_t last_done_ns; /* when this thread's last client finished */
 };
 
+/* A thread's counters are written by that thread only, and read by the
+ * progress line: no locked add needed. */
 static void storm_count(uint64_t *counter)
 {
-	__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
 static uint64_t storm_read(const uint64_t *counter)
@@ -254,12 +258,29 @@ struct storm_vm {
 
 enum storm_method { STORM_GET, STORM_PUT };
 
-struct storm_req {
+/* One path of a client's crawl, made the first time the crawl reaches it
+ * and kept for the run: the request bytes are rendered once, and the last
+ * answer's verdict is remembered, so a steady client's next crawl, which
+ * gets the same bytes back, costs a memcmp per response instead of a JSON
+ * lookup, a listing scan or a document parse.  Checks stay as strict: a
+ * body that differs from the remembered one is checked in full. */
+struct storm_node {
 	char *path; /* absolute, "/2021-03-23/meta-data/" */
 	enum storm_method method;
+	char *req; /* request line and headers up to the token header */
+	size_t req_len;
+	int memo_worth; /* 1: a check dearer than a memcmp (meta-data, listings, the document); -1: not; 0: not yet known */
+	int memo_set, memo_status, memo_kind;
+	struct outbuf memo_body;
+	struct storm_node **kids; /* a listing: the requests its body queued */
+	size_t nkids, kids_cap;
+	struct storm_node *next; /* hash chain */
 };
 
-enum storm_state { CS_IDLE, CS_CONNECTING, CS_SENDING, CS_RECEIVING, CS_RETRY_WAIT, CS_DONE };
+#define STORM_NODE_BUCKETS 128
+
+/* CS_RECEIVING: the request is submitted with the recv for its answer */
+enum storm_state { CS_IDLE, CS_CONNECTING, CS_RECEIVING, CS_RETRY_WAIT, CS_DONE };
 
 struct storm_thread;
 
@@ -269,9 +290,16 @@ struct storm_client {
 	int fd;
 	enum storm_state state;
 	int reused; /* fd already carried a response: a close may be the server's idle close */
-	struct storm_req *q;
+	uint32_t slot; /* index in its thread: names it in an io_uring operation */
+	uint32_t gen;  /* attempt number: completions of an earlier attempt are stale */
+	unsigned inflight; /* operations submitted and not yet completed, any attempt */
+	char *rbuf;    /* a pending recv's buffer */
+	struct storm_node **q;
 	size_t qn, qcap, qpos;
+	struct storm_node *nodes[STORM_NODE_BUCKETS];
 	char token[STORM_TOKEN_MAX];
+	char auth[STORM_TOKEN_MAX + 40]; /* the token header and the blank line */
+	size_t auth_len;
 	llhttp_t parser;
 	struct outbuf body;
 	struct outbuf out;
@@ -287,7 +315,10 @@ struct storm_run;
 struct storm_thread {
 	pthread_t tid;
 	struct storm_run *run;
-	int epfd;
+	struct io_uring ring;
+	int ring_ok;
+	void **dead; /* buffers a stale operation may still use, freed at the end */
+	size_t ndead, dead_cap;
 	int cur_nsfd; /* the namespace this thread is in, -1: the original */
 	struct storm_client **clients;
 	size_t n, active;
@@ -318,6 +349,7 @@ struct storm_run {
 	struct storm_thread *threads;
 	llhttp_settings_t settings;
 	pthread_barrier_t start;
+	struct sockaddr_in sa; /* the metadata address, what every connect gets */
 	uint64_t t0, stop_at; /* stop_at: steady mode's end */
 	uint64_t threads_done;
 	uint64_t wrong_shown;
@@ -460,34 +492,108 @@ static int storm_parse_args(int argc, char **argv, struct storm_opts *o)
 
 /* --- the crawl: a queue of requests that grows as listings arrive --- */
 
-static int storm_queue_insert(struct storm_client *c, size_t at, enum storm_method m, const char *path)
+static uint32_t storm_path_hash(const char *path, size_t len)
 {
-	char *copy = strdup(path);
+	uint32_t h = 2166136261u; /* FNV-1a */
 
-	if (!copy)
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)path[i]) * 16777619u;
+	return h;
+}
+
+/* The request bytes up to where the token header goes; a PUT is whole. */
+static int storm_render_request(struct storm_node *nd, enum storm_mode mode)
+{
+	const char *conn = mode == STORM_CONN ? "close" : "keep-alive";
+	int n;
+
+	if (nd->method == STORM_PUT)
+		n = asprintf(&nd->req,
+			     "PUT %s HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: Cloud-Init/22.4.2\r\n"
+			     "Accept: */*\r\nConnection: %s\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\n"
+			     "Content-Length: 0\r\n\r\n",
+			     nd->path, conn);
+	else
+		n = asprintf(&nd->req,
+			     "GET %s HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: python-requests/2.28.1\r\n"
+			     "Accept-Encoding: gzip, deflate\r\nAccept: */*\r\nConnection: %s\r\n",
+			     nd->path, conn);
+	if (n < 0) {
+		nd->req = NULL;
 		return -ENOMEM;
-	if (c->qn == c->qcap) {
-		size_t cap = c->qcap ? c->qcap * 2 : 64;
-		struct storm_req *q = realloc(c->q, cap * sizeof(*q));
-
-		if (!q) {
-			free(copy);
-			return -ENOMEM;
-		}
-		c->q = q;
-		c->qcap = cap;
 	}
-	memmove(c->q + at + 1, c->q + at, (c->qn - at) * sizeof(*c->q));
-	c->q[at] = (struct storm_req){ copy, m };
-	c->qn++;
+	nd->req_len = (size_t)n;
 	return 0;
 }
 
-static void storm_queue_clear(struct storm_client *c)
+/* The client's node for path (len bytes), made on first use. */
+static struct storm_node *storm_node_get(struct storm_client *c, enum storm_method m, const char *path, size_t len,
+					 enum storm_mode mode)
 {
-	for (size_t i = 0; i < c->qn; i++)
-		free(c->q[i].path);
-	c->qn = c->qpos = 0;
+	struct storm_node **head = &c->nodes[storm_path_hash(path, len) % STORM_NODE_BUCKETS];
+	struct storm_node *nd;
+
+	for (nd = *head; nd; nd = nd->next)
+		if (nd->method == m && !strncmp(nd->path, path, len) && !nd->path[len])
+			return nd;
+	nd = calloc(1, sizeof(*nd));
+	if (!nd)
+		return NULL;
+	nd->method = m;
+	nd->path = strndup(path, len);
+	if (!nd->path || storm_render_request(nd, mode)) {
+		free(nd->path);
+		free(nd);
+		return NULL;
+	}
+	nd->next = *head;
+	*head = nd;
+	return nd;
+}
+
+static void storm_nodes_free(struct storm_client *c)
+{
+	for (unsigned i = 0; i < STORM_NODE_BUCKETS; i++) {
+		while (c->nodes[i]) {
+			struct storm_node *nd = c->nodes[i];
+
+			c->nodes[i] = nd->next;
+			free(nd->path);
+			free(nd->req);
+			free(nd->kids);
+			outbuf_free(&nd->memo_body);
+			free(nd);
+		}
+	}
+}
+
+/* Inserts n requests at position at of the queue. */
+static int storm_queue_insert(struct storm_client *c, size_t at, struct storm_node *const *nds, size_t n)
+{
+	if (c->qn + n > c->qcap) {
+		size_t cap = c->qcap ? c->qcap : 64;
+		struct storm_node **q;
+
+		while (cap < c->qn + n)
+			cap *= 2;
+		q = realloc(c->q, cap * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		c->q = q;
+		c->qcap = cap;
+	}
+	memmove(c->q + at + n, c->q + at, (c->qn - at) * sizeof(*c->q));
+	memcpy(c->q + at, nds, n * sizeof(*c->q));
+	c->qn += n;
+	return 0;
+}
+
+static int storm_queue_path(struct storm_client *c, size_t at, enum storm_method m, const char *path,
+			    enum storm_mode mode)
+{
+	struct storm_node *nd = storm_node_get(c, m, path, strlen(path), mode);
+
+	return nd ? storm_queue_insert(c, at, &nd, 1) : -ENOMEM;
 }
 
 /* cloud-init's order: the token PUT (unless IMDSv1), the version probe,
@@ -500,12 +606,12 @@ static int storm_crawl_init(struct storm_client *c, const struct storm_opts *o, 
 	char path[256];
 	int rc = 0;
 
-	storm_queue_clear(c);
+	c->qn = c->qpos = 0;
 	if (with_token)
-		rc = storm_queue_insert(c, c->qn, STORM_PUT, "/latest/api/token");
+		rc = storm_queue_path(c, c->qn, STORM_PUT, "/latest/api/token", o->mode);
 	for (unsigned i = 0; !rc && i < sizeof(roots) / sizeof(roots[0]); i++) {
 		snprintf(path, sizeof(path), "/%s/%s", o->api_version, roots[i]);
-		rc = storm_queue_insert(c, c->qn, STORM_GET, path);
+		rc = storm_queue_path(c, c->qn, STORM_GET, path, o->mode);
 	}
 	return rc;
 }
@@ -690,11 +796,27 @@ static int storm_check_document(const struct storm_vm *vm, const struct outbuf *
 
 /* --- the walk: a listing's entries are fetched next, subdirectories first --- */
 
-static int storm_enqueue_line(struct storm_client *c, const char *dir, const char *line, size_t len, int pass,
-			      size_t *at)
+static int storm_add_kid(struct storm_node *dir, struct storm_node *kid)
+{
+	if (dir->nkids == dir->kids_cap) {
+		size_t cap = dir->kids_cap ? dir->kids_cap * 2 : 16;
+		struct storm_node **k = realloc(dir->kids, cap * sizeof(*k));
+
+		if (!k)
+			return -ENOMEM;
+		dir->kids = k;
+		dir->kids_cap = cap;
+	}
+	dir->kids[dir->nkids++] = kid;
+	return 0;
+}
+
+static int storm_enqueue_line(struct storm_client *c, struct storm_node *dir, const char *dirpath, const char *line,
+			      size_t len, int pass)
 {
 	int is_dir = len && line[len - 1] == '/';
 	const char *eq = memchr(line, '=', len);
+	struct storm_node *kid;
 	char path[1024];
 	int n;
 
@@ -704,23 +826,27 @@ static int storm_enqueue_line(struct storm_client *c, const char *dir, const cha
 	if (eq) { /* public-keys/ lists "0=name": fetch 0/openssh-key */
 		if (pass != 1)
 			return 0;
-		n = snprintf(path, sizeof(path), "%s%.*s/openssh-key", dir, (int)(eq - line), line);
+		n = snprintf(path, sizeof(path), "%s%.*s/openssh-key", dirpath, (int)(eq - line), line);
 	} else {
 		if (is_dir != (pass == 0))
 			return 0;
-		n = snprintf(path, sizeof(path), "%s%.*s", dir, (int)len, line);
+		n = snprintf(path, sizeof(path), "%s%.*s", dirpath, (int)len, line);
 	}
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG; /* longer than any path the server accepts */
-	return storm_queue_insert(c, (*at)++, STORM_GET, path);
+	kid = storm_node_get(c, STORM_GET, path, (size_t)n, c->th->run->o.mode);
+	return kid ? storm_add_kid(dir, kid) : -ENOMEM;
 }
 
-static int storm_enqueue_listing(struct storm_client *c, const char *path, const struct outbuf *b)
+/* The requests a listing's body asks for, in the order they are fetched:
+ * next, subdirectories first; then queued after the listing's own place. */
+static int storm_enqueue_listing(struct storm_client *c, struct storm_node *nd, const struct outbuf *b)
 {
+	const char *path = nd->path;
 	char dir[1024];
-	size_t at = c->qpos + 1;
 	int rc = 0;
 
+	nd->nkids = 0;
 	/* "dynamic/instance-identity" is listed without a slash */
 	snprintf(dir, sizeof(dir), "%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/");
 	for (int pass = 0; pass < 2 && !rc; pass++) {
@@ -732,11 +858,11 @@ static int storm_enqueue_listing(struct storm_client *c, const char *path, const
 			size_t len = nl ? (size_t)(nl - line) : b->len - off;
 
 			if (len)
-				rc = storm_enqueue_line(c, dir, line, len, pass, &at);
+				rc = storm_enqueue_line(c, nd, dir, line, len, pass);
 			off += len + 1;
 		}
 	}
-	return rc;
+	return rc ? rc : storm_queue_insert(c, c->qpos + 1, nd->kids, nd->nkids);
 }
 
 /* --- checking one response --- */
@@ -771,9 +897,10 @@ static void storm_show_wrong(struct storm_client *c, const char *path)
 		c->vm->d->instance_id, path, c->status, body);
 }
 
-static int storm_check_get(struct storm_client *c, const char *path)
+static int storm_check_get_full(struct storm_client *c, struct storm_node *nd)
 {
 	const struct storm_opts *o = &c->th->run->o;
+	const char *path = nd->path;
 	const char *rel = storm_rel_path(o, path);
 	const struct vm_desc *d = c->vm->d;
 	int is_listing = rel[strlen(rel) - 1] == '/' || !strcmp(rel, "dynamic/instance-identity");
@@ -790,7 +917,7 @@ static int storm_check_get(struct storm_client *c, const char *path)
 	if (is_listing) { /* walked even when wrong, as a client would */
 		int wrong = !strncmp(rel, "meta-data/", 10) && storm_check_listing(c->vm, rel, &c->body);
 
-		if (storm_enqueue_listing(c, path, &c->body))
+		if (storm_enqueue_listing(c, nd, &c->body))
 			return SE_BAD_HTTP;
 		return wrong ? SE_WRONG_DATA : 0;
 	}
@@ -799,6 +926,37 @@ static int storm_check_get(struct storm_client *c, const char *path)
 	if (!strncmp(rel, "meta-data/", 10))
 		return storm_check_leaf(c->vm, rel, &c->body) ? SE_WRONG_DATA : 0;
 	return 0;
+}
+
+/* The verdict on a GET's answer: the remembered one when the status and
+ * body are byte for byte those of the last answer to this path (the check
+ * is a function of path, status and body alone), else the full check. */
+static int storm_check_get(struct storm_client *c, struct storm_node *nd)
+{
+	const char *rel;
+	int kind;
+
+	if (!nd->memo_worth) {
+		rel = storm_rel_path(&c->th->run->o, nd->path);
+		nd->memo_worth = !strncmp(rel, "meta-data/", 10) || !strcmp(rel, "dynamic/instance-identity") ||
+				 !strcmp(rel, "dynamic/instance-identity/document") ? 1 : -1;
+	}
+	if (nd->memo_worth < 0)
+		return storm_check_get_full(c, nd);
+	if (nd->memo_set && nd->memo_status == c->status && storm_body_is(&c->body, nd->memo_body.data, nd->memo_body.len))
+		return storm_queue_insert(c, c->qpos + 1, nd->kids, nd->nkids) ? SE_BAD_HTTP : nd->memo_kind;
+	nd->memo_set = 0;
+	nd->nkids = 0;
+	kind = storm_check_get_full(c, nd);
+	if (kind == SE_BAD_HTTP) /* the listing could not be queued: nothing to remember */
+		return kind;
+	outbuf_reset(&nd->memo_body);
+	if (!outbuf_append(&nd->memo_body, c->body.data ? c->body.data : "", c->body.len)) {
+		nd->memo_set = 1;
+		nd->memo_status = c->status;
+		nd->memo_kind = kind;
+	}
+	return kind;
 }
 
 /* --save: creates every parent directory of path. */
@@ -870,10 +1028,18 @@ static void storm_save(struct storm_client *c, const char *path)
 		fprintf(stderr, "imds-storm: --save: cannot write %s: %s\n", file, strerror(-err));
 }
 
+/* The token header later GETs carry, and the blank line that ends them. */
+static void storm_set_token(struct storm_client *c, const char *token, size_t len)
+{
+	memcpy(c->token, token, len);
+	c->token[len] = '\0';
+	c->auth_len = (size_t)snprintf(c->auth, sizeof(c->auth), "X-aws-ec2-metadata-token: %s\r\n\r\n", c->token);
+}
+
 /* -1: fine; otherwise the error kind of the response. */
 static int storm_check(struct storm_client *c)
 {
-	const struct storm_req *r = &c->q[c->qpos];
+	struct storm_node *r = c->q[c->qpos];
 	int kind;
 
 	if (c->th->run->o.trace)
@@ -882,13 +1048,12 @@ static int storm_check(struct storm_client *c)
 	if (r->method == STORM_PUT) {
 		if (c->status != 200 || !c->body.len || c->body.len >= sizeof(c->token))
 			return SE_STATUS;
-		memcpy(c->token, c->body.data, c->body.len);
-		c->token[c->body.len] = '\0';
+		storm_set_token(c, c->body.data, c->body.len);
 		return -1;
 	}
 	if (c->th->run->o.save_dir && c->status == 200)
 		storm_save(c, r->path);
-	kind = storm_check_get(c, r->path);
+	kind = storm_check_get(c, r);
 	if (kind == SE_WRONG_DATA)
 		storm_show_wrong(c, r->path);
 	return kind ? kind : -1;
@@ -915,47 +1080,88 @@ static int storm_on_complete(llhttp_t *p)
 	return HPE_PAUSED; /* one response per request: stop here */
 }
 
+/* The node's rendered bytes, then the token header (none before the PUT
+ * or with --no-token) and the blank line. */
 static int storm_build_request(struct storm_client *c)
 {
-	const struct storm_run *run = c->th->run;
-	const struct storm_req *r = &c->q[c->qpos];
-	const char *conn = run->o.mode == STORM_CONN ? "close" : "keep-alive";
+	const struct storm_node *r = c->q[c->qpos];
 
 	outbuf_reset(&c->out);
 	c->out_off = 0;
+	if (outbuf_append(&c->out, r->req, r->req_len))
+		return -ENOMEM;
 	if (r->method == STORM_PUT)
-		return outbuf_printf(&c->out,
-				     "PUT %s HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: Cloud-Init/22.4.2\r\n"
-				     "Accept: */*\r\nConnection: %s\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\n"
-				     "Content-Length: 0\r\n\r\n",
-				     r->path, conn);
-	if (outbuf_printf(&c->out,
-			  "GET %s HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: python-requests/2.28.1\r\n"
-			  "Accept-Encoding: gzip, deflate\r\nAccept: */*\r\nConnection: %s\r\n",
-			  r->path, conn))
-		return -ENOMEM;
-	if (c->token[0] && outbuf_printf(&c->out, "X-aws-ec2-metadata-token: %s\r\n", c->token))
-		return -ENOMEM;
-	return outbuf_puts(&c->out, "\r\n");
+		return 0;
+	return c->auth_len ? outbuf_append(&c->out, c->auth, c->auth_len) : outbuf_append(&c->out, "\r\n", 2);
 }
 
 /* --- connection handling --- */
 
+/* Operations are tagged with the client's slot, the attempt and what they
+ * are: a completion from an earlier attempt (after a timeout, a reconnect
+ * or a failed send) is counted and dropped. */
+enum storm_op { OP_CONNECT = 1, OP_SEND, OP_RECV };
+
+#define STORM_GEN_MASK 0x3fffffffu
+
+static uint64_t storm_op_tag(const struct storm_client *c, enum storm_op op)
+{
+	return (uint64_t)c->slot << 32 | (uint64_t)op << 30 | (c->gen & STORM_GEN_MASK);
+}
+
+/* An SQE of the thread's ring; submits what is queued when it is full. */
+static struct io_uring_sqe *storm_sqe(struct storm_client *c, enum storm_op op)
+{
+	struct io_uring *ring = &c->th->ring;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe) {
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+	}
+	if (sqe) {
+		io_uring_sqe_set_data64(sqe, storm_op_tag(c, op));
+		c->inflight++;
+	}
+	return sqe;
+}
+
+/* A buffer an abandoned operation may still read or write: kept until the
+ * run ends (a rare case: a timeout, a reconnect). */
+static void storm_bury(struct storm_thread *th, void *buf)
+{
+	if (!buf)
+		return;
+	if (th->ndead == th->dead_cap) {
+		size_t cap = th->dead_cap ? th->dead_cap * 2 : 16;
+		void **d = realloc(th->dead, cap * sizeof(*d));
+
+		if (!d)
+			return; /* leaked rather than freed under the kernel */
+		th->dead = d;
+		th->dead_cap = cap;
+	}
+	th->dead[th->ndead++] = buf;
+}
+
+/* An operation still pending holds the socket open: shutdown() ends it
+ * (its completion is then stale), close() alone would not; its buffers
+ * are set aside, not reused. */
 static void storm_close(struct storm_client *c)
 {
 	if (c->fd >= 0) {
-		epoll_ctl(c->th->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		if (c->inflight) {
+			shutdown(c->fd, SHUT_RDWR);
+			storm_bury(c->th, c->rbuf);
+			storm_bury(c->th, c->out.data);
+			c->rbuf = NULL;
+			c->out = (struct outbuf){ 0 };
+		}
 		close(c->fd);
 	}
 	c->fd = -1;
 	c->reused = 0;
-}
-
-static int storm_watch(struct storm_client *c, uint32_t events, int op)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = c };
-
-	return epoll_ctl(c->th->epfd, op, c->fd, &ev) ? -errno : 0;
+	c->gen++;
 }
 
 /* The socket is created inside the VM's namespace: a network namespace is
@@ -979,31 +1185,36 @@ static int storm_socket_in_vm(struct storm_client *c)
 
 static void storm_fail(struct storm_client *c, int kind, int connect_failed);
 static void storm_send(struct storm_client *c);
+static int storm_recv(struct storm_client *c);
 
 static void storm_connect(struct storm_client *c)
 {
-	const struct storm_opts *o = &c->th->run->o;
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o->port), .sin_addr = o->address };
 	int fd = storm_socket_in_vm(c);
 
 	if (fd < 0) {
 		storm_fail(c, -1, 1);
 		return;
 	}
+	struct io_uring_sqe *sqe;
+
 	c->fd = fd;
 	c->state = CS_CONNECTING;
-	if (storm_watch(c, EPOLLOUT, EPOLL_CTL_ADD) ||
-	    (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != EINPROGRESS))
+	sqe = storm_sqe(c, OP_CONNECT);
+	if (!sqe) {
 		storm_fail(c, -1, 1);
+		return;
+	}
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&c->th->run->sa, sizeof(c->th->run->sa));
 }
 
 /* One attempt of the current request: on the kept-alive connection when
  * there is one, on a new one otherwise. */
-static void storm_attempt(struct storm_client *c)
+static void storm_attempt(struct storm_client *c, uint64_t now)
 {
 	const struct storm_run *run = c->th->run;
 
-	c->deadline = storm_now() + (uint64_t)run->o.timeout_ms * 1000000ull;
+	c->gen++;
+	c->deadline = now + (uint64_t)run->o.timeout_ms * 1000000ull;
 	outbuf_reset(&c->body);
 	c->complete = c->keep = c->status = 0;
 	c->resp_bytes = 0;
@@ -1014,7 +1225,6 @@ static void storm_attempt(struct storm_client *c)
 		return;
 	}
 	if (c->fd >= 0) {
-		c->state = CS_SENDING;
 		storm_send(c);
 		return;
 	}
@@ -1037,18 +1247,19 @@ static void storm_finish(struct storm_client *c)
 static void storm_next(struct storm_client *c)
 {
 	struct storm_run *run = c->th->run;
+	uint64_t now = storm_now();
 
 	if (c->qpos >= c->qn) {
 		storm_count(&c->th->st.crawls);
-		if (run->o.mode != STORM_STEADY || storm_now() >= run->stop_at ||
+		if (run->o.mode != STORM_STEADY || now >= run->stop_at ||
 		    storm_crawl_init(c, &run->o, run->o.token && !c->token[0])) {
 			storm_finish(c);
 			return;
 		}
 	}
-	c->t_start = storm_now();
+	c->t_start = now;
 	c->attempts = 0;
-	storm_attempt(c);
+	storm_attempt(c, now);
 }
 
 /* kind: an error kind, or -1 for a connect failure (not an error unless
@@ -1087,8 +1298,6 @@ static void storm_response_done(struct storm_client *c)
 	if (c->keep && th->run->o.mode != STORM_CONN) {
 		c->reused = 1;
 		c->state = CS_IDLE;
-		if (storm_watch(c, 0, EPOLL_CTL_MOD))
-			storm_close(c);
 	} else {
 		storm_close(c);
 	}
@@ -1110,31 +1319,54 @@ static void storm_reconnect(struct storm_client *c)
 {
 	storm_count(&c->th->st.reconnects);
 	storm_close(c);
-	storm_attempt(c);
+	storm_attempt(c, storm_now());
 }
 
+/* The request and, at once, the recv for its answer: one submission
+ * carries both, and the send runs first. */
 static void storm_send(struct storm_client *c)
 {
-	while (c->out_off < c->out.len) {
-		ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+	struct io_uring_sqe *sqe = storm_sqe(c, OP_SEND);
 
-		if (n < 0 && errno == EAGAIN) {
-			if (storm_watch(c, EPOLLOUT, EPOLL_CTL_MOD))
-				storm_fail(c, SE_RESET, 0);
-			return;
-		}
-		if (n < 0) {
-			if (c->reused)
-				storm_reconnect(c);
-			else
-				storm_fail(c, SE_RESET, 0);
-			return;
-		}
-		c->out_off += (size_t)n;
-	}
-	c->state = CS_RECEIVING;
-	if (storm_watch(c, EPOLLIN, EPOLL_CTL_MOD))
+	if (!sqe) {
 		storm_fail(c, SE_RESET, 0);
+		return;
+	}
+	io_uring_prep_send(sqe, c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+	if (c->state != CS_RECEIVING) {
+		c->state = CS_RECEIVING;
+		if (storm_recv(c))
+			storm_fail(c, SE_RESET, 0);
+	}
+}
+
+static int storm_recv(struct storm_client *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->rbuf && !(c->rbuf = malloc(STORM_RECV_BUF)))
+		return -ENOMEM;
+	sqe = storm_sqe(c, OP_RECV);
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_recv(sqe, c->fd, c->rbuf, STORM_RECV_BUF, 0);
+	return 0;
+}
+
+/* A send completed: all of it, part of it (the rest goes next), or an
+ * error; on a kept-alive connection the server may have closed it. */
+static void storm_sent(struct storm_client *c, int res)
+{
+	if (res < 0) {
+		if (c->reused)
+			storm_reconnect(c);
+		else
+			storm_fail(c, SE_RESET, 0);
+		return;
+	}
+	c->out_off += (size_t)res;
+	if (c->out_off < c->out.len)
+		storm_send(c);
 }
 
 static void storm_on_eof(struct storm_client *c)
@@ -1149,60 +1381,51 @@ static void storm_on_eof(struct storm_client *c)
 		storm_fail(c, SE_RESET, 0);
 }
 
-static void storm_receive(struct storm_client *c)
+static void storm_received(struct storm_client *c, int res)
 {
-	char buf[16384];
+	llhttp_errno_t e;
 
-	while (!c->complete) {
-		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
-		llhttp_errno_t e;
-
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			storm_on_eof(c);
-			if (c->complete)
-				storm_response_done(c);
-			return;
-		}
-		c->resp_bytes += (size_t)n;
-		e = llhttp_execute(&c->parser, buf, (size_t)n);
-		if (e != HPE_OK && !(e == HPE_PAUSED && c->complete)) {
-			storm_fail(c, SE_BAD_HTTP, 0);
-			return;
-		}
+	if (res <= 0) {
+		storm_on_eof(c);
+		if (c->complete)
+			storm_response_done(c);
+		return;
 	}
-	storm_response_done(c);
+	c->resp_bytes += (size_t)res;
+	e = llhttp_execute(&c->parser, c->rbuf, (size_t)res);
+	if (e != HPE_OK && !(e == HPE_PAUSED && c->complete)) {
+		storm_fail(c, SE_BAD_HTTP, 0);
+		return;
+	}
+	if (c->complete)
+		storm_response_done(c);
+	else if (storm_recv(c))
+		storm_fail(c, SE_RESET, 0);
 }
 
-static void storm_connected(struct storm_client *c, uint32_t events)
+static void storm_connected(struct storm_client *c, int res)
 {
-	int err = 0;
-	socklen_t len = sizeof(err);
-
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) || err || (events & (EPOLLERR | EPOLLHUP))) {
+	if (res < 0) {
 		storm_fail(c, -1, 1);
 		return;
 	}
-	c->state = CS_SENDING;
 	storm_send(c);
 }
 
-static void storm_on_event(struct storm_client *c, uint32_t events)
+static void storm_on_completion(struct storm_thread *th, uint64_t tag, int res)
 {
-	switch (c->state) {
-	case CS_CONNECTING:
-		storm_connected(c, events);
-		break;
-	case CS_SENDING:
-		storm_send(c);
-		break;
-	case CS_RECEIVING:
-		storm_receive(c);
-		break;
-	default:
-		break; /* an idle kept-alive connection: its close is seen on the next send */
-	}
+	struct storm_client *c = th->clients[tag >> 32];
+	enum storm_op op = (enum storm_op)((tag >> 30) & 3);
+
+	c->inflight--;
+	if ((tag & STORM_GEN_MASK) != (c->gen & STORM_GEN_MASK))
+		return; /* an earlier attempt's */
+	if (op == OP_CONNECT && c->state == CS_CONNECTING)
+		storm_connected(c, res);
+	else if (op == OP_SEND && c->state == CS_RECEIVING)
+		storm_sent(c, res);
+	else if (op == OP_RECV && c->state == CS_RECEIVING)
+		storm_received(c, res);
 }
 
 /* Timeouts and due retries; called every STORM_SCAN_NS. */
@@ -1212,36 +1435,80 @@ static void storm_scan(struct storm_thread *th, uint64_t now)
 		struct storm_client *c = th->clients[i];
 
 		if (c->state == CS_RETRY_WAIT && now >= c->retry_at)
-			storm_attempt(c);
+			storm_attempt(c, now);
 		else if (c->state == CS_CONNECTING && now > c->deadline)
 			storm_fail(c, -1, 1);
-		else if ((c->state == CS_SENDING || c->state == CS_RECEIVING) && now > c->deadline)
+		else if (c->state == CS_RECEIVING && now > c->deadline)
 			storm_fail(c, SE_TIMEOUT, 0);
 	}
+}
+
+/* Completions of the thread's ring; submissions of every request they
+ * lead to go out together on the next wait. */
+static void storm_reap(struct storm_thread *th)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&th->ring, head, cqe) {
+		storm_on_completion(th, cqe->user_data, cqe->res);
+		n++;
+	}
+	io_uring_cq_advance(&th->ring, n);
+}
+
+/* One ring per thread, made by the thread that submits to it (which
+ * SINGLE_ISSUER and DEFER_TASKRUN ask); older kernels get a plain ring. */
+static int storm_ring_init(struct storm_thread *th)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN };
+	unsigned entries = 64;
+	int rc;
+
+	while (entries < 2 * th->n + 16 && entries < 4096)
+		entries *= 2;
+	rc = io_uring_queue_init_params(entries, &th->ring, &p);
+	if (rc == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		rc = io_uring_queue_init_params(entries, &th->ring, &p);
+	}
+	return rc;
 }
 
 static void *storm_thread_main(void *arg)
 {
 	struct storm_thread *th = arg;
-	struct epoll_event evs[STORM_EVENTS];
+	struct __kernel_timespec wait = { 0, (long long)STORM_WAIT_NS };
 	uint64_t next_scan;
+	int rc = storm_ring_init(th);
 
 	pthread_barrier_wait(&th->run->start);
+	if (rc) {
+		fprintf(stderr, "imds-storm: io_uring: %s\n", strerror(-rc));
+		exit(1); /* the other threads cannot be released cleanly */
+	}
+	th->ring_ok = 1;
 	for (size_t i = 0; i < th->n; i++)
 		storm_next(th->clients[i]);
 	next_scan = storm_now() + STORM_SCAN_NS;
 	while (th->active) {
-		int n = epoll_wait(th->epfd, evs, STORM_EVENTS, 2);
+		struct io_uring_cqe *cqe;
 		uint64_t now;
 
-		for (int i = 0; i < n; i++)
-			storm_on_event(evs[i].data.ptr, evs[i].events);
+		rc = io_uring_submit_and_wait_timeout(&th->ring, &cqe, 1, &wait, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
+			fprintf(stderr, "imds-storm: io_uring: %s\n", strerror(-rc));
+			exit(1);
+		}
+		storm_reap(th);
 		now = storm_now();
 		if (now >= next_scan) {
 			storm_scan(th, now);
 			next_scan = now + STORM_SCAN_NS;
 		}
 	}
+	io_uring_queue_exit(&th->ring); /* cancels what earlier attempts left */
+	th->ring_ok = 0;
 	__atomic_fetch_add(&th->run->threads_done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -1283,6 +1550,8 @@ static int storm_make_clients(struct storm_run *run)
 {
 	const struct storm_opts *o = &run->o;
 
+	run->sa = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)o->port),
+				       .sin_addr = o->address };
 	run->nclients = o->mode == STORM_STEADY && o->conns ? o->conns : run->nvms;
 	run->clients = calloc(run->nclients, sizeof(*run->clients));
 	run->threads = calloc(o->threads, sizeof(*run->threads));
@@ -1294,9 +1563,8 @@ static int storm_make_clients(struct storm_run *run)
 		th->run = run;
 		th->cur_nsfd = -1;
 		th->clients = calloc(run->nclients / o->threads + 1, sizeof(*th->clients));
-		th->epfd = epoll_create1(EPOLL_CLOEXEC);
-		if (!th->clients || th->epfd < 0)
-			return th->epfd < 0 ? -errno : -ENOMEM;
+		if (!th->clients)
+			return -ENOMEM;
 	}
 	for (size_t i = 0; i < run->nclients; i++) {
 		struct storm_client *c = &run->clients[i];
@@ -1305,6 +1573,7 @@ static int storm_make_clients(struct storm_run *run)
 		c->th = th;
 		c->vm = &run->vms[i % run->nvms];
 		c->fd = -1;
+		c->slot = (uint32_t)th->n;
 		th->clients[th->n++] = c;
 		th->active++;
 		if (storm_crawl_init(c, o, o->token))
@@ -1872,18 +2141,22 @@ static void storm_free(struct storm_run *run)
 	for (size_t i = 0; i < run->nclients; i++) {
 		struct storm_client *c = &run->clients[i];
 
-		storm_queue_clear(c);
+		storm_nodes_free(c);
 		free(c->q);
 		outbuf_free(&c->body);
 		outbuf_free(&c->out);
+		free(c->rbuf);
 		if (c->fd >= 0)
 			close(c->fd);
 	}
 	free(run->clients);
 	for (unsigned t = 0; run->threads && t < run->o.threads; t++) {
 		free(run->threads[t].clients);
-		if (run->threads[t].epfd > 0)
-			close(run->threads[t].epfd);
+		if (run->threads[t].ring_ok)
+			io_uring_queue_exit(&run->threads[t].ring);
+		for (size_t i = 0; i < run->threads[t].ndead; i++)
+			free(run->threads[t].dead[i]);
+		free(run->threads[t].dead);
 	}
 	free(run->threads);
 	for (size_t i = 0; run->vms && i < run->nvms; i++)
