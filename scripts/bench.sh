@@ -162,6 +162,7 @@ http {
 	server_tokens off;
 	etag off;
 	sendfile on;
+	tcp_nopush on;                   # headers and body in one segment
 	tcp_nodelay on;
 	keepalive_timeout 10s;           # imdsd's idle timeout
 	keepalive_requests 1000000;
