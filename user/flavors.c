@@ -45,31 +45,9 @@ void flavor_index_path(char *out, size_t cap, const char *path, size_t i)
 		out[cap - 1] = '\0';
 }
 
-static const char *flavor_type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		return "an object";
-	case JSON_ARRAY:
-		return "an array";
-	case JSON_STRING:
-		return "a string";
-	case JSON_INTEGER:
-		return "an integer";
-	case JSON_REAL:
-		return "a number";
-	case JSON_TRUE:
-		return "true";
-	case JSON_FALSE:
-		return "false";
-	default:
-		return "null";
-	}
-}
-
 static int flavor_expect(struct flavor_chk *c, const json_t *v, const char *path, const char *want)
 {
-	return flavor_fail(c, path, "expected %s, not %s", want, flavor_type_name(v));
+	return flavor_fail(c, path, "expected %s, not %s", want, vmconf_type_name(v));
 }
 
 int flavor_check_object(struct flavor_chk *c, const json_t *v, const char *path)

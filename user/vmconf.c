@@ -84,7 +84,7 @@ static int vc_fail(struct vc *c, const char *path, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static const char *vc_type_name(const json_t *v)
+const char *vmconf_type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
 	case JSON_OBJECT:
@@ -108,7 +108,7 @@ static const char *vc_type_name(const json_t *v)
 
 static int vc_expect(struct vc *c, const char *path, const json_t *v, const char *want)
 {
-	return vc_fail(c, path, "expected %s, not %s", want, vc_type_name(v));
+	return vc_fail(c, path, "expected %s, not %s", want, vmconf_type_name(v));
 }
 
 /* A value for a message: JSON-quoted, control characters escaped, cut to
@@ -195,9 +195,11 @@ static int vc_parse_object(struct vc *c, void *target, json_t *obj, const char *
 
 /* --- identity: instance-id, mac, ipv4 --- */
 
-static int vc_parse_instance_id(struct vc *c, void *target, json_t *v, const char *path)
+/* A string of 1..max bytes, each of which `allowed` accepts; `rule` ends
+ * the message for a byte it refuses ("%s must <rule>"). */
+static int vc_text(struct vc *c, json_t *v, const char *path, size_t max, bool (*allowed)(unsigned char),
+		   const char *rule)
 {
-	struct vm_desc *vm = target;
 	char q[VC_QUOTE_MAX];
 	const char *s;
 	size_t len;
@@ -207,13 +209,32 @@ static int vc_parse_instance_id(struct vc *c, void *target, json_t *v, const cha
 	s = json_string_value(v);
 	len = json_string_length(v);
 	vc_quote(s, len, q);
-	if (len == 0 || len >= IMDS_INSTANCE_ID_MAX)
-		return vc_fail(c, path, "%s must be 1 to %d bytes long", q, IMDS_INSTANCE_ID_MAX - 1);
+	if (len == 0 || len > max)
+		return vc_fail(c, path, "%s must be 1 to %zu bytes long", q, max);
 	for (size_t i = 0; i < len; i++)
-		if (s[i] <= ' ' || s[i] > '~' || s[i] == '/')
-			return vc_fail(c, path, "%s must be printable ASCII without '/' or spaces", q);
-	memcpy(vm->instance_id, s, len + 1);
+		if (!allowed((unsigned char)s[i]))
+			return vc_fail(c, path, "%s must %s", q, rule);
 	return 0;
+}
+
+static bool vc_id_byte(unsigned char ch)
+{
+	return ch > ' ' && ch <= '~' && ch != '/';
+}
+
+static int vc_parse_instance_id(struct vc *c, void *target, json_t *v, const char *path)
+{
+	struct vm_desc *vm = target;
+
+	if (vc_text(c, v, path, IMDS_INSTANCE_ID_MAX - 1, vc_id_byte, "be printable ASCII without '/' or spaces"))
+		return -EINVAL;
+	memcpy(vm->instance_id, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+static bool vc_name_byte(unsigned char ch)
+{
+	return ch >= ' ' && ch != 0x7f;
 }
 
 /* "name": the VM's display name, shared by every flavor (GCE instance/name,
@@ -221,21 +242,10 @@ static int vc_parse_instance_id(struct vc *c, void *target, json_t *v, const cha
 static int vc_parse_name(struct vc *c, void *target, json_t *v, const char *path)
 {
 	struct vm_desc *vm = target;
-	char q[VC_QUOTE_MAX];
-	const char *s;
-	size_t len;
 
-	if (!json_is_string(v))
-		return vc_expect(c, path, v, "a string");
-	s = json_string_value(v);
-	len = json_string_length(v);
-	vc_quote(s, len, q);
-	if (len == 0 || len > 255)
-		return vc_fail(c, path, "%s must be 1 to 255 bytes long", q);
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < ' ' || s[i] == 0x7f)
-			return vc_fail(c, path, "%s must not contain control characters", q);
-	vm->name = strdup(s);
+	if (vc_text(c, v, path, 255, vc_name_byte, "not contain control characters"))
+		return -EINVAL;
+	vm->name = strdup(json_string_value(v));
 	return vm->name ? 0 : -ENOMEM;
 }
 
@@ -560,7 +570,7 @@ static int vc_check_meta_array(struct vc *c, json_t *arr, struct vc_path *p)
 		if (json_is_string(el))
 			continue;
 		snprintf(p->s + saved, sizeof(p->s) - saved, "[%zu]", i);
-		return vc_fail(c, p->s, "expected a string (arrays are lists of strings), not %s", vc_type_name(el));
+		return vc_fail(c, p->s, "expected a string (arrays are lists of strings), not %s", vmconf_type_name(el));
 	}
 	return 0;
 }
@@ -578,7 +588,7 @@ static int vc_check_meta_value(struct vc *c, json_t *v, struct vc_path *p, size_
 		return 0;
 	default:
 		return vc_fail(c, p->s, "%s is not allowed: use a string, a number, an object or an array of strings",
-			       vc_type_name(v));
+			       vmconf_type_name(v));
 	}
 }
 
@@ -1166,7 +1176,7 @@ static int vc_parse_root(struct vc *c)
 	size_t i;
 
 	if (!json_is_object(set->root))
-		return vc_fail(c, "", "expected an object with a \"vms\" array, not %s", vc_type_name(set->root));
+		return vc_fail(c, "", "expected an object with a \"vms\" array, not %s", vmconf_type_name(set->root));
 	json_object_foreach(set->root, key, val) {
 		char path[VC_PATH_MAX];
 

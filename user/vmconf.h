@@ -92,6 +92,9 @@ int vmconf_error_at(const struct vm_set *set, struct conf_error *err, const char
  * time, else -EINVAL. */
 int vmconf_check_time(const char *s, size_t len);
 
+/* "an object", "a string", "null", ...: a JSON value's type for messages. */
+const char *vmconf_type_name(const json_t *v);
+
 /* "52:54:00:12:34:56" <-> bytes.  Parse: 0 or -EINVAL. */
 int vmconf_parse_mac(const char *text, uint8_t mac[6]);
 void vmconf_format_mac(const uint8_t mac[6], char out[18]);
