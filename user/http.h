@@ -102,4 +102,10 @@ const char *http_reason(int status);
 #define HTTP_DATE_LEN 29
 int http_format_date(char out[HTTP_DATE_LEN + 1], time_t t);
 
+/* v in decimal, no sign, no leading zeros, not NUL-terminated (printf's
+ * "%" PRIu64 without printf, for headers built on every response).
+ * Returns the number of characters written, 1..HTTP_UINT_LEN. */
+#define HTTP_UINT_LEN 20
+size_t http_format_uint(char out[HTTP_UINT_LEN], uint64_t v);
+
 #endif

@@ -24,8 +24,7 @@
 #include "router.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -41,12 +40,23 @@
 
 /* GET / (§1.5): the 2024 list observed on EC2, 2022-07-09 included; one per
  * line, no trailing newline.  The same for every VM.  Every entry is also
- * accepted as the first path segment (cloud-init probes dated versions). */
-static const char route_versions[] = "1.0\n2007-01-19\n2007-03-01\n2007-08-29\n2007-10-10\n2007-12-15\n"
-				     "2008-02-01\n2008-09-01\n2009-04-04\n2011-01-01\n2011-05-01\n2012-01-12\n"
-				     "2014-02-25\n2014-11-05\n2015-10-20\n2016-04-19\n2016-06-30\n2016-09-02\n"
-				     "2018-03-28\n2018-08-17\n2018-09-24\n2019-10-01\n2020-10-27\n2021-01-03\n"
-				     "2021-03-23\n2021-07-15\n2022-07-09\n2022-09-24\n2024-04-11\nlatest";
+ * accepted as the first path segment (cloud-init probes dated versions),
+ * looked up in a table of the same list with the lengths precomputed. */
+#define ROUTE_VERSIONS(X) \
+	X("1.0") X("2007-01-19") X("2007-03-01") X("2007-08-29") X("2007-10-10") X("2007-12-15") \
+	X("2008-02-01") X("2008-09-01") X("2009-04-04") X("2011-01-01") X("2011-05-01") X("2012-01-12") \
+	X("2014-02-25") X("2014-11-05") X("2015-10-20") X("2016-04-19") X("2016-06-30") X("2016-09-02") \
+	X("2018-03-28") X("2018-08-17") X("2018-09-24") X("2019-10-01") X("2020-10-27") X("2021-01-03") \
+	X("2021-03-23") X("2021-07-15") X("2022-07-09") X("2022-09-24") X("2024-04-11") X("latest")
+#define ROUTE_VERSION_LINE(v) v "\n"
+#define ROUTE_VERSION_ENTRY(v) { v, sizeof(v) - 1 },
+/* Every line ends in '\n'; the reply leaves the last one out. */
+static const char route_versions[] = ROUTE_VERSIONS(ROUTE_VERSION_LINE);
+#define ROUTE_VERSIONS_LEN (sizeof(route_versions) - 2)
+static const struct {
+	const char *name;
+	size_t len;
+} route_version_table[] = { ROUTE_VERSIONS(ROUTE_VERSION_ENTRY) };
 
 /* EC2's XHTML error pages (§1.2, capture C4): the 401 page is exactly 343
  * bytes (one tab before the DTD URL, a newline after </html>). */
@@ -86,11 +96,12 @@ struct route_call {
 	 * is torn by a concurrent update (the server then discards the reply). */
 	char instance_id[sizeof(((struct tree_meta *)0)->instance_id) + 1];
 	enum route_kind kind;
-	char path[ROUTE_PATH_CAP];
 	const char *rest; /* path below "/<version>/", "" for the version root */
 	struct http_response resp;
 	struct route_result *res;
 	char extra[ROUTE_EXTRA_CAP]; /* extra response header lines */
+	/* Not zeroed per request (2 KiB): each is written before it is read. */
+	char path[ROUTE_PATH_CAP];
 	char token[TOKEN_TEXT_LEN + 1];
 };
 
@@ -119,21 +130,35 @@ static void route_unauthorized(struct route_call *rc)
 	route_reply(rc, 401, CT_HTML, route_page_401, sizeof(route_page_401) - 1);
 }
 
-/* Appends one "Name: value\r\n" line to the extra headers. */
+/* Appends one "Name: value\r\n" line to the extra headers (each fits:
+ * the few the routes add are far shorter than ROUTE_EXTRA_CAP). */
+static void route_add_header_n(struct route_call *rc, const char *name, const char *value, size_t value_len)
+{
+	size_t used = strlen(rc->extra), name_len = strlen(name);
+	char *p = rc->extra + used;
+
+	if (name_len + value_len + 4 >= sizeof(rc->extra) - used)
+		return;
+	memcpy(p, name, name_len);
+	p += name_len;
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, value, value_len);
+	p += value_len;
+	memcpy(p, "\r\n", 3);
+	rc->resp.extra_headers = rc->extra;
+}
+
 static void route_add_header(struct route_call *rc, const char *name, const char *value)
 {
-	size_t used = strlen(rc->extra);
-
-	snprintf(rc->extra + used, sizeof(rc->extra) - used, "%s: %s\r\n", name, value);
-	rc->resp.extra_headers = rc->extra;
+	route_add_header_n(rc, name, value, strlen(value));
 }
 
 static void route_add_ttl_header(struct route_call *rc, uint64_t seconds)
 {
-	char v[24];
+	char v[HTTP_UINT_LEN];
 
-	snprintf(v, sizeof(v), "%" PRIu64, seconds);
-	route_add_header(rc, ROUTE_TTL_HEADER, v);
+	route_add_header_n(rc, ROUTE_TTL_HEADER, v, http_format_uint(v, seconds));
 }
 
 /* 405 with the methods the path does allow (§1.1, capture C6). */
@@ -187,12 +212,14 @@ static int route_push_segment(char *out, size_t *olen, size_t cap, const char *s
 	return 0;
 }
 
-/* Length of the run of url[0..len) before the first byte of `stop` or NUL. */
-static size_t route_span(const char *url, size_t len, const char *stop)
+/* Length of the run of url[0..len) before the first `a`, `b` or NUL
+ * (compared directly: strchr per byte cost more than the rest of the
+ * normalisation). */
+static size_t route_span(const char *url, size_t len, char a, char b)
 {
 	size_t i = 0;
 
-	while (i < len && url[i] && !strchr(stop, url[i]))
+	while (i < len && url[i] && url[i] != a && url[i] != b)
 		i++;
 	return i;
 }
@@ -236,7 +263,7 @@ static int route_percent_decode(const char *in, size_t len, char *out, size_t ca
 int route_normalize_path(const char *url, size_t url_len, char *out, size_t cap)
 {
 	size_t i, olen = 1, start = route_skip_authority(url, url_len);
-	size_t end = start + route_span(url + start, url_len - start, "?#");
+	size_t end = start + route_span(url + start, url_len - start, '?', '#');
 	bool keep_slash = true; /* "http://host" alone means "/" */
 	char path[HTTP_URL_MAX + 1];
 	int plen;
@@ -252,7 +279,7 @@ int route_normalize_path(const char *url, size_t url_len, char *out, size_t cap)
 	out[0] = '/';
 	/* i == plen visits the empty segment after a trailing '/'. */
 	for (i = 0; i <= (size_t)plen;) {
-		size_t n = route_span(path + i, (size_t)plen - i, "/");
+		size_t n = route_span(path + i, (size_t)plen - i, '/', '/');
 
 		if (route_push_segment(out, &olen, cap, path + i, n))
 			return -EINVAL;
@@ -272,14 +299,9 @@ int route_normalize_path(const char *url, size_t url_len, char *out, size_t cap)
 
 static bool route_is_version(const char *seg, size_t n)
 {
-	const char *p = route_versions;
-
-	while (*p) {
-		size_t len = strcspn(p, "\n");
-
-		if (len == n && memcmp(p, seg, n) == 0)
+	for (size_t i = 0; i < sizeof(route_version_table) / sizeof(route_version_table[0]); i++) {
+		if (route_version_table[i].len == n && memcmp(route_version_table[i].name, seg, n) == 0)
 			return true;
-		p += len + (p[len] == '\n');
 	}
 	return false;
 }
@@ -411,18 +433,24 @@ static int route_check_token(struct route_call *rc)
 
 static void route_root(struct route_call *rc)
 {
-	route_reply(rc, 200, CT_TEXT, route_versions, sizeof(route_versions) - 1);
+	route_reply(rc, 200, CT_TEXT, route_versions, ROUTE_VERSIONS_LEN);
 }
 
 static int route_lookup(struct route_call *rc, const char *rest, size_t n, bool dir, struct tree_entry *e)
 {
 	char key[ROUTE_KEY_CAP];
-	int len;
+	size_t len = sizeof(ROUTE_FLAVOR) - 1;
+	bool slash = dir && n;
 
-	len = snprintf(key, sizeof(key), "%s%.*s%s", ROUTE_FLAVOR, (int)n, rest, dir && n ? "/" : "");
-	if (len < 0 || (size_t)len >= sizeof(key))
+	if (len + n + slash >= sizeof(key))
 		return -ENOENT;
-	return tree_lookup(rc->ctx->tree, key, (size_t)len, e);
+	memcpy(key, ROUTE_FLAVOR, len);
+	memcpy(key + len, rest, n);
+	len += n;
+	if (slash)
+		key[len++] = '/';
+	key[len] = '\0';
+	return tree_lookup(rc->ctx->tree, key, len, e);
 }
 
 /* With a trailing '/' the directory wins, else the leaf; the other is the
@@ -486,14 +514,14 @@ static void route_dispatch(struct route_call *rc)
 int route_request(const struct route_ctx *ctx, const struct http_request *req, struct outbuf *out,
 		  struct route_result *res)
 {
-	static struct route_call rc_zero;
-	struct route_call rc = rc_zero;
+	struct route_call rc;
 	int handled = ctx->tree ? flavor_route(ctx, req, out, res) : 0;
 
 	if (handled)
 		return handled < 0 ? handled : 0;
 
 	*res = (struct route_result){ 0 };
+	memset(&rc, 0, offsetof(struct route_call, path));
 	rc.ctx = ctx;
 	rc.req = req;
 	rc.res = res;

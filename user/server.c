@@ -328,9 +328,16 @@ static void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	/* Closing the fd would not stop requests that hold the file; cancel
-	 * them by fd (while the fd still names the socket) and free the
-	 * connection when their last completions have arrived. */
+	/* Closing the fd would not stop requests that hold the file.  A lone
+	 * multishot receive (the usual case: the last response went out) is
+	 * ended by shutdown(), which sends the FIN close() would have sent
+	 * and completes the receive with EOF; an async cancel instead walks
+	 * every request pending on the ring, which grows with the number of
+	 * open connections.  A send in flight, or a socket that shutdown()
+	 * refuses, is cancelled by fd (while the fd still names the socket).
+	 * The connection is freed when the last completions have arrived. */
+	if (c->recv_armed && !c->send_inflight && !w->stopping && shutdown(c->fd, SHUT_RDWR) == 0)
+		return;
 	if ((c->recv_armed || c->send_inflight) && !w->stopping) {
 		sqe = srv_sqe(w);
 		if (sqe) {

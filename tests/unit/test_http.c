@@ -486,6 +486,112 @@ static void test_date(void **state)
 	assert_string_equal(d, "Tue, 14 Nov 2023 22:13:20 GMT");
 }
 
+/* The hand-made digits against printf's, over 4 centuries of instants
+ * (leap years, day and month boundaries), and the year limits. */
+static void test_date_against_printf(void **state)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	char d[HTTP_DATE_LEN + 1], want[64];
+	struct tm tm;
+
+	(void)state;
+	for (int64_t t = -2208988800ll; t < 10413792000ll; t += 86400 * 7 + 3607) {
+		time_t tt = (time_t)t;
+
+		assert_non_null(gmtime_r(&tt, &tm));
+		snprintf(want, sizeof(want), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+			 months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		assert_int_equal(http_format_date(d, tt), 0);
+		assert_string_equal(d, want);
+	}
+	assert_int_equal(http_format_date(d, 253402300799), 0); /* the last second of 9999 */
+	assert_string_equal(d, "Fri, 31 Dec 9999 23:59:59 GMT");
+	assert_int_equal(http_format_date(d, 253402300800), -EINVAL);
+	assert_int_equal(http_format_date(d, -62167219200), 0); /* year 0 */
+	assert_string_equal(d, "Sat, 01 Jan 0000 00:00:00 GMT");
+	assert_int_equal(http_format_date(d, -62167219201), -EINVAL);
+}
+
+static void test_format_uint(void **state)
+{
+	static const struct {
+		uint64_t v;
+		const char *text;
+	} cases[] = {
+		{ 0, "0" }, { 7, "7" }, { 10, "10" }, { 21600, "21600" }, { 4294967296ull, "4294967296" },
+		{ UINT64_MAX, "18446744073709551615" },
+	};
+	char out[HTTP_UINT_LEN + 1];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = http_format_uint(out, cases[i].v);
+
+		out[n] = '\0';
+		assert_int_equal(n, strlen(cases[i].text));
+		assert_string_equal(out, cases[i].text);
+	}
+}
+
+/* Dates are remembered per thread: a response at another second, or with
+ * another Last-Modified, must carry the new ones; a date beyond 9999 is
+ * left out (Last-Modified) or empty (Date), as before the cache. */
+static void test_response_dates_change(void **state)
+{
+	struct outbuf out = { 0 };
+	struct http_response r = { .status = 200, .ctype = CT_TEXT, .body = "x", .body_len = 1,
+				   .last_modified = 784111777 };
+
+	(void)state;
+	assert_int_equal(http_write_response(&out, &r, 1700000000), 0);
+	assert_non_null(strstr(out.data, "\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n"));
+	assert_non_null(strstr(out.data, "\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+	outbuf_reset(&out);
+	r.last_modified = 784111778;
+	assert_int_equal(http_write_response(&out, &r, 1700000001), 0);
+	assert_non_null(strstr(out.data, "\r\nDate: Tue, 14 Nov 2023 22:13:21 GMT\r\n"));
+	assert_non_null(strstr(out.data, "\r\nLast-Modified: Sun, 06 Nov 1994 08:49:38 GMT\r\n"));
+	outbuf_reset(&out);
+	r.last_modified = 253402300800;
+	assert_int_equal(http_write_response(&out, &r, 253402300800), 0);
+	assert_non_null(strstr(out.data, "\r\nContent-Length: 1\r\nDate: \r\nServer: EC2ws\r\n"));
+	assert_null(strstr(out.data, "Last-Modified"));
+	outbuf_reset(&out);
+	assert_int_equal(http_write_response(&out, &r, 1700000000), 0);
+	assert_non_null(strstr(out.data, "\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n"));
+	outbuf_free(&out);
+}
+
+/* Long extra headers, a long server name and a big body length all fit the
+ * one reservation the head is written into. */
+static void test_response_long_parts(void **state)
+{
+	static char extra[3000], body[70000];
+	struct outbuf out = { 0 };
+	struct http_response r = { .status = 599, .ctype = CT_OCTET, .body = body, .body_len = sizeof(body),
+				   .extra_headers = extra, .server = "a-rather-long-server-name/1.0 (with comment)",
+				   .last_modified = 1 };
+	char want[128];
+
+	(void)state;
+	for (size_t i = 0; i + 28 < sizeof(extra); i += 28)
+		memcpy(extra + i, "X-Filler: 0123456789abcdef\r\n", 28);
+	memset(body, 'b', sizeof(body));
+	assert_int_equal(http_write_response(&out, &r, 1700000000), 0);
+	assert_memory_equal(out.data, "HTTP/1.1 599 Unknown\r\nX-Filler: ", 32);
+	assert_non_null(strstr(out.data, "X-Filler: 0123456789abcdef\r\nContent-Type: application/octet-stream\r\n"));
+	assert_int_equal(strlen(extra), 2996);
+	snprintf(want, sizeof(want), "\r\nContent-Length: %zu\r\n", sizeof(body));
+	assert_non_null(strstr(out.data, want));
+	assert_non_null(strstr(out.data, "\r\nServer: a-rather-long-server-name/1.0 (with comment)\r\n"
+					 "Connection: keep-alive\r\n\r\nbbb"));
+	assert_int_equal(out.data[out.len], '\0');
+	assert_int_equal(out.data[out.len - 1], 'b');
+	outbuf_free(&out);
+}
+
 static void test_response_bytes(void **state)
 {
 	struct outbuf out = { 0 };
@@ -605,6 +711,10 @@ int main(void)
 		cmocka_unit_test(test_long_value),
 		cmocka_unit_test(test_methods),
 		cmocka_unit_test(test_date),
+		cmocka_unit_test(test_date_against_printf),
+		cmocka_unit_test(test_format_uint),
+		cmocka_unit_test(test_response_dates_change),
+		cmocka_unit_test(test_response_long_parts),
 		cmocka_unit_test(test_response_bytes),
 		cmocka_unit_test(test_response_head_and_close),
 		cmocka_unit_test(test_response_server_name),

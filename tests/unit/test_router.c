@@ -552,7 +552,9 @@ static void test_dated_versions(void **state)
 {
 	static const char *const ok[] = { "2009-04-04", "2016-09-02", "2018-09-24", "2021-03-23", "1.0", "latest",
 					  "2024-04-11", "2022-07-09" };
-	static const char *const bad[] = { "2019-01-01", "2021-03-24", "foo", "LATEST", "2009-04-04x", "meta-data" };
+	/* Prefixes and extensions of listed versions are not versions. */
+	static const char *const bad[] = { "2019-01-01", "2021-03-24", "foo",	  "LATEST", "2009-04-04x", "meta-data",
+					   "latestx",	 "atest",      "1.0x", "1",	    "2024-04-1",   "2024-04-111" };
 	char path[128];
 	struct reply r;
 

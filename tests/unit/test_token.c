@@ -1,9 +1,11 @@
 /* test_token.c: IMDSv2 token mint/verify (user/token.c). */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -111,6 +113,8 @@ static void test_single_char_change(void **state)
 
 	(void)state;
 	mint(key_a, "i-aaaa", NOW + 60, tok);
+	/* Verified first, so the original is among the remembered tokens. */
+	assert_int_equal(verify(key_a, "i-aaaa", tok, NOW, NULL), 0);
 	for (size_t pos = 0; pos < TOKEN_TEXT_LEN; pos++) {
 		for (size_t k = 0; k < sizeof(url_safe) - 1 + sizeof(extra) - 1; k++) {
 			char c = k < sizeof(url_safe) - 1 ? url_safe[k] : extra[k - (sizeof(url_safe) - 1)];
@@ -151,6 +155,98 @@ static void test_version_byte(void **state)
 	assert_int_equal(verify(key_a, "i-aaaa", tok, NOW, NULL), -EINVAL);
 }
 
+/* A token that verified is remembered per thread (token.c); the answers
+ * must stay exactly those of a full verification: expiry still checked on
+ * every use, other instances and keys still refused, a changed key
+ * forgetting what the old one verified. */
+static void test_remembered(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+	uint64_t expiry = 0;
+
+	(void)state;
+	mint(key_a, "i-cccc", NOW + 10, tok);
+	assert_int_equal(verify(key_a, "i-cccc", tok, NOW, &expiry), 0);
+	assert_int_equal(expiry, NOW + 10);
+	expiry = 0;
+	assert_int_equal(verify(key_a, "i-cccc", tok, NOW + 9, &expiry), 0);
+	assert_int_equal(expiry, NOW + 10);
+	assert_int_equal(verify(key_a, "i-cccc", tok, NOW + 10, NULL), -ETIME);
+	assert_int_equal(verify(key_a, "i-ccccc", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify(key_a, "i-ccc", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify(key_b, "i-cccc", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify(key_a, "i-cccc", tok, NOW, NULL), 0);
+	/* Still valid for the key that minted it after another key was used
+	 * and back; a token of key_b is refused under key_a throughout. */
+	mint(key_b, "i-cccc", NOW + 10, tok);
+	assert_int_equal(verify(key_b, "i-cccc", tok, NOW, NULL), 0);
+	assert_int_equal(verify(key_a, "i-cccc", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify(key_b, "i-cccc", tok, NOW, NULL), 0);
+}
+
+/* Instance-ids too long to remember still verify, every time. */
+static void test_long_instance_id(void **state)
+{
+	char iid[200], tok[TOKEN_TEXT_LEN + 1];
+
+	(void)state;
+	memset(iid, 'x', sizeof(iid) - 1);
+	iid[sizeof(iid) - 1] = '\0';
+	mint(key_a, iid, NOW + 60, tok);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(verify(key_a, iid, tok, NOW, NULL), 0);
+	iid[150] = 'y';
+	assert_int_equal(verify(key_a, iid, tok, NOW, NULL), -EINVAL);
+}
+
+/* More tokens than the thread remembers: evicted ones verify again by MAC,
+ * and each stays bound to its instance. */
+#define MANY 5000
+static void test_many_tokens(void **state)
+{
+	static char toks[MANY][TOKEN_TEXT_LEN + 1];
+	char iid[32], other[32];
+
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < MANY; i++) {
+			snprintf(iid, sizeof(iid), "i-%08d", i);
+			snprintf(other, sizeof(other), "i-%08d", (i + 1) % MANY);
+			if (round == 0)
+				mint(key_a, iid, NOW + 60 + (uint64_t)i, toks[i]);
+			assert_int_equal(verify(key_a, iid, toks[i], NOW, NULL), 0);
+			assert_int_equal(verify(key_a, other, toks[i], NOW, NULL), -EINVAL);
+			assert_int_equal(verify(key_a, iid, toks[i], NOW + 60 + (uint64_t)i, NULL), -ETIME);
+		}
+	}
+}
+
+/* Each thread has its own state (imdsd's workers): a second thread gives
+ * the same answers, and its state is freed when it ends (the sanitizer
+ * build reports a leak otherwise). */
+static void *verify_in_thread(void *arg)
+{
+	const char *tok = arg;
+	long ok = verify(key_a, "i-dddd", tok, NOW, NULL) == 0 && verify(key_b, "i-dddd", tok, NOW, NULL) == -EINVAL &&
+		  verify(key_a, "i-dddd", tok, NOW, NULL) == 0 && verify(key_a, "i-dddd", tok, NOW + 60, NULL) == -ETIME;
+
+	return (void *)ok;
+}
+
+static void test_threads(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1];
+	pthread_t th;
+	void *ok = NULL;
+
+	(void)state;
+	mint(key_a, "i-dddd", NOW + 60, tok);
+	assert_int_equal(verify(key_a, "i-dddd", tok, NOW, NULL), 0);
+	assert_int_equal(pthread_create(&th, NULL, verify_in_thread, tok), 0);
+	assert_int_equal(pthread_join(th, &ok), 0);
+	assert_true(ok != NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,7 +254,9 @@ int main(void)
 		cmocka_unit_test(test_tokens_differ),	   cmocka_unit_test(test_other_instance),
 		cmocka_unit_test(test_other_key),	   cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_single_char_change), cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_version_byte),
+		cmocka_unit_test(test_version_byte),	   cmocka_unit_test(test_remembered),
+		cmocka_unit_test(test_long_instance_id),   cmocka_unit_test(test_many_tokens),
+		cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
