@@ -31,6 +31,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -42,6 +43,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,6 +60,7 @@
 #define SRV_BUF_SIZE 4096
 #define SRV_BUF_GROUP 0
 #define SRV_BACKLOG 4096
+#define SRV_FD_TABLE_MIN 65536 /* descriptors the table is sized for at start (within RLIMIT_NOFILE) */
 #define SRV_MAX_UNSENT (256 * 1024) /* a client that pipelines without reading */
 #define SRV_ROUTE_TRIES 4
 #define SRV_TICK_SEC 1
@@ -1188,6 +1191,25 @@ void server_stop(struct server *srv)
 	free(srv);
 }
 
+/* Sizes the descriptor table for the connections to come.  It grows by
+ * doubling as descriptors are allocated, and while threads share it each
+ * growth waits for an RCU grace period (expand_fdtable): a storm's first
+ * burst of accepts stalled a worker for tens of milliseconds, which was
+ * the storm's latency tail.  Done before the workers start (one user of
+ * the table, no grace period); the table never shrinks. */
+static void srv_presize_fd_table(int fd)
+{
+	struct rlimit rl;
+	rlim_t top = SRV_FD_TABLE_MIN;
+	int dup;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < top)
+		top = rl.rlim_cur;
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, (int)top - 1);
+	if (dup >= 0)
+		close(dup);
+}
+
 int server_start(struct server **out, const struct server_config *cfg)
 {
 	struct server *srv;
@@ -1213,6 +1235,8 @@ int server_start(struct server **out, const struct server_config *cfg)
 		srv->nworkers = i + 1;
 		rc = srv_worker_init(srv, &srv->workers[i], i);
 	}
+	if (rc == 0)
+		srv_presize_fd_table(srv->workers[0].listen_fd);
 	for (int i = 0; i < srv->nworkers && rc == 0; i++) {
 		rc = -pthread_create(&srv->workers[i].thread, NULL, srv_worker_main, &srv->workers[i]);
 		srv->workers[i].thread_started = rc == 0;
