@@ -20,6 +20,7 @@
 #include "http.h"
 #include "imds.h"
 #include "router.h"
+#include "route_harness.h"
 #include "tree.h"
 #include "vmconf.h"
 
@@ -29,28 +30,8 @@
 
 static const uint8_t key[IMDS_TOKEN_KEY_LEN] = { 7, 1, 2, 3 };
 
-struct vm_tree {
-	void *img;
-	size_t len;
-	struct tree_view view;
-};
-
 static struct vm_set example;
 static struct vm_tree full_vm, bare_vm, ec2_vm;
-
-struct reply {
-	struct outbuf out;
-	struct route_result res;
-	int n;
-	int status;
-	const char *body;
-	size_t body_len;
-};
-
-struct route_run {
-	struct route_ctx ctx;
-	struct reply *r;
-};
 
 /* --- setup --- */
 
@@ -90,33 +71,9 @@ static int teardown(void **state)
 
 /* --- requests --- */
 
-static int on_request(void *arg, const struct http_request *req)
-{
-	struct route_run *run = arg;
-
-	run->r->n++;
-	return route_request(&run->ctx, req, &run->r->out, &run->r->res);
-}
-
 static void route_at(const struct vm_tree *vm, time_t now, const char *raw, struct reply *r)
 {
-	struct http_conn *c = malloc(sizeof(*c));
-	struct route_run run = { .ctx = { .tree = &vm->view, .token_key = key, .now = now }, .r = r };
-	char *sep;
-
-	assert_non_null(c);
-	memset(r, 0, sizeof(*r));
-	http_conn_init(c);
-	assert_int_equal(http_feed(c, raw, strlen(raw), on_request, &run), 0);
-	assert_int_equal(r->n, 1);
-	free(c);
-	assert_non_null(r->out.data);
-	sep = strstr(r->out.data, "\r\n\r\n");
-	assert_non_null(sep);
-	r->body = sep + 4;
-	r->body_len = r->out.len - (size_t)(r->body - r->out.data);
-	r->status = atoi(r->out.data + 9);
-	assert_int_equal(r->status, r->res.status);
+	route_with_key(vm, key, now, raw, r);
 }
 
 /* GET `path` with extra header lines `headers` ("Name: v\r\n"...). */

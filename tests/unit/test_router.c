@@ -15,6 +15,7 @@
 #include "http.h"
 #include "imds.h"
 #include "router.h"
+#include "route_harness.h"
 #include "token.h"
 #include "tree.h"
 
@@ -26,27 +27,7 @@
 static const uint8_t key[IMDS_TOKEN_KEY_LEN] = { 42, 1, 2, 3 };
 static const uint8_t other_key[IMDS_TOKEN_KEY_LEN] = { 43, 1, 2, 3 };
 
-struct vm_tree {
-	void *img;
-	size_t len;
-	struct tree_view view;
-};
-
 static struct vm_tree optional_vm, required_vm, proxied_vm;
-
-/* One routed request and its reply. */
-struct reply {
-	struct outbuf out;
-	struct route_result res;
-	int n; /* requests routed */
-	const char *body;
-	size_t body_len;
-};
-
-struct route_run {
-	struct route_ctx ctx;
-	struct reply *r;
-};
 
 static void build_vm(struct vm_tree *vm, uint8_t tokens, uint8_t allow_proxied)
 {
@@ -87,32 +68,9 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int on_request(void *arg, const struct http_request *req)
-{
-	struct route_run *run = arg;
-
-	run->r->n++;
-	return route_request(&run->ctx, req, &run->r->out, &run->r->res);
-}
-
-/* Parses `raw` (one request) and routes it against `vm` at time `now`. */
 static void route_at(const struct vm_tree *vm, time_t now, const char *raw, struct reply *r)
 {
-	struct http_conn *c = malloc(sizeof(*c));
-	struct route_run run = { .ctx = { .tree = &vm->view, .token_key = key, .now = now }, .r = r };
-	char *sep;
-
-	assert_non_null(c);
-	memset(r, 0, sizeof(*r));
-	http_conn_init(c);
-	assert_int_equal(http_feed(c, raw, strlen(raw), on_request, &run), 0);
-	assert_int_equal(r->n, 1);
-	free(c);
-	assert_non_null(r->out.data);
-	sep = strstr(r->out.data, "\r\n\r\n");
-	assert_non_null(sep);
-	r->body = sep + 4;
-	r->body_len = r->out.len - (size_t)(r->body - r->out.data);
+	route_with_key(vm, key, now, raw, r);
 }
 
 static void route(const char *raw, struct reply *r)
