@@ -16,48 +16,8 @@
 #include "compile.h"
 #include "ec2.h"
 
-struct compiled {
-	struct vm_set set;
-	void *img;
-	size_t len;
-	struct tree_view v;
-};
-
 #define VM_HEAD "{\"vms\": [{\"instance-id\": \"i-abc\", \"mac\": \"52:54:00:AA:0B:0c\", \"ipv4\": \"10.1.2.3\""
-
-/* Parses a one-VM document (VM_HEAD + extra fields) and compiles it. */
-static void compile_doc(const char *extra, struct compiled *c)
-{
-	struct conf_error cerr;
-	char *text, err[256];
-	int rc;
-
-	assert_true(asprintf(&text, VM_HEAD "%s}]}", extra) > 0);
-	rc = vmconf_parse("t.json", text, strlen(text), &c->set, &cerr);
-	free(text);
-	if (rc)
-		fail_msg("parse: %s", cerr.text);
-	rc = vm_compile(&c->set.vms[0], NULL, &c->img, &c->len, err, sizeof(err));
-	if (rc)
-		fail_msg("compile %d: %s", rc, err);
-	assert_int_equal(tree_view_init(&c->v, c->img, c->len), 0);
-}
-
-static void compiled_free(struct compiled *c)
-{
-	free(c->img);
-	vmconf_free(&c->set);
-}
-
-static void expect_node(const struct compiled *c, const char *path, const char *body)
-{
-	struct tree_entry e;
-
-	if (tree_lookup(&c->v, path, strlen(path), &e))
-		fail_msg("%s: not in the tree", path);
-	if (e.body_len != strlen(body) || memcmp(e.body, body, e.body_len))
-		fail_msg("%s: got \"%.*s\", want \"%s\"", path, (int)e.body_len, e.body, body);
-}
+#include "compile_harness.h"
 
 static void expect_absent(const struct compiled *c, const char *path)
 {

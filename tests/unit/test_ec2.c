@@ -17,14 +17,8 @@
 #include "compile.h"
 #include "ec2.h"
 
-struct compiled {
-	struct vm_set set;
-	void *img;
-	size_t len;
-	struct tree_view v;
-};
-
 #define VM_HEAD "{\"vms\": [{\"instance-id\": \"i-0123456789abcdef0\", \"mac\": \"52:54:00:AA:0B:0c\", \"ipv4\": \"10.1.2.3\""
+#include "compile_harness.h"
 #define ENI "ec2/meta-data/network/interfaces/macs/52:54:00:aa:0b:0c/"
 
 #define IAM                                                                                                          \
@@ -39,42 +33,9 @@ struct compiled {
 	" \"spot\": {\"termination-time\": \"2026-12-02T10:00:00Z\"}},"                                                   \
 	" \"user-data\": \"#!/bin/sh\", \"public-keys\": [{\"name\": \"alice\", \"openssh-key\": \"ssh-ed25519 AAAA a\"}]"
 
-static void compile_doc(const char *extra, struct compiled *c)
-{
-	struct conf_error cerr;
-	char *text, err[256];
-	int rc;
-
-	assert_true(asprintf(&text, VM_HEAD "%s}]}", extra) > 0);
-	rc = vmconf_parse("t.json", text, strlen(text), &c->set, &cerr);
-	free(text);
-	if (rc)
-		fail_msg("parse: %s", cerr.text);
-	rc = vm_compile(&c->set.vms[0], NULL, &c->img, &c->len, err, sizeof(err));
-	if (rc)
-		fail_msg("compile %d: %s", rc, err);
-	assert_int_equal(tree_view_init(&c->v, c->img, c->len), 0);
-}
-
-static void compiled_free(struct compiled *c)
-{
-	free(c->img);
-	vmconf_free(&c->set);
-}
-
 static int lookup(const struct compiled *c, const char *path, struct tree_entry *e)
 {
 	return tree_lookup(&c->v, path, strlen(path), e);
-}
-
-static void expect_node(const struct compiled *c, const char *path, const char *body)
-{
-	struct tree_entry e;
-
-	if (lookup(c, path, &e))
-		fail_msg("%s: not in the tree", path);
-	if (e.body_len != strlen(body) || memcmp(e.body, body, e.body_len))
-		fail_msg("%s: got \"%.*s\", want \"%s\"", path, (int)e.body_len, e.body, body);
 }
 
 static void expect_absent(const struct compiled *c, const char *path)
