@@ -17,16 +17,25 @@ LDLIBS   := -lbpf -luring -ljansson -lcrypto -lz -lelf -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -MMD -MP \
 	-Iinclude -I$(BUILD)
 
-# Programs: one main file each; every other user/*.c is a library object.
-PROGS     := imdsd imds-loadmap imds-storm
-PROG_SRCS := $(addprefix user/,$(addsuffix .c,$(PROGS)))
-LIB_SRCS  := $(filter-out $(PROG_SRCS),$(wildcard user/*.c))
-LLHTTP_SRCS := $(wildcard $(LLHTTP_SRC)/*.c)
+# user/ is layered (docs/design.md, each folder's README.md): every folder but
+# cmd/ is one static library, and each program links only the layers it
+# uses, listed from the top down so the linker resolves them in one pass.
+# scripts/check-layers.py (run by make test) keeps includes inside the same rules.
+LAYERS := lib compile store http serve ports
+PROGS  := imdsd imds-loadmap imds-storm
+imdsd_LAYERS        := serve ports http store compile lib
+imds-loadmap_LAYERS := compile store lib
+imds-storm_LAYERS   := store compile lib
+imds-storm_EXTRA := $(BUILD)/lib/libllhttp.a
+# The llhttp parser belongs to the http layer.
+imdsd_EXTRA := $(BUILD)/lib/libllhttp.a
 
-LIB_OBJS     := $(patsubst user/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
-SAN_LIB_OBJS := $(patsubst user/%.c,$(BUILD)/san/%.o,$(LIB_SRCS))
-LLHTTP_OBJS  := $(patsubst $(LLHTTP_SRC)/%.c,$(BUILD)/llhttp/%.o,$(LLHTTP_SRCS))
-PROG_BINS    := $(addprefix $(BUILD)/,$(PROGS))
+layer_srcs = $(wildcard user/$(1)/*.c)
+layer_lib  = $(BUILD)/lib/libimds_$(1).a
+san_lib    = $(BUILD)/san/libimds_$(1).a
+LLHTTP_SRCS := $(wildcard $(LLHTTP_SRC)/*.c)
+LLHTTP_OBJS := $(patsubst $(LLHTTP_SRC)/%.c,$(BUILD)/llhttp/%.o,$(LLHTTP_SRCS))
+PROG_BINS   := $(addprefix $(BUILD)/,$(PROGS))
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -63,15 +72,38 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -w -I$(LLHTTP_INC) -c $< -o $@
 
-$(BUILD)/%: user/%.c $(LIB_OBJS) $(LLHTTP_OBJS) | $(SKEL)
-	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $< $(LIB_OBJS) $(LLHTTP_OBJS) -o $@ $(LDLIBS)
-
-$(BUILD)/tests/%: tests/unit/%.c $(SAN_LIB_OBJS) $(LLHTTP_OBJS) | $(SKEL)
+$(BUILD)/lib/libllhttp.a: $(LLHTTP_OBJS)
 	@mkdir -p $(@D)
-	$(CC) $(COMMON_CFLAGS) $(SAN_FLAGS) $< $(SAN_LIB_OBJS) $(LLHTTP_OBJS) -o $@ $(LDLIBS) -lcmocka
+	rm -f $@ && ar rcs $@ $^
+
+define layer_rules
+$(call layer_lib,$(1)): $(patsubst user/%.c,$(BUILD)/obj/%.o,$(call layer_srcs,$(1)))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+$(call san_lib,$(1)): $(patsubst user/%.c,$(BUILD)/san/%.o,$(call layer_srcs,$(1)))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rules,$(l))))
+
+define prog_rule
+$(BUILD)/$(1): user/cmd/$(1).c $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) | $(SKEL)
+	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $$< $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) -o $$@ $(LDLIBS)
+endef
+$(foreach p,$(PROGS),$(eval $(call prog_rule,$(p))))
+
+# Unit tests may reach every layer; a group lets the archives come in any order.
+SAN_LIBS := $(foreach l,$(LAYERS),$(call san_lib,$(l)))
+$(BUILD)/tests/%: tests/unit/%.c $(SAN_LIBS) $(BUILD)/lib/libllhttp.a | $(SKEL)
+	@mkdir -p $(@D)
+	$(CC) $(COMMON_CFLAGS) $(SAN_FLAGS) $< -Wl,--start-group $(SAN_LIBS) $(BUILD)/lib/libllhttp.a -Wl,--end-group \
+		-o $@ $(LDLIBS) -lcmocka
+
+# Structure checks: the layer rules hold, and the checker still catches what it should.
+CHECKS := scripts/check-layers.py scripts/check-layers-self-test.sh
 
 unit-test: $(UNIT_BINS)
-	./scripts/run-tests.sh --unit $(UNIT_BINS)
+	./scripts/run-tests.sh --check $(CHECKS) --unit $(UNIT_BINS)
 
 system-test: all
 	./scripts/run-tests.sh --system
@@ -79,7 +111,7 @@ system-test: all
 # The one test command (README, .ci/run): unit and system tests, one summary line.
 test: deps
 	$(MAKE) all $(UNIT_BINS)
-	./scripts/run-tests.sh --unit $(UNIT_BINS) --system --e2e
+	./scripts/run-tests.sh --check $(CHECKS) --unit $(UNIT_BINS) --system --e2e
 
 demo:
 	./scripts/install-deps.sh
@@ -103,4 +135,4 @@ e2e-cloudinit: deps
 clean:
 	rm -rf $(BUILD)
 
--include $(wildcard $(BUILD)/*.d $(BUILD)/obj/*.d $(BUILD)/san/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/*.d $(BUILD)/obj/*/*.d $(BUILD)/san/*/*.d $(BUILD)/tests/*.d)

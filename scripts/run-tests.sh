@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs unit test binaries (cmocka), the system tests and/or the e2e tests
 # (pytest) and ends with one line: "N passed, N failed[, N skipped]".
-#   run-tests.sh [--unit BIN...] [--system [PYTEST ARGS...]] [--e2e [PYTEST ARGS...]]
+#   run-tests.sh [--check CMD...] [--unit BIN...] [--system [PYTEST ARGS...]] [--e2e [PYTEST ARGS...]]
+# --check runs each CMD (one word, no arguments) as one test: exit 0 passes.
 # --e2e boots QEMU guests (tests/e2e, docs/e2e.md); its first run downloads
 # the guest kernel package with apt-get into build/e2e/.
 set -uo pipefail
@@ -32,6 +33,17 @@ run_unit() {
 	done
 }
 
+run_checks() {
+	for cmd in "$@"; do
+		if "$cmd"; then
+			passed=$((passed + 1))
+		else
+			echo "run-tests: $cmd failed"
+			failed=$((failed + 1))
+		fi
+	done
+}
+
 run_pytest() { # DIR [PYTEST ARGS...]
 	local dir=$1
 	shift
@@ -49,21 +61,24 @@ run_pytest() { # DIR [PYTEST ARGS...]
 	passed=$((passed + p)) failed=$((failed + f + e)) skipped=$((skipped + s))
 }
 
-units=()
+units=() checks=()
 system=0 e2e=0
 system_args=() e2e_args=()
 part=unit
 while [ $# -gt 0 ]; do
 	case "$part:$1" in
 	*:--unit) part=unit ;;
+	*:--check) part=check ;;
 	*:--system) part=system system=1 ;;
 	*:--e2e) part=e2e e2e=1 ;;
 	unit:*) units+=("$1") ;;
+	check:*) checks+=("$1") ;;
 	system:*) system_args+=("$1") ;;
 	e2e:*) e2e_args+=("$1") ;;
 	esac
 	shift
 done
+[ "${#checks[@]}" -gt 0 ] && run_checks "${checks[@]}"
 [ "${#units[@]}" -gt 0 ] && run_unit "${units[@]}"
 [ "$system" -eq 1 ] && run_pytest tests/system "${system_args[@]}"
 [ "$e2e" -eq 1 ] && run_pytest tests/e2e "${e2e_args[@]}"

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compile.h"
-#include "tree.h"
-#include "vmconf.h"
+#include "compile/compile.h"
+#include "lib/tree.h"
+#include "compile/vmconf.h"
 
 struct compiled {
 	struct vm_set set;

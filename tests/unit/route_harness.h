@@ -7,10 +7,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "http.h"
-#include "outbuf.h"
-#include "router.h"
-#include "tree.h"
+#include "http/http.h"
+#include "lib/outbuf.h"
+#include "http/router.h"
+#include "lib/tree.h"
 
 struct vm_tree {
 	void *img;

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "arena.h"
+#include "store/arena.h"
 
 #define TEST_PAGES 32
 

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compile.h"
-#include "ec2.h"
+#include "compile/compile.h"
+#include "compile/ec2.h"
 
 #define VM_HEAD "{\"vms\": [{\"instance-id\": \"i-0123456789abcdef0\", \"mac\": \"52:54:00:AA:0B:0c\", \"ipv4\": \"10.1.2.3\""
 #include "compile_harness.h"

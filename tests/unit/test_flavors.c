@@ -16,13 +16,13 @@
 
 #include <jansson.h>
 
-#include "compile.h"
-#include "http.h"
+#include "compile/compile.h"
+#include "http/http.h"
 #include "imds.h"
-#include "router.h"
+#include "http/router.h"
 #include "route_harness.h"
-#include "tree.h"
-#include "vmconf.h"
+#include "lib/tree.h"
+#include "compile/vmconf.h"
 
 #define EXAMPLE "examples/vms-flavors.json"
 #define NOW 1700000000 /* 22:13:20 UTC: 2800 s left in the hour */

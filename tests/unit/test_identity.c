@@ -26,9 +26,9 @@
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 
-#include "compile.h"
-#include "ec2.h"
-#include "identity.h"
+#include "compile/compile.h"
+#include "compile/ec2.h"
+#include "compile/identity.h"
 
 #define DOC "{\n  \"accountId\" : null,\n  \"instanceId\" : \"i-0abc\",\n  \"version\" : \"2017-09-30\"\n}"
 /* Same length, one character changed: only the signature can tell. */

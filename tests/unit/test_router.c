@@ -12,12 +12,12 @@
 
 #include <cmocka.h>
 
-#include "http.h"
+#include "http/http.h"
 #include "imds.h"
-#include "router.h"
+#include "http/router.h"
 #include "route_harness.h"
-#include "token.h"
-#include "tree.h"
+#include "http/token.h"
+#include "lib/tree.h"
 
 #define NOW 1700000000
 #define LAST_MODIFIED 1699990000

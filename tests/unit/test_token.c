@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "token.h"
+#include "http/token.h"
 
 #define NOW 1700000000ull
 

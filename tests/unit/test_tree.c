@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tree.h"
+#include "lib/tree.h"
 
 struct built {
 	void *img;

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonpos.h"
-#include "tree.h"
-#include "vmconf.h"
+#include "lib/jsonpos.h"
+#include "lib/tree.h"
+#include "compile/vmconf.h"
 
 #define EXAMPLE "examples/vms.json"
 

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "imds.h"
-#include "vmlimits.h"
+#include "serve/vmlimits.h"
 
 #define SEC LIMITS_NS_PER_SEC
 #define T0 (1000 * SEC) /* an arbitrary monotonic clock reading */

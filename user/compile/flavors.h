@@ -1,0 +1,150 @@
+/* flavors.h: the OpenStack, GCE and Azure flavors of a VM's metadata, from
+ * the same VM record as EC2.  Each flavor compiles into its own subtree of
+ * the VM's tree image and has its own request rules (flavor_route.h).
+ * Schema and request rules: docs/flavors.md.
+ *
+ * Tree layout (prefixes never collide with "ec2/"):
+ *   openstack/meta_data.json ...      one copy; the router maps every
+ *                                     version of /openstack/<v>/ onto it
+ *   gce/instance/...                  /computeMetadata/v1/... (listings,
+ *                                     leaves as text)
+ *   gce-json/<dir>@json               that directory as ?recursive=true JSON
+ *                                     (recursive alt=text is made per
+ *                                     request from the listings)
+ *   azure/instance/...                /metadata/instance/... (format=text)
+ *   azure-json/instance/@json         the instance document (JSON is the
+ *                                     default; subdirectories are cut out
+ *                                     of it per request)
+ * Only the flavors whose section the VM record has are compiled.
+ * "@" never occurs in a path segment of the flavor data (GCE attribute keys
+ * are [A-Za-z0-9_-], Azure's keys are fixed), so the precompiled documents
+ * cannot collide with data.
+ */
+#ifndef IMDS_FLAVORS_H
+#define IMDS_FLAVORS_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/outbuf.h"
+#include "lib/tree.h"
+#include "compile/vmconf.h"
+
+#define OPENSTACK_PREFIX "openstack/"
+#define GCE_PREFIX "gce/"
+#define GCE_JSON_PREFIX "gce-json/"
+#define AZURE_PREFIX "azure/"
+#define AZURE_JSON_PREFIX "azure-json/"
+#define FLAVOR_JSON_LEAF "@json"
+
+/* Validates a VM's flavor section, `flavor` being "openstack", "gce" or
+ * "azure", found at JSON path `path` (e.g. "vms[2].gce").  0, or -EINVAL
+ * with bad_path set to the JSON path of the offending value (for its
+ * line:col) and msg to the reason, without the path. */
+int flavors_check(const char *flavor, const json_t *section, const char *path, char *bad_path, size_t bad_cap,
+		  char *msg, size_t msg_cap);
+
+/* Adds every non-EC2 flavor's nodes for `vm` to `b`.  0, -EINVAL (err
+ * names the JSON path) or -ENOMEM. */
+int flavors_compile(struct tree_builder *b, const struct vm_desc *vm, char *err, size_t errlen);
+
+/* --- shared by the flavor compilers (flavors.c, openstack.c, gce.c,
+ * azure.c); not for other callers --- */
+
+/* The fields every flavor shares, resolved once from the VM record. */
+struct flavor_common {
+	const struct vm_desc *vm;
+	const char *name;	   /* "name", else the instance-id */
+	const char *hostname;	   /* meta-data hostname, local-hostname, else name */
+	const char *zone;	   /* meta-data placement.availability-zone or NULL */
+	const char *instance_type; /* meta-data instance-type or NULL */
+	long long launch_index;	   /* meta-data ami-launch-index, else 0 */
+	char mac[18];		   /* lower case, colons */
+	char ipv4[16];
+	char netmask[16]; /* the /24 the flavors assume, "255.255.255.0" */
+	char subnet[16];  /* ipv4 & netmask */
+	bool user_data_utf8; /* the user data is valid UTF-8 text */
+};
+
+/* Error collection of a section check. */
+struct flavor_chk {
+	char *bad;
+	size_t bad_cap;
+	char *msg;
+	size_t msg_cap;
+};
+
+int flavor_fail(struct flavor_chk *c, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+struct flavor_field {
+	const char *name;
+	int (*check)(struct flavor_chk *c, const json_t *v, const char *path);
+};
+
+/* `section` must be an object whose keys are all in `f`; runs each check
+ * on its value. */
+int flavor_check_fields(struct flavor_chk *c, const json_t *section, const char *path, const struct flavor_field *f,
+			size_t n);
+
+/* Reusable checks. */
+/* text: 1..255 bytes, no control characters; id: text without '/' or
+ * spaces; uint: an integer >= 0; text_list: [text, ...]. */
+int flavor_check_text(struct flavor_chk *c, const json_t *v, const char *path);
+int flavor_check_id(struct flavor_chk *c, const json_t *v, const char *path);
+int flavor_check_uint(struct flavor_chk *c, const json_t *v, const char *path);
+int flavor_check_text_list(struct flavor_chk *c, const json_t *v, const char *path);
+int flavor_check_object(struct flavor_chk *c, const json_t *v, const char *path);
+/* {"key": "string"}: keys 1..255 bytes, values strings up to `max_value`
+ * bytes.  key_chars NULL allows any key without control characters; else
+ * it is GCE's alphabet (letters, digits, '-', '_'), which the message names. */
+int flavor_check_string_map(struct flavor_chk *c, const json_t *v, const char *path, const char *key_chars,
+			    size_t max_value);
+/* The path of key `key` below `path`, as error messages write it. */
+void flavor_sub_path(char *out, size_t cap, const char *path, const char *key);
+/* "path[i]". */
+void flavor_index_path(char *out, size_t cap, const char *path, size_t i);
+
+/* Compiling. */
+/* Appends base64 (RFC 4648, padded) of data.  0 or -ENOMEM. */
+int flavor_base64(const void *data, size_t len, struct outbuf *out);
+int flavor_add(struct tree_builder *b, const char *prefix, const char *path, const void *body, size_t len,
+	       enum tree_ctype ct);
+int flavor_add_json(struct tree_builder *b, const char *prefix, const char *path, const json_t *doc, size_t flags,
+		    enum tree_ctype ct);
+
+/* Maps a JSON document onto a subtree: an object is a directory, an array
+ * of objects a directory of "0/", "1/", ... (Azure: every array), any other
+ * value a leaf (strings as is, numbers and booleans as JSON writes them,
+ * arrays of strings one per line).  Each directory also gets its JSON form
+ * under json_prefix (keys renamed by json_key when set). */
+struct flavor_emit {
+	struct tree_builder *b;
+	const char *prefix;
+	const char *json_prefix;
+	size_t json_flags;
+	bool arrays_are_dirs;
+	bool json_root_only; /* only the root directory gets its JSON form */
+	/* The JSON name of `key` whose parent object is called `parent` ("" at
+	 * the root); NULL keeps keys. */
+	void (*json_key)(const char *parent, const char *key, char *out, size_t cap);
+};
+
+int flavor_emit_tree(const struct flavor_emit *e, const json_t *root);
+
+const json_t *flavor_meta_get(const struct vm_desc *vm, const char *dir, const char *key);
+/* The member `key` of the VM's `flavor` section, or NULL. */
+const json_t *flavor_section_get(const struct vm_desc *vm, const char *flavor, const char *key);
+
+/* GCE's JSON name of path segment `key` whose parent is `parent`
+ * ("machine-type" -> "machineType"; attribute keys and e-mails kept). */
+void gce_json_key(const char *parent, const char *key, char *out, size_t cap);
+
+int openstack_check(struct flavor_chk *c, const json_t *section, const char *path);
+int gce_check(struct flavor_chk *c, const json_t *section, const char *path);
+int azure_check(struct flavor_chk *c, const json_t *section, const char *path);
+
+int openstack_compile(struct tree_builder *b, const struct flavor_common *fc, char *err, size_t errlen);
+int gce_compile(struct tree_builder *b, const struct flavor_common *fc, char *err, size_t errlen);
+int azure_compile(struct tree_builder *b, const struct flavor_common *fc, char *err, size_t errlen);
+
+#endif

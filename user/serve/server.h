@@ -1,0 +1,27 @@
+/* server.h: the io_uring HTTP server.  One ring and one SO_REUSEPORT
+ * listener per worker thread; multishot accept and receive with a
+ * provided-buffer ring; keep-alive, pipelining and idle timeouts. */
+#ifndef IMDS_SERVER_H
+#define IMDS_SERVER_H
+#include <stdint.h>
+
+#include "imds.h"
+#include "store/store.h"
+
+struct server_config {
+	struct store *store;
+	uint32_t addr_be; /* listen address, network order */
+	uint16_t port;	  /* host order */
+	int workers;
+	int idle_timeout_ms;
+	uint8_t token_key[IMDS_TOKEN_KEY_LEN];
+};
+
+struct server;
+
+/* Binds every worker's listener, then starts the threads.  0 or -errno. */
+int server_start(struct server **out, const struct server_config *cfg);
+/* Stops the workers, closes every connection, frees. */
+void server_stop(struct server *srv);
+
+#endif

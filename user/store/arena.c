@@ -1,0 +1,249 @@
+/* arena.c: page allocator and block seqlock of the shared-memory arena.
+ *
+ * One writer (imds-loadmap, under the store lock) and any number of lock-free
+ * readers in other processes share the memory.  Everything a reader may look
+ * at while the writer changes it (bitmap words, block headers) is accessed
+ * with __atomic builtins, so the ordering holds on weakly ordered CPUs too,
+ * not only on x86.  Readers never trust the header for bounds: they use the
+ * size of their own mapping.
+ */
+#include "store/arena.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define ARENA_BLOCK_HDR sizeof(struct arena_block)
+
+static struct arena_header *arena_hdr(const struct arena *a)
+{
+	return (struct arena_header *)a->base;
+}
+
+static uint32_t arena_total(const struct arena *a)
+{
+	return (uint32_t)(a->size / IMDS_ARENA_PAGE);
+}
+
+static struct arena_block *arena_block_at(const struct arena *a, uint32_t page)
+{
+	return (struct arena_block *)(a->base + (size_t)page * IMDS_ARENA_PAGE);
+}
+
+static bool arena_bit(const struct arena_header *h, uint32_t page)
+{
+	uint64_t word = __atomic_load_n(&h->bitmap[page / 64], __ATOMIC_RELAXED);
+
+	return (word >> (page % 64)) & 1;
+}
+
+/* Marks pages [first, first+n) used or free and keeps used_pages in step.
+ * Only the writer calls this; stores are atomic because readers test bits. */
+static void arena_mark(struct arena_header *h, uint32_t first, uint32_t n, bool used)
+{
+	for (uint32_t p = first; p < first + n; p++) {
+		uint64_t *w = &h->bitmap[p / 64];
+		uint64_t bit = 1ull << (p % 64);
+		uint64_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+		__atomic_store_n(w, used ? (v | bit) : (v & ~bit), __ATOMIC_RELAXED);
+	}
+	h->used_pages = used ? h->used_pages + n : h->used_pages - n;
+}
+
+/* First fit: the lowest run of `need` free pages, never page 0. */
+static int arena_find_run(const struct arena_header *h, uint32_t total, uint32_t need, uint32_t *first)
+{
+	uint32_t run = 0;
+
+	for (uint32_t p = 1; p < total; p++) {
+		if (p % 64 == 0 && p + 64 <= total && h->bitmap[p / 64] == ~0ull) {
+			run = 0;
+			p += 63; /* a full word: skip it whole */
+			continue;
+		}
+		if (arena_bit(h, p)) {
+			run = 0;
+			continue;
+		}
+		if (++run == need) {
+			*first = p + 1 - need;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+static void arena_format(struct arena_header *h, uint32_t npages)
+{
+	memset(h, 0, sizeof(*h));
+	h->npages = npages;
+	h->used_pages = 0;
+	h->bitmap[0] = 1; /* page 0 is the header itself */
+	__atomic_store_n(&h->magic, ARENA_MAGIC, __ATOMIC_RELEASE);
+}
+
+int arena_attach(struct arena *a, void *base, size_t size)
+{
+	struct arena_header *h = base;
+	uint32_t npages;
+
+	if (!base || size % IMDS_ARENA_PAGE || size < 2 * IMDS_ARENA_PAGE ||
+	    size > (size_t)IMDS_ARENA_PAGES * IMDS_ARENA_PAGE)
+		return -EINVAL;
+	npages = (uint32_t)(size / IMDS_ARENA_PAGE);
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == 0)
+		arena_format(h, npages);
+	else if (h->magic != ARENA_MAGIC || h->npages != npages)
+		return -EINVAL;
+	a->base = base;
+	a->size = size;
+	return 0;
+}
+
+uint32_t arena_pages_for(size_t len)
+{
+	/* Larger than any arena; also keeps the arithmetic below from overflowing. */
+	if (len > (size_t)IMDS_ARENA_PAGES * IMDS_ARENA_PAGE)
+		return UINT32_MAX;
+	return (uint32_t)((ARENA_BLOCK_HDR + len + IMDS_ARENA_PAGE - 1) / IMDS_ARENA_PAGE);
+}
+
+uint32_t arena_free_pages(const struct arena *a)
+{
+	return arena_total(a) - 1 - arena_hdr(a)->used_pages;
+}
+
+size_t arena_used_bytes(const struct arena *a)
+{
+	return (size_t)arena_hdr(a)->used_pages * IMDS_ARENA_PAGE;
+}
+
+int arena_alloc(struct arena *a, size_t len, uint32_t slot, uint32_t *page)
+{
+	struct arena_header *h = arena_hdr(a);
+	uint32_t need = arena_pages_for(len), first, seq;
+	struct arena_block *b;
+	int err;
+
+	if (need >= arena_total(a))
+		return -ENOSPC;
+	err = arena_find_run(h, arena_total(a), need, &first);
+	if (err)
+		return err;
+	b = arena_block_at(a, first);
+	/* Odd and different from any value a reader may hold for this page:
+	 * a freed block start is already odd, anything else (fresh memory, the
+	 * middle of an old block) is moved past. */
+	seq = __atomic_load_n(&b->seq, __ATOMIC_RELAXED);
+	seq += (seq & 1) ? 2 : 1;
+	__atomic_store_n(&b->seq, seq, __ATOMIC_RELAXED);
+	/* Pairs with the reader's acquire fence in arena_read_valid: a reader
+	 * that sees any later write to this block also sees seq odd. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&b->npages, need, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->slot, slot, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->len, (uint32_t)len, __ATOMIC_RELAXED);
+	arena_mark(h, first, need, true);
+	*page = first;
+	return 0;
+}
+
+void *arena_data(struct arena *a, uint32_t page)
+{
+	return arena_block_at(a, page) + 1;
+}
+
+void arena_publish(struct arena *a, uint32_t page)
+{
+	struct arena_block *b = arena_block_at(a, page);
+	uint32_t seq = __atomic_load_n(&b->seq, __ATOMIC_RELAXED);
+
+	/* Release: the data written since arena_alloc is visible to a reader
+	 * whose acquire load sees the even value. */
+	if (seq & 1)
+		__atomic_store_n(&b->seq, seq + 1, __ATOMIC_RELEASE);
+}
+
+void arena_free(struct arena *a, uint32_t page)
+{
+	struct arena_header *h = arena_hdr(a);
+	struct arena_block *b;
+	uint32_t seq, n;
+
+	if (page == 0 || page >= arena_total(a) || !arena_bit(h, page))
+		return;
+	b = arena_block_at(a, page);
+	n = b->npages;
+	if (n == 0 || n > arena_total(a) - page)
+		return; /* not a block start: refuse rather than corrupt */
+	seq = __atomic_load_n(&b->seq, __ATOMIC_RELAXED);
+	if (!(seq & 1))
+		__atomic_store_n(&b->seq, seq + 1, __ATOMIC_RELAXED);
+	/* Readers must see the odd seq before the pages can be written again. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	arena_mark(h, page, n, false);
+}
+
+const void *arena_read_begin(const struct arena *a, uint32_t page, uint32_t *seq, uint32_t *len)
+{
+	uint32_t total = arena_total(a), s, n, l;
+	const struct arena_block *b;
+
+	if (page == 0 || page >= total || !arena_bit(arena_hdr(a), page))
+		return NULL;
+	b = arena_block_at(a, page);
+	s = __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE);
+	if (s & 1)
+		return NULL;
+	n = __atomic_load_n(&b->npages, __ATOMIC_RELAXED);
+	l = __atomic_load_n(&b->len, __ATOMIC_RELAXED);
+	if (n == 0 || n > total - page || l > (uint64_t)n * IMDS_ARENA_PAGE - ARENA_BLOCK_HDR)
+		return NULL;
+	*seq = s;
+	*len = l;
+	return b + 1;
+}
+
+bool arena_read_valid(const struct arena *a, uint32_t page, uint32_t seq)
+{
+	const struct arena_block *b;
+
+	if (page == 0 || page >= arena_total(a))
+		return false;
+	b = arena_block_at(a, page);
+	/* Orders the reader's data loads before the second look at seq. */
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&b->seq, __ATOMIC_RELAXED) == seq;
+}
+
+void arena_plan_init(const struct arena *a, struct arena_plan *p)
+{
+	memcpy(&p->hdr, arena_hdr(a), sizeof(p->hdr));
+	p->hdr.npages = arena_total(a);
+}
+
+int arena_plan_alloc(struct arena_plan *p, size_t len)
+{
+	uint32_t need = arena_pages_for(len), first;
+	int err;
+
+	if (need >= p->hdr.npages)
+		return -ENOSPC;
+	err = arena_find_run(&p->hdr, p->hdr.npages, need, &first);
+	if (err)
+		return err;
+	arena_mark(&p->hdr, first, need, true);
+	return 0;
+}
+
+void arena_plan_free(struct arena_plan *p, const struct arena *a, uint32_t page)
+{
+	uint32_t n;
+
+	if (page == 0 || page >= arena_total(a) || !arena_bit(&p->hdr, page))
+		return;
+	n = arena_block_at(a, page)->npages;
+	if (n == 0 || n > arena_total(a) - page)
+		return;
+	arena_mark(&p->hdr, page, n, false);
+}

@@ -1,0 +1,762 @@
+/* store.c: opening the pinned maps and the arena, and every change to the VM
+ * table.  Writers (imds-loadmap, imdsd's port bookkeeping) hold the flock on
+ * the pin directory; imdsd workers read vm_table and the arena in place with
+ * no lock, so each change is ordered to be safe for them:
+ *   - a new VM's record is complete before its state becomes ACTIVE
+ *     (release) and before its MAC enters mac_index;
+ *   - a replaced tree is switched with one 64-bit store of tree_ref whose high
+ *     half (tree generation) changes every time, so a reader that compares
+ *     tree_ref before and after notices a switch even if the page is reused;
+ *   - a tree's pages are freed only after nothing points to them.
+ */
+#include "store/store.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compile/compile.h"
+#include "imds.skel.h"
+
+#define STORE_BPFFS "/sys/fs/bpf"
+#define STORE_VM_TABLE_BYTES ((size_t)IMDS_MAX_VMS * sizeof(struct imds_vm))
+#define STORE_ARENA_BYTES ((size_t)IMDS_ARENA_PAGES * IMDS_ARENA_PAGE)
+/* A verified SYN older than this is not honoured: the connection it
+ * announced is long gone and the 4-tuple may be reused by someone else. */
+#define STORE_CONN_MAX_AGE_NS (120ull * 1000000000ull)
+
+/* The first TC attach on a port asks the kernel for the clsact filter chain
+ * before it exists; libbpf relays the kernel's "Cannot find specified filter
+ * chain" as a warning although the attach then succeeds.  Only that line is
+ * dropped: every other warning still reaches stderr. */
+#define STORE_TC_NOISE "Cannot find specified filter chain"
+
+static int store_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	int n;
+
+	if (level > LIBBPF_WARN)
+		return 0;
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n < 0 || strstr(line, STORE_TC_NOISE))
+		return 0;
+	fputs(line, stderr);
+	if ((size_t)n >= sizeof(line))
+		fputs("...\n", stderr); /* libbpf's lines are short; a long one is cut, not lost */
+	return n;
+}
+
+/* bpffs must be mounted for pins to exist (a fresh host or a container may
+ * not have it); mounting it again on top of a bpffs would hide existing pins. */
+static int store_mount_bpffs(const char *pin_dir, char *err, size_t errlen)
+{
+	struct statfs st;
+
+	if (strncmp(pin_dir, STORE_BPFFS "/", strlen(STORE_BPFFS) + 1) != 0)
+		return 0;
+	if (statfs(STORE_BPFFS, &st) == 0 && st.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mount("bpf", STORE_BPFFS, "bpf", 0, NULL) < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "cannot mount bpffs on %s: %s", STORE_BPFFS, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+static int store_mkdirs(const char *path, char *err, size_t errlen)
+{
+	char buf[sizeof(((struct store *)0)->pin_dir)];
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1;; p++) {
+		char c = *p;
+
+		if (c != '/' && c != '\0')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+			int e = errno;
+
+			snprintf(err, errlen, "cannot create %s: %s", buf, strerror(e));
+			return -e;
+		}
+		*p = c;
+		if (c == '\0')
+			return 0;
+	}
+}
+
+static int store_prepare_dir(struct store *s, char *err, size_t errlen)
+{
+	int ret;
+
+	ret = store_mount_bpffs(s->pin_dir, err, errlen);
+	if (ret)
+		return ret;
+	ret = store_mkdirs(s->pin_dir, err, errlen);
+	if (ret)
+		return ret;
+	s->lock_fd = open(s->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->lock_fd < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "cannot open %s: %s", s->pin_dir, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* libbpf refuses a pin whose type or sizes differ from the program's map and
+ * says only "parameter mismatch"; name the map and what differs. */
+static bool store_explain_mismatch(const struct store *s, char *err, size_t errlen)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, s->skel->obj) {
+		struct bpf_map_info info = { 0 };
+		__u32 info_len = sizeof(info);
+		char path[512];
+		int fd, ret;
+
+		snprintf(path, sizeof(path), "%s/%s", s->pin_dir, bpf_map__name(map));
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		ret = bpf_obj_get_info_by_fd(fd, &info, &info_len);
+		close(fd);
+		if (ret || (info.type == bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
+			    info.value_size == bpf_map__value_size(map) &&
+			    info.max_entries == bpf_map__max_entries(map) &&
+			    info.map_flags == bpf_map__map_flags(map)))
+			continue;
+		snprintf(err, errlen,
+			 "cannot open pinned maps under %s: pinned map %s has another layout "
+			 "(type %u, key %u, value %u, entries %u; this build expects type %u, key %u, value %u, "
+			 "entries %u); it was made by an incompatible version: remove %s to start afresh "
+			 "(this forgets every loaded VM)",
+			 s->pin_dir, path, info.type, info.key_size, info.value_size, info.max_entries,
+			 bpf_map__type(map), bpf_map__key_size(map), bpf_map__value_size(map),
+			 bpf_map__max_entries(map), s->pin_dir);
+		return true;
+	}
+	return false;
+}
+
+static int store_load_maps(struct store *s, unsigned flags, char *err, size_t errlen)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = s->pin_dir);
+	struct bpf_program *prog;
+	int ret;
+
+	s->skel = imds_bpf__open_opts(&opts);
+	if (!s->skel) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open the BPF object: %s", strerror(-ret));
+		return ret;
+	}
+	if (!(flags & STORE_PROGRAMS))
+		bpf_object__for_each_program(prog, s->skel->obj) bpf_program__set_autoload(prog, false);
+	ret = imds_bpf__load(s->skel);
+	if (ret) {
+		ret = ret < 0 ? ret : -EINVAL;
+		if (!store_explain_mismatch(s, err, errlen))
+			snprintf(err, errlen, "cannot open pinned maps under %s: %s", s->pin_dir, strerror(-ret));
+		return ret;
+	}
+	s->vm_fd = bpf_map__fd(s->skel->maps.vm_table);
+	s->mac_fd = bpf_map__fd(s->skel->maps.mac_index);
+	s->conn_fd = bpf_map__fd(s->skel->maps.conn_table);
+	s->counters_fd = bpf_map__fd(s->skel->maps.vm_counters);
+	s->arena_fd = bpf_map__fd(s->skel->maps.arena);
+	s->key_fd = bpf_map__fd(s->skel->maps.token_key);
+	return 0;
+}
+
+static int store_map_memory(struct store *s, char *err, size_t errlen)
+{
+	void *vms, *arena;
+	int ret;
+
+	vms = mmap(NULL, STORE_VM_TABLE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, s->vm_fd, 0);
+	if (vms == MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot map %s/%s: %s", s->pin_dir, IMDS_MAP_VM_TABLE, strerror(-ret));
+		return ret;
+	}
+	s->vms = vms;
+	arena = mmap(NULL, STORE_ARENA_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, s->arena_fd, 0);
+	if (arena == MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot map %s/%s: %s", s->pin_dir, IMDS_MAP_ARENA, strerror(-ret));
+		return ret;
+	}
+	ret = arena_attach(&s->arena, arena, STORE_ARENA_BYTES);
+	if (ret) {
+		munmap(arena, STORE_ARENA_BYTES);
+		snprintf(err, errlen, "%s/%s does not hold an arena of this version", s->pin_dir,
+			 IMDS_MAP_ARENA);
+		return ret;
+	}
+	return 0;
+}
+
+int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, size_t errlen)
+{
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
+	if (strlen(pin_dir) >= sizeof(s->pin_dir) || pin_dir[0] != '/') {
+		snprintf(err, errlen, "pin directory must be an absolute path shorter than %zu bytes",
+			 sizeof(s->pin_dir));
+		return -EINVAL;
+	}
+	snprintf(s->pin_dir, sizeof(s->pin_dir), "%s", pin_dir);
+	libbpf_set_print(store_libbpf_print);
+	ret = store_prepare_dir(s, err, errlen);
+	if (ret)
+		goto out;
+	/* Serialises creating the pins and formatting the arena with any other
+	 * process opening the same directory. */
+	ret = store_lock(s);
+	if (ret) {
+		snprintf(err, errlen, "cannot lock %s: %s", s->pin_dir, strerror(-ret));
+		goto out;
+	}
+	ret = store_load_maps(s, flags, err, errlen);
+	if (!ret)
+		ret = store_map_memory(s, err, errlen);
+	store_unlock(s);
+out:
+	if (ret)
+		store_close(s);
+	return ret;
+}
+
+void store_close(struct store *s)
+{
+	if (s->arena.base)
+		munmap(s->arena.base, s->arena.size);
+	if (s->vms)
+		munmap(s->vms, STORE_VM_TABLE_BYTES);
+	/* The map fds belong to the skeleton's object and close with it. */
+	if (s->skel)
+		imds_bpf__destroy(s->skel);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	s->arena.base = NULL;
+	s->vms = NULL;
+	s->skel = NULL;
+	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
+}
+
+int store_lock(struct store *s)
+{
+	while (flock(s->lock_fd, LOCK_EX) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return 0;
+}
+
+void store_unlock(struct store *s)
+{
+	flock(s->lock_fd, LOCK_UN);
+}
+
+static bool store_active(const struct imds_vm *r)
+{
+	return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == IMDS_VM_ACTIVE;
+}
+
+int store_find(const struct store *s, const char *instance_id)
+{
+	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
+		const struct imds_vm *r = &s->vms[slot];
+
+		if (store_active(r) && strncmp(r->instance_id, instance_id, sizeof(r->instance_id)) == 0)
+			return slot;
+	}
+	return -ENOENT;
+}
+
+int store_find_mac(const struct store *s, const uint8_t mac[6])
+{
+	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
+		if (store_active(&s->vms[slot]) && memcmp(s->vms[slot].mac, mac, 6) == 0)
+			return slot;
+	return -ENOENT;
+}
+
+int store_find_ipv4(const struct store *s, uint32_t ipv4_be)
+{
+	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
+		if (store_active(&s->vms[slot]) && s->vms[slot].ipv4 == ipv4_be)
+			return slot;
+	return -ENOENT;
+}
+
+int store_free_slots(const struct store *s)
+{
+	int n = 0;
+
+	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
+		n += !store_active(&s->vms[slot]);
+	return n;
+}
+
+/* Compiles the VM for `slot` and writes the image into a new, published
+ * arena block. */
+static int store_write_tree(struct store *s, const struct vm_desc *vm, uint32_t slot, uint32_t vm_gen,
+			    uint32_t *page, char *err, size_t errlen)
+{
+	struct tree_meta meta = {
+		.slot = slot,
+		.vm_generation = vm_gen,
+		.last_modified = (uint64_t)time(NULL),
+		.http_tokens = vm->http_tokens,
+		.hop_limit = vm->hop_limit,
+	};
+	void *image = NULL;
+	size_t len = 0;
+	int ret;
+
+	snprintf(meta.instance_id, sizeof(meta.instance_id), "%s", vm->instance_id);
+	ret = vm_compile_signed(vm, &meta, s->identity, &image, &len, err, errlen);
+	if (ret)
+		return ret;
+	ret = arena_alloc(&s->arena, len, slot, page);
+	if (ret) {
+		snprintf(err, errlen, "%s: no room in the arena for a tree of %zu bytes (%u pages free)",
+			 vm->instance_id, len, arena_free_pages(&s->arena));
+		goto out;
+	}
+	memcpy(arena_data(&s->arena, *page), image, len);
+	arena_publish(&s->arena, *page);
+out:
+	free(image);
+	return ret;
+}
+
+static void store_mac_key(struct imds_mac_key *key, const uint8_t mac[6])
+{
+	memset(key, 0, sizeof(*key));
+	memcpy(key->addr, mac, 6);
+}
+
+/* Two loaded VMs with one MAC or one IPv4 would make the data plane's
+ * answer (and conn_table's saddr key) ambiguous. */
+static int store_check_unique(const struct store *s, const struct vm_desc *vm, int self, char *err, size_t errlen)
+{
+	char text[INET_ADDRSTRLEN > 18 ? INET_ADDRSTRLEN : 18];
+
+	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
+		const struct imds_vm *r = &s->vms[slot];
+
+		if (slot == self || !store_active(r))
+			continue;
+		if (memcmp(r->mac, vm->mac, 6) == 0) {
+			vmconf_format_mac(vm->mac, text);
+			snprintf(err, errlen, "%s: mac %s is already used by loaded VM %s", vm->instance_id, text,
+				 r->instance_id);
+			return -EEXIST;
+		}
+		if (r->ipv4 == vm->ipv4) {
+			inet_ntop(AF_INET, &vm->ipv4, text, sizeof(text));
+			snprintf(err, errlen, "%s: ipv4 %s is already used by loaded VM %s", vm->instance_id, text,
+				 r->instance_id);
+			return -EEXIST;
+		}
+	}
+	return 0;
+}
+
+/* A slot's counters start from zero for each VM given the slot; they are
+ * statistics, so a failure here is not worth refusing the VM for. */
+static void store_reset_counters(struct store *s, uint32_t slot)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct imds_counters *zeros;
+
+	if (ncpu <= 0)
+		return;
+	zeros = calloc((size_t)ncpu, sizeof(*zeros));
+	if (!zeros)
+		return;
+	bpf_map_update_elem(s->counters_fd, &slot, zeros, BPF_ANY);
+	free(zeros);
+}
+
+static int store_add(struct store *s, const struct vm_desc *vm, char *err, size_t errlen)
+{
+	struct imds_mac_key key;
+	struct imds_vm *r = NULL;
+	uint32_t slot, page, gen;
+	int ret;
+
+	for (slot = 1; slot < IMDS_MAX_VMS && !r; slot++)
+		if (!store_active(&s->vms[slot]))
+			r = &s->vms[slot];
+	if (!r) {
+		snprintf(err, errlen, "%s: all %d VM slots are in use", vm->instance_id, IMDS_MAX_VMS - 1);
+		return -ENOSPC;
+	}
+	slot = (uint32_t)(r - s->vms);
+	gen = r->generation + 1; /* survives delete, so a reused slot is told apart */
+	ret = store_write_tree(s, vm, slot, gen, &page, err, errlen);
+	if (ret)
+		return ret;
+	store_reset_counters(s, slot);
+	*r = (struct imds_vm){
+		.generation = gen,
+		.ipv4 = vm->ipv4,
+		.hop_limit = vm->hop_limit,
+		.http_tokens = vm->http_tokens,
+		.rate_pps = vm->rate_pps,
+		.rate_burst = vm->rate_burst,
+		.tree_ref = (1ull << 32) | page,
+		.updated_unix = (uint64_t)time(NULL),
+	};
+	memcpy(r->mac, vm->mac, 6);
+	snprintf(r->instance_id, sizeof(r->instance_id), "%s", vm->instance_id);
+	__atomic_store_n(&r->state, IMDS_VM_ACTIVE, __ATOMIC_RELEASE);
+	store_mac_key(&key, vm->mac);
+	if (bpf_map_update_elem(s->mac_fd, &key, &slot, BPF_ANY) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: cannot index its mac: %s", vm->instance_id, strerror(-ret));
+		__atomic_store_n(&r->state, IMDS_VM_FREE, __ATOMIC_RELEASE);
+		__atomic_store_n(&r->tree_ref, 0, __ATOMIC_RELEASE);
+		arena_free(&s->arena, page);
+	}
+	return ret;
+}
+
+/* The new MAC is indexed before the old one is dropped, so a failure leaves
+ * the VM as it was; the port binding is forgotten because the VM's NIC
+ * changed. */
+static int store_change_mac(struct store *s, uint32_t slot, const uint8_t mac[6], char *err, size_t errlen)
+{
+	struct imds_vm *r = &s->vms[slot];
+	struct imds_mac_key key;
+
+	if (memcmp(r->mac, mac, 6) == 0)
+		return 0;
+	store_mac_key(&key, mac);
+	if (bpf_map_update_elem(s->mac_fd, &key, &slot, BPF_ANY) < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: cannot index its new mac: %s", r->instance_id, strerror(e));
+		return -e;
+	}
+	store_mac_key(&key, r->mac);
+	bpf_map_delete_elem(s->mac_fd, &key);
+	memcpy(r->mac, mac, 6);
+	if (!r->port_pinned)
+		__atomic_store_n(&r->ifindex, 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int store_update(struct store *s, uint32_t slot, const struct vm_desc *vm, char *err, size_t errlen)
+{
+	struct imds_vm *r = &s->vms[slot];
+	uint64_t old_ref = __atomic_load_n(&r->tree_ref, __ATOMIC_ACQUIRE);
+	uint32_t page;
+	int ret;
+
+	ret = store_write_tree(s, vm, slot, r->generation, &page, err, errlen);
+	if (ret)
+		return ret;
+	ret = store_change_mac(s, slot, vm->mac, err, errlen);
+	if (ret) {
+		arena_free(&s->arena, page);
+		return ret;
+	}
+	__atomic_store_n(&r->ipv4, vm->ipv4, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->hop_limit, vm->hop_limit, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->http_tokens, vm->http_tokens, __ATOMIC_RELAXED);
+	/* The data plane reads each on its own; a packet that sees the new
+	 * rate with the old burst is harmless. */
+	__atomic_store_n(&r->rate_pps, vm->rate_pps, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->rate_burst, vm->rate_burst, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->updated_unix, (uint64_t)time(NULL), __ATOMIC_RELAXED);
+	/* The switch: one store, new tree generation in the high half. */
+	__atomic_store_n(&r->tree_ref, (((old_ref >> 32) + 1) << 32) | page, __ATOMIC_RELEASE);
+	arena_free(&s->arena, (uint32_t)old_ref);
+	return 0;
+}
+
+int store_put(struct store *s, const struct vm_desc *vm, char *err, size_t errlen)
+{
+	int slot = store_find(s, vm->instance_id);
+	int ret;
+
+	ret = store_check_unique(s, vm, slot, err, errlen);
+	if (ret)
+		return ret;
+	if (slot < 0)
+		return store_add(s, vm, err, errlen);
+	return store_update(s, (uint32_t)slot, vm, err, errlen);
+}
+
+int store_delete(struct store *s, const char *instance_id)
+{
+	int slot = store_find(s, instance_id);
+	struct imds_mac_key key;
+	struct imds_vm *r;
+	uint64_t old_ref;
+
+	if (slot < 0)
+		return -ENOENT;
+	r = &s->vms[slot];
+	store_mac_key(&key, r->mac);
+	bpf_map_delete_elem(s->mac_fd, &key);
+	__atomic_store_n(&r->state, IMDS_VM_FREE, __ATOMIC_RELEASE);
+	old_ref = __atomic_exchange_n(&r->tree_ref, 0, __ATOMIC_ACQ_REL);
+	arena_free(&s->arena, (uint32_t)old_ref);
+	/* The generation stays: it tells the slot's next VM from this one. */
+	*r = (struct imds_vm){ .generation = r->generation };
+	return 0;
+}
+
+int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct imds_counters *per_cpu;
+	int ret = 0;
+
+	if (ncpu < 0)
+		return ncpu;
+	per_cpu = calloc((size_t)ncpu, sizeof(*per_cpu));
+	if (!per_cpu)
+		return -ENOMEM;
+	memset(out, 0, sizeof(*out));
+	if (bpf_map_lookup_elem(s->counters_fd, &slot, per_cpu) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	for (int cpu = 0; cpu < ncpu; cpu++)
+		for (int i = 0; i < IMDS_REASON_MAX; i++)
+			out->packets[i] += per_cpu[cpu].packets[i];
+out:
+	free(per_cpu);
+	return ret;
+}
+
+void store_unbind_port(struct store *s, uint32_t ifindex)
+{
+	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
+		struct imds_vm *r = &s->vms[slot];
+		uint32_t expected = ifindex;
+
+		if (!store_active(r) || r->port_pinned)
+			continue;
+		/* CAS: the data plane may be binding the slot at this moment. */
+		__atomic_compare_exchange_n(&r->ifindex, &expected, 0, false, __ATOMIC_ACQ_REL,
+					    __ATOMIC_RELAXED);
+	}
+}
+
+static uint64_t store_monotonic_ns(void)
+{
+	struct timespec ts;
+
+	/* bpf_ktime_get_ns() counts on CLOCK_MONOTONIC too. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int store_take_conn(struct store *s, uint32_t saddr_be, uint16_t sport_be, uint32_t *slot, uint32_t *generation)
+{
+	struct imds_conn_key key = { .saddr = saddr_be, .sport = sport_be, .pad = 0 };
+	struct imds_conn conn;
+	const struct imds_vm *r;
+	uint64_t now;
+
+	if (bpf_map_lookup_and_delete_elem(s->conn_fd, &key, &conn) < 0)
+		return errno == ENOENT ? -ENOENT : -errno;
+	if (conn.slot == 0 || conn.slot >= IMDS_MAX_VMS)
+		return -ENOENT;
+	r = &s->vms[conn.slot];
+	if (!store_active(r) || __atomic_load_n(&r->generation, __ATOMIC_RELAXED) != conn.generation)
+		return -ENOENT;
+	now = store_monotonic_ns();
+	/* One second of slack for a SYN stamped "after" our clock read. */
+	if (conn.verified_ns > now + 1000000000ull || now - conn.verified_ns > STORE_CONN_MAX_AGE_NS)
+		return -ENOENT;
+	*slot = conn.slot;
+	*generation = conn.generation;
+	return 0;
+}
+
+int store_snapshot(const struct store *s, uint32_t slot, uint32_t generation, struct vm_snapshot *snap)
+{
+	const struct imds_vm *r;
+	const struct tree_meta *meta;
+	const void *data;
+	uint32_t len;
+
+	if (slot == 0 || slot >= IMDS_MAX_VMS)
+		return -ENOENT;
+	r = &s->vms[slot];
+	if (!store_active(r) || __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE) != generation)
+		return -ENOENT;
+	snap->slot = slot;
+	snap->tree_ref = __atomic_load_n(&r->tree_ref, __ATOMIC_ACQUIRE);
+	snap->page = (uint32_t)snap->tree_ref;
+	data = arena_read_begin(&s->arena, snap->page, &snap->seq, &len);
+	if (!data)
+		return -EAGAIN;
+	if (tree_view_init(&snap->tree, data, len) < 0)
+		/* A torn image is retried; a stable one that is not a tree is a bug. */
+		return store_snapshot_valid(s, snap) ? -EINVAL : -EAGAIN;
+	meta = tree_view_meta(&snap->tree);
+	if (meta->slot != slot || meta->vm_generation != generation)
+		return -EAGAIN; /* the slot changed hands meanwhile; the retry says -ENOENT */
+	return 0;
+}
+
+bool store_snapshot_valid(const struct store *s, const struct vm_snapshot *snap)
+{
+	const struct imds_vm *r = &s->vms[snap->slot];
+
+	if (!arena_read_valid(&s->arena, snap->page, snap->seq))
+		return false;
+	return __atomic_load_n(&r->tree_ref, __ATOMIC_ACQUIRE) == snap->tree_ref;
+}
+
+static int store_random_key(struct imds_token_key *k)
+{
+	size_t got = 0;
+
+	while (got < sizeof(k->key)) {
+		ssize_t n = getrandom(k->key + got, sizeof(k->key) - got, 0);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n > 0)
+			got += (size_t)n;
+	}
+	k->initialized = 1;
+	return 0;
+}
+
+int store_token_key(struct store *s, uint8_t key[IMDS_TOKEN_KEY_LEN])
+{
+	struct imds_token_key k;
+	uint32_t zero = 0;
+	int ret;
+
+	if (bpf_map_lookup_elem(s->key_fd, &zero, &k) < 0)
+		return -errno;
+	if (k.initialized)
+		goto out;
+	/* Two daemons starting together must agree on one key. */
+	ret = store_lock(s);
+	if (ret)
+		return ret;
+	if (bpf_map_lookup_elem(s->key_fd, &zero, &k) < 0)
+		ret = -errno;
+	else if (!k.initialized && !(ret = store_random_key(&k)) &&
+		 bpf_map_update_elem(s->key_fd, &zero, &k, BPF_ANY) < 0)
+		ret = -errno;
+	store_unlock(s);
+	if (ret)
+		return ret;
+out:
+	memcpy(key, k.key, IMDS_TOKEN_KEY_LEN);
+	return 0;
+}
+
+/* ---- ports that left the bridge (imdsd) ---- */
+
+static int store_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Deletes every entry of a conn_table-keyed map whose value names a slot
+ * marked in `slots` (the u32 at `slot_off` in the value).  One batch read
+ * and one batch delete, so a full map costs two system calls, not two per
+ * entry.  Returns the number of entries deleted or -errno. */
+static int store_purge_slots(int fd, uint32_t max_entries, size_t value_size, size_t slot_off,
+			     const uint8_t *slots)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	struct imds_conn_key *keys, *doomed;
+	uint32_t count = max_entries, out_batch, n = 0;
+	uint8_t *values;
+	int ret;
+
+	keys = calloc(max_entries, sizeof(*keys));
+	doomed = calloc(max_entries, sizeof(*doomed));
+	values = calloc(max_entries, value_size);
+	ret = keys && doomed && values ? 0 : -ENOMEM;
+	if (ret == 0 && bpf_map_lookup_batch(fd, NULL, &out_batch, keys, values, &count, &opts) < 0 &&
+	    errno != ENOENT)
+		ret = -errno; /* ENOENT: the walk reached the end, count entries read */
+	for (uint32_t i = 0; ret == 0 && i < count; i++) {
+		uint32_t slot;
+
+		memcpy(&slot, values + (size_t)i * value_size + slot_off, sizeof(slot));
+		if (slot < IMDS_MAX_VMS && slots[slot])
+			doomed[n++] = keys[i];
+	}
+	if (ret == 0 && n && bpf_map_delete_batch(fd, doomed, &n, &opts) < 0 && errno != ENOENT)
+		ret = -errno;
+	free(keys);
+	free(doomed);
+	free(values);
+	return ret < 0 ? ret : (int)n;
+}
+
+int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n)
+{
+	uint8_t slots[IMDS_MAX_VMS] = { 0 };
+	int unbound = 0, ret;
+
+	if (n == 0)
+		return 0;
+	qsort(ifindexes, n, sizeof(*ifindexes), store_cmp_u32);
+	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
+		struct imds_vm *r = &s->vms[slot];
+		uint32_t bound = __atomic_load_n(&r->ifindex, __ATOMIC_ACQUIRE);
+
+		if (!bound || !store_active(r) || r->port_pinned ||
+		    !bsearch(&bound, ifindexes, n, sizeof(*ifindexes), store_cmp_u32))
+			continue;
+		/* CAS: the data plane may be binding the slot at this moment. */
+		if (__atomic_compare_exchange_n(&r->ifindex, &bound, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+			slots[slot] = 1;
+			unbound++;
+		}
+	}
+	if (unbound == 0 || !s->skel)
+		return unbound;
+	/* Connections verified on the port and never accepted, and hop marks
+	 * of token replies to it: nothing will ever consume them. */
+	ret = store_purge_slots(s->conn_fd, IMDS_CONN_MAX, sizeof(struct imds_conn),
+				offsetof(struct imds_conn, slot), slots);
+	if (ret >= 0)
+		ret = store_purge_slots(bpf_map__fd(s->skel->maps.hop_marks), IMDS_HOP_MARKS_MAX,
+					sizeof(struct imds_hop_mark), offsetof(struct imds_hop_mark, slot), slots);
+	return ret < 0 ? ret : unbound;
+}
