@@ -128,27 +128,9 @@ static int ec2_add_meta_data(struct ec2_ctx *c)
 
 /* --- lookups shared with ec2_derive.c and ec2_iam.c --- */
 
-const json_t *ec2_given(const struct vm_desc *vm, const char *path)
-{
-	const json_t *v = vm->meta_data;
-	char key[TREE_PATH_MAX + 1];
-
-	while (v && *path) {
-		size_t n = strcspn(path, "/");
-
-		if (!json_is_object(v) || n >= sizeof(key))
-			return NULL;
-		memcpy(key, path, n);
-		key[n] = '\0';
-		v = json_object_get(v, key);
-		path += n + (path[n] == '/');
-	}
-	return v;
-}
-
 int ec2_given_text(const struct vm_desc *vm, const char *path, char *out, size_t cap)
 {
-	const json_t *v = ec2_given(vm, path);
+	const json_t *v = vmconf_meta_lookup(vm, path);
 	struct outbuf body = { 0 };
 	int ok = 0;
 
@@ -193,7 +175,7 @@ const char *ec2_account_id(const struct vm_desc *vm)
 		return vm->iam->account_id;
 	vmconf_format_mac(vm->mac, mac);
 	snprintf(path, sizeof(path), "network/interfaces/macs/%s/owner-id", mac);
-	v = ec2_given(vm, path);
+	v = vmconf_meta_lookup(vm, path);
 	return v && json_is_string(v) ? json_string_value(v) : NULL;
 }
 
@@ -208,7 +190,7 @@ static int ec2_add_public_keys(struct ec2_ctx *c)
 
 	if (!vm->n_keys)
 		return 0;
-	if (ec2_given(vm, "public-keys")) {
+	if (vmconf_meta_lookup(vm, "public-keys")) {
 		snprintf(c->err, c->errlen, "%s.meta-data.public-keys: public keys are also given in %s.public-keys; keep one",
 			 vm->json_path, vm->json_path);
 		return -EINVAL;
@@ -288,17 +270,17 @@ int ec2_identity_document(const struct vm_desc *vm, struct outbuf *out)
 	} fields[] = {
 		{ "accountId", ec2_doc_account(vm) },
 		{ "architecture", json_string("x86_64") },
-		{ "availabilityZone", ec2_doc_value(ec2_given(vm, "placement/availability-zone")) },
+		{ "availabilityZone", ec2_doc_value(vmconf_meta_lookup(vm, "placement/availability-zone")) },
 		{ "billingProducts", json_null() },
 		{ "devpayProductCodes", json_null() },
 		{ "marketplaceProductCodes", json_null() },
-		{ "imageId", ec2_doc_value(ec2_given(vm, "ami-id")) },
+		{ "imageId", ec2_doc_value(vmconf_meta_lookup(vm, "ami-id")) },
 		{ "instanceId", json_string(vm->instance_id) },
-		{ "instanceType", ec2_doc_value(ec2_given(vm, "instance-type")) },
-		{ "kernelId", ec2_doc_value(ec2_given(vm, "kernel-id")) },
+		{ "instanceType", ec2_doc_value(vmconf_meta_lookup(vm, "instance-type")) },
+		{ "kernelId", ec2_doc_value(vmconf_meta_lookup(vm, "kernel-id")) },
 		{ "pendingTime", json_null() },
 		{ "privateIp", json_string(ip) },
-		{ "ramdiskId", ec2_doc_value(ec2_given(vm, "ramdisk-id")) },
+		{ "ramdiskId", ec2_doc_value(vmconf_meta_lookup(vm, "ramdisk-id")) },
 		{ "region", ec2_doc_region(vm) },
 		{ "version", json_string("2017-09-30") },
 	};

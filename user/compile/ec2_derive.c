@@ -218,7 +218,7 @@ static int ed_add_top(struct ec2_ctx *c, const struct ec2_facts *f)
 		/* what EC2 answers for EBS-backed AMIs */
 		{ "ami-manifest-path", "(unknown)" },
 		{ "instance-action", "none" },
-		{ "instance-life-cycle", ec2_given(vm, "spot") ? "spot" : "on-demand" },
+		{ "instance-life-cycle", vmconf_meta_lookup(vm, "spot") ? "spot" : "on-demand" },
 		{ "profile", "default-hvm" },
 		{ "reservation-id", reservation },
 		{ "hostname", f->hostname },

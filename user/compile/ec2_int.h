@@ -31,8 +31,6 @@ int ec2_fail_msg(struct ec2_ctx *c, const char *json_sub, const char *why);
 /* A builder error as a message naming json_sub; -ENOMEM passes through. */
 int ec2_fail(struct ec2_ctx *c, const char *json_sub, int rc);
 
-/* The operator's meta-data value at `path` ("placement/region"), or NULL. */
-const json_t *ec2_given(const struct vm_desc *vm, const char *path);
 /* The operator's leaf at `path` as its body text in `out`: 1, or 0 if
  * absent, a directory, or not shorter than `cap`. */
 int ec2_given_text(const struct vm_desc *vm, const char *path, char *out, size_t cap);

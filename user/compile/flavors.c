@@ -181,15 +181,6 @@ int flavors_check(const char *flavor, const json_t *section, const char *path, c
 
 /* --- common fields --- */
 
-const json_t *flavor_meta_get(const struct vm_desc *vm, const char *dir, const char *key)
-{
-	const json_t *obj = vm->meta_data;
-
-	if (obj && dir)
-		obj = json_object_get(obj, dir);
-	return obj && json_is_object(obj) ? json_object_get(obj, key) : NULL;
-}
-
 const json_t *flavor_section_get(const struct vm_desc *vm, const char *flavor, const char *key)
 {
 	const json_t *section = vm->record ? json_object_get(vm->record, flavor) : NULL;
@@ -197,9 +188,9 @@ const json_t *flavor_section_get(const struct vm_desc *vm, const char *flavor, c
 	return section && json_is_object(section) ? json_object_get(section, key) : NULL;
 }
 
-static const char *flavor_meta_text(const struct vm_desc *vm, const char *dir, const char *key)
+static const char *flavor_meta_text(const struct vm_desc *vm, const char *path)
 {
-	const json_t *v = flavor_meta_get(vm, dir, key);
+	const json_t *v = vmconf_meta_lookup(vm, path);
 
 	return v && json_is_string(v) && json_string_length(v) ? json_string_value(v) : NULL;
 }
@@ -229,18 +220,18 @@ static bool flavor_utf8_valid(const uint8_t *s, size_t len)
 
 static void flavor_common_init(struct flavor_common *fc, const struct vm_desc *vm)
 {
-	const json_t *idx = flavor_meta_get(vm, NULL, "ami-launch-index");
+	const json_t *idx = vmconf_meta_lookup(vm, "ami-launch-index");
 	uint32_t mask = htonl(0xffffff00u), net = vm->ipv4 & mask;
-	const char *host = flavor_meta_text(vm, NULL, "hostname");
+	const char *host = flavor_meta_text(vm, "hostname");
 
 	memset(fc, 0, sizeof(*fc));
 	fc->vm = vm;
 	fc->name = vm->name ? vm->name : vm->instance_id;
 	if (!host)
-		host = flavor_meta_text(vm, NULL, "local-hostname");
+		host = flavor_meta_text(vm, "local-hostname");
 	fc->hostname = host ? host : fc->name;
-	fc->zone = flavor_meta_text(vm, "placement", "availability-zone");
-	fc->instance_type = flavor_meta_text(vm, NULL, "instance-type");
+	fc->zone = flavor_meta_text(vm, "placement/availability-zone");
+	fc->instance_type = flavor_meta_text(vm, "instance-type");
 	if (idx && json_is_integer(idx))
 		fc->launch_index = json_integer_value(idx);
 	else if (idx && json_is_string(idx))

@@ -131,7 +131,6 @@ struct flavor_emit {
 
 int flavor_emit_tree(const struct flavor_emit *e, const json_t *root);
 
-const json_t *flavor_meta_get(const struct vm_desc *vm, const char *dir, const char *key);
 /* The member `key` of the VM's `flavor` section, or NULL. */
 const json_t *flavor_section_get(const struct vm_desc *vm, const char *flavor, const char *key);
 

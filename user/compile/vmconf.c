@@ -311,6 +311,21 @@ void vmconf_format_mac(const uint8_t mac[6], char out[18])
 	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 }
 
+const json_t *vmconf_meta_lookup(const struct vm_desc *vm, const char *path)
+{
+	const json_t *v = vm->meta_data;
+
+	while (v && *path) {
+		size_t n = strcspn(path, "/");
+
+		if (!json_is_object(v))
+			return NULL;
+		v = json_object_getn(v, path, n);
+		path += n + (path[n] == '/');
+	}
+	return v;
+}
+
 static int vc_parse_mac(struct vc *c, void *target, json_t *v, const char *path)
 {
 	static const uint8_t zero[6];

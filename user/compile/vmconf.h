@@ -95,6 +95,11 @@ int vmconf_check_time(const char *s, size_t len);
 /* "an object", "a string", "null", ...: a JSON value's type for messages. */
 const char *vmconf_type_name(const json_t *v);
 
+/* The VM's meta-data value at `path`, relative to the record's "meta-data"
+ * and '/'-separated ("placement/region"; a trailing '/' is ignored), or
+ * NULL when absent or when a step is not an object. */
+const json_t *vmconf_meta_lookup(const struct vm_desc *vm, const char *path);
+
 /* "52:54:00:12:34:56" <-> bytes.  Parse: 0 or -EINVAL. */
 int vmconf_parse_mac(const char *text, uint8_t mac[6]);
 void vmconf_format_mac(const uint8_t mac[6], char out[18]);
