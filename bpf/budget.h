@@ -4,6 +4,11 @@
 #ifndef IMDS_BPF_BUDGET_H
 #define IMDS_BPF_BUDGET_H
 
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "imds.h"
+#include "maps.h"
+
 /* Adds what the elapsed time earned, capped at the bucket size.  Written so
  * that no product can overflow: refill = elapsed * rate is only computed
  * when elapsed <= room / rate, so it is at most room (<= 1e6 * 1e9), and a

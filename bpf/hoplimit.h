@@ -10,12 +10,13 @@
 #ifndef IMDS_BPF_HOPLIMIT_H
 #define IMDS_BPF_HOPLIMIT_H
 
-#ifndef TC_ACT_OK
-#define TC_ACT_OK 0 /* linux/pkt_cls.h: macros that vmlinux.h cannot carry */
-#endif
-#ifndef TC_ACT_SHOT
-#define TC_ACT_SHOT 2
-#endif
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "compat.h"
+#include "imds.h"
+#include "maps.h"
+#include "parse.h"
 
 #define HOP_ETH_LEN ((__u32)sizeof(struct ethhdr))
 #define HOP_IP_CSUM_OFF (HOP_ETH_LEN + __builtin_offsetof(struct iphdr, check))

@@ -1,12 +1,16 @@
-/* imds.bpf.c: XDP on every port of the bridge.  Verifies the sender of each
- * packet to 169.254.169.254:80, holds each VM to its packet budget and
- * records verified SYNs for imdsd; passes everything else untouched.  TC
- * egress on the same ports applies the hop limit to token replies. */
+/* imds.bpf.c: the data plane's entry programs, one set on every port of the
+ * bridge.  At ingress (TC, imdsd's default hook, or XDP with --ingress xdp)
+ * it verifies the sender of each packet to 169.254.169.254:80, holds each
+ * VM to its packet budget and records verified SYNs for imdsd; everything
+ * else passes untouched.  TC egress on the same ports applies the hop limit
+ * to token replies.  The logic lives in the headers, one role each. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "compat.h"
 #include "imds.h"
 #include "maps.h"
+#include "counters.h"
 #include "parse.h"
 #include "verify.h"
 #include "budget.h"
@@ -43,6 +47,7 @@ static __always_inline bool imds_ingress(void *data, void *end, __u32 ingress)
 	return true;
 }
 
+/* imdsd --ingress xdp. */
 SEC("xdp")
 int imds_xdp(struct xdp_md *ctx)
 {
@@ -52,7 +57,7 @@ int imds_xdp(struct xdp_md *ctx)
 	return imds_ingress(data, end, ctx->ingress_ifindex) ? XDP_PASS : XDP_DROP;
 }
 
-/* The same checks at TC ingress of a port (imdsd --ingress tc): on skb
+/* The same checks at TC ingress of a port, imdsd's default hook: on skb
  * based ports (veth, tap) XDP costs bulk traffic a copy of every GSO
  * packet (generic mode) or GSO itself (veth native mode); TC reads the
  * skb in place.  skb->protocol spares other traffic even a packet load. */

@@ -1,7 +1,14 @@
 /* maps.h: every map of the data plane, pinned by name under the pin
- * directory so imdsd, imds-loadmap and a restarted imdsd share one copy. */
+ * directory so imdsd, imds-loadmap and a restarted imdsd share one copy.
+ * Each map's identifier is its IMDS_MAP_*_ID from include/imds.h, so the
+ * pin names user space spells are the names declared here.  Key and value
+ * layouts are in include/imds.h, with the rule for changing them. */
 #ifndef IMDS_BPF_MAPS_H
 #define IMDS_BPF_MAPS_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "imds.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -10,7 +17,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct imds_vm);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} vm_table SEC(".maps");
+} IMDS_MAP_VM_TABLE_ID SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -18,7 +25,7 @@ struct {
 	__type(key, struct imds_mac_key);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mac_index SEC(".maps");
+} IMDS_MAP_MAC_INDEX_ID SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -26,7 +33,7 @@ struct {
 	__type(key, struct imds_conn_key);
 	__type(value, struct imds_conn);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} conn_table SEC(".maps");
+} IMDS_MAP_CONN_TABLE_ID SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -34,7 +41,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct imds_counters);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} vm_counters SEC(".maps");
+} IMDS_MAP_VM_COUNTERS_ID SEC(".maps");
 
 /* The shared-memory arena: compiled metadata trees, mmap'ed by user space.
  * The data plane never reads it; it lives here so it is pinned with the rest. */
@@ -45,7 +52,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct imds_arena_page);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} arena SEC(".maps");
+} IMDS_MAP_ARENA_ID SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -53,7 +60,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct imds_token_key);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} token_key SEC(".maps");
+} IMDS_MAP_TOKEN_KEY_ID SEC(".maps");
 
 /* Token replies in flight: written by imdsd, read by the TC egress program.
  * LRU so that marks of connections nobody closed cleanly cannot fill it. */
@@ -63,7 +70,7 @@ struct {
 	__type(key, struct imds_conn_key);
 	__type(value, struct imds_hop_mark);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} hop_marks SEC(".maps");
+} IMDS_MAP_HOP_MARKS_ID SEC(".maps");
 
 /* Token bucket per VM slot (struct imds_budget, see include/imds.h). */
 struct {
@@ -72,6 +79,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct imds_budget);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} vm_budget SEC(".maps");
+} IMDS_MAP_VM_BUDGET_ID SEC(".maps");
 
 #endif

@@ -4,9 +4,11 @@
 #ifndef IMDS_BPF_PARSE_H
 #define IMDS_BPF_PARSE_H
 
-#define ETH_P_IPV4 0x0800
-#define IP_MF 0x2000
-#define IP_OFFSET 0x1fff
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "compat.h"
+#include "imds.h"
 
 struct imds_pkt {
 	struct ethhdr *eth;

@@ -6,20 +6,12 @@
 #ifndef IMDS_BPF_VERIFY_H
 #define IMDS_BPF_VERIFY_H
 
-static __always_inline void count_reason(__u32 slot, enum imds_reason reason)
-{
-	__u32 total = 0;
-	struct imds_counters *c;
-
-	c = bpf_map_lookup_elem(&vm_counters, &total);
-	if (c && reason < IMDS_REASON_MAX)
-		c->packets[reason]++;
-	if (slot == 0)
-		return;
-	c = bpf_map_lookup_elem(&vm_counters, &slot);
-	if (c && reason < IMDS_REASON_MAX)
-		c->packets[reason]++;
-}
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "imds.h"
+#include "maps.h"
+#include "parse.h"
+#include "counters.h"
 
 /* A VM whose port is not known yet is bound to the port its first fully
  * verified packet arrives on (compare-and-swap, so two racing ports cannot

@@ -9,7 +9,7 @@
 #define IMDS_H
 
 #ifdef __bpf__
-/* vmlinux.h is included by the BPF program before this header. */
+#include "vmlinux.h" /* the kernel's types, from BTF; never mixed with UAPI headers */
 #else
 #include <linux/bpf.h> /* struct bpf_spin_lock, in struct imds_budget */
 #include <linux/types.h>
@@ -28,15 +28,29 @@
 #define IMDS_ARENA_PAGES 16384	/* 64 MiB of compiled metadata trees */
 #define IMDS_TOKEN_KEY_LEN 32
 
-/* Pin names (== BPF map names) under the pin directory. */
-#define IMDS_MAP_VM_TABLE "vm_table"
-#define IMDS_MAP_MAC_INDEX "mac_index"
-#define IMDS_MAP_CONN_TABLE "conn_table"
-#define IMDS_MAP_VM_COUNTERS "vm_counters"
-#define IMDS_MAP_ARENA "arena"
-#define IMDS_MAP_TOKEN_KEY "token_key"
-#define IMDS_MAP_HOP_MARKS "hop_marks"
-#define IMDS_MAP_VM_BUDGET "vm_budget"
+/* Each map is spelled once, here.  The _ID macro is the map's identifier in
+ * bpf/maps.h, hence its BPF name, its pin name under the pin directory and
+ * its field in the skeleton (skel->maps.vm_table); the plain macro is the
+ * same name as a string, for paths and messages in user space. */
+#define IMDS_MAP_VM_TABLE_ID vm_table
+#define IMDS_MAP_MAC_INDEX_ID mac_index
+#define IMDS_MAP_CONN_TABLE_ID conn_table
+#define IMDS_MAP_VM_COUNTERS_ID vm_counters
+#define IMDS_MAP_ARENA_ID arena
+#define IMDS_MAP_TOKEN_KEY_ID token_key
+#define IMDS_MAP_HOP_MARKS_ID hop_marks
+#define IMDS_MAP_VM_BUDGET_ID vm_budget
+
+#define IMDS_STR_(x) #x
+#define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
+#define IMDS_MAP_VM_TABLE IMDS_STR(IMDS_MAP_VM_TABLE_ID)
+#define IMDS_MAP_MAC_INDEX IMDS_STR(IMDS_MAP_MAC_INDEX_ID)
+#define IMDS_MAP_CONN_TABLE IMDS_STR(IMDS_MAP_CONN_TABLE_ID)
+#define IMDS_MAP_VM_COUNTERS IMDS_STR(IMDS_MAP_VM_COUNTERS_ID)
+#define IMDS_MAP_ARENA IMDS_STR(IMDS_MAP_ARENA_ID)
+#define IMDS_MAP_TOKEN_KEY IMDS_STR(IMDS_MAP_TOKEN_KEY_ID)
+#define IMDS_MAP_HOP_MARKS IMDS_STR(IMDS_MAP_HOP_MARKS_ID)
+#define IMDS_MAP_VM_BUDGET IMDS_STR(IMDS_MAP_VM_BUDGET_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536
@@ -46,7 +60,8 @@
  * earlier, so a later connection never inherits it. */
 #define IMDS_HOP_MARK_TTL_NS (300ull * 1000000000ull)
 
-/* Per-VM packet budget (token bucket in XDP) when the VM record says 0.
+/* Per-VM packet budget (token bucket in the data plane's ingress program,
+ * TC or XDP) when the VM record says 0.
  * The rate is EC2's allowance for link-local services (1024 packets/s per
  * interface).  The burst is about twice a cloud-init crawl on fresh
  * connections (~41 requests x ~6 packets: SYN, ACK, request, ACK, FIN,

@@ -1,0 +1,26 @@
+/* compat.h: the kernel constants the data plane needs that vmlinux.h cannot
+ * carry.  vmlinux.h holds the kernel's types from BTF, and BTF has no
+ * preprocessor macros; the UAPI headers that define these (linux/pkt_cls.h,
+ * linux/if_ether.h, net/ip.h) must not be mixed with vmlinux.h in one
+ * translation unit, so the few values used are spelled here, once. */
+#ifndef IMDS_BPF_COMPAT_H
+#define IMDS_BPF_COMPAT_H
+
+#include "vmlinux.h"
+
+/* linux/pkt_cls.h: TC program verdicts. */
+#ifndef TC_ACT_OK
+#define TC_ACT_OK 0
+#endif
+#ifndef TC_ACT_SHOT
+#define TC_ACT_SHOT 2
+#endif
+
+/* linux/if_ether.h: ETH_P_IP. */
+#define ETH_P_IPV4 0x0800
+
+/* net/ip.h: the fragment bits of iphdr.frag_off (host order). */
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+
+#endif
