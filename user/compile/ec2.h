@@ -17,11 +17,10 @@
 #define IMDS_EC2_H
 #include <stddef.h>
 
+#include "lib/flavor_layout.h" /* EC2_TREE_PREFIX */
 #include "lib/outbuf.h"
 #include "lib/tree.h"
 #include "compile/vmconf.h"
-
-#define EC2_TREE_PREFIX "ec2/"
 
 /* Adds the VM's EC2 nodes to `b`.  0, -EINVAL (err names the JSON path) or
  * -ENOMEM. */

@@ -1,24 +1,8 @@
 /* flavors.h: the OpenStack, GCE and Azure flavors of a VM's metadata, from
  * the same VM record as EC2.  Each flavor compiles into its own subtree of
- * the VM's tree image and has its own request rules (flavor_route.h).
+ * the VM's tree image (its layout: lib/flavor_layout.h) and has its own
+ * request rules (http/route_openstack.c, route_gce.c, route_azure.c).
  * Schema and request rules: docs/flavors.md.
- *
- * Tree layout (prefixes never collide with "ec2/"):
- *   openstack/meta_data.json ...      one copy; the router maps every
- *                                     version of /openstack/<v>/ onto it
- *   gce/instance/...                  /computeMetadata/v1/... (listings,
- *                                     leaves as text)
- *   gce-json/<dir>@json               that directory as ?recursive=true JSON
- *                                     (recursive alt=text is made per
- *                                     request from the listings)
- *   azure/instance/...                /metadata/instance/... (format=text)
- *   azure-json/instance/@json         the instance document (JSON is the
- *                                     default; subdirectories are cut out
- *                                     of it per request)
- * Only the flavors whose section the VM record has are compiled.
- * "@" never occurs in a path segment of the flavor data (GCE attribute keys
- * are [A-Za-z0-9_-], Azure's keys are fixed), so the precompiled documents
- * cannot collide with data.
  */
 #ifndef IMDS_FLAVORS_H
 #define IMDS_FLAVORS_H
@@ -26,16 +10,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lib/flavor_layout.h"
 #include "lib/outbuf.h"
 #include "lib/tree.h"
 #include "compile/vmconf.h"
-
-#define OPENSTACK_PREFIX "openstack/"
-#define GCE_PREFIX "gce/"
-#define GCE_JSON_PREFIX "gce-json/"
-#define AZURE_PREFIX "azure/"
-#define AZURE_JSON_PREFIX "azure-json/"
-#define FLAVOR_JSON_LEAF "@json"
 
 /* Validates a VM's flavor section, `flavor` being "openstack", "gce" or
  * "azure", found at JSON path `path` (e.g. "vms[2].gce").  0, or -EINVAL
@@ -133,10 +111,6 @@ int flavor_emit_tree(const struct flavor_emit *e, const json_t *root);
 
 /* The member `key` of the VM's `flavor` section, or NULL. */
 const json_t *flavor_section_get(const struct vm_desc *vm, const char *flavor, const char *key);
-
-/* GCE's JSON name of path segment `key` whose parent is `parent`
- * ("machine-type" -> "machineType"; attribute keys and e-mails kept). */
-void gce_json_key(const char *parent, const char *key, char *out, size_t cap);
 
 int openstack_check(struct flavor_chk *c, const json_t *section, const char *path);
 int gce_check(struct flavor_chk *c, const json_t *section, const char *path);

@@ -2,7 +2,7 @@
  * The VM's data is first assembled as one JSON document with GCE's path
  * names; flavor_emit_tree() maps it onto "gce/" and precompiles each
  * directory's ?recursive=true JSON (camelCase keys, as GCE writes them).
- * Tokens are not in the tree: flavor_route.c computes them per request and
+ * Tokens are not in the tree: http/route_gce.c computes them per request and
  * the tree only holds an empty "token" leaf so that listings show it.
  * Schema: docs/flavors.md. */
 #include "compile/flavors.h"
@@ -254,27 +254,6 @@ static json_t *gce_project(struct gce_ctx *g)
 
 	return json_pack("{s:o, s:I, s:s}", "attributes", attrs ? json_deep_copy(attrs) : json_object(),
 			 "numeric-project-id", (json_int_t)g->project_number, "project-id", g->project_id);
-}
-
-/* ?recursive=true JSON uses camelCase ("machineType", "networkInterfaces")
- * except for names chosen by the user: attribute keys and account e-mails. */
-void gce_json_key(const char *parent, const char *key, char *out, size_t cap)
-{
-	size_t n = 0;
-
-	if (!strcmp(parent, "attributes") || !strcmp(parent, "service-accounts")) {
-		snprintf(out, cap, "%s", key);
-		return;
-	}
-	for (const char *p = key; *p && n + 1 < cap; p++) {
-		if (*p == '-' && p[1]) {
-			p++;
-			out[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
-		} else {
-			out[n++] = *p;
-		}
-	}
-	out[n] = '\0';
 }
 
 static int gce_add_tokens(struct tree_builder *b, const json_t *accounts)

@@ -1,0 +1,42 @@
+/* flavor_layout.h: where each flavor lives in a VM's tree image, the
+ * contract between the compiler that writes the image (compile/) and the
+ * routes that read it (http/).  Schema and request rules: docs/flavors.md.
+ *
+ * Tree layout (no prefix is a prefix of another):
+ *   ec2/meta-data/...                 EC2 (lib/tree.h); the router maps every
+ *                                     version of /<version>/ onto it
+ *   openstack/meta_data.json ...      one copy; the router maps every
+ *                                     version of /openstack/<v>/ onto it
+ *   gce/instance/...                  /computeMetadata/v1/... (listings,
+ *                                     leaves as text)
+ *   gce-json/<dir>@json               that directory as ?recursive=true JSON
+ *                                     (recursive alt=text is made per
+ *                                     request from the listings)
+ *   azure/instance/...                /metadata/instance/... (format=text)
+ *   azure-json/instance/@json         the instance document (JSON is the
+ *                                     default; subdirectories are cut out
+ *                                     of it per request)
+ * Only the flavors whose section the VM record has are compiled.
+ * "@" never occurs in a path segment of the flavor data (GCE attribute keys
+ * are [A-Za-z0-9_-], Azure's keys are fixed), so the precompiled documents
+ * cannot collide with data.
+ */
+#ifndef IMDS_FLAVOR_LAYOUT_H
+#define IMDS_FLAVOR_LAYOUT_H
+#include <stddef.h>
+
+#define EC2_TREE_PREFIX "ec2/"
+#define OPENSTACK_PREFIX "openstack/"
+#define GCE_PREFIX "gce/"
+#define GCE_JSON_PREFIX "gce-json/"
+#define AZURE_PREFIX "azure/"
+#define AZURE_JSON_PREFIX "azure-json/"
+#define FLAVOR_JSON_LEAF "@json"
+
+/* GCE's JSON name of path segment `key` whose parent is `parent`
+ * ("machine-type" -> "machineType"; attribute keys and e-mails kept): the
+ * compiler names the members of the precompiled documents with it, and
+ * the router finds a leaf's member in its directory's document with it. */
+void gce_json_key(const char *parent, const char *key, char *out, size_t cap);
+
+#endif
