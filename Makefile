@@ -14,6 +14,10 @@ COMMON_CFLAGS := -std=gnu11 -g -Wall -Wextra -Werror -MMD -MP -D_GNU_SOURCE \
 CFLAGS   ?= -O2
 SAN_FLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS   := -lbpf -luring -ljansson -lcrypto -lz -lelf -lpthread
+# libxml2, for the libvirt layer only (the hook parses domain XML).
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0)
+XML_LIBS   := $(shell pkg-config --libs libxml-2.0)
+COMMON_CFLAGS += $(XML_CFLAGS)
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -MMD -MP \
 	-Iinclude -I$(BUILD)
 
@@ -21,11 +25,13 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror 
 # cmd/ is one static library, and each program links only the layers it
 # uses, listed from the top down so the linker resolves them in one pass.
 # scripts/check-layers.py (run by make test) keeps includes inside the same rules.
-LAYERS := lib compile store http serve ports
-PROGS  := imdsd imds-loadmap imds-storm
+LAYERS := lib compile store http serve ports libvirt
+PROGS  := imdsd imds-loadmap imds-storm imds-libvirt-hook
 imdsd_LAYERS        := serve ports http store compile lib
 imds-loadmap_LAYERS := compile store lib
 imds-storm_LAYERS   := store compile lib
+imds-libvirt-hook_LAYERS := libvirt lib
+imds-libvirt-hook_LDLIBS := $(XML_LIBS)
 imds-storm_EXTRA := $(BUILD)/lib/libllhttp.a
 # The llhttp parser belongs to the http layer.
 imdsd_EXTRA := $(BUILD)/lib/libllhttp.a
@@ -88,7 +94,7 @@ $(foreach l,$(LAYERS),$(eval $(call layer_rules,$(l))))
 
 define prog_rule
 $(BUILD)/$(1): user/cmd/$(1).c $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) | $(SKEL)
-	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $$< $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) -o $$@ $(LDLIBS)
+	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $$< $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) -o $$@ $(LDLIBS) $($(1)_LDLIBS)
 endef
 $(foreach p,$(PROGS),$(eval $(call prog_rule,$(p))))
 
@@ -97,7 +103,7 @@ SAN_LIBS := $(foreach l,$(LAYERS),$(call san_lib,$(l)))
 $(BUILD)/tests/%: tests/unit/%.c $(SAN_LIBS) $(BUILD)/lib/libllhttp.a | $(SKEL)
 	@mkdir -p $(@D)
 	$(CC) $(COMMON_CFLAGS) $(SAN_FLAGS) $< -Wl,--start-group $(SAN_LIBS) $(BUILD)/lib/libllhttp.a -Wl,--end-group \
-		-o $@ $(LDLIBS) -lcmocka
+		-o $@ $(LDLIBS) $(XML_LIBS) -lcmocka
 
 # Structure checks: the layer rules hold, and the checker still catches what it should.
 CHECKS := scripts/check-layers.py scripts/check-layers-self-test.sh
