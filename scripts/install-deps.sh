@@ -13,6 +13,8 @@ packages=(
 	nginx-light gnuplot-nox iperf3
 	# tests/e2e: QEMU guests on TAP devices
 	qemu-system-x86 busybox-static cpio
+	# the libvirt hook (user/libvirt) and its system test
+	libxml2-dev pkg-config libvirt-daemon-system libvirt-clients
 )
 
 missing=()
