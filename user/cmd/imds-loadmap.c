@@ -157,19 +157,31 @@ static int loadmap_check_slots(const struct store *s, const struct vm_set *set)
 	return 0;
 }
 
+/* The tree header's facts of a VM.  slot and vm_generation stay 0: the
+ * store fills them in when it publishes the image. */
+static void loadmap_meta(const struct vm_desc *vm, uint64_t last_modified, struct tree_meta *meta)
+{
+	*meta = (struct tree_meta){
+		.last_modified = last_modified,
+		.http_tokens = vm->http_tokens,
+		.hop_limit = vm->hop_limit,
+	};
+	snprintf(meta->instance_id, sizeof(meta->instance_id), "%s", vm->instance_id);
+}
+
 /* The size of the VM's tree: the meta only changes fixed-size fields, so a
- * provisional one measures what store_put will write (exactly, or for a
+ * provisional one measures what loadmap_apply will store (exactly, or for a
  * signed tree an upper bound: signatures vary in length, and signing every
  * VM twice would double the load's time). */
-static int loadmap_tree_size(const struct store *s, const struct vm_set *set, const struct vm_desc *vm,
+static int loadmap_tree_size(const struct identity_key *key, const struct vm_set *set, const struct vm_desc *vm,
 			     size_t *len)
 {
-	struct tree_meta meta = { .http_tokens = vm->http_tokens, .hop_limit = vm->hop_limit };
 	char err[LOADMAP_ERRLEN] = "";
+	struct tree_meta meta;
 	int ret;
 
-	snprintf(meta.instance_id, sizeof(meta.instance_id), "%s", vm->instance_id);
-	ret = vm_compile_bound(vm, &meta, s->identity, len, err, sizeof(err));
+	loadmap_meta(vm, 0, &meta);
+	ret = vm_compile_bound(vm, &meta, key, len, err, sizeof(err));
 	if (ret)
 		loadmap_err("%s: %s", set->source, err);
 	return ret;
@@ -188,7 +200,7 @@ static void loadmap_no_room(const struct vm_set *set, const struct vm_desc *vm, 
 
 /* Replays the allocations store_put will make (new tree first, then the old
  * one freed), so fragmentation is accounted for too. */
-static int loadmap_check_room(const struct store *s, const struct vm_set *set)
+static int loadmap_check_room(const struct store *s, const struct identity_key *key, const struct vm_set *set)
 {
 	struct arena_plan *plan = malloc(sizeof(*plan));
 	uint32_t free_before = arena_free_pages(&s->arena);
@@ -203,7 +215,7 @@ static int loadmap_check_room(const struct store *s, const struct vm_set *set)
 		const struct vm_desc *vm = &set->vms[i];
 		int slot = store_find(s, vm->instance_id);
 
-		ret = loadmap_tree_size(s, set, vm, &len);
+		ret = loadmap_tree_size(key, set, vm, &len);
 		if (!ret)
 			ret = arena_plan_alloc(plan, len);
 		if (ret == -ENOSPC)
@@ -215,14 +227,44 @@ static int loadmap_check_room(const struct store *s, const struct vm_set *set)
 	return ret;
 }
 
-static int loadmap_apply(struct store *s, const struct vm_set *set, int *added, int *updated)
+/* Compiles the VM (signed, Last-Modified now) and hands the image to the
+ * store with the VM's record. */
+static int loadmap_put(struct store *s, const struct identity_key *key, const struct vm_desc *vm, char *err,
+		       size_t errlen)
+{
+	struct store_vm rec = {
+		.ipv4 = vm->ipv4,
+		.http_tokens = vm->http_tokens,
+		.hop_limit = vm->hop_limit,
+		.rate_pps = vm->rate_pps,
+		.rate_burst = vm->rate_burst,
+	};
+	struct store_image image = { 0 };
+	struct tree_meta meta;
+	void *data = NULL;
+	int ret;
+
+	loadmap_meta(vm, (uint64_t)time(NULL), &meta);
+	ret = vm_compile_signed(vm, &meta, key, &data, &image.len, err, errlen);
+	if (ret)
+		return ret;
+	snprintf(rec.instance_id, sizeof(rec.instance_id), "%s", vm->instance_id);
+	memcpy(rec.mac, vm->mac, sizeof(rec.mac));
+	image.data = data;
+	ret = store_put(s, &rec, &image, err, errlen);
+	free(data);
+	return ret;
+}
+
+static int loadmap_apply(struct store *s, const struct identity_key *key, const struct vm_set *set, int *added,
+			 int *updated)
 {
 	char err[LOADMAP_ERRLEN] = "";
 
 	for (size_t i = 0; i < set->n; i++) {
 		const struct vm_desc *vm = &set->vms[i];
 		bool exists = store_find(s, vm->instance_id) >= 0;
-		int ret = store_put(s, vm, err, sizeof(err));
+		int ret = loadmap_put(s, key, vm, err, sizeof(err));
 
 		if (ret) {
 			/* Checked beforehand, so only a system error gets here. */
@@ -251,7 +293,6 @@ static int loadmap_cmd_load(struct loadmap_ctx *ctx, int argc, char **argv)
 		ret = loadmap_open(ctx);
 	if (ret)
 		goto out;
-	ctx->store.identity = ctx->identity;
 	ret = loadmap_check_conflicts(&ctx->store, &set, &cerr);
 	if (ret) {
 		fprintf(stderr, "%s\n", cerr.text);
@@ -259,12 +300,39 @@ static int loadmap_cmd_load(struct loadmap_ctx *ctx, int argc, char **argv)
 	}
 	ret = loadmap_check_slots(&ctx->store, &set);
 	if (!ret)
-		ret = loadmap_check_room(&ctx->store, &set);
+		ret = loadmap_check_room(&ctx->store, ctx->identity, &set);
 	if (!ret)
-		ret = loadmap_apply(&ctx->store, &set, &added, &updated);
+		ret = loadmap_apply(&ctx->store, ctx->identity, &set, &added, &updated);
 	if (!ret)
 		printf("loaded %zu VMs from %s (%d added, %d updated)\n", set.n, argv[0], added, updated);
 out:
+	loadmap_close(ctx);
+	vmconf_free(&set);
+	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
+/* `load` without the loading: every check, the loaded VMs' included, so a
+ * caller (the libvirt hook's prepare) learns the loader's exact error. */
+static int loadmap_cmd_check(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	struct conf_error cerr = { "" };
+	struct vm_set set = { 0 };
+	int ret;
+
+	(void)argc;
+	ret = vmconf_load_file(argv[0], &set, &cerr);
+	if (!ret)
+		ret = loadmap_identity(ctx);
+	if (!ret)
+		ret = loadmap_open(ctx);
+	if (!ret && (ret = loadmap_check_conflicts(&ctx->store, &set, &cerr)) == 0)
+		ret = loadmap_check_slots(&ctx->store, &set);
+	if (!ret)
+		ret = loadmap_check_room(&ctx->store, ctx->identity, &set);
+	if (cerr.text[0])
+		fprintf(stderr, "%s\n", cerr.text);
+	if (!ret)
+		printf("%s: %zu VMs, all valid\n", argv[0], set.n);
 	loadmap_close(ctx);
 	vmconf_free(&set);
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
@@ -521,6 +589,7 @@ static int loadmap_cmd_cert(struct loadmap_ctx *ctx, int argc, char **argv)
 
 static const struct loadmap_cmd loadmap_cmds[] = {
 	{ "load", "FILE", 1, 1, "add or update the VMs described in FILE (JSON)", loadmap_cmd_load },
+	{ "check", "FILE", 1, 1, "check FILE as `load` would, changing nothing", loadmap_cmd_check },
 	{ "delete", "INSTANCE-ID", 1, 1, "remove a loaded VM", loadmap_cmd_delete },
 	{ "list", "", 0, 0, "one line per loaded VM", loadmap_cmd_list },
 	{ "show", "INSTANCE-ID", 1, 1, "a loaded VM and the paths of its tree, as JSON", loadmap_cmd_show },

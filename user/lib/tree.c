@@ -427,6 +427,20 @@ out:
 	return rc;
 }
 
+/* --- publishing --- */
+
+int tree_set_owner(void *image, size_t len, uint32_t slot, uint32_t vm_generation)
+{
+	struct tree_view v;
+	struct tree_hdr *h = image;
+
+	if (tree_view_init(&v, image, len) < 0)
+		return -EINVAL;
+	h->meta.slot = slot;
+	h->meta.vm_generation = vm_generation;
+	return 0;
+}
+
 /* --- reading --- */
 
 /* One read of a field that a writer may be changing: the value checked is

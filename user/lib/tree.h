@@ -88,6 +88,12 @@ int tree_set_listing(struct tree_builder *b, const char *path, const char *listi
 /* Renders listings, sorts and lays out the image; *out is malloc'ed. */
 int tree_build(struct tree_builder *b, const struct tree_meta *meta, void **out, size_t *out_len);
 
+/* --- publishing (the store) --- */
+/* Writes the owner the store chose (slot, vm_generation) into the header of
+ * a built image, which the compiler leaves to the store.  0, or -EINVAL if
+ * `image` is not a tree. */
+int tree_set_owner(void *image, size_t len, uint32_t slot, uint32_t vm_generation);
+
 /* --- reading (imdsd) --- */
 struct tree_view {
 	const uint8_t *base;

@@ -30,8 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "compile/compile.h"
 #include "imds.skel.h"
+#include "lib/macaddr.h"
 
 #define STORE_BPFFS "/sys/fs/bpf"
 #define STORE_VM_TABLE_BYTES ((size_t)IMDS_MAX_VMS * sizeof(struct imds_vm))
@@ -187,6 +187,7 @@ static int store_load_maps(struct store *s, unsigned flags, char *err, size_t er
 	s->counters_fd = bpf_map__fd(s->skel->maps.vm_counters);
 	s->arena_fd = bpf_map__fd(s->skel->maps.arena);
 	s->key_fd = bpf_map__fd(s->skel->maps.token_key);
+	s->hop_fd = bpf_map__fd(s->skel->maps.hop_marks);
 	return 0;
 }
 
@@ -224,6 +225,7 @@ int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, 
 
 	memset(s, 0, sizeof(*s));
 	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
+	s->hop_fd = -1;
 	if (strlen(pin_dir) >= sizeof(s->pin_dir) || pin_dir[0] != '/') {
 		snprintf(err, errlen, "pin directory must be an absolute path shorter than %zu bytes",
 			 sizeof(s->pin_dir));
@@ -266,6 +268,7 @@ void store_close(struct store *s)
 	s->vms = NULL;
 	s->skel = NULL;
 	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
+	s->hop_fd = -1;
 }
 
 int store_lock(struct store *s)
@@ -322,37 +325,31 @@ int store_free_slots(const struct store *s)
 	return n;
 }
 
-/* Compiles the VM for `slot` and writes the image into a new, published
- * arena block. */
-static int store_write_tree(struct store *s, const struct vm_desc *vm, uint32_t slot, uint32_t vm_gen,
-			    uint32_t *page, char *err, size_t errlen)
+/* Copies the image for `slot` into a new arena block, names its owner in
+ * the header, and publishes the block.  Readers find it only once tree_ref
+ * points to it, and check the owner against the slot they asked for. */
+static int store_write_tree(struct store *s, const struct store_vm *vm, const struct store_image *image,
+			    uint32_t slot, uint32_t vm_gen, uint32_t *page, char *err, size_t errlen)
 {
-	struct tree_meta meta = {
-		.slot = slot,
-		.vm_generation = vm_gen,
-		.last_modified = (uint64_t)time(NULL),
-		.http_tokens = vm->http_tokens,
-		.hop_limit = vm->hop_limit,
-	};
-	void *image = NULL;
-	size_t len = 0;
+	void *data;
 	int ret;
 
-	snprintf(meta.instance_id, sizeof(meta.instance_id), "%s", vm->instance_id);
-	ret = vm_compile_signed(vm, &meta, s->identity, &image, &len, err, errlen);
-	if (ret)
-		return ret;
-	ret = arena_alloc(&s->arena, len, slot, page);
+	ret = arena_alloc(&s->arena, image->len, slot, page);
 	if (ret) {
 		snprintf(err, errlen, "%s: no room in the arena for a tree of %zu bytes (%u pages free)",
-			 vm->instance_id, len, arena_free_pages(&s->arena));
-		goto out;
+			 vm->instance_id, image->len, arena_free_pages(&s->arena));
+		return ret;
 	}
-	memcpy(arena_data(&s->arena, *page), image, len);
+	data = arena_data(&s->arena, *page);
+	memcpy(data, image->data, image->len);
+	ret = tree_set_owner(data, image->len, slot, vm_gen);
+	if (ret) {
+		snprintf(err, errlen, "%s: the compiled image is not a metadata tree", vm->instance_id);
+		arena_free(&s->arena, *page);
+		return ret;
+	}
 	arena_publish(&s->arena, *page);
-out:
-	free(image);
-	return ret;
+	return 0;
 }
 
 static void store_mac_key(struct imds_mac_key *key, const uint8_t mac[6])
@@ -363,9 +360,9 @@ static void store_mac_key(struct imds_mac_key *key, const uint8_t mac[6])
 
 /* Two loaded VMs with one MAC or one IPv4 would make the data plane's
  * answer (and conn_table's saddr key) ambiguous. */
-static int store_check_unique(const struct store *s, const struct vm_desc *vm, int self, char *err, size_t errlen)
+static int store_check_unique(const struct store *s, const struct store_vm *vm, int self, char *err, size_t errlen)
 {
-	char text[INET_ADDRSTRLEN > 18 ? INET_ADDRSTRLEN : 18];
+	char text[INET_ADDRSTRLEN > MACADDR_TEXT_LEN ? INET_ADDRSTRLEN : MACADDR_TEXT_LEN];
 
 	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
 		const struct imds_vm *r = &s->vms[slot];
@@ -373,7 +370,7 @@ static int store_check_unique(const struct store *s, const struct vm_desc *vm, i
 		if (slot == self || !store_active(r))
 			continue;
 		if (memcmp(r->mac, vm->mac, 6) == 0) {
-			vmconf_format_mac(vm->mac, text);
+			macaddr_format(vm->mac, text);
 			snprintf(err, errlen, "%s: mac %s is already used by loaded VM %s", vm->instance_id, text,
 				 r->instance_id);
 			return -EEXIST;
@@ -404,7 +401,8 @@ static void store_reset_counters(struct store *s, uint32_t slot)
 	free(zeros);
 }
 
-static int store_add(struct store *s, const struct vm_desc *vm, char *err, size_t errlen)
+static int store_add(struct store *s, const struct store_vm *vm, const struct store_image *image, char *err,
+		     size_t errlen)
 {
 	struct imds_mac_key key;
 	struct imds_vm *r = NULL;
@@ -420,7 +418,7 @@ static int store_add(struct store *s, const struct vm_desc *vm, char *err, size_
 	}
 	slot = (uint32_t)(r - s->vms);
 	gen = r->generation + 1; /* survives delete, so a reused slot is told apart */
-	ret = store_write_tree(s, vm, slot, gen, &page, err, errlen);
+	ret = store_write_tree(s, vm, image, slot, gen, &page, err, errlen);
 	if (ret)
 		return ret;
 	store_reset_counters(s, slot);
@@ -473,14 +471,15 @@ static int store_change_mac(struct store *s, uint32_t slot, const uint8_t mac[6]
 	return 0;
 }
 
-static int store_update(struct store *s, uint32_t slot, const struct vm_desc *vm, char *err, size_t errlen)
+static int store_update(struct store *s, uint32_t slot, const struct store_vm *vm, const struct store_image *image,
+			char *err, size_t errlen)
 {
 	struct imds_vm *r = &s->vms[slot];
 	uint64_t old_ref = __atomic_load_n(&r->tree_ref, __ATOMIC_ACQUIRE);
 	uint32_t page;
 	int ret;
 
-	ret = store_write_tree(s, vm, slot, r->generation, &page, err, errlen);
+	ret = store_write_tree(s, vm, image, slot, r->generation, &page, err, errlen);
 	if (ret)
 		return ret;
 	ret = store_change_mac(s, slot, vm->mac, err, errlen);
@@ -502,7 +501,8 @@ static int store_update(struct store *s, uint32_t slot, const struct vm_desc *vm
 	return 0;
 }
 
-int store_put(struct store *s, const struct vm_desc *vm, char *err, size_t errlen)
+int store_put(struct store *s, const struct store_vm *vm, const struct store_image *image, char *err,
+	      size_t errlen)
 {
 	int slot = store_find(s, vm->instance_id);
 	int ret;
@@ -511,8 +511,8 @@ int store_put(struct store *s, const struct vm_desc *vm, char *err, size_t errle
 	if (ret)
 		return ret;
 	if (slot < 0)
-		return store_add(s, vm, err, errlen);
-	return store_update(s, (uint32_t)slot, vm, err, errlen);
+		return store_add(s, vm, image, err, errlen);
+	return store_update(s, (uint32_t)slot, vm, image, err, errlen);
 }
 
 int store_delete(struct store *s, const char *instance_id)
@@ -603,6 +603,27 @@ int store_take_conn(struct store *s, uint32_t saddr_be, uint16_t sport_be, uint3
 	*slot = conn.slot;
 	*generation = conn.generation;
 	return 0;
+}
+
+int store_hop_mark(const struct store *s, const struct imds_conn_key *peer, uint32_t slot, uint8_t hop_limit)
+{
+	struct imds_hop_mark mark = {
+		.slot = slot,
+		.hop_limit = hop_limit,
+		.expires_ns = store_monotonic_ns() + IMDS_HOP_MARK_TTL_NS,
+	};
+
+	if (s->hop_fd < 0)
+		return -EBADF;
+	if (bpf_map_update_elem(s->hop_fd, peer, &mark, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+void store_hop_forget(const struct store *s, const struct imds_conn_key *peer)
+{
+	if (s->hop_fd >= 0)
+		bpf_map_delete_elem(s->hop_fd, peer);
 }
 
 int store_snapshot(const struct store *s, uint32_t slot, uint32_t generation, struct vm_snapshot *snap)
@@ -756,7 +777,7 @@ int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n)
 	ret = store_purge_slots(s->conn_fd, IMDS_CONN_MAX, sizeof(struct imds_conn),
 				offsetof(struct imds_conn, slot), slots);
 	if (ret >= 0)
-		ret = store_purge_slots(bpf_map__fd(s->skel->maps.hop_marks), IMDS_HOP_MARKS_MAX,
-					sizeof(struct imds_hop_mark), offsetof(struct imds_hop_mark, slot), slots);
+		ret = store_purge_slots(s->hop_fd, IMDS_HOP_MARKS_MAX, sizeof(struct imds_hop_mark),
+					offsetof(struct imds_hop_mark, slot), slots);
 	return ret < 0 ? ret : unbound;
 }

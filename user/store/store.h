@@ -10,10 +10,8 @@
 #include "store/arena.h"
 #include "imds.h"
 #include "lib/tree.h"
-#include "compile/vmconf.h"
 
 struct imds_bpf;
-struct identity_key;
 
 enum store_flags {
 	STORE_PROGRAMS = 1, /* also load the data-plane programs (imdsd) */
@@ -26,9 +24,30 @@ struct store {
 	struct imds_vm *vms; /* mmap of vm_table, IMDS_MAX_VMS entries */
 	struct arena arena;  /* mmap of arena */
 	int vm_fd, mac_fd, conn_fd, counters_fd, arena_fd, key_fd;
-	/* Signs each tree store_put writes (identity.h); NULL: trees carry no
-	 * signatures.  Set by the caller after store_open, not owned. */
-	const struct identity_key *identity;
+	int hop_fd; /* hop_marks */
+};
+
+/* What the store keeps of a VM beside its tree, in vm_table: what the data
+ * plane checks a packet against and the VM's packet budget.  The fields the
+ * server needs per request travel in the tree's header instead
+ * (struct tree_meta), so they switch with the tree. */
+struct store_vm {
+	char instance_id[IMDS_INSTANCE_ID_MAX];
+	uint8_t mac[6];
+	uint32_t ipv4;	     /* network byte order */
+	uint8_t http_tokens; /* enum imds_http_tokens */
+	uint8_t hop_limit;   /* 1..64 */
+	uint32_t rate_pps;   /* packet budget; 0 = default */
+	uint32_t rate_burst; /* bucket size in packets; 0 = default */
+};
+
+/* A VM's tree, compiled by the control plane (lib/tree.h).  The store
+ * copies it and fills in the header's slot and vm_generation, which only
+ * the store knows; the rest of the header (instance_id, last_modified, ...)
+ * is the compiler's. */
+struct store_image {
+	const void *data;
+	size_t len;
 };
 
 /* Mounts bpffs on /sys/fs/bpf if needed, creates the pin directory, and
@@ -46,11 +65,13 @@ int store_find(const struct store *s, const char *instance_id);	 /* slot or -ENO
 int store_find_mac(const struct store *s, const uint8_t mac[6]); /* slot or -ENOENT */
 int store_find_ipv4(const struct store *s, uint32_t ipv4_be);	 /* slot or -ENOENT */
 int store_free_slots(const struct store *s); /* VM slots not in use */
-/* Compiles the VM and publishes it: a new slot, or an atomic switch of an
- * existing VM's tree (the old tree's pages are reclaimed).  -EEXIST when
- * another loaded VM has the same MAC or IPv4; -ENOSPC when no slot or arena
- * room is left; nothing is changed on any error. */
-int store_put(struct store *s, const struct vm_desc *vm, char *err, size_t errlen);
+/* Publishes the VM with its compiled tree: a new slot, or an atomic switch
+ * of an existing VM's tree (the old tree's pages are reclaimed).  -EEXIST
+ * when another loaded VM has the same MAC or IPv4; -ENOSPC when no slot or
+ * arena room is left; -EINVAL when the image is not a tree; nothing is
+ * changed on any error. */
+int store_put(struct store *s, const struct store_vm *vm, const struct store_image *image, char *err,
+	      size_t errlen);
 int store_delete(struct store *s, const char *instance_id); /* 0 or -ENOENT */
 /* Sum over CPUs of vm_counters[slot] (slot 0 = totals). */
 int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out);
@@ -75,6 +96,14 @@ struct vm_snapshot {
 int store_snapshot(const struct store *s, uint32_t slot, uint32_t generation, struct vm_snapshot *snap);
 /* True if nothing the snapshot read was replaced meanwhile. */
 bool store_snapshot_valid(const struct store *s, const struct vm_snapshot *snap);
+
+/* Hop limit of a token reply (docs/design.md): marks the connection's
+ * VM-side endpoint `peer` in hop_marks, so the data plane lowers the TTL of
+ * every data segment to it.  0, -EBADF without the data plane's maps, or
+ * -errno. */
+int store_hop_mark(const struct store *s, const struct imds_conn_key *peer, uint32_t slot, uint8_t hop_limit);
+/* Removes the mark of `peer` (once the kernel holds nothing more to send). */
+void store_hop_forget(const struct store *s, const struct imds_conn_key *peer);
 
 /* The host token key; generated and pinned on first use.  0 or -errno.
  * Call it without the store lock held: it takes the lock to generate. */
