@@ -3,19 +3,9 @@
  * provided-buffer ring; keep-alive, pipelining and idle timeouts. */
 #ifndef IMDS_SERVER_H
 #define IMDS_SERVER_H
-#include <stdint.h>
 
-#include "imds.h"
+#include "serve/config.h"
 #include "store/store.h"
-
-struct server_config {
-	struct store *store;
-	uint32_t addr_be; /* listen address, network order */
-	uint16_t port;	  /* host order */
-	int workers;
-	int idle_timeout_ms;
-	uint8_t token_key[IMDS_TOKEN_KEY_LEN];
-};
 
 struct server;
 

@@ -1,0 +1,21 @@
+/* config.h: what imdsd starts the server with (server.h), in a header of
+ * its own so the server's parts (server_int.h) share it without depending
+ * on the server's public API. */
+#ifndef IMDS_SERVE_CONFIG_H
+#define IMDS_SERVE_CONFIG_H
+#include <stdint.h>
+
+#include "imds.h"
+
+struct store;
+
+struct server_config {
+	struct store *store;
+	uint32_t addr_be; /* listen address, network order */
+	uint16_t port;	  /* host order */
+	int workers;
+	int idle_timeout_ms;
+	uint8_t token_key[IMDS_TOKEN_KEY_LEN];
+};
+
+#endif

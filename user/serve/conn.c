@@ -1,0 +1,266 @@
+/* conn.c: a connection's lifetime in the io_uring server (server_int.h).
+ * A socket is served only if the data plane verified its SYN and its VM is
+ * under max-connections (vmlimits.c, docs/limits.md: counted at accept,
+ * once the VM is known, and refused without a byte beyond it).  Closing
+ * stops its requests; it is freed when their last completions are in.
+ * Once a second the worker closes idle connections and logs who was held
+ * back by the limits; on stop it closes every connection.
+ */
+#include "serve/server_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SRV_LIMITS_LOG_SEC 10 /* how often worker 0 logs 429s and refusals */
+
+void srv_conn_free(struct srv_conn *c)
+{
+	srv_list_unlink(c);
+	if (c->acking)
+		c->w->nacking--;
+	srv_hop_unmark(c);
+	if (c->counted)
+		limits_conn_close(c->w->srv->limits, c->slot, c->generation);
+	close(c->fd);
+	outbuf_free(&c->out);
+	outbuf_free(&c->wire);
+	free(c);
+}
+
+/* Stops serving `c`: no more input, output or re-arming.  Its memory stays
+ * until srv_conn_maybe_free sees nothing in flight. */
+void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	/* Closing the fd would not stop requests that hold the file.  A lone
+	 * multishot receive (the usual case: the last response went out) is
+	 * ended by shutdown(), which sends the FIN close() would have sent
+	 * and completes the receive with EOF; an async cancel instead walks
+	 * every request pending on the ring, which grows with the number of
+	 * open connections.  A send in flight, or a socket that shutdown()
+	 * refuses, is cancelled by fd (while the fd still names the socket).
+	 * The connection is freed when the last completions have arrived. */
+	if (c->recv_armed && !c->send_inflight && !w->stopping && shutdown(c->fd, SHUT_RDWR) == 0)
+		return;
+	if ((c->recv_armed || c->send_inflight) && !w->stopping) {
+		sqe = srv_sqe(w);
+		if (sqe) {
+			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+			srv_set_data(sqe, c, OP_CANCEL);
+			c->cancel_inflight = true;
+		} else {
+			shutdown(c->fd, SHUT_RDWR); /* wakes the requests instead */
+		}
+	}
+}
+
+static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, const struct sockaddr_in *peer, uint32_t slot,
+				     uint32_t generation)
+{
+	struct srv_conn *c = NULL;
+
+	/* 16-byte alignment leaves the low bits of the pointer for the op tag. */
+	if (posix_memalign((void **)&c, 16, sizeof(*c)))
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	c->w = w;
+	c->fd = fd;
+	c->slot = slot;
+	c->generation = generation;
+	c->peer.saddr = peer->sin_addr.s_addr;
+	c->peer.sport = peer->sin_port;
+	c->last_active_ms = srv_now_ms();
+	http_conn_init(&c->http);
+	srv_list_push(&w->conns, c);
+	return c;
+}
+
+/* The VM's facts at accept, from one snapshot that stayed valid.  0, or
+ * -ENOENT when the VM is gone.  A tree that keeps changing or is invalid
+ * gives the defaults: its requests get 503 or 500 anyway. */
+static int srv_accept_facts(struct srv_worker *w, uint32_t slot, uint32_t generation, struct srv_vm_facts *f)
+{
+	struct store *store = w->srv->cfg.store;
+	struct vm_snapshot snap;
+	int rc = -EAGAIN;
+
+	for (int tries = 0; tries < SRV_ROUTE_TRIES && rc == -EAGAIN; tries++) {
+		rc = store_snapshot(store, slot, generation, &snap);
+		if (rc == 0) {
+			srv_read_facts(&snap.tree, f);
+			if (!store_snapshot_valid(store, &snap))
+				rc = -EAGAIN;
+		}
+	}
+	if (rc == -ENOENT)
+		return rc;
+	if (rc < 0)
+		f->limits = limits_resolve(0, 0, 0);
+	return 0;
+}
+
+/* A new socket: served only if the data plane verified its SYN, and only
+ * while its VM holds fewer than max-connections.  A refused connection is
+ * closed without a byte, as an unverified one: nothing of it is kept, and
+ * clients retry a closed connection like any network error
+ * (docs/limits.md). */
+void srv_conn_open(struct srv_worker *w, int fd)
+{
+	struct limits *limits = w->srv->limits;
+	struct sockaddr_in peer;
+	socklen_t len = sizeof(peer);
+	struct srv_vm_facts facts;
+	uint32_t slot, generation;
+	struct srv_conn *c;
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0 || peer.sin_family != AF_INET)
+		goto reject;
+	/* -ENOENT: no verified SYN for this (address, port): it did not come
+	 * through a port of ours from a loaded VM.  No response at all. */
+	if (store_take_conn(w->srv->cfg.store, peer.sin_addr.s_addr, peer.sin_port, &slot, &generation) < 0)
+		goto reject;
+	if (srv_accept_facts(w, slot, generation, &facts) < 0)
+		goto reject;
+	if (limits_conn_open(limits, slot, generation, facts.limits.max_conns) != LIMITS_OPEN_OK)
+		goto reject;
+	c = srv_conn_new(w, fd, &peer, slot, generation);
+	if (!c) {
+		limits_conn_close(limits, slot, generation);
+		goto reject;
+	}
+	c->counted = true;
+	srv_arm_recv(w, c);
+	return;
+reject:
+	close(fd);
+}
+
+/* ---- the tick and the stop ---- */
+
+/* The instance-id of the slot's VM of `generation`, or "?" if it is gone. */
+static void srv_instance_id(struct store *store, uint32_t slot, uint32_t generation, char *out, size_t len)
+{
+	struct vm_snapshot snap;
+
+	snprintf(out, len, "?");
+	for (int tries = 0; tries < SRV_ROUTE_TRIES; tries++) {
+		int rc = store_snapshot(store, slot, generation, &snap);
+
+		if (rc == -ENOENT || rc == -EINVAL)
+			return;
+		if (rc < 0)
+			continue;
+		snprintf(out, len, "%.63s", tree_view_meta(&snap.tree)->instance_id);
+		if (store_snapshot_valid(store, &snap))
+			return;
+		snprintf(out, len, "?");
+	}
+}
+
+/* Worker 0, every SRV_LIMITS_LOG_SEC: one line per VM that was answered
+ * 429 or refused a connection meanwhile, so the operator sees who is held
+ * back without a line per request. */
+static void srv_log_limits(struct srv_worker *w, uint64_t now_ms)
+{
+	struct server *srv = w->srv;
+	uint64_t throttled, refused;
+	uint32_t generation;
+	char iid[64];
+
+	if (w->index != 0 || now_ms - w->limits_logged_ms < SRV_LIMITS_LOG_SEC * 1000u)
+		return;
+	w->limits_logged_ms = now_ms;
+	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+		generation = limits_take_counts(srv->limits, slot, &throttled, &refused);
+		if (!throttled && !refused)
+			continue;
+		srv_instance_id(srv->cfg.store, slot, generation, iid, sizeof(iid));
+		fprintf(stderr, "imdsd: limits: %s (slot %u): %llu requests answered 429, %llu connections refused\n", iid,
+			slot, (unsigned long long)throttled, (unsigned long long)refused);
+	}
+}
+
+/* Once a second: close idle connections, which includes clients that stop
+ * reading (their send never completes), retry a paused accept, and check
+ * the connections waiting for an ACK (their own deadline, not the idle
+ * timeout, ends them: they are not on the conns list). */
+void srv_handle_tick(struct srv_worker *w)
+{
+	uint64_t now = srv_now_ms();
+	uint64_t idle = (uint64_t)w->srv->cfg.idle_timeout_ms;
+	struct srv_conn *c, *next;
+
+	if (w->stopping)
+		return;
+	for (c = w->conns.next; c != &w->conns; c = next) {
+		next = c->next;
+		if (!c->closing && now - c->last_active_ms > idle) {
+			srv_conn_close(w, c);
+			srv_conn_maybe_free(c);
+		}
+	}
+	if (w->accept_paused) {
+		w->accept_paused = false;
+		srv_arm_accept(w);
+	}
+	/* Normally the poll does this; here in case it could not be armed. */
+	srv_ack_check_all(w);
+	if (w->nacking)
+		srv_arm_ack_poll(w);
+	srv_log_limits(w, now);
+	srv_arm_tick(w);
+}
+
+/* server_stop wrote the eventfd: cancel every request of this ring (the
+ * listener's accept, receives, sends, the tick) and let the completions
+ * drain; connections are freed as their last completions arrive. */
+void srv_handle_wake(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe;
+	struct srv_conn *c, *next;
+
+	w->stopping = true;
+	for (c = w->conns.next; c != &w->conns; c = next) {
+		next = c->next;
+		srv_conn_close(w, c);
+		srv_conn_maybe_free(c);
+	}
+	for (c = w->acking.next; c != &w->acking; c = next) {
+		next = c->next;
+		srv_conn_close(w, c);
+		srv_conn_maybe_free(c);
+	}
+	sqe = srv_sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+	srv_set_data(sqe, NULL, OP_STOP);
+}
+
+/* After a stop, whatever is left (a completion that never came) is freed
+ * without waiting: the ring is torn down next, which ends its requests. */
+static void srv_free_list(struct srv_conn *head)
+{
+	struct srv_conn *c, *next;
+
+	for (c = head->next; c != head; c = next) {
+		next = c->next;
+		c->closing = true;
+		c->recv_armed = c->send_inflight = c->cancel_inflight = false;
+		srv_conn_maybe_free(c);
+	}
+}
+
+void srv_free_conns(struct srv_worker *w)
+{
+	srv_free_list(&w->conns);
+	srv_free_list(&w->acking);
+}

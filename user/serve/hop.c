@@ -1,0 +1,166 @@
+/* hop.c: the hop limit of token replies (EC2 HttpPutResponseHopLimit) in
+ * the io_uring server (server_int.h; docs/design.md, "Hop limit").
+ *
+ * The data plane's TC egress program enforces it: just before the first
+ * byte of a token reply is handed to the kernel, the connection's VM-side
+ * endpoint is marked in the store's hop_marks, and every later segment to
+ * it leaves with TTL = hop limit.  Token replies close the connection, so
+ * no later reply is affected, and earlier pipelined replies were handed to
+ * the kernel before the mark.
+ */
+#include "serve/server_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+/* How long a hop-limited token reply may stay unacknowledged before its
+ * connection is reset.  A guest that got the reply ACKs it within a round
+ * trip; 2 s also covers a slow (TCG) or loaded guest and two or three
+ * retransmissions of a lost segment (RTO from 200 ms, doubling), and stays
+ * below the 5-10 s read timeouts clients give a token PUT. */
+#define SRV_ACK_WAIT_MS 2000
+#define SRV_ACK_POLL_MS 20 /* how often waiting connections are checked */
+#define SRV_ACK_WAIT_MAX 256 /* connections waiting for an ACK, per worker */
+#define SRV_ACK_WAIT_PER_VM 8 /* ... of which one VM may hold, per worker */
+
+/* Marks the connection's endpoint for the TC egress program: from now on
+ * every segment to it leaves with TTL = hop limit.  Must succeed before a
+ * token reply is handed to the kernel, or the reply is not sent at all. */
+int srv_hop_mark(struct srv_conn *c, int hop_limit)
+{
+	int rc = store_hop_mark(c->w->srv->cfg.store, &c->peer, c->slot, (uint8_t)hop_limit);
+
+	if (rc < 0)
+		return rc;
+	c->hop_marked = true;
+	return 0;
+}
+
+/* At close: forget the mark only if the kernel holds no byte of the
+ * connection any more (SIOCOUTQ = unsent + unacknowledged).  Otherwise the
+ * orphaned socket may still retransmit the token reply, which must keep
+ * the hop limit; the mark then ends at its expiry or at the endpoint's
+ * next verified SYN (the data plane deletes it there). */
+void srv_hop_unmark(struct srv_conn *c)
+{
+	int queued = 1;
+
+	if (!c->hop_marked)
+		return;
+	if (ioctl(c->fd, TIOCOUTQ, &queued) == 0 && queued == 0)
+		store_hop_forget(c->w->srv->cfg.store, &c->peer);
+	c->hop_marked = false;
+}
+
+/* ---- token replies that may never arrive ----
+ *
+ * With the hop limit, a token reply to a client more hops away than allowed
+ * dies in the guest's router, and so do its retransmissions.  Closing the
+ * socket at once would leave that client waiting forever: clients without
+ * a read timeout hang.  EC2 resets such a connection (capture C3).  So a
+ * hop-limited connection sends its FIN as close() would, which is all a
+ * client that got the reply sees, but the socket stays here until the
+ * kernel holds no unacknowledged byte, then is closed normally; if that
+ * has not happened by the deadline, it is closed with zero linger, which
+ * sends a RST.  The data plane never limits a RST, so it reaches the
+ * client.  Waiting connections keep their place in the VM's
+ * max-connections until closed, and are bounded per worker and per VM;
+ * past the bounds a connection is closed at once, as before. */
+
+void srv_arm_ack_poll(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (w->ack_poll_armed || w->stopping)
+		return;
+	sqe = srv_sqe(w);
+	if (!sqe)
+		return; /* the tick checks the waiting connections too */
+	w->ack_poll.tv_sec = 0;
+	w->ack_poll.tv_nsec = SRV_ACK_POLL_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &w->ack_poll, 0, 0);
+	srv_set_data(sqe, NULL, OP_ACK_POLL);
+	w->ack_poll_armed = true;
+}
+
+/* Whether the peer acknowledged every byte and the FIN.  SIOCOUTQ on TCP
+ * counts the bytes sent or queued but not acknowledged (the FIN counts as
+ * one); a socket that can no longer answer has nothing left to wait for. */
+static bool srv_all_acked(const struct srv_conn *c)
+{
+	int queued = 1;
+
+	return ioctl(c->fd, TIOCOUTQ, &queued) < 0 || queued == 0;
+}
+
+/* Closes a waiting connection normally once all is acknowledged, or with a
+ * RST once its deadline passed; otherwise leaves it waiting. */
+void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms)
+{
+	static const struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+
+	if (srv_all_acked(c)) {
+		srv_conn_close(w, c);
+	} else if (now_ms >= c->ack_deadline_ms) {
+		/* Zero linger: close() drops the queue and sends a RST
+		 * (tcp_disconnect) instead of retransmitting on. */
+		if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) < 0)
+			fprintf(stderr, "imdsd: worker %d: SO_LINGER: %s\n", w->index, strerror(errno));
+		srv_conn_close(w, c);
+	}
+}
+
+/* Every waiting connection, from outside their own completions. */
+void srv_ack_check_all(struct srv_worker *w)
+{
+	uint64_t now = srv_now_ms();
+	struct srv_conn *c, *next;
+
+	for (c = w->acking.next; c != &w->acking; c = next) {
+		next = c->next;
+		if (c->closing)
+			continue;
+		srv_ack_check(w, c, now);
+		srv_conn_maybe_free(c);
+	}
+}
+
+static unsigned srv_acking_of_vm(const struct srv_worker *w, const struct srv_conn *c)
+{
+	unsigned n = 0;
+
+	for (const struct srv_conn *a = w->acking.next; a != &w->acking; a = a->next)
+		n += a->slot == c->slot && a->generation == c->generation;
+	return n;
+}
+
+/* After the last byte of a hop-limited token reply went to the kernel:
+ * FIN now, close once acknowledged.  false when the connection is to be
+ * closed at once (bounds reached, or the socket is no longer connected). */
+bool srv_await_ack(struct srv_worker *w, struct srv_conn *c)
+{
+	if (w->stopping || w->nacking >= SRV_ACK_WAIT_MAX || srv_acking_of_vm(w, c) >= SRV_ACK_WAIT_PER_VM)
+		return false;
+	if (shutdown(c->fd, SHUT_WR) < 0)
+		return false;
+	srv_list_unlink(c);
+	srv_list_push(&w->acking, c);
+	c->acking = true;
+	w->nacking++;
+	c->ack_deadline_ms = srv_now_ms() + SRV_ACK_WAIT_MS;
+	srv_arm_ack_poll(w);
+	return true;
+}
+
+/* The acking poll: check the waiting connections, again while any wait. */
+void srv_handle_ack_poll(struct srv_worker *w)
+{
+	w->ack_poll_armed = false;
+	if (w->stopping)
+		return;
+	srv_ack_check_all(w);
+	if (w->nacking)
+		srv_arm_ack_poll(w);
+}

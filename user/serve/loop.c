@@ -1,0 +1,153 @@
+/* loop.c: a worker thread of the io_uring server (server_int.h): arms
+ * the listener's multishot accept, the tick and the stop's eventfd, and
+ * dispatches each completion on its op tag.
+ */
+#include "serve/server_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SRV_TICK_SEC 1
+#define SRV_STOP_WAIT_MS 2000 /* give up draining completions after this */
+
+
+void srv_arm_accept(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+
+	if (!sqe)
+		return;
+	/* One SQE, one completion per accepted socket while IORING_CQE_F_MORE
+	 * is set; the kernel ends it on an error (e.g. EMFILE). */
+	io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	srv_set_data(sqe, NULL, OP_ACCEPT);
+}
+
+void srv_arm_tick(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+
+	if (!sqe)
+		return;
+	w->tick.tv_sec = SRV_TICK_SEC;
+	w->tick.tv_nsec = 0;
+	io_uring_prep_timeout(sqe, &w->tick, 0, 0);
+	srv_set_data(sqe, NULL, OP_TICK);
+}
+
+static void srv_arm_wake(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf), 0);
+	srv_set_data(sqe, NULL, OP_WAKE);
+}
+
+/* ---- completions ---- */
+
+static void srv_handle_accept(struct srv_worker *w, int res, bool more)
+{
+	if (res >= 0 && w->stopping)
+		close(res); /* accepted while the stop's cancel was on its way */
+	else if (res >= 0)
+		srv_conn_open(w, res);
+	else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM)
+		w->accept_paused = true; /* re-armed on the next tick, not in a busy loop */
+	else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED)
+		fprintf(stderr, "imdsd: worker %d: accept: %s\n", w->index, strerror(-res));
+	if (!more && !w->stopping && !w->accept_paused)
+		srv_arm_accept(w);
+}
+
+static void srv_handle_cancel(struct srv_conn *c)
+{
+	c->cancel_inflight = false;
+}
+
+static void srv_dispatch(struct srv_worker *w, const struct io_uring_cqe *cqe)
+{
+	void *ptr = (void *)(uintptr_t)(cqe->user_data & ~(uint64_t)SRV_OP_MASK);
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+
+	/* A completion without F_MORE is the last one of its request. */
+	if (!more)
+		w->inflight--;
+	switch (cqe->user_data & SRV_OP_MASK) {
+	case OP_ACCEPT:
+		srv_handle_accept(w, cqe->res, more);
+		break;
+	case OP_RECV:
+		srv_handle_recv(w, ptr, cqe, more);
+		srv_conn_maybe_free(ptr);
+		break;
+	case OP_SEND:
+		srv_handle_send(w, ptr, cqe->res);
+		srv_conn_maybe_free(ptr);
+		break;
+	case OP_CANCEL:
+		srv_handle_cancel(ptr);
+		srv_conn_maybe_free(ptr);
+		break;
+	case OP_TICK:
+		srv_handle_tick(w);
+		break;
+	case OP_WAKE:
+		srv_handle_wake(w);
+		break;
+	case OP_ACK_POLL:
+		srv_handle_ack_poll(w);
+		break;
+	default: /* OP_STOP: the cancel's own completion */
+		break;
+	}
+}
+
+/* ---- worker thread ---- */
+
+static int srv_drain(struct srv_worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&w->ring, head, cqe)
+	{
+		srv_dispatch(w, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&w->ring, n);
+	return (int)n;
+}
+
+void *srv_worker_main(void *arg)
+{
+	struct srv_worker *w = arg;
+	struct __kernel_timespec wait = { .tv_nsec = 100 * 1000000 };
+	uint64_t stop_deadline = 0;
+	struct io_uring_cqe *cqe;
+	int rc;
+
+	srv_arm_wake(w);
+	srv_arm_tick(w);
+	srv_arm_accept(w);
+	while (!(w->stopping && w->inflight == 0)) {
+		if (w->stopping && !stop_deadline)
+			stop_deadline = srv_now_ms() + SRV_STOP_WAIT_MS;
+		if (stop_deadline && srv_now_ms() > stop_deadline)
+			break;
+		rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, w->stopping ? &wait : NULL, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+			fprintf(stderr, "imdsd: worker %d: io_uring wait: %s\n", w->index, strerror(-rc));
+			break;
+		}
+		srv_drain(w);
+	}
+	/* Tear the ring down before freeing connections: if the drain timed
+	 * out, a request may still point into one of them. */
+	io_uring_queue_exit(&w->ring);
+	w->ring_ready = false;
+	srv_free_conns(w);
+	return NULL;
+}

@@ -1,0 +1,252 @@
+/* server_int.h: what the parts of the io_uring server share; not for use
+ * outside user/serve.
+ *
+ *   server.c   listeners, rings and buffers; starting and stopping workers
+ *   loop.c     a worker's loop: completions, dispatch, the tick, stopping
+ *   conn.c     a connection's lifetime: accept, close, free
+ *   request.c  a connection's input and output: requests to responses
+ *   hop.c      the hop limit: marking token replies, waiting for the ACK
+ *
+ * Each worker thread owns one ring, one SO_REUSEPORT listener (the kernel
+ * spreads connections over the listeners), one provided-buffer ring and the
+ * connections it accepted; workers share nothing but the read-only store
+ * and the per-VM limits.
+ *
+ * Every request in flight carries user_data = connection pointer | op tag
+ * (connections are 16-byte aligned, the tag uses the low 4 bits).  A
+ * connection is freed only once no request referring to it is in flight:
+ * closing cancels its requests and waits for their last completions.
+ *
+ * The helpers every request goes through are static inline here, so
+ * splitting the server into files costs no call per request.
+ */
+#ifndef IMDS_SERVER_INT_H
+#define IMDS_SERVER_INT_H
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "http/http.h"
+#include "imds.h"
+#include "lib/outbuf.h"
+#include "lib/tree.h"
+#include "serve/config.h"
+#include "serve/vmlimits.h"
+#include "store/store.h"
+
+#define SRV_BUF_COUNT 512 /* a power of two: the buffer ring is indexed with a mask */
+#define SRV_BUF_SIZE 4096
+#define SRV_BUF_GROUP 0
+#define SRV_ROUTE_TRIES 4
+
+enum srv_op {
+	OP_ACCEPT = 1,
+	OP_RECV = 2,
+	OP_SEND = 3,
+	OP_CANCEL = 4,
+	OP_TICK = 5,
+	OP_WAKE = 6,
+	OP_STOP = 7,
+	OP_ACK_POLL = 8,
+};
+#define SRV_OP_MASK 15u
+
+struct srv_worker;
+
+struct srv_conn {
+	struct srv_conn *prev, *next; /* the worker's list, for idle scans and stop */
+	struct srv_worker *w;
+	int fd;
+	uint32_t slot, generation; /* the VM, from the data plane's verified SYN */
+	struct imds_conn_key peer; /* the VM-side endpoint: the hop_marks key */
+	struct http_conn http;
+	struct outbuf out;  /* responses not yet handed to the kernel */
+	struct outbuf wire; /* being sent: the kernel reads it until the send completes */
+	size_t wire_off;
+	size_t ttl_mark; /* bytes of `out` that precede the token reply */
+	int ttl;	 /* hop limit to mark at ttl_mark, 0 = none pending */
+	bool hop_marked; /* peer is in hop_marks */
+	bool counted;	 /* holds one of its VM's max-connections */
+	uint64_t last_active_ms;
+	bool recv_armed, send_inflight, cancel_inflight;
+	bool closing;	       /* cancelled; freed when nothing is in flight */
+	bool close_after_send; /* a response said close, or the peer sent EOF */
+	bool acking;	       /* FIN sent, on the worker's acking list */
+	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then */
+};
+
+struct srv_worker {
+	struct server *srv;
+	int index;
+	pthread_t thread;
+	bool thread_started;
+	struct io_uring ring;
+	bool ring_ready;
+	int listen_fd;
+	int wake_fd;
+	uint64_t wake_buf;
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	struct __kernel_timespec tick;
+	struct srv_conn conns; /* list head (sentinel) */
+	struct srv_conn acking; /* connections waiting for their last ACK */
+	unsigned nacking;	/* on the acking list, closing ones included */
+	bool ack_poll_armed;
+	struct __kernel_timespec ack_poll;
+	unsigned inflight;     /* requests whose final completion is still due */
+	bool stopping;
+	bool accept_paused; /* out of descriptors: re-armed on the next tick */
+	uint64_t limits_logged_ms; /* worker 0: last log of the limit counters */
+};
+
+struct server {
+	struct server_config cfg;
+	struct limits *limits; /* per-VM request buckets and connection counts */
+	int nworkers;
+	struct srv_worker *workers;
+};
+
+/* What the server takes from a VM's tree header besides the routes; read
+ * from the same snapshot as the response, so it switches with the tree. */
+struct srv_vm_facts {
+	int hop_limit;
+	struct limits_params limits;
+};
+
+static inline void srv_read_facts(const struct tree_view *tree, struct srv_vm_facts *f)
+{
+	const struct tree_meta *m = tree_view_meta(tree);
+
+	f->hop_limit = m->hop_limit;
+	f->limits = limits_resolve(m->request_rate, m->request_burst, m->max_conns);
+}
+
+static inline uint64_t srv_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static inline uint64_t srv_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * LIMITS_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- submission helpers ---- */
+
+static inline struct io_uring_sqe *srv_sqe(struct srv_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe) {
+		/* SQ full: hand the queued entries to the kernel first. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	if (!sqe) {
+		fprintf(stderr, "imdsd: worker %d: submission queue exhausted\n", w->index);
+		return NULL;
+	}
+	w->inflight++;
+	return sqe;
+}
+
+static inline void srv_set_data(struct io_uring_sqe *sqe, void *ptr, enum srv_op op)
+{
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)ptr | op);
+}
+
+static inline void srv_arm_recv(struct srv_worker *w, struct srv_conn *c)
+{
+	struct io_uring_sqe *sqe = srv_sqe(w);
+
+	if (!sqe)
+		return;
+	/* Multishot receive: each completion carries one buffer picked by the
+	 * kernel from group SRV_BUF_GROUP; it stops (no IORING_CQE_F_MORE) on
+	 * EOF, on an error, and with -ENOBUFS when the group is empty. */
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = SRV_BUF_GROUP;
+	srv_set_data(sqe, c, OP_RECV);
+	c->recv_armed = true;
+}
+
+/* Gives a provided buffer back to the kernel.  Until this runs the kernel
+ * cannot use it again, so it must follow every buffer-carrying completion,
+ * including those of connections that are closing. */
+static inline void srv_buf_recycle(struct srv_worker *w, unsigned bid)
+{
+	io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * SRV_BUF_SIZE, SRV_BUF_SIZE, (unsigned short)bid,
+			      io_uring_buf_ring_mask(SRV_BUF_COUNT), 0);
+	io_uring_buf_ring_advance(w->br, 1);
+}
+
+static inline void srv_list_unlink(struct srv_conn *c)
+{
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+}
+
+static inline void srv_list_push(struct srv_conn *head, struct srv_conn *c)
+{
+	c->next = head->next;
+	c->prev = head;
+	head->next->prev = c;
+	head->next = c;
+}
+
+/* ---- loop.c ---- */
+/* A worker thread: runs its ring until server_stop wakes it. */
+void *srv_worker_main(void *arg);
+void srv_arm_accept(struct srv_worker *w);
+void srv_arm_tick(struct srv_worker *w);
+
+/* ---- conn.c ---- */
+/* A socket accepted by the listener: served, or closed without a byte. */
+void srv_conn_open(struct srv_worker *w, int fd);
+/* Stops serving `c`: no more input, output or re-arming.  Its memory stays
+ * until srv_conn_maybe_free sees nothing in flight. */
+void srv_conn_close(struct srv_worker *w, struct srv_conn *c);
+/* Closes the socket and frees; only srv_conn_maybe_free calls it. */
+void srv_conn_free(struct srv_conn *c);
+
+/* Frees a closing connection once no request refers to it.  Called after
+ * each of its completions and after closing it from outside its own
+ * completions (tick, stop); never from inside a handler that still uses it. */
+static inline void srv_conn_maybe_free(struct srv_conn *c)
+{
+	if (!c->closing || c->recv_armed || c->send_inflight || c->cancel_inflight)
+		return;
+	srv_conn_free(c);
+}
+
+/* Once a second: idle connections, a paused accept, the limits log. */
+void srv_handle_tick(struct srv_worker *w);
+/* server_stop woke the worker: close everything, cancel every request. */
+void srv_handle_wake(struct srv_worker *w);
+/* After the loop: frees what a completion that never came left behind. */
+void srv_free_conns(struct srv_worker *w);
+
+/* ---- request.c ---- */
+void srv_handle_recv(struct srv_worker *w, struct srv_conn *c, const struct io_uring_cqe *cqe, bool more);
+void srv_handle_send(struct srv_worker *w, struct srv_conn *c, int res);
+
+/* ---- hop.c ---- */
+int srv_hop_mark(struct srv_conn *c, int hop_limit);
+void srv_hop_unmark(struct srv_conn *c);
+bool srv_await_ack(struct srv_worker *w, struct srv_conn *c);
+void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms);
+void srv_ack_check_all(struct srv_worker *w);
+void srv_arm_ack_poll(struct srv_worker *w);
+void srv_handle_ack_poll(struct srv_worker *w);
+
+#endif
