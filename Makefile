@@ -27,7 +27,7 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror 
 # scripts/check-layers.py (run by make test) keeps includes inside the same rules.
 LAYERS := lib compile store http serve ports libvirt
 PROGS  := imdsd imds-loadmap imds-storm imds-libvirt-hook
-imdsd_LAYERS        := serve ports http store compile lib
+imdsd_LAYERS        := serve ports http store lib
 imds-loadmap_LAYERS := compile store lib
 imds-storm_LAYERS   := store compile lib
 imds-libvirt-hook_LAYERS := libvirt lib
