@@ -1,0 +1,199 @@
+/* bpf_harness.h: the data plane loaded for packet tests.  Loads the imds_bpf
+ * skeleton with pinning switched off (every map private to this process,
+ * nothing under /sys/fs/bpf touched), writes VM records into its maps with
+ * libbpf, runs one program over one frame with BPF_PROG_TEST_RUN and reads
+ * the per-reason counters back.  Used by test_bpf_packets.c. */
+#ifndef TEST_BPF_HARNESS_H
+#define TEST_BPF_HARNESS_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include "imds.h"
+#include "imds.skel.h"
+
+/* linux/pkt_cls.h, not included beside linux/bpf.h's own copies. */
+#define HARNESS_TC_ACT_OK 0
+#define HARNESS_TC_ACT_SHOT 2
+
+/* The verdict of an ingress program, whichever hook it was. */
+enum harness_verdict {
+	HARNESS_PASS = 1,
+	HARNESS_DROP = 2,
+	HARNESS_ERROR = 3, /* test_run failed or the program returned something else */
+};
+
+struct harness {
+	struct imds_bpf *skel;
+	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd;
+	int ncpus;
+	char why[256]; /* why the data plane could not be loaded */
+};
+
+static struct harness harness;
+
+/* Pinning off for every map: libbpf then neither reuses a pin of a running
+ * imdsd nor leaves one behind.  The arena is never read by the programs and
+ * is 64 MiB at full size, so the test gets one page of it. */
+static inline int harness_load(void)
+{
+	struct bpf_map *map;
+	int ret;
+
+	libbpf_set_print(NULL); /* a refused load is reported once, below */
+	harness.skel = imds_bpf__open();
+	if (!harness.skel) {
+		snprintf(harness.why, sizeof(harness.why), "cannot open the skeleton: %s", strerror(errno));
+		return -errno;
+	}
+	bpf_object__for_each_map(map, harness.skel->obj)
+		bpf_map__set_pin_path(map, NULL);
+	bpf_map__set_max_entries(harness.skel->maps.arena, 1);
+	ret = imds_bpf__load(harness.skel);
+	if (ret) {
+		snprintf(harness.why, sizeof(harness.why), "cannot load the data plane (root and BTF needed): %s",
+			 strerror(-ret));
+		imds_bpf__destroy(harness.skel);
+		harness.skel = NULL;
+		return ret;
+	}
+	harness.vm_fd = bpf_map__fd(harness.skel->maps.vm_table);
+	harness.mac_fd = bpf_map__fd(harness.skel->maps.mac_index);
+	harness.conn_fd = bpf_map__fd(harness.skel->maps.conn_table);
+	harness.counters_fd = bpf_map__fd(harness.skel->maps.vm_counters);
+	harness.budget_fd = bpf_map__fd(harness.skel->maps.vm_budget);
+	harness.marks_fd = bpf_map__fd(harness.skel->maps.hop_marks);
+	harness.ncpus = libbpf_num_possible_cpus();
+	return 0;
+}
+
+static inline void harness_unload(void)
+{
+	imds_bpf__destroy(harness.skel);
+	harness.skel = NULL;
+}
+
+/* Keys of these maps are 8 bytes; the buffer leaves room for more. */
+static inline void harness_clear_hash(int fd)
+{
+	uint8_t key[64];
+
+	while (bpf_map_get_next_key(fd, NULL, key) == 0)
+		if (bpf_map_delete_elem(fd, key))
+			break;
+}
+
+/* Every map back to empty, for the slots the tests use (0..7). */
+static inline void harness_reset(void)
+{
+	struct imds_counters zero_counters[harness.ncpus];
+	struct imds_budget zero_budget = {0};
+	struct imds_vm zero_vm = {0};
+
+	memset(zero_counters, 0, sizeof(zero_counters));
+	for (uint32_t slot = 0; slot < 8; slot++) {
+		bpf_map_update_elem(harness.vm_fd, &slot, &zero_vm, BPF_ANY);
+		bpf_map_update_elem(harness.counters_fd, &slot, zero_counters, BPF_ANY);
+		bpf_map_update_elem(harness.budget_fd, &slot, &zero_budget, BPF_ANY);
+	}
+	harness_clear_hash(harness.mac_fd);
+	harness_clear_hash(harness.conn_fd);
+	harness_clear_hash(harness.marks_fd);
+}
+
+/* A VM record as imds-loadmap writes it, and its MAC in mac_index. */
+static inline int harness_put_vm(uint32_t slot, const struct imds_vm *vm)
+{
+	struct imds_mac_key key = {0};
+
+	memcpy(key.addr, vm->mac, sizeof(key.addr));
+	if (bpf_map_update_elem(harness.vm_fd, &slot, vm, BPF_ANY))
+		return -errno;
+	if (bpf_map_update_elem(harness.mac_fd, &key, &slot, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static inline struct imds_vm harness_get_vm(uint32_t slot)
+{
+	struct imds_vm vm = {0};
+
+	bpf_map_lookup_elem(harness.vm_fd, &slot, &vm);
+	return vm;
+}
+
+/* vm_counters[slot] summed over CPUs. */
+static inline void harness_counts(uint32_t slot, uint64_t out[IMDS_REASON_MAX])
+{
+	struct imds_counters per_cpu[harness.ncpus];
+
+	memset(out, 0, sizeof(uint64_t) * IMDS_REASON_MAX);
+	if (bpf_map_lookup_elem(harness.counters_fd, &slot, per_cpu))
+		return;
+	for (int cpu = 0; cpu < harness.ncpus; cpu++)
+		for (int r = 0; r < IMDS_REASON_MAX; r++)
+			out[r] += per_cpu[cpu].packets[r];
+}
+
+/* CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns(). */
+static inline uint64_t harness_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* XDP: the kernel builds an xdp_buff around the frame; ingress_ifindex must
+ * name a device of this network namespace (it looks up its RX queue). */
+static inline enum harness_verdict harness_run_xdp(const void *frame, uint32_t len, uint32_t ifindex)
+{
+	struct xdp_md ctx = {.data = 0, .data_end = len, .ingress_ifindex = ifindex};
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .ctx_in = &ctx,
+		    .ctx_size_in = sizeof(ctx));
+
+	if (bpf_prog_test_run_opts(bpf_program__fd(harness.skel->progs.imds_xdp), &opts))
+		return HARNESS_ERROR;
+	return opts.retval == XDP_PASS ? HARNESS_PASS : opts.retval == XDP_DROP ? HARNESS_DROP : HARNESS_ERROR;
+}
+
+/* TC (SCHED_CLS): the kernel builds a linear skb, sets skb->protocol with
+ * eth_type_trans() and copies ingress_ifindex from the context as is (no
+ * device behind it is needed).  out, when given, receives the frame as the
+ * program left it. */
+static inline int harness_run_tc(int prog_fd, const void *frame, uint32_t len, uint32_t ifindex, void *out,
+				 uint32_t *out_len, uint32_t *retval)
+{
+	struct __sk_buff ctx = {.ingress_ifindex = ifindex};
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .ctx_in = &ctx,
+		    .ctx_size_in = sizeof(ctx), .data_out = out, .data_size_out = out_len ? *out_len : 0);
+
+	if (bpf_prog_test_run_opts(prog_fd, &opts))
+		return -errno;
+	if (out_len)
+		*out_len = opts.data_size_out;
+	*retval = opts.retval;
+	return 0;
+}
+
+static inline enum harness_verdict harness_run_tc_ingress(const void *frame, uint32_t len, uint32_t ifindex)
+{
+	uint32_t retval;
+
+	if (harness_run_tc(bpf_program__fd(harness.skel->progs.imds_tc_ingress), frame, len, ifindex, NULL, NULL,
+			   &retval))
+		return HARNESS_ERROR;
+	return retval == HARNESS_TC_ACT_OK	 ? HARNESS_PASS :
+	       retval == HARNESS_TC_ACT_SHOT ? HARNESS_DROP :
+					       HARNESS_ERROR;
+}
+
+#endif
