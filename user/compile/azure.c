@@ -18,44 +18,47 @@
 
 /* --- checks --- */
 
-static int azure_check_os_type(struct flavor_chk *c, const json_t *v, const char *path)
+static int azure_check_os_type(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
 	const char *s = json_string_value(v);
 
+	(void)target;
 	if (!json_is_string(v))
-		return flavor_fail(c, path, "expected \"Linux\" or \"Windows\"");
+		return schema_fail(c, path, "expected \"Linux\" or \"Windows\"");
 	if (strcmp(s, "Linux") && strcmp(s, "Windows"))
-		return flavor_fail(c, path, "\"%.64s\" is not \"Linux\" or \"Windows\"", s);
+		return schema_fail(c, path, "\"%.64s\" is not \"Linux\" or \"Windows\"", s);
 	return 0;
 }
 
 /* The tags are the VM's top-level "tags", given once for every flavor;
  * an Azure-only copy would let the flavors disagree. */
-static int azure_check_tags(struct flavor_chk *c, const json_t *v, const char *path)
+static int azure_check_tags(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
 	static const char suffix[] = ".azure.tags";
 	size_t len = strlen(path), vm = len >= sizeof(suffix) - 1 ? len - (sizeof(suffix) - 1) : len;
 
+	(void)target;
 	(void)v;
-	return flavor_fail(c, path, "give tags in %.*s.tags (Azure's compute.tags and tagsList show them)", (int)vm,
+	return schema_fail(c, path, "give tags in %.*s.tags (Azure's compute.tags and tagsList show them)", (int)vm,
 			   path);
 }
 
-static const struct flavor_field azure_fields[] = {
-	{ "location", flavor_check_id },
-	{ "resource-group", flavor_check_id },
-	{ "subscription-id", flavor_check_id },
-	{ "vm-id", flavor_check_id },
-	{ "vm-size", flavor_check_id },
-	{ "admin-username", flavor_check_id },
-	{ "os-type", azure_check_os_type },
-	{ "public-ipv4", flavor_check_id },
-	{ "tags", azure_check_tags },
+static const struct schema_field azure_fields[] = {
+	{ "location", false, flavor_check_id },
+	{ "resource-group", false, flavor_check_id },
+	{ "subscription-id", false, flavor_check_id },
+	{ "vm-id", false, flavor_check_id },
+	{ "vm-size", false, flavor_check_id },
+	{ "admin-username", false, flavor_check_id },
+	{ "os-type", false, azure_check_os_type },
+	{ "public-ipv4", false, flavor_check_id },
+	{ "tags", false, azure_check_tags },
 };
 
-int azure_check(struct flavor_chk *c, const json_t *section, const char *path)
+int azure_check(struct schema_ctx *c, void *target, json_t *section, const char *path)
 {
-	return flavor_check_fields(c, section, path, azure_fields, sizeof(azure_fields) / sizeof(azure_fields[0]));
+	return schema_object(c, target, section, path, azure_fields, sizeof(azure_fields) / sizeof(azure_fields[0]),
+			     "field");
 }
 
 /* --- the document --- */

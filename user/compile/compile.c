@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "compile/ec2.h"
-#include "compile/flavors.h"
+#include "compile/flavor_table.h"
 #include "compile/identity.h"
 
 /* The per-request facts in the header come from the VM itself, so that the

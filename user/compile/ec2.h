@@ -20,7 +20,7 @@
 #include "lib/flavor_layout.h" /* EC2_TREE_PREFIX */
 #include "lib/outbuf.h"
 #include "lib/tree.h"
-#include "compile/vmconf.h"
+#include "compile/vmconf_desc.h"
 
 /* Adds the VM's EC2 nodes to `b`.  0, -EINVAL (err names the JSON path) or
  * -ENOMEM. */

@@ -1,8 +1,8 @@
 /* flavors.c: what the OpenStack, GCE and Azure flavors share (flavors.h):
- * the section checks and their messages, the common fields resolved once
- * from the VM record, and the mapping of a JSON document onto a subtree
- * with its precompiled JSON forms.  Each flavor's own fields
- * live in openstack.c, gce.c and azure.c. */
+ * the checks their sections reuse, the common fields resolved once from
+ * the VM record, and the mapping of a JSON document onto a subtree with
+ * its precompiled JSON forms.  Each flavor's own fields live in
+ * openstack.c, gce.c and azure.c; the list of flavors in flavor_table.c. */
 #include "compile/flavors.h"
 
 #include <arpa/inet.h>
@@ -15,67 +15,14 @@
 #include <openssl/evp.h>
 
 #include "lib/awsjson.h"
-#include "lib/jsonpos.h"
 #include "lib/outbuf.h"
 
 /* --- checks --- */
 
-int flavor_fail(struct flavor_chk *c, const char *path, const char *fmt, ...)
+int flavor_check_object(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
-	va_list ap;
-
-	snprintf(c->bad, c->bad_cap, "%s", path);
-	va_start(ap, fmt);
-	vsnprintf(c->msg, c->msg_cap, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-void flavor_sub_path(char *out, size_t cap, const char *path, const char *key)
-{
-	size_t len = (size_t)snprintf(out, cap, "%s", path);
-
-	if (len < cap)
-		jsonpos_append_key(out, cap, len, key);
-}
-
-void flavor_index_path(char *out, size_t cap, const char *path, size_t i)
-{
-	if (snprintf(out, cap, "%s[%zu]", path, i) >= (int)cap && cap)
-		out[cap - 1] = '\0';
-}
-
-static int flavor_expect(struct flavor_chk *c, const json_t *v, const char *path, const char *want)
-{
-	return flavor_fail(c, path, "expected %s, not %s", want, vmconf_type_name(v));
-}
-
-int flavor_check_object(struct flavor_chk *c, const json_t *v, const char *path)
-{
-	return json_is_object(v) ? 0 : flavor_expect(c, v, path, "an object");
-}
-
-int flavor_check_fields(struct flavor_chk *c, const json_t *section, const char *path, const struct flavor_field *f,
-			size_t n)
-{
-	char sub[256];
-	const char *key;
-	json_t *val;
-
-	if (!json_is_object(section))
-		return flavor_expect(c, section, path, "an object");
-	json_object_foreach((json_t *)section, key, val) {
-		size_t i;
-
-		flavor_sub_path(sub, sizeof(sub), path, key);
-		for (i = 0; i < n && strcmp(f[i].name, key); i++)
-			;
-		if (i == n)
-			return flavor_fail(c, sub, "unknown field");
-		if (f[i].check(c, val, sub))
-			return -EINVAL;
-	}
-	return 0;
+	(void)target;
+	return json_is_object(v) ? 0 : schema_expect(c, path, v, "an object");
 }
 
 static bool flavor_has_control(const char *s, size_t len)
@@ -86,97 +33,85 @@ static bool flavor_has_control(const char *s, size_t len)
 	return false;
 }
 
-int flavor_check_text(struct flavor_chk *c, const json_t *v, const char *path)
+int flavor_check_text(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
 	size_t len;
 
+	(void)target;
 	if (!json_is_string(v))
-		return flavor_expect(c, v, path, "a string");
+		return schema_expect(c, path, v, "a string");
 	len = json_string_length(v);
 	if (len == 0 || len > 255)
-		return flavor_fail(c, path, "must be 1 to 255 bytes long");
+		return schema_fail(c, path, "must be 1 to 255 bytes long");
 	if (flavor_has_control(json_string_value(v), len))
-		return flavor_fail(c, path, "must not contain control characters");
+		return schema_fail(c, path, "must not contain control characters");
 	return 0;
 }
 
-int flavor_check_id(struct flavor_chk *c, const json_t *v, const char *path)
+int flavor_check_id(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
 	const char *s;
 
-	if (flavor_check_text(c, v, path))
+	if (flavor_check_text(c, target, v, path))
 		return -EINVAL;
 	for (s = json_string_value(v); *s; s++)
 		if (*s == '/' || *s == ' ')
-			return flavor_fail(c, path, "must not contain '/' or spaces");
+			return schema_fail(c, path, "must not contain '/' or spaces");
 	return 0;
 }
 
-int flavor_check_uint(struct flavor_chk *c, const json_t *v, const char *path)
+int flavor_check_uint(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
+	(void)target;
 	if (!json_is_integer(v))
-		return flavor_expect(c, v, path, "an integer");
+		return schema_expect(c, path, v, "an integer");
 	if (json_integer_value(v) < 0)
-		return flavor_fail(c, path, "%lld is negative", (long long)json_integer_value(v));
+		return schema_fail(c, path, "%lld is negative", (long long)json_integer_value(v));
 	return 0;
 }
 
-int flavor_check_text_list(struct flavor_chk *c, const json_t *v, const char *path)
+int flavor_check_text_list(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
-	char sub[256];
+	char sub[SCHEMA_PATH_MAX];
 	json_t *el;
 	size_t i;
 
 	if (!json_is_array(v))
-		return flavor_expect(c, v, path, "an array of strings");
+		return schema_expect(c, path, v, "an array of strings");
 	json_array_foreach(v, i, el) {
-		flavor_index_path(sub, sizeof(sub), path, i);
-		if (flavor_check_text(c, el, sub))
+		schema_index_path(sub, sizeof(sub), path, i);
+		if (flavor_check_text(c, target, el, sub))
 			return -EINVAL;
 	}
 	return 0;
 }
 
-int flavor_check_string_map(struct flavor_chk *c, const json_t *v, const char *path, const char *key_chars,
+int flavor_check_string_map(struct schema_ctx *c, const json_t *v, const char *path, const char *key_chars,
 			    size_t max_value)
 {
-	char sub[256];
+	char sub[SCHEMA_PATH_MAX];
 	const char *key;
 	json_t *val;
 
 	if (!json_is_object(v))
-		return flavor_expect(c, v, path, "an object of strings");
+		return schema_expect(c, path, v, "an object of strings");
 	json_object_foreach((json_t *)v, key, val) {
 		size_t klen = strlen(key);
 
-		flavor_sub_path(sub, sizeof(sub), path, key);
+		schema_key_path(sub, sizeof(sub), path, key);
 		if (klen == 0 || klen > 255)
-			return flavor_fail(c, sub, "a key must be 1 to 255 bytes long");
+			return schema_fail(c, sub, "a key must be 1 to 255 bytes long");
 		if (key_chars && strspn(key, key_chars) != klen)
-			return flavor_fail(c, sub, "a key may only contain letters, digits, '-' and '_'");
+			return schema_fail(c, sub, "a key may only contain letters, digits, '-' and '_'");
 		if (!key_chars && flavor_has_control(key, klen))
-			return flavor_fail(c, sub, "a key must not contain control characters");
+			return schema_fail(c, sub, "a key must not contain control characters");
 		if (!json_is_string(val))
-			return flavor_expect(c, val, sub, "a string");
+			return schema_expect(c, sub, val, "a string");
 		if (json_string_length(val) > max_value)
-			return flavor_fail(c, sub, "the value is %zu bytes, more than the %zu allowed",
+			return schema_fail(c, sub, "the value is %zu bytes, more than the %zu allowed",
 					   json_string_length(val), max_value);
 	}
 	return 0;
-}
-
-int flavors_check(const char *flavor, const json_t *section, const char *path, char *bad_path, size_t bad_cap,
-		  char *msg, size_t msg_cap)
-{
-	struct flavor_chk c = { bad_path, bad_cap, msg, msg_cap };
-
-	if (!strcmp(flavor, "openstack"))
-		return openstack_check(&c, section, path);
-	if (!strcmp(flavor, "gce"))
-		return gce_check(&c, section, path);
-	if (!strcmp(flavor, "azure"))
-		return azure_check(&c, section, path);
-	return flavor_fail(&c, path, "unknown metadata flavor \"%s\"", flavor);
 }
 
 /* --- common fields --- */
@@ -218,7 +153,7 @@ static bool flavor_utf8_valid(const uint8_t *s, size_t len)
 	return true;
 }
 
-static void flavor_common_init(struct flavor_common *fc, const struct vm_desc *vm)
+void flavor_common_init(struct flavor_common *fc, const struct vm_desc *vm)
 {
 	const json_t *idx = vmconf_meta_lookup(vm, "ami-launch-index");
 	uint32_t mask = htonl(0xffffff00u), net = vm->ipv4 & mask;
@@ -418,27 +353,3 @@ int flavor_emit_tree(const struct flavor_emit *e, const json_t *root)
 	return flavor_emit_value(e, "", "", root);
 }
 
-int flavors_compile(struct tree_builder *b, const struct vm_desc *vm, char *err, size_t errlen)
-{
-	static const struct {
-		const char *section;
-		int (*compile)(struct tree_builder *, const struct flavor_common *, char *, size_t);
-	} steps[] = {
-		{ "openstack", openstack_compile },
-		{ "gce", gce_compile },
-		{ "azure", azure_compile },
-	};
-	struct flavor_common fc;
-	int rc = 0;
-
-	flavor_common_init(&fc, vm);
-	/* A VM is served in a flavor when its record has that section, even
-	 * an empty one: the flavors cost arena space (GCE and Azure keep
-	 * precompiled JSON per directory), which EC2-only VMs should not pay. */
-	for (size_t i = 0; !rc && i < sizeof(steps) / sizeof(steps[0]); i++)
-		if (vm->record && json_object_get(vm->record, steps[i].section))
-			rc = steps[i].compile(b, &fc, err, errlen);
-	if (rc && rc != -ENOMEM && errlen && !err[0])
-		snprintf(err, errlen, "%s: the metadata flavors cannot be compiled", vm->json_path);
-	return rc;
-}

@@ -1,7 +1,9 @@
-/* flavors.h: the OpenStack, GCE and Azure flavors of a VM's metadata, from
- * the same VM record as EC2.  Each flavor compiles into its own subtree of
- * the VM's tree image (its layout: lib/flavor_layout.h) and has its own
- * request rules (http/route_openstack.c, route_gce.c, route_azure.c).
+/* flavors.h: what the OpenStack, GCE and Azure flavors of a VM's metadata
+ * share (flavors.c), and each flavor's entry points (openstack.c, gce.c,
+ * azure.c; listed in flavor_table.c).  Each flavor checks its section of
+ * the VM record (lib/schema.h) and compiles into its own subtree of the
+ * VM's tree image (its layout: lib/flavor_layout.h); its request rules are
+ * the server's (http/route_openstack.c, route_gce.c, route_azure.c).
  * Schema and request rules: docs/flavors.md.
  */
 #ifndef IMDS_FLAVORS_H
@@ -12,22 +14,12 @@
 
 #include "lib/flavor_layout.h"
 #include "lib/outbuf.h"
+#include "lib/schema.h"
 #include "lib/tree.h"
-#include "compile/vmconf.h"
+#include "compile/vmconf_desc.h"
 
-/* Validates a VM's flavor section, `flavor` being "openstack", "gce" or
- * "azure", found at JSON path `path` (e.g. "vms[2].gce").  0, or -EINVAL
- * with bad_path set to the JSON path of the offending value (for its
- * line:col) and msg to the reason, without the path. */
-int flavors_check(const char *flavor, const json_t *section, const char *path, char *bad_path, size_t bad_cap,
-		  char *msg, size_t msg_cap);
-
-/* Adds every non-EC2 flavor's nodes for `vm` to `b`.  0, -EINVAL (err
- * names the JSON path) or -ENOMEM. */
-int flavors_compile(struct tree_builder *b, const struct vm_desc *vm, char *err, size_t errlen);
-
-/* --- shared by the flavor compilers (flavors.c, openstack.c, gce.c,
- * azure.c); not for other callers --- */
+/* --- shared by the flavors (flavors.c, openstack.c, gce.c, azure.c,
+ * flavor_table.c); not for other callers --- */
 
 /* The fields every flavor shares, resolved once from the VM record. */
 struct flavor_common {
@@ -44,43 +36,22 @@ struct flavor_common {
 	bool user_data_utf8; /* the user data is valid UTF-8 text */
 };
 
-/* Error collection of a section check. */
-struct flavor_chk {
-	char *bad;
-	size_t bad_cap;
-	char *msg;
-	size_t msg_cap;
-};
+void flavor_common_init(struct flavor_common *fc, const struct vm_desc *vm);
 
-int flavor_fail(struct flavor_chk *c, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-struct flavor_field {
-	const char *name;
-	int (*check)(struct flavor_chk *c, const json_t *v, const char *path);
-};
-
-/* `section` must be an object whose keys are all in `f`; runs each check
- * on its value. */
-int flavor_check_fields(struct flavor_chk *c, const json_t *section, const char *path, const struct flavor_field *f,
-			size_t n);
-
-/* Reusable checks. */
+/* Reusable checks of a section's values (schema_check_fn; the target is
+ * not used). */
 /* text: 1..255 bytes, no control characters; id: text without '/' or
  * spaces; uint: an integer >= 0; text_list: [text, ...]. */
-int flavor_check_text(struct flavor_chk *c, const json_t *v, const char *path);
-int flavor_check_id(struct flavor_chk *c, const json_t *v, const char *path);
-int flavor_check_uint(struct flavor_chk *c, const json_t *v, const char *path);
-int flavor_check_text_list(struct flavor_chk *c, const json_t *v, const char *path);
-int flavor_check_object(struct flavor_chk *c, const json_t *v, const char *path);
+schema_check_fn flavor_check_text;
+schema_check_fn flavor_check_id;
+schema_check_fn flavor_check_uint;
+schema_check_fn flavor_check_text_list;
+schema_check_fn flavor_check_object;
 /* {"key": "string"}: keys 1..255 bytes, values strings up to `max_value`
  * bytes.  key_chars NULL allows any key without control characters; else
  * it is GCE's alphabet (letters, digits, '-', '_'), which the message names. */
-int flavor_check_string_map(struct flavor_chk *c, const json_t *v, const char *path, const char *key_chars,
+int flavor_check_string_map(struct schema_ctx *c, const json_t *v, const char *path, const char *key_chars,
 			    size_t max_value);
-/* The path of key `key` below `path`, as error messages write it. */
-void flavor_sub_path(char *out, size_t cap, const char *path, const char *key);
-/* "path[i]". */
-void flavor_index_path(char *out, size_t cap, const char *path, size_t i);
 
 /* Compiling. */
 /* Appends base64 (RFC 4648, padded) of data.  0 or -ENOMEM. */
@@ -112,9 +83,12 @@ int flavor_emit_tree(const struct flavor_emit *e, const json_t *root);
 /* The member `key` of the VM's `flavor` section, or NULL. */
 const json_t *flavor_section_get(const struct vm_desc *vm, const char *flavor, const char *key);
 
-int openstack_check(struct flavor_chk *c, const json_t *section, const char *path);
-int gce_check(struct flavor_chk *c, const json_t *section, const char *path);
-int azure_check(struct flavor_chk *c, const json_t *section, const char *path);
+/* --- each flavor's entry points (a row of flavor_table.c) --- */
+
+/* The VM record's section (target: the struct vm_desc). */
+schema_check_fn openstack_check;
+schema_check_fn gce_check;
+schema_check_fn azure_check;
 
 int openstack_compile(struct tree_builder *b, const struct flavor_common *fc, char *err, size_t errlen);
 int gce_compile(struct tree_builder *b, const struct flavor_common *fc, char *err, size_t errlen);

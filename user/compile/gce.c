@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define GCE_KEY_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+#define GCE_KEY_CHARS SCHEMA_ALNUM "-_"
 #define GCE_ATTR_VALUE_MAX (256 * 1024) /* GCE's limit per metadata value */
 #define GCE_DEFAULT_PROJECT "imds"
 #define GCE_DEFAULT_ZONE "local"
@@ -19,81 +19,74 @@
 
 /* --- checks --- */
 
-static int gce_check_id(struct flavor_chk *c, const json_t *v, const char *path)
+static int gce_check_id(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
-	return json_is_integer(v) ? flavor_check_uint(c, v, path) : flavor_check_id(c, v, path);
+	return json_is_integer(v) ? flavor_check_uint(c, target, v, path) : flavor_check_id(c, target, v, path);
 }
 
-static int gce_check_attributes(struct flavor_chk *c, const json_t *v, const char *path)
+static int gce_check_attributes(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
+	(void)target;
 	return flavor_check_string_map(c, v, path, GCE_KEY_CHARS, GCE_ATTR_VALUE_MAX);
 }
 
-static int gce_check_email(struct flavor_chk *c, const json_t *v, const char *path)
+static int gce_check_email(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
 	const char *s, *at;
 
-	if (flavor_check_id(c, v, path))
+	if (flavor_check_id(c, target, v, path))
 		return -EINVAL;
 	s = json_string_value(v);
 	at = strchr(s, '@');
 	/* local@domain: also keeps the path segment clear of "@json" */
 	if (!at || at == s || !at[1])
-		return flavor_fail(c, path, "\"%s\" is not an e-mail address", s);
+		return schema_fail(c, path, "\"%s\" is not an e-mail address", s);
 	return 0;
 }
 
-static const struct flavor_field gce_sa_fields[] = {
-	{ "email", gce_check_email },
-	{ "scopes", flavor_check_text_list },
+static const struct schema_field gce_sa_fields[] = {
+	{ "email", true, gce_check_email },
+	{ "scopes", false, flavor_check_text_list },
 };
 
-static int gce_check_account(struct flavor_chk *c, const json_t *v, const char *path)
+static int gce_check_accounts(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
-	if (flavor_check_fields(c, v, path, gce_sa_fields, sizeof(gce_sa_fields) / sizeof(gce_sa_fields[0])))
-		return -EINVAL;
-	if (!json_object_get(v, "email"))
-		return flavor_fail(c, path, "missing required field \"email\"");
-	return 0;
-}
-
-static int gce_check_accounts(struct flavor_chk *c, const json_t *v, const char *path)
-{
-	char sub[256];
+	char sub[SCHEMA_PATH_MAX];
 	json_t *el, *other;
 	size_t i, j;
 
 	if (!json_is_array(v))
-		return flavor_fail(c, path, "expected an array of service accounts");
+		return schema_fail(c, path, "expected an array of service accounts");
 	json_array_foreach(v, i, el) {
-		flavor_index_path(sub, sizeof(sub), path, i);
-		if (gce_check_account(c, el, sub))
+		schema_index_path(sub, sizeof(sub), path, i);
+		if (schema_object(c, target, el, sub, gce_sa_fields, sizeof(gce_sa_fields) / sizeof(gce_sa_fields[0]),
+				  "field"))
 			return -EINVAL;
 		for (j = 0; j < i; j++) {
 			other = json_array_get(v, j);
 			if (json_equal(json_object_get(el, "email"), json_object_get(other, "email"))) {
 				snprintf(sub, sizeof(sub), "%s[%zu].email", path, i);
-				return flavor_fail(c, sub, "duplicates %s[%zu].email", path, j);
+				return schema_fail(c, sub, "duplicates %s[%zu].email", path, j);
 			}
 		}
 	}
 	return 0;
 }
 
-static const struct flavor_field gce_fields[] = {
-	{ "id", gce_check_id },
-	{ "project-id", flavor_check_id },
-	{ "numeric-project-id", flavor_check_uint },
-	{ "machine-type", flavor_check_id },
-	{ "network", flavor_check_id },
-	{ "attributes", gce_check_attributes },
-	{ "project-attributes", gce_check_attributes },
-	{ "service-accounts", gce_check_accounts },
+static const struct schema_field gce_fields[] = {
+	{ "id", false, gce_check_id },
+	{ "project-id", false, flavor_check_id },
+	{ "numeric-project-id", false, flavor_check_uint },
+	{ "machine-type", false, flavor_check_id },
+	{ "network", false, flavor_check_id },
+	{ "attributes", false, gce_check_attributes },
+	{ "project-attributes", false, gce_check_attributes },
+	{ "service-accounts", false, gce_check_accounts },
 };
 
-int gce_check(struct flavor_chk *c, const json_t *section, const char *path)
+int gce_check(struct schema_ctx *c, void *target, json_t *section, const char *path)
 {
-	return flavor_check_fields(c, section, path, gce_fields, sizeof(gce_fields) / sizeof(gce_fields[0]));
+	return schema_object(c, target, section, path, gce_fields, sizeof(gce_fields) / sizeof(gce_fields[0]), "field");
 }
 
 /* --- the document --- */

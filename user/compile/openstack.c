@@ -13,31 +13,33 @@
 
 /* --- checks --- */
 
-static int os_check_meta(struct flavor_chk *c, const json_t *v, const char *path)
+static int os_check_meta(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
+	(void)target;
 	/* Nova limits metadata keys and values to 255 characters. */
 	return flavor_check_string_map(c, v, path, NULL, 255);
 }
 
 /* cloud-init loads vendor data as an object, an array or a string. */
-static int os_check_vendor(struct flavor_chk *c, const json_t *v, const char *path)
+static int os_check_vendor(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
+	(void)target;
 	if (json_is_object(v) || json_is_array(v) || json_is_string(v))
 		return 0;
-	return flavor_fail(c, path, "expected an object, an array or a string");
+	return schema_fail(c, path, "expected an object, an array or a string");
 }
 
-static int os_check_objects(struct flavor_chk *c, const json_t *v, const char *path)
+static int os_check_objects(struct schema_ctx *c, json_t *v, const char *path)
 {
-	char sub[256];
+	char sub[SCHEMA_PATH_MAX];
 	json_t *el;
 	size_t i;
 
 	if (!json_is_array(v))
-		return flavor_fail(c, path, "expected an array of objects");
+		return schema_fail(c, path, "expected an array of objects");
 	json_array_foreach(v, i, el) {
-		flavor_index_path(sub, sizeof(sub), path, i);
-		if (flavor_check_object(c, el, sub))
+		schema_index_path(sub, sizeof(sub), path, i);
+		if (flavor_check_object(c, NULL, el, sub))
 			return -EINVAL;
 	}
 	return 0;
@@ -45,35 +47,35 @@ static int os_check_objects(struct flavor_chk *c, const json_t *v, const char *p
 
 /* network_data.json: cloud-init walks "links", "networks" and "services"
  * as arrays of objects; anything else inside is passed through. */
-static int os_check_network(struct flavor_chk *c, const json_t *v, const char *path)
+static int os_check_network(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
 	static const char *const lists[] = { "links", "networks", "services" };
-	char sub[256];
+	char sub[SCHEMA_PATH_MAX];
 
-	if (flavor_check_object(c, v, path))
+	if (flavor_check_object(c, target, v, path))
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-		const json_t *l = json_object_get(v, lists[i]);
+		json_t *l = json_object_get(v, lists[i]);
 
-		flavor_sub_path(sub, sizeof(sub), path, lists[i]);
+		schema_key_path(sub, sizeof(sub), path, lists[i]);
 		if (l && os_check_objects(c, l, sub))
 			return -EINVAL;
 	}
 	return 0;
 }
 
-static const struct flavor_field os_fields[] = {
-	{ "uuid", flavor_check_id },
-	{ "project-id", flavor_check_id },
-	{ "meta", os_check_meta },
-	{ "vendor-data", os_check_vendor },
-	{ "vendor-data2", os_check_vendor },
-	{ "network-data", os_check_network },
+static const struct schema_field os_fields[] = {
+	{ "uuid", false, flavor_check_id },
+	{ "project-id", false, flavor_check_id },
+	{ "meta", false, os_check_meta },
+	{ "vendor-data", false, os_check_vendor },
+	{ "vendor-data2", false, os_check_vendor },
+	{ "network-data", false, os_check_network },
 };
 
-int openstack_check(struct flavor_chk *c, const json_t *section, const char *path)
+int openstack_check(struct schema_ctx *c, void *target, json_t *section, const char *path)
 {
-	return flavor_check_fields(c, section, path, os_fields, sizeof(os_fields) / sizeof(os_fields[0]));
+	return schema_object(c, target, section, path, os_fields, sizeof(os_fields) / sizeof(os_fields[0]), "field");
 }
 
 /* --- documents --- */

@@ -5,64 +5,9 @@
 #ifndef IMDS_VMCONF_H
 #define IMDS_VMCONF_H
 #include <jansson.h>
-#include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
-#include "imds.h"
-
-#define VMCONF_USER_DATA_MAX 16384	      /* raw bytes, as on EC2 */
-#define VMCONF_USER_DATA_MAX_LIMIT 1048576 /* the most options.user-data-max allows */
-
-struct vm_key {
-	char *name;
-	char *openssh_key;
-};
-
-/* "YYYY-MM-DDTHH:MM:SSZ": the only timestamp form botocore accepts for
- * credentials (strptime "%Y-%m-%dT%H:%M:%SZ"). */
-#define VMCONF_TIME_LEN 20
-#define VMCONF_ACCOUNT_LEN 12
-
-/* The "iam" section: instance profile and role credentials (EC2's
- * iam/info and iam/security-credentials/<role>).  Strings owned. */
-struct vm_iam {
-	char *role;
-	char *profile_arn;
-	char *profile_id; /* NULL: derived from the ARN (ec2_iam.c) */
-	char account_id[VMCONF_ACCOUNT_LEN + 1];   /* given, else the ARN's */
-	char last_updated[VMCONF_TIME_LEN + 1]; /* given, else the load time */
-	char *access_key_id;
-	char *secret_access_key;
-	char *token;
-	char expiration[VMCONF_TIME_LEN + 1];
-};
-
-struct vm_desc {
-	char instance_id[IMDS_INSTANCE_ID_MAX];
-	uint8_t mac[6];
-	uint32_t ipv4; /* network byte order */
-	uint8_t http_tokens; /* enum imds_http_tokens */
-	uint8_t hop_limit;   /* 1..64 */
-	uint32_t rate_pps;   /* packet budget, 1..IMDS_RATE_MAX; 0 = default */
-	uint32_t rate_burst; /* bucket size in packets; 0 = default */
-	uint32_t request_rate;  /* HTTP requests/s (429 beyond); 0 = default */
-	uint32_t request_burst; /* HTTP request bucket; 0 = default */
-	uint32_t max_conns;	/* concurrent connections; 0 = default */
-	uint32_t user_data_max; /* options.user-data-max; 0 = VMCONF_USER_DATA_MAX */
-	bool metadata_tags;	/* "instance-metadata-tags": "enabled" */
-	bool allow_proxied;	/* "proxied-token-requests": "allow" */
-	char *name;		/* "name": common to every flavor; owned; NULL = instance-id */
-	json_t *meta_data;   /* borrowed; NULL when absent */
-	uint8_t *user_data;  /* owned, decoded; NULL when absent */
-	size_t user_data_len;
-	struct vm_key *keys; /* owned */
-	size_t n_keys;
-	struct vm_iam *iam;  /* owned; NULL when absent */
-	json_t *tags;	     /* borrowed, validated: key -> string; NULL when absent */
-	json_t *record; /* borrowed: the VM's whole object, for other flavors */
-	char json_path[32]; /* "vms[3]", for messages */
-};
+#include "compile/vmconf_desc.h"
 
 struct vm_set {
 	char *source; /* file name as given, for messages */
@@ -87,21 +32,5 @@ void vmconf_free(struct vm_set *set);
  * json_path is like "vms[2].mac".  Returns -EINVAL for convenience. */
 int vmconf_error_at(const struct vm_set *set, struct conf_error *err, const char *json_path, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-
-/* 0 if `s` is exactly "YYYY-MM-DDTHH:MM:SSZ" and a real UTC date and
- * time, else -EINVAL. */
-int vmconf_check_time(const char *s, size_t len);
-
-/* "an object", "a string", "null", ...: a JSON value's type for messages. */
-const char *vmconf_type_name(const json_t *v);
-
-/* The VM's meta-data value at `path`, relative to the record's "meta-data"
- * and '/'-separated ("placement/region"; a trailing '/' is ignored), or
- * NULL when absent or when a step is not an object. */
-const json_t *vmconf_meta_lookup(const struct vm_desc *vm, const char *path);
-
-/* "52:54:00:12:34:56" <-> bytes.  Parse: 0 or -EINVAL. */
-int vmconf_parse_mac(const char *text, uint8_t mac[6]);
-void vmconf_format_mac(const uint8_t mac[6], char out[18]);
 
 #endif
