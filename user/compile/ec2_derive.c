@@ -6,14 +6,14 @@
  * device, ...) use the operator's value when there is one, so the tree
  * never contradicts itself.  The rules are documented in docs/vm-schema.md
  * ("Derived values"). */
+#include "compile/ec2_derive.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/evp.h>
-
-#include "compile/ec2_int.h"
 
 #define ED_VALUE_MAX 512
 

@@ -2,6 +2,8 @@
  * security-credentials/<role>, security-credentials-extended/<role>) and
  * its "tags" as tags/instance/ when the VM enables instance-metadata-tags.
  * JSON in EC2's layout (awsjson.h); schema: docs/vm-schema.md. */
+#include "compile/ec2_iam.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,7 +11,6 @@
 #include <openssl/evp.h>
 
 #include "lib/awsjson.h"
-#include "compile/ec2_int.h"
 
 #define EI_DIR EC2_META "iam/"
 

@@ -1,13 +1,18 @@
-/* ec2_int.h: what the parts of the EC2 compiler share (ec2.c: the
+/* ec2_ctx.h: what the parts of the EC2 compiler share (ec2.c: the
  * operator's meta-data, keys, user-data, identity document; ec2_derive.c:
- * values derived from the VM's identity; ec2_iam.c: iam/ and tags/).
+ * values derived from the VM's identity; ec2_iam.c: iam/ and tags/): the
+ * compile context, its messages and lookups in the VM's description.
  * Not for use outside ec2*.c. */
-#ifndef IMDS_EC2_INT_H
-#define IMDS_EC2_INT_H
+#ifndef IMDS_EC2_CTX_H
+#define IMDS_EC2_CTX_H
+#include <jansson.h>
 #include <netinet/in.h>
 #include <stddef.h>
 
-#include "compile/ec2.h"
+#include "compile/vmconf_desc.h"
+#include "lib/flavor_layout.h" /* EC2_TREE_PREFIX */
+#include "lib/outbuf.h"
+#include "lib/tree.h"
 
 #define EC2_META EC2_TREE_PREFIX "meta-data/"
 #define EC2_JSON_PATH_MAX 2048
@@ -44,9 +49,5 @@ const char *ec2_account_id(const struct vm_desc *vm);
 /* The region: given placement/region, else the zone minus its last letter.
  * 1 and `out` filled, or 0. */
 int ec2_region(const struct vm_desc *vm, char *out, size_t cap);
-
-int ec2_add_derived(struct ec2_ctx *c);
-int ec2_add_iam(struct ec2_ctx *c);
-int ec2_add_tags(struct ec2_ctx *c);
 
 #endif
