@@ -1,8 +1,8 @@
 /* test_flavors.c: the OpenStack, GCE and Azure flavors without sockets.
  * VM records go through the real parser (vmconf.c) and compiler
  * (compile.c), requests through the real HTTP parser into route_request,
- * which hands flavor requests to flavor_route.c.  Run from the repository
- * root (examples/vms-flavors.json). */
+ * whose table hands flavor requests to route_openstack.c, route_gce.c and
+ * route_azure.c.  Run from the repository root (examples/vms-flavors.json). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -264,6 +264,14 @@ static void test_classification(void **state)
 	get("/metadataX/instance" AZV, AZ, &r);
 	expect(&r, 404, NULL);
 	assert_non_null(strstr(r.body, "<title>404 - Not Found</title>"));
+	reply_free(&r);
+	/* The flavor is picked from the decoded path, with or without other
+	 * flavors' headers (path.c decodes before anyone looks). */
+	get("/%6fpenstack/latest/user_data", NULL, &r);
+	expect(&r, 200, "#cloud-config\nruncmd:\n  - echo web-1 > /var/tmp/flavor.txt\n");
+	reply_free(&r);
+	get("/%6fpenstack/latest/user_data", GOOGLE, &r);
+	expect(&r, 200, "#cloud-config\nruncmd:\n  - echo web-1 > /var/tmp/flavor.txt\n");
 	reply_free(&r);
 }
 

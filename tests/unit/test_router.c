@@ -1,4 +1,5 @@
-/* test_router.c: the EC2 API rules of user/router.c, byte by byte.
+/* test_router.c: the EC2 API rules (user/http/route_ec2.c, through the
+ * front, router.c) and the path normaliser (path.c), byte by byte.
  * Requests go through the real parser (http.c) into route_request over a
  * real tree built with tree_builder. */
 #include <errno.h>
@@ -14,6 +15,7 @@
 
 #include "http/http.h"
 #include "imds.h"
+#include "http/path.h"
 #include "http/router.h"
 #include "route_harness.h"
 #include "http/token.h"
@@ -713,7 +715,7 @@ static void test_bad_target(void **state)
 	reply_free(&r);
 }
 
-/* --- route_normalize_path --- */
+/* --- path_normalize --- */
 
 static void test_normalize(void **state)
 {
@@ -753,14 +755,14 @@ static void test_normalize(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int n = route_normalize_path(cases[i].in, strlen(cases[i].in), out, sizeof(out));
+		int n = path_normalize(cases[i].in, strlen(cases[i].in), out, sizeof(out));
 
 		if (n < 0 || strcmp(out, cases[i].out) != 0 || (size_t)n != strlen(cases[i].out))
 			fail_msg("normalize(\"%s\") = %d \"%s\", want \"%s\"", cases[i].in, n, n < 0 ? "" : out,
 				 cases[i].out);
 	}
 	/* Only the first url_len bytes count. */
-	assert_int_equal(route_normalize_path("/abc/def", 4, out, sizeof(out)), 4);
+	assert_int_equal(path_normalize("/abc/def", 4, out, sizeof(out)), 4);
 	assert_string_equal(out, "/abc");
 }
 
@@ -769,16 +771,16 @@ static void test_normalize_errors(void **state)
 	char out[16];
 
 	(void)state;
-	assert_int_equal(route_normalize_path("", 0, out, sizeof(out)), -EINVAL);
-	assert_int_equal(route_normalize_path("latest", 6, out, sizeof(out)), -EINVAL);
-	assert_int_equal(route_normalize_path("*", 1, out, sizeof(out)), -EINVAL);
-	assert_int_equal(route_normalize_path("?x", 2, out, sizeof(out)), -EINVAL);
-	assert_int_equal(route_normalize_path("/a\0b", 4, out, sizeof(out)), -EINVAL);
-	assert_int_equal(route_normalize_path("/a%00b", 6, out, sizeof(out)), -EINVAL);
+	assert_int_equal(path_normalize("", 0, out, sizeof(out)), -EINVAL);
+	assert_int_equal(path_normalize("latest", 6, out, sizeof(out)), -EINVAL);
+	assert_int_equal(path_normalize("*", 1, out, sizeof(out)), -EINVAL);
+	assert_int_equal(path_normalize("?x", 2, out, sizeof(out)), -EINVAL);
+	assert_int_equal(path_normalize("/a\0b", 4, out, sizeof(out)), -EINVAL);
+	assert_int_equal(path_normalize("/a%00b", 6, out, sizeof(out)), -EINVAL);
 	/* Output that does not fit: 15 bytes + NUL is the most. */
-	assert_int_equal(route_normalize_path("/0123456789abcd", 15, out, sizeof(out)), 15);
-	assert_int_equal(route_normalize_path("/0123456789abcde", 16, out, sizeof(out)), -EINVAL);
-	assert_int_equal(route_normalize_path("/", 1, out, 1), -EINVAL);
+	assert_int_equal(path_normalize("/0123456789abcd", 15, out, sizeof(out)), 15);
+	assert_int_equal(path_normalize("/0123456789abcde", 16, out, sizeof(out)), -EINVAL);
+	assert_int_equal(path_normalize("/", 1, out, 1), -EINVAL);
 }
 
 int main(void)

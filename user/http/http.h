@@ -9,10 +9,11 @@
 
 #include <llhttp.h>
 
+#include "http/path.h"
 #include "lib/outbuf.h"
 #include "lib/tree.h"
 
-#define HTTP_URL_MAX 2048     /* longer target: 414 and close */
+#define HTTP_URL_MAX PATH_TARGET_MAX /* longer target: 414 and close */
 #define HTTP_HEADERS_MAX 8192 /* header bytes of one request: else 431 and close */
 #define HTTP_BODY_MAX 16384   /* request body: else 413 and close */
 #define HTTP_VALUE_MAX 256    /* longest header value kept (longer: *_too_long) */

@@ -1,0 +1,59 @@
+/* route_call.h: one request while it is routed, shared by the front
+ * (router.c), EC2's routes (route_ec2.c) and the flavors' (route_flavor.h):
+ * the normalised path, the reply being built, and the one function that
+ * finishes every response. */
+#ifndef IMDS_ROUTE_CALL_H
+#define IMDS_ROUTE_CALL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "http/http.h"
+#include "http/token.h"
+#include "lib/outbuf.h"
+#include "lib/tree.h"
+
+struct route_ctx {
+	const struct tree_view *tree; /* the VM's snapshot */
+	const uint8_t *token_key;     /* IMDS_TOKEN_KEY_LEN bytes */
+	time_t now;		      /* unix seconds */
+};
+
+struct route_result {
+	int status;
+	bool close;	  /* close the connection after this response */
+	bool token_reply; /* the response carries a new IMDSv2 token */
+};
+
+#define ROUTE_PATH_CAP (HTTP_URL_MAX + 2) /* room for an added '/' and NUL */
+#define ROUTE_EXTRA_CAP 128
+
+struct route_call {
+	const struct route_ctx *ctx;
+	const struct http_request *req;
+	const struct tree_meta *meta; /* NULL only without a tree (500) */
+	struct route_result *res;
+	struct http_response resp;
+	int path_len;	/* of path, or -EINVAL: the target is not a path */
+	size_t seg_len; /* of the first segment ("latest" in "/latest/...") */
+	char extra[ROUTE_EXTRA_CAP]; /* extra response header lines */
+	/* Not zeroed per request (2 KiB): written before it is read. */
+	char path[ROUTE_PATH_CAP];	/* normalised (path.h) */
+	char token[TOKEN_TEXT_LEN + 1]; /* a minted token: its reply's body */
+};
+
+void route_reply(struct route_call *c, int status, enum tree_ctype ct, const char *body, size_t len);
+/* status with an empty text/plain body */
+void route_empty(struct route_call *c, int status);
+
+/* Appends one "Name: value\r\n" line to the extra headers (dropped when it
+ * does not fit: the few the routes add are far shorter than the room). */
+void route_add_header_n(struct route_call *c, const char *name, const char *value, size_t value_len);
+void route_add_header(struct route_call *c, const char *name, const char *value);
+
+/* Decides whether the connection stays open and appends the whole
+ * response to `out`.  0 or -ENOMEM. */
+int route_finish(struct route_call *c, struct outbuf *out);
+
+#endif

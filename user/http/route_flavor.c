@@ -1,0 +1,158 @@
+/* route_flavor.c: the pieces every flavor's routes share (route_flavor.h):
+ * the per-request frame (query, method rule, the flavor's server and
+ * header), replies, lookups below a flavor's prefix and query parameters.
+ * As with EC2's routes, every error answer closes the connection
+ * (route_finish).  Only flavor requests come here, so plain snprintf is
+ * fine: EC2's hot path never does. */
+#include "http/route_flavor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http/path.h"
+
+void fr_reply(struct fr_call *f, int status, enum tree_ctype ct, const char *body, size_t len)
+{
+	route_reply(f->c, status, ct, body, len);
+}
+
+void fr_reply_str(struct fr_call *f, int status, enum tree_ctype ct, const char *body)
+{
+	fr_reply(f, status, ct, body, strlen(body));
+}
+
+void fr_not_found(struct fr_call *f)
+{
+	const struct fr_style *s = f->flavor->style;
+
+	fr_reply_str(f, 404, s->not_found_ct, s->not_found);
+}
+
+void fr_reply_body(struct fr_call *f, enum tree_ctype ct, bool dated)
+{
+	fr_reply(f, 200, ct, f->body.data ? f->body.data : "", f->body.len);
+	if (dated)
+		f->c->resp.last_modified = f->c->meta->last_modified;
+}
+
+void fr_serve(struct fr_call *f, const struct tree_entry *e, enum tree_ctype ct)
+{
+	fr_reply(f, 200, ct, e->body, e->body_len);
+	f->c->resp.last_modified = f->c->meta->last_modified;
+}
+
+int fr_lookup(struct fr_call *f, const char *prefix, const char *rel, size_t n, const char *suffix,
+	      struct tree_entry *e)
+{
+	char key[FR_KEY_CAP];
+	int len = snprintf(key, sizeof(key), "%s%.*s%s", prefix, (int)n, rel, suffix);
+
+	if (len < 0 || (size_t)len >= sizeof(key))
+		return -ENOENT;
+	return tree_lookup(f->c->ctx->tree, key, (size_t)len, e);
+}
+
+int fr_find(struct fr_call *f, const char *prefix, const char *rel, size_t *n, struct tree_entry *e)
+{
+	size_t len = strlen(rel);
+	bool slash = len > 0 && rel[len - 1] == '/';
+
+	if (slash)
+		len--;
+	*n = len;
+	if (len == 0)
+		return fr_lookup(f, prefix, "", 0, "", e);
+	if (fr_lookup(f, prefix, rel, len, slash ? "/" : "", e) == 0)
+		return 0;
+	return fr_lookup(f, prefix, rel, len, slash ? "" : "/", e);
+}
+
+/* --- query --- */
+
+/* Decodes one parameter's value p[0..len) into out. */
+static void fr_param_value(const char *p, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t k = 0; k < len && o + 1 < cap; k++) {
+		int hi, lo;
+
+		if (p[k] == '%' && k + 2 < len && (hi = path_hex(p[k + 1])) >= 0 && (lo = path_hex(p[k + 2])) >= 0) {
+			out[o++] = (char)(hi * 16 + lo);
+			k += 2;
+		} else {
+			out[o++] = p[k] == '+' ? ' ' : p[k];
+		}
+	}
+	out[o] = '\0';
+}
+
+int fr_param(const struct fr_call *f, const char *name, char *out, size_t cap)
+{
+	size_t nlen = strlen(name), i = 0;
+	int found = 0;
+
+	while (i < f->query_len) {
+		const char *p = f->query + i;
+		size_t len = strcspn(p, "&");
+
+		if (len > f->query_len - i)
+			len = f->query_len - i;
+		if (len >= nlen && !memcmp(p, name, nlen) && (len == nlen || p[nlen] == '=')) {
+			size_t skip = nlen + (len > nlen);
+
+			fr_param_value(p + skip, len - skip, out, cap);
+			found = 1;
+		}
+		i += len + 1;
+	}
+	return found;
+}
+
+static void fr_split_query(struct fr_call *f)
+{
+	const struct http_request *req = f->c->req;
+	const char *url = req->url, *q = memchr(url, '?', req->url_len);
+
+	f->query = "";
+	f->query_len = 0;
+	if (!q)
+		return;
+	f->query = q + 1;
+	f->query_len = strcspn(f->query, "#");
+	if (f->query_len > req->url_len - (size_t)(f->query - url))
+		f->query_len = req->url_len - (size_t)(f->query - url);
+}
+
+/* --- the frame --- */
+
+/* Every flavor serves GET and HEAD only. */
+static void fr_not_allowed(struct fr_call *f)
+{
+	const struct fr_style *s = f->flavor->style;
+
+	route_add_header(f->c, "Allow", "GET, HEAD");
+	fr_reply_str(f, 405, s->not_allowed_ct, s->not_allowed);
+}
+
+int fr_route(struct route_call *c, const struct fr_flavor *flavor, struct outbuf *out)
+{
+	const struct fr_style *s = flavor->style;
+	struct fr_call f = { .c = c, .flavor = flavor };
+	enum http_method m = c->req->method;
+	int rc = 0;
+
+	fr_split_query(&f);
+	c->resp.server = s->server;
+	if (s->header_name)
+		route_add_header(c, s->header_name, s->header_value);
+	if (m == HTTP_M_GET || m == HTTP_M_HEAD)
+		rc = flavor->route(&f);
+	else
+		fr_not_allowed(&f);
+	if (!rc)
+		rc = route_finish(c, out);
+	outbuf_free(&f.body);
+	return rc ? -ENOMEM : 0;
+}

@@ -1,0 +1,314 @@
+/* route_gce.c: GCE's request rules (/computeMetadata/v1/...) over the
+ * "gce/" and "gce-json/" subtrees (lib/flavor_layout.h): listings and
+ * leaves as text, alt=json, ?recursive=true in both forms, and the
+ * service accounts' access tokens, made per request.  GCE's answers name
+ * GCE's server and carry Metadata-Flavor.  Rules and sources:
+ * docs/flavors.md. */
+#include "http/route_gce.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "imds.h"
+#include "lib/flavor_layout.h"
+
+#define GCE_TOKEN_WINDOW 3600 /* a token is valid for the clock hour it was made in */
+#define GCE_TOKEN_MIN_LEFT 300 /* closer to the end: hand out the next hour's */
+
+/* Google's error page (shortened). */
+static const char gce_404[] = "<!DOCTYPE html>\n<html lang=en>\n<title>Error 404 (Not Found)!!1</title>\n"
+			      "<p><b>404.</b> <ins>That\xe2\x80\x99s an error.</ins>\n"
+			      "<p>The requested URL was not found on this server.  "
+			      "<ins>That\xe2\x80\x99s all we know.</ins>\n";
+
+const struct fr_style gce_style = {
+	.server = "Metadata Server for VM",
+	.header_name = "Metadata-Flavor",
+	.header_value = "Google",
+	.not_found_ct = CT_HTML,
+	.not_found = gce_404,
+	.not_allowed_ct = CT_TEXT,
+	.not_allowed = "",
+};
+
+static bool gce_true(const char *v)
+{
+	return !strcasecmp(v, "true");
+}
+
+/* HMAC-SHA256(host key, "gce-token" || instance-id || e-mail || hour),
+ * base64url: unforgeable without the host key, the same for every request
+ * of the hour, different for every VM and account. */
+static int gce_token(struct fr_call *f, const char *email)
+{
+	uint64_t now = (uint64_t)f->c->ctx->now, window = now / GCE_TOKEN_WINDOW;
+	unsigned char mac[EVP_MAX_MD_SIZE], b64[EVP_MAX_MD_SIZE * 2];
+	unsigned int mac_len = 0;
+	struct outbuf msg = { 0 };
+	uint64_t end;
+	int rc, n;
+
+	if ((window + 1) * GCE_TOKEN_WINDOW - now < GCE_TOKEN_MIN_LEFT)
+		window++;
+	end = (window + 1) * GCE_TOKEN_WINDOW;
+	rc = outbuf_printf(&msg, "gce-token%c%.*s%c%s%c%llu", 0, (int)sizeof(f->c->meta->instance_id),
+			   f->c->meta->instance_id, 0, email, 0, (unsigned long long)window);
+	if (rc)
+		return rc;
+	if (!HMAC(EVP_sha256(), f->c->ctx->token_key, IMDS_TOKEN_KEY_LEN, (const unsigned char *)msg.data, msg.len, mac,
+		  &mac_len)) {
+		outbuf_free(&msg);
+		return -EIO;
+	}
+	outbuf_free(&msg);
+	n = EVP_EncodeBlock(b64, mac, (int)mac_len);
+	for (int i = 0; i < n; i++)
+		b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+	while (n > 0 && b64[n - 1] == '=')
+		n--;
+	rc = outbuf_printf(&f->body,
+			   "{\"access_token\":\"ya29.imds.%.*s\",\"expires_in\":%llu,\"token_type\":\"Bearer\"}", n,
+			   (const char *)b64, (unsigned long long)(end - now));
+	if (!rc)
+		fr_reply_body(f, CT_JSON, false);
+	return rc;
+}
+
+/* "instance/service-accounts/<account>/token": the account's e-mail. */
+static int gce_token_route(struct fr_call *f, const char *rel, size_t n)
+{
+	static const char sa[] = "instance/service-accounts/";
+	char key[FR_KEY_CAP];
+	struct tree_entry e;
+	const char *acct = rel + sizeof(sa) - 1, *slash;
+
+	if (n <= sizeof(sa) - 1 || strncmp(rel, sa, sizeof(sa) - 1))
+		return 0;
+	slash = memchr(acct, '/', n - (sizeof(sa) - 1));
+	if (!slash || (size_t)(rel + n - slash) != strlen("/token") || strncmp(slash, "/token", 6))
+		return 0;
+	if (fr_lookup(f, GCE_PREFIX, rel, (size_t)(slash - rel), "/email", &e) || e.body_len >= sizeof(key))
+		return 0;
+	memcpy(key, e.body, e.body_len);
+	key[e.body_len] = '\0';
+	return gce_token(f, key) ? -ENOMEM : 1;
+}
+
+/* A directory without ?recursive=true as alt=json: its entries as a JSON
+ * array of strings. */
+static int gce_listing_json(struct fr_call *f, const struct tree_entry *e)
+{
+	json_t *arr = json_array();
+	char *text;
+	int rc = arr ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !rc && i < e->body_len;) {
+		const char *p = e->body + i, *nl = memchr(p, '\n', e->body_len - i);
+		size_t len = nl ? (size_t)(nl - p) : e->body_len - i;
+
+		rc = json_array_append_new(arr, json_stringn(p, len)) ? -ENOMEM : 0;
+		i += len + 1;
+	}
+	text = rc ? NULL : json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	if (!text || outbuf_puts(&f->body, text)) {
+		free(text);
+		return -ENOMEM;
+	}
+	free(text);
+	fr_reply_body(f, CT_JSON, false);
+	return 0;
+}
+
+/* A leaf as alt=json: its member of the parent directory's precompiled
+ * JSON, so numbers stay numbers and lists stay arrays. */
+static int gce_leaf_json(struct fr_call *f, const char *rel, size_t n)
+{
+	const char *slash = memrchr(rel, '/', n), *name = slash ? slash + 1 : rel;
+	const char *pslash = slash ? memrchr(rel, '/', (size_t)(slash - rel)) : NULL;
+	const char *pname = pslash ? pslash + 1 : rel;
+	char parent[256] = "", name_buf[256], key[256];
+	size_t dlen = slash ? (size_t)(slash - rel) + 1 : 0;
+	struct tree_entry e;
+	json_t *doc, *v;
+	char *text;
+	int rc = -ENOMEM;
+
+	if (slash)
+		snprintf(parent, sizeof(parent), "%.*s", (int)(slash - pname), pname);
+	snprintf(name_buf, sizeof(name_buf), "%.*s", (int)(rel + n - name), name);
+	gce_json_key(parent, name_buf, key, sizeof(key));
+	if (fr_lookup(f, GCE_JSON_PREFIX, rel, dlen, FLAVOR_JSON_LEAF, &e))
+		return -ENOENT;
+	doc = json_loadb(e.body, e.body_len, JSON_DECODE_ANY, NULL);
+	v = doc ? json_object_get(doc, key) : NULL;
+	text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	if (text && !outbuf_puts(&f->body, text)) {
+		fr_reply_body(f, CT_JSON, true);
+		rc = 0;
+	}
+	free(text);
+	json_decref(doc);
+	return v ? rc : -ENOENT;
+}
+
+/* Appends "shown+name line" for every line of every leaf below the
+ * directory `dir` ("" or "a/b/"), in listing order: GCE's recursive
+ * alt=text form.  Tokens are not data and are left out, as in the JSON. */
+static int gce_text_walk(struct fr_call *f, const char *dir, const char *shown, int depth)
+{
+	char sub[TREE_PATH_MAX + 1], subshown[TREE_PATH_MAX + 1];
+	struct tree_entry list, leaf;
+	size_t dlen = strlen(dir);
+
+	if (depth > 16 || fr_lookup(f, GCE_PREFIX, dir, dlen, "", &list) || list.kind != TREE_DIR)
+		return 0;
+	for (size_t i = 0; i < list.body_len;) {
+		const char *p = list.body + i, *nl = memchr(p, '\n', list.body_len - i);
+		size_t len = nl ? (size_t)(nl - p) : list.body_len - i;
+		int rc = 0;
+
+		i += len + 1;
+		if (snprintf(sub, sizeof(sub), "%s%.*s", dir, (int)len, p) >= (int)sizeof(sub) ||
+		    snprintf(subshown, sizeof(subshown), "%s%.*s", shown, (int)len, p) >= (int)sizeof(subshown))
+			continue;
+		if (len && p[len - 1] == '/') {
+			rc = gce_text_walk(f, sub, subshown, depth + 1);
+		} else if (!(len == 5 && !memcmp(p, "token", 5) && !strncmp(dir, "instance/service-accounts/", 26)) &&
+			   !fr_lookup(f, GCE_PREFIX, sub, strlen(sub), "", &leaf)) {
+			for (size_t k = 0; !rc && k <= leaf.body_len;) {
+				const char *lp = leaf.body + k, *lnl = memchr(lp, '\n', leaf.body_len - k);
+				size_t llen = lnl ? (size_t)(lnl - lp) : leaf.body_len - k;
+
+				rc = outbuf_printf(&f->body, "%s%s %.*s", f->body.len ? "\n" : "", subshown, (int)llen,
+						   lp);
+				k += llen + 1;
+			}
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int gce_recursive(struct fr_call *f, const char *rel, size_t n, bool json)
+{
+	char dir[TREE_PATH_MAX + 1];
+	struct tree_entry e;
+
+	if (json) {
+		if (fr_lookup(f, GCE_JSON_PREFIX, rel, n, n ? "/" FLAVOR_JSON_LEAF : FLAVOR_JSON_LEAF, &e))
+			fr_not_found(f);
+		else
+			fr_serve(f, &e, CT_JSON);
+		return 0;
+	}
+	if ((size_t)snprintf(dir, sizeof(dir), "%.*s%s", (int)n, rel, n ? "/" : "") >= sizeof(dir)) {
+		fr_not_found(f);
+		return 0;
+	}
+	if (gce_text_walk(f, dir, "", 0))
+		return -ENOMEM;
+	fr_reply_body(f, CT_TEXT, true);
+	return 0;
+}
+
+/* GCE tags answers with an ETag that changes when the data does
+ * (wait_for_change clients send it back as last_etag): the VM's update
+ * generation and time. */
+static void gce_add_etag(struct fr_call *f)
+{
+	char etag[24];
+
+	snprintf(etag, sizeof(etag), "%08x%08x", f->c->meta->vm_generation, (uint32_t)f->c->meta->last_modified);
+	route_add_header(f->c, "ETag", etag);
+}
+
+static int gce_data(struct fr_call *f, const char *rel)
+{
+	char alt[FR_PARAM_CAP] = "", recursive[FR_PARAM_CAP] = "";
+	bool json, rec;
+	struct tree_entry e;
+	size_t n;
+	int rc;
+
+	fr_param(f, "alt", alt, sizeof(alt));
+	rec = fr_param(f, "recursive", recursive, sizeof(recursive)) && gce_true(recursive);
+	if (*alt && strcmp(alt, "json") && strcmp(alt, "text")) {
+		fr_reply_str(f, 400, CT_TEXT, "Invalid value for alt: must be json or text");
+		return 0;
+	}
+	if (fr_find(f, GCE_PREFIX, rel, &n, &e)) {
+		fr_not_found(f);
+		return 0;
+	}
+	if ((rc = gce_token_route(f, rel, n)))
+		return rc < 0 ? rc : 0;
+	json = !strcmp(alt, "json") || (rec && !*alt);
+	if (e.kind == TREE_DIR && rec)
+		return gce_recursive(f, rel, n, json);
+	if (e.kind == TREE_DIR && json)
+		return gce_listing_json(f, &e);
+	if (json) {
+		rc = gce_leaf_json(f, rel, n);
+		if (rc == -ENOENT)
+			fr_not_found(f);
+		return rc == -ENOMEM ? rc : 0;
+	}
+	fr_serve(f, &e, CT_TEXT);
+	return 0;
+}
+
+/* GCE answers a request without "Metadata-Flavor: Google", or one that
+ * went through a proxy (X-Forwarded-For), with 403. */
+int gce_route(struct fr_call *f)
+{
+	static const char v1[] = "/computeMetadata/v1";
+	const char *path = f->c->path;
+	const struct http_request *req = f->c->req;
+	const struct http_header_value *mf = &req->metadata_flavor;
+	int rc;
+
+	if (!mf->present || mf->count != 1 || strcmp(mf->value, "Google")) {
+		fr_reply_str(f, 403, CT_TEXT, "Missing required header \"Metadata-Flavor\": \"Google\"");
+		return 0;
+	}
+	if (req->forwarded_for.present) {
+		fr_reply_str(f, 403, CT_TEXT, "Requests with \"X-Forwarded-For\" are not accepted");
+		return 0;
+	}
+	if (!strcmp(path, "/")) {
+		fr_reply_str(f, 200, CT_TEXT, "computeMetadata/");
+		return 0;
+	}
+	if (!strcmp(path, "/computeMetadata") || !strcmp(path, "/computeMetadata/")) {
+		fr_reply_str(f, 200, CT_TEXT, "v1/");
+		return 0;
+	}
+	if (strncmp(path, v1, sizeof(v1) - 1) || (path[sizeof(v1) - 1] && path[sizeof(v1) - 1] != '/')) {
+		fr_not_found(f);
+		return 0;
+	}
+	rc = gce_data(f, path[sizeof(v1) - 1] ? path + sizeof(v1) : "");
+	if (!rc && f->c->resp.status == 200)
+		gce_add_etag(f);
+	return rc;
+}
+
+/* google-auth pings "/" with Metadata-Flavor: that is GCE's, but only on
+ * a VM served as GCE. */
+bool gce_claims_root(const struct route_call *c)
+{
+	const struct http_header_value *mf = &c->req->metadata_flavor;
+	struct tree_entry e;
+
+	return mf->present && !strcmp(mf->value, "Google") &&
+	       tree_lookup(c->ctx->tree, GCE_PREFIX, sizeof(GCE_PREFIX) - 1, &e) == 0;
+}
