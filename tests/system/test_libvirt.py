@@ -318,3 +318,30 @@ def test_invalid_record_stops_the_start(env):
     assert f"imds hook: domain {name}: not starting" in p.stderr, p.stderr
     assert lv.state(name) == "shut off"
     assert row_of(lab, rec["instance-id"]) is None
+
+
+def test_sysinfo_block_is_accepted_by_libvirt(env, domain):
+    """`imds-loadmap sysinfo` of a loaded VM gives an EC2-looking identity
+    (uuid = serial, starting with ec2) that libvirt takes as it is."""
+    lab, lv, kernel, initramfs = env
+    rec = dict(the_record(), mac=vmdata.vm_mac(VM))
+    lab.load([rec], name="sysinfo.json")
+    try:
+        p = lab.loadmap("sysinfo", rec["instance-id"])
+        assert p.returncode == 0, p.stderr
+    finally:
+        lab.loadmap("delete", rec["instance-id"])
+    block = p.stdout
+    uuid = block.split("<uuid>")[1].split("</uuid>")[0]
+    assert uuid.startswith("ec2") and len(uuid) == 36, block
+    assert f"<entry name='serial'>{uuid}</entry>" in block and f"<entry name='uuid'>{uuid}</entry>" in block
+    assert "<entry name='manufacturer'>Amazon EC2</entry>" in block
+    name = f"imds-smbios-{lab.suffix}"
+    xml = domain_xml(name, rec, vmdata.vm_mac(VM), vmdata.vm_ipv4(VM), kernel, initramfs, "/dev/null")
+    os_part = "<smbios mode='sysinfo'/>\n  </os>"
+    sysinfo = block[block.index("<uuid>"):block.index("</sysinfo>") + len("</sysinfo>")]
+    xml = xml.replace("  </os>", "  " + os_part, 1).replace("  <vcpu>", sysinfo + "\n  <vcpu>", 1)
+    lv.define(name, xml)
+    dumped = virsh("dumpxml", name).stdout
+    assert f"<uuid>{uuid}</uuid>" in dumped and f"<entry name='serial'>{uuid}</entry>" in dumped, dumped
+    assert "<smbios mode='sysinfo'/>" in dumped, dumped

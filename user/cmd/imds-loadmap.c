@@ -16,6 +16,7 @@
 
 #include "store/arena.h"
 #include "lib/cli.h"
+#include "lib/smbios.h"
 #include "compile/compile.h"
 #include "compile/identity.h"
 #include "imds.h"
@@ -338,6 +339,24 @@ static int loadmap_cmd_check(struct loadmap_ctx *ctx, int argc, char **argv)
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
 }
 
+/* The EC2-looking SMBIOS block of a loaded VM, for its libvirt domain
+ * (docs/libvirt.md); only its instance-id is read. */
+static int loadmap_cmd_sysinfo(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	int ret;
+
+	if (loadmap_open(ctx))
+		return LOADMAP_FAIL;
+	ret = store_find(&ctx->store, argv[0]) >= 0 ? 0 : -ENOENT;
+	loadmap_close(ctx);
+	if (ret) {
+		loadmap_err("no VM %s is loaded", argv[0]);
+		return LOADMAP_FAIL;
+	}
+	ret = smbios_write_sysinfo(stdout, argv[0], argc > 1 ? argv[1] : "imds");
+	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
 /* ---- delete ---- */
 
 static int loadmap_cmd_delete(struct loadmap_ctx *ctx, int argc, char **argv)
@@ -591,6 +610,8 @@ static const struct loadmap_cmd loadmap_cmds[] = {
 	{ "load", "FILE", 1, 1, "add or update the VMs described in FILE (JSON)", loadmap_cmd_load },
 	{ "check", "FILE", 1, 1, "check FILE as `load` would, changing nothing", loadmap_cmd_check },
 	{ "delete", "INSTANCE-ID", 1, 1, "remove a loaded VM", loadmap_cmd_delete },
+	{ "sysinfo", "INSTANCE-ID [PRODUCT]", 1, 2, "libvirt <sysinfo> making the VM look like EC2 to cloud-init",
+	  loadmap_cmd_sysinfo },
 	{ "list", "", 0, 0, "one line per loaded VM", loadmap_cmd_list },
 	{ "show", "INSTANCE-ID", 1, 1, "a loaded VM and the paths of its tree, as JSON", loadmap_cmd_show },
 	{ "stats", "[INSTANCE-ID]", 0, 1, "data-plane counters: totals, then per VM", loadmap_cmd_stats },
