@@ -2,7 +2,7 @@
  * The instance document is assembled with Azure's key names (all values
  * strings, as IMDS sends them) and mapped onto "azure/instance/..." for
  * format=text; the whole document is precompiled once under "azure-json/"
- * and flavor_route.c cuts subdirectories out of it per request (Azure
+ * and http/route_azure.c cuts subdirectories out of it per request (Azure
  * nests deep, so a JSON copy per directory would repeat it many times).  Schema:
  * docs/flavors.md. */
 #include "compile/flavors.h"

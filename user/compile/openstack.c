@@ -1,6 +1,6 @@
 /* openstack.c: the OpenStack flavor, Nova's metadata API layout
  * (/openstack/<version>/...).  One copy of each document lives under
- * "openstack/"; flavor_route.c serves it for every version and hides the
+ * "openstack/"; http/route_openstack.c serves it for every version and hides the
  * documents a version predates.  Schema: docs/flavors.md. */
 #include "compile/flavors.h"
 
