@@ -106,7 +106,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(SAN_LIBS) $(BUILD)/lib/libllhttp.a | $(SKEL)
 		-o $@ $(LDLIBS) $(XML_LIBS) -lcmocka
 
 # Structure checks: the layer rules hold, and the checker still catches what it should.
-CHECKS := scripts/check-layers.py scripts/check-layers-self-test.sh
+CHECKS := scripts/check-layers.py scripts/check-layers-self-test.sh scripts/check-bpf-headers.sh
 
 unit-test: $(UNIT_BINS)
 	./scripts/run-tests.sh --check $(CHECKS) --unit $(UNIT_BINS)
