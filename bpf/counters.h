@@ -15,12 +15,12 @@ static __always_inline void count_reason(__u32 slot, enum imds_reason reason)
 	__u32 total = 0;
 	struct imds_counters *c;
 
-	c = bpf_map_lookup_elem(&vm_counters, &total);
+	c = bpf_map_lookup_elem(&IMDS_MAP_VM_COUNTERS_ID, &total);
 	if (c && reason < IMDS_REASON_MAX)
 		c->packets[reason]++;
 	if (slot == 0)
 		return;
-	c = bpf_map_lookup_elem(&vm_counters, &slot);
+	c = bpf_map_lookup_elem(&IMDS_MAP_VM_COUNTERS_ID, &slot);
 	if (c && reason < IMDS_REASON_MAX)
 		c->packets[reason]++;
 }

@@ -13,11 +13,24 @@
 #include "parse.h"
 #include "counters.h"
 
-/* A VM whose port is not known yet is bound to the port its first fully
- * verified packet arrives on (compare-and-swap, so two racing ports cannot
- * both win); imdsd clears the binding when that port leaves the bridge.
- * The address is checked before binding so that a frame with a borrowed
- * MAC but the wrong IPv4 cannot claim the VM's port. */
+/* imdsd sets this before loading the programs when the operator opted the
+ * whole host into first-use binding (imdsd --bind-first-use; unsafe, see
+ * docs/design.md): then a VM without a named port binds like a first-use one. */
+const volatile __u32 first_use_all = 0;
+
+/* Whether a VM without a port may take the one this packet came in on. */
+static __always_inline bool may_bind_first_use(const struct imds_vm *vm)
+{
+	return vm->binding == IMDS_BIND_FIRST_USE || (first_use_all && vm->binding == IMDS_BIND_NONE);
+}
+
+/* A VM is served on its bound port only.  A pinned VM's port comes from
+ * user space (the record's port name, resolved by imds-loadmap and by imdsd
+ * as the port joins the bridge); while it is absent the VM is unbound and
+ * nothing it sends passes.  A first-use VM (opt-in) is bound to the port its
+ * first fully verified packet arrives on (compare-and-swap, so two racing
+ * ports cannot both win); the address is checked before binding so that a
+ * frame with a borrowed MAC but the wrong IPv4 cannot claim the VM's port. */
 static __always_inline enum imds_reason check_port_and_address(struct imds_vm *vm, const struct imds_pkt *pkt,
 								 __u32 ingress)
 {
@@ -25,6 +38,8 @@ static __always_inline enum imds_reason check_port_and_address(struct imds_vm *v
 
 	if (bound && bound != ingress)
 		return IMDS_DROP_WRONG_PORT;
+	if (!bound && !may_bind_first_use(vm))
+		return IMDS_DROP_UNBOUND;
 	if (pkt->ip->saddr != vm->ipv4)
 		return IMDS_DROP_WRONG_IPV4;
 	if (!bound) {

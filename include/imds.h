@@ -24,6 +24,7 @@
 #define IMDS_MAX_VMS 4096	/* vm_table slots; slot 0 is never a VM */
 #define IMDS_CONN_MAX 65536	/* verified connections awaiting accept */
 #define IMDS_INSTANCE_ID_MAX 64 /* including the NUL */
+#define IMDS_PORT_NAME_MAX 16   /* a network interface name with its NUL (IFNAMSIZ) */
 #define IMDS_ARENA_PAGE 4096
 #define IMDS_ARENA_PAGES 16384	/* 64 MiB of compiled metadata trees */
 #define IMDS_TOKEN_KEY_LEN 32
@@ -35,11 +36,12 @@
 #define IMDS_MAP_VM_TABLE_ID vm_table
 #define IMDS_MAP_MAC_INDEX_ID mac_index
 #define IMDS_MAP_CONN_TABLE_ID conn_table
-#define IMDS_MAP_VM_COUNTERS_ID vm_counters
+#define IMDS_MAP_VM_COUNTERS_ID vm_counters_v2 /* v2: IMDS_REASON_MAX 8 -> 9 */
 #define IMDS_MAP_ARENA_ID arena
 #define IMDS_MAP_TOKEN_KEY_ID token_key
 #define IMDS_MAP_HOP_MARKS_ID hop_marks
 #define IMDS_MAP_VM_BUDGET_ID vm_budget
+#define IMDS_MAP_VM_PORTS_ID vm_ports
 
 #define IMDS_STR_(x) #x
 #define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
@@ -51,6 +53,7 @@
 #define IMDS_MAP_TOKEN_KEY IMDS_STR(IMDS_MAP_TOKEN_KEY_ID)
 #define IMDS_MAP_HOP_MARKS IMDS_STR(IMDS_MAP_HOP_MARKS_ID)
 #define IMDS_MAP_VM_BUDGET IMDS_STR(IMDS_MAP_VM_BUDGET_ID)
+#define IMDS_MAP_VM_PORTS IMDS_STR(IMDS_MAP_VM_PORTS_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536
@@ -99,7 +102,8 @@ enum imds_reason {
 	IMDS_DROP_MALFORMED = 5,    /* truncated or non-initial-fragment packet */
 	IMDS_DROP_BUDGET = 6,	  /* verified, but over the VM's packet budget */
 	IMDS_PASS_HOP_LIMITED = 7,  /* TC egress: token reply sent with TTL = hop limit */
-	IMDS_REASON_MAX = 8,
+	IMDS_DROP_UNBOUND = 8,	  /* the VM has no port yet: pinned to one that is absent, or not pinned */
+	IMDS_REASON_MAX = 9,
 };
 
 /* mac_index key -> __u32 slot */
@@ -109,22 +113,31 @@ struct imds_mac_key {
 };
 _Static_assert(sizeof(struct imds_mac_key) == 8, "imds_mac_key layout");
 
+/* How a VM gets its port (vm_table[slot].binding; docs/design.md, "Port
+ * binding").  Identity must not depend on who speaks first, so a VM is
+ * served only on a port named for it, unless first-use binding is opted in. */
+enum imds_binding {
+	IMDS_BIND_NONE = 0,	 /* no port named: not served (drop_unbound) */
+	IMDS_BIND_PINNED = 1,	 /* served only on the port vm_ports names */
+	IMDS_BIND_FIRST_USE = 2, /* unsafe opt-in: the first verified packet's port */
+};
+
 /* vm_table value, indexed by slot.  The map is mmap-able: imdsd reads
- * tree_ref in place.  Only imds-loadmap writes it, except ifindex, which the
- * data plane sets once (compare-and-swap from 0) when a VM with no configured
- * port sends its first verified packet, and imdsd clears when the port leaves.
- */
+ * tree_ref in place.  imds-loadmap writes it, and ifindex also changes when
+ * a pinned VM's port joins or leaves the bridge (imdsd, under the store's
+ * lock) and, for first-use VMs only, in the data plane (compare-and-swap
+ * from 0 on the first verified packet). */
 struct imds_vm {
 	__u32 state;	 /* enum imds_vm_state */
 	__u32 generation; /* bumped each time the slot is given to a VM */
-	__u32 ifindex;	 /* bound bridge port; 0 = bind on first packet */
+	__u32 ifindex;	 /* bound bridge port; 0 = none (yet) */
 	__be32 ipv4;	 /* bound source address */
 	__u8 mac[6];
 	__u8 hop_limit;	  /* IP TTL of token replies, 1..64 */
 	__u8 http_tokens; /* enum imds_http_tokens */
 	__u32 rate_pps;	  /* packet budget: packets/s, 0 = IMDS_DEFAULT_RATE_PPS */
 	__u32 rate_burst; /* bucket size in packets, 0 = IMDS_DEFAULT_RATE_BURST */
-	__u32 port_pinned; /* 1 when the VM record names its port */
+	__u32 binding;	  /* enum imds_binding */
 	__u32 pad0;
 	/* (tree generation << 32) | first arena page of the compiled tree.
 	 * Written with one atomic store: readers see the old or the new tree. */
@@ -134,6 +147,17 @@ struct imds_vm {
 	__u8 reserved[8];
 };
 _Static_assert(sizeof(struct imds_vm) == 128, "imds_vm layout");
+
+/* vm_ports: the port name a pinned VM is bound to, by slot.  Only user space
+ * reads it (imdsd resolves a joining port's name to the VMs pinned to it);
+ * generation is vm_table[slot].generation when it was written, so a name
+ * left by a deleted VM never pins the slot's next VM. */
+struct imds_vm_port {
+	char name[IMDS_PORT_NAME_MAX];
+	__u32 generation;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct imds_vm_port) == 24, "imds_vm_port layout");
 
 /* conn_table: one entry per verified SYN, consumed by imdsd on accept. */
 struct imds_conn_key {
@@ -209,6 +233,7 @@ static const char *const imds_reason_names[IMDS_REASON_MAX] = {
 	[IMDS_DROP_MALFORMED] = "drop_malformed",
 	[IMDS_DROP_BUDGET] = "drop_budget",
 	[IMDS_PASS_HOP_LIMITED] = "hop_limited",
+	[IMDS_DROP_UNBOUND] = "drop_unbound",
 };
 #endif
 

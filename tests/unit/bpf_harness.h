@@ -68,7 +68,7 @@ static inline int harness_load(void)
 	harness.vm_fd = bpf_map__fd(harness.skel->maps.vm_table);
 	harness.mac_fd = bpf_map__fd(harness.skel->maps.mac_index);
 	harness.conn_fd = bpf_map__fd(harness.skel->maps.conn_table);
-	harness.counters_fd = bpf_map__fd(harness.skel->maps.vm_counters);
+	harness.counters_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_VM_COUNTERS_ID);
 	harness.budget_fd = bpf_map__fd(harness.skel->maps.vm_budget);
 	harness.marks_fd = bpf_map__fd(harness.skel->maps.hop_marks);
 	harness.ncpus = libbpf_num_possible_cpus();

@@ -107,12 +107,15 @@ static void expect_counts(uint32_t slot, const uint64_t want[IMDS_REASON_MAX])
 			covered[current->index] |= 1u << r;
 }
 
+/* A pinned VM (its port named, resolved to `ifindex` by user space; 0 while
+ * the port is absent). */
 static struct imds_vm vm1_record(uint32_t ifindex)
 {
 	struct imds_vm vm = {
 		.state = IMDS_VM_ACTIVE,
 		.generation = VM1_GENERATION,
 		.ifindex = ifindex,
+		.binding = IMDS_BIND_PINNED,
 		.ipv4 = htonl(VM1_IPV4),
 		.mac = VM1_MAC,
 		.hop_limit = 1,
@@ -121,11 +124,17 @@ static struct imds_vm vm1_record(uint32_t ifindex)
 	return vm;
 }
 
-static void put_vm1(uint32_t ifindex)
+static void put_vm1_binding(uint32_t ifindex, uint32_t binding)
 {
 	struct imds_vm vm = vm1_record(ifindex);
 
+	vm.binding = binding;
 	assert_int_equal(harness_put_vm(VM1_SLOT, &vm), 0);
+}
+
+static void put_vm1(uint32_t ifindex)
+{
+	put_vm1_binding(ifindex, IMDS_BIND_PINNED);
 }
 
 /* A SYN from VM 1 to 169.254.169.254:80. */
@@ -363,13 +372,13 @@ static void test_wrong_port_is_dropped(void **state)
 	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_WRONG_PORT] = 2));
 }
 
-/* A borrowed MAC with the wrong IPv4 must not claim an unbound VM's port. */
+/* A borrowed MAC with the wrong IPv4 must not claim a first-use VM's port. */
 static void test_wrong_ipv4_is_dropped_and_does_not_bind(void **state)
 {
 	const struct hook *h = begin(state);
 	struct bpf_frame_spec s = syn_spec();
 
-	put_vm1(0);
+	put_vm1_binding(0, IMDS_BIND_FIRST_USE);
 	s.saddr = OTHER_IPV4;
 	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
 	assert_int_equal(harness_get_vm(VM1_SLOT).ifindex, 0);
@@ -379,15 +388,36 @@ static void test_wrong_ipv4_is_dropped_and_does_not_bind(void **state)
 	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_WRONG_IPV4] = 2));
 }
 
+/* Only a VM that opted into first-use binding takes the port it speaks
+ * from first. */
 static void test_first_verified_packet_binds_port(void **state)
 {
 	const struct hook *h = begin(state);
 	struct bpf_frame_spec s = ack_spec();
 
-	put_vm1(0);
+	put_vm1_binding(0, IMDS_BIND_FIRST_USE);
 	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
 	assert_int_equal(harness_get_vm(VM1_SLOT).ifindex, LO_IFINDEX);
 	expect_counts(VM1_SLOT, COUNTS([IMDS_PASS_VERIFIED] = 1));
+}
+
+/* Identity does not depend on who speaks first: a VM pinned to a port that
+ * is absent, or not pinned at all, is served nowhere, and a frame with its
+ * exact MAC and IPv4 does not bind it. */
+static void test_unbound_is_dropped(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+	struct imds_conn conn;
+
+	put_vm1_binding(0, IMDS_BIND_PINNED);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	put_vm1_binding(0, IMDS_BIND_NONE);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	assert_int_equal(harness_get_vm(VM1_SLOT).ifindex, 0);
+	assert_false(conn_recorded(VM1_IPV4, VM1_SPORT, &conn));
+	expect_counts(0, COUNTS([IMDS_DROP_UNBOUND] = 2));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_UNBOUND] = 2));
 }
 
 static void put_mark(uint32_t vm_ipv4, uint16_t vm_port, uint32_t slot, uint8_t hop_limit, uint64_t expires_ns)
@@ -738,6 +768,7 @@ int main(void)
 		INGRESS(test_wrong_port_is_dropped),
 		INGRESS(test_wrong_ipv4_is_dropped_and_does_not_bind),
 		INGRESS(test_first_verified_packet_binds_port),
+		INGRESS(test_unbound_is_dropped),
 		INGRESS(test_verified_syn_forgets_hop_mark),
 		INGRESS(test_budget_overflow_drops),
 		INGRESS(test_budget_refills_with_time),

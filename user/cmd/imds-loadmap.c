@@ -377,9 +377,45 @@ static int loadmap_cmd_delete(struct loadmap_ctx *ctx, int argc, char **argv)
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
 }
 
+/* ---- bind, unbind ---- */
+
+/* Pins (port given) or unpins a loaded VM until its record is next loaded,
+ * which sets what the record says (docs/design.md, "Port binding"). */
+static int loadmap_rebind(struct loadmap_ctx *ctx, const char *instance_id, const char *port)
+{
+	int ret;
+
+	if (loadmap_open(ctx))
+		return LOADMAP_FAIL;
+	ret = store_bind(&ctx->store, instance_id, port);
+	if (ret == -ENOENT)
+		loadmap_err("no VM %s is loaded", instance_id);
+	else if (ret == -EINVAL)
+		loadmap_err("\"%s\" is not a port name (1 to %d bytes, no '/')", port, IMDS_PORT_NAME_MAX - 1);
+	else if (port)
+		printf("%s pinned to %s (%s)\n", instance_id, port,
+		       store_binding_state(&ctx->store, (uint32_t)store_find(&ctx->store, instance_id)));
+	else
+		printf("%s unpinned\n", instance_id);
+	loadmap_close(ctx);
+	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
+static int loadmap_cmd_bind(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	(void)argc;
+	return loadmap_rebind(ctx, argv[0], argv[1]);
+}
+
+static int loadmap_cmd_unbind(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	(void)argc;
+	return loadmap_rebind(ctx, argv[0], NULL);
+}
+
 /* ---- list ---- */
 
-#define LIST_COLS 6
+#define LIST_COLS 7
 
 struct list_row {
 	char col[LIST_COLS][IMDS_INSTANCE_ID_MAX];
@@ -402,8 +438,21 @@ static const char *loadmap_tokens_name(uint8_t http_tokens)
 	return http_tokens == IMDS_TOKENS_REQUIRED ? "required" : "optional";
 }
 
-static void loadmap_list_row(const struct imds_vm *r, struct list_row *row)
+/* A pinned VM shows the name it is pinned to even while that port is
+ * absent; any other VM the port it is bound to. */
+static void loadmap_port_column(const struct store *s, uint32_t slot, char *out, size_t outlen)
 {
+	const char *pinned = store_port_name(s, slot);
+
+	if (pinned)
+		snprintf(out, outlen, "%s", pinned);
+	else
+		loadmap_port_name(s->vms[slot].ifindex, out, outlen);
+}
+
+static void loadmap_list_row(const struct store *s, uint32_t slot, struct list_row *row)
+{
+	const struct imds_vm *r = &s->vms[slot];
 	char ip[INET_ADDRSTRLEN], mac[18];
 
 	vmconf_format_mac(r->mac, mac);
@@ -411,9 +460,10 @@ static void loadmap_list_row(const struct imds_vm *r, struct list_row *row)
 	snprintf(row->col[0], sizeof(row->col[0]), "%s", r->instance_id);
 	snprintf(row->col[1], sizeof(row->col[1]), "%s", mac);
 	snprintf(row->col[2], sizeof(row->col[2]), "%s", ip);
-	loadmap_port_name(r->ifindex, row->col[3], sizeof(row->col[3]));
-	snprintf(row->col[4], sizeof(row->col[4]), "%s", loadmap_tokens_name(r->http_tokens));
-	snprintf(row->col[5], sizeof(row->col[5]), "%u", r->hop_limit);
+	loadmap_port_column(s, slot, row->col[3], sizeof(row->col[3]));
+	snprintf(row->col[4], sizeof(row->col[4]), "%s", store_binding_state(s, slot));
+	snprintf(row->col[5], sizeof(row->col[5]), "%s", loadmap_tokens_name(r->http_tokens));
+	snprintf(row->col[6], sizeof(row->col[6]), "%u", r->hop_limit);
 }
 
 static void loadmap_print_rows(const struct list_row *rows, size_t n)
@@ -433,7 +483,8 @@ static void loadmap_print_rows(const struct list_row *rows, size_t n)
 
 static int loadmap_cmd_list(struct loadmap_ctx *ctx, int argc, char **argv)
 {
-	static const struct list_row header = { { "INSTANCE-ID", "MAC", "IPV4", "PORT", "TOKENS", "HOP-LIMIT" } };
+	static const struct list_row header = { { "INSTANCE-ID", "MAC", "IPV4", "PORT", "BINDING", "TOKENS",
+						       "HOP-LIMIT" } };
 	struct list_row *rows;
 	size_t n = 0;
 
@@ -451,7 +502,7 @@ static int loadmap_cmd_list(struct loadmap_ctx *ctx, int argc, char **argv)
 	rows[n++] = header;
 	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
 		if (ctx->store.vms[slot].state == IMDS_VM_ACTIVE)
-			loadmap_list_row(&ctx->store.vms[slot], &rows[n++]);
+			loadmap_list_row(&ctx->store, (uint32_t)slot, &rows[n++]);
 	loadmap_close(ctx);
 	loadmap_print_rows(rows, n);
 	free(rows);
@@ -491,20 +542,25 @@ static json_t *loadmap_show_json(const struct store *s, int slot, const struct v
 {
 	const struct imds_vm *r = &s->vms[slot];
 	char mac[18], ip[INET_ADDRSTRLEN], port[IF_NAMESIZE + 16], updated[32];
+	json_t *doc;
 
 	vmconf_format_mac(r->mac, mac);
 	loadmap_format_ipv4(r->ipv4, ip);
-	loadmap_port_name(r->ifindex, port, sizeof(port));
+	loadmap_port_column(s, (uint32_t)slot, port, sizeof(port));
 	loadmap_rfc3339(r->updated_unix, updated);
 	/* "o" steals the paths array; "s?" turns an unbound port into null. */
-	return json_pack("{s:s, s:i, s:I, s:s, s:s, s:s?, s:I, s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:o}",
+	doc = json_pack("{s:s, s:i, s:I, s:s, s:s, s:s?, s:I, s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:o}",
 			 "instance-id", r->instance_id, "slot", slot, "generation", (json_int_t)r->generation,
-			 "mac", mac, "ipv4", ip, "port", r->ifindex ? port : NULL, "ifindex",
+			 "mac", mac, "ipv4", ip, "port", r->ifindex || store_port_name(s, (uint32_t)slot) ? port : NULL,
+			 "ifindex",
 			 (json_int_t)r->ifindex, "http-tokens", loadmap_tokens_name(r->http_tokens),
 			 "hop-limit", r->hop_limit, "updated", updated, "tree-generation",
 			 (json_int_t)(snap->tree_ref >> 32), "tree-bytes", (json_int_t)snap->tree.len,
 			 "tree-pages", (json_int_t)arena_pages_for(snap->tree.len), "arena-bytes-used",
 			 (json_int_t)arena_used_bytes(&s->arena), "paths", loadmap_tree_paths(&snap->tree));
+	if (doc)
+		json_object_set_new(doc, "binding", json_string(store_binding_state(s, (uint32_t)slot)));
+	return doc;
 }
 
 static int loadmap_cmd_show(struct loadmap_ctx *ctx, int argc, char **argv)
@@ -612,6 +668,8 @@ static const struct loadmap_cmd loadmap_cmds[] = {
 	{ "delete", "INSTANCE-ID", 1, 1, "remove a loaded VM", loadmap_cmd_delete },
 	{ "sysinfo", "INSTANCE-ID [PRODUCT]", 1, 2, "libvirt <sysinfo> making the VM look like EC2 to cloud-init",
 	  loadmap_cmd_sysinfo },
+	{ "bind", "INSTANCE-ID PORT", 2, 2, "serve the VM on bridge port PORT only", loadmap_cmd_bind },
+	{ "unbind", "INSTANCE-ID", 1, 1, "unpin the VM (not served until pinned again)", loadmap_cmd_unbind },
 	{ "list", "", 0, 0, "one line per loaded VM", loadmap_cmd_list },
 	{ "show", "INSTANCE-ID", 1, 1, "a loaded VM and the paths of its tree, as JSON", loadmap_cmd_show },
 	{ "stats", "[INSTANCE-ID]", 0, 1, "data-plane counters: totals, then per VM", loadmap_cmd_stats },

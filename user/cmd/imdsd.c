@@ -50,6 +50,7 @@ struct imdsd {
 	int idle_timeout_ms;
 	enum dataplane_ingress ingress; /* --ingress */
 	bool xdp_mode_set;		/* --xdp-mode given: needs --ingress xdp */
+	bool first_use_all;		/* --bind-first-use */
 	/* state */
 	struct store store;
 	bool store_ready;
@@ -66,7 +67,7 @@ struct imdsd {
 	int sig_fd, nl_fd;
 };
 
-enum imdsd_opt { OPT_BRIDGE, OPT_PIN_DIR, OPT_WORKERS, OPT_IDLE, OPT_XDP_MODE, OPT_INGRESS };
+enum imdsd_opt { OPT_BRIDGE, OPT_PIN_DIR, OPT_WORKERS, OPT_IDLE, OPT_XDP_MODE, OPT_INGRESS, OPT_FIRST_USE };
 
 static const struct cli_option imdsd_options[] = {
 	[OPT_BRIDGE] = { "bridge", 'b', "BR", "bridge whose ports carry the VMs (required)" },
@@ -76,11 +77,15 @@ static const struct cli_option imdsd_options[] = {
 	[OPT_XDP_MODE] = { "xdp-mode", 'x', "MODE",
 			   "with --ingress xdp: auto (generic on veth, else native; default), native or generic" },
 	[OPT_INGRESS] = { "ingress", 'i', "HOOK", "where VM packets are checked: tc (default) or xdp" },
+	[OPT_FIRST_USE] = { "bind-first-use", 0, NULL,
+			    "UNSAFE: a VM with no pinned port binds to the port it speaks first from "
+			    "(docs/design.md)" },
 	{ 0 },
 };
 
 static const char imdsd_synopsis[] =
-	"--bridge BR [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--xdp-mode MODE] [--ingress HOOK]";
+	"--bridge BR [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--xdp-mode MODE] [--ingress HOOK] "
+	"[--bind-first-use]";
 
 static int imdsd_parse_int(const char *name, const char *text, long min, long max, int *out)
 {
@@ -133,6 +138,9 @@ static int imdsd_on_option(void *ctx, int index, const char *arg)
 	case OPT_XDP_MODE:
 		d->xdp_mode_set = true;
 		return imdsd_parse_xdp_mode(arg);
+	case OPT_FIRST_USE:
+		d->first_use_all = true;
+		return 0;
 	case OPT_INGRESS:
 		if (strcmp(arg, "tc") == 0) {
 			d->ingress = DATAPLANE_INGRESS_TC;
@@ -231,6 +239,21 @@ static void imdsd_remove_port(struct imdsd *d, struct imdsd_port *p)
 	d->nports--;
 }
 
+/* The VMs pinned to a port's name are bound to it as it joins: from then on
+ * they are served there and nowhere else. */
+static void imdsd_pin_port(struct imdsd *d, int ifindex)
+{
+	char name[IF_NAMESIZE];
+	int n = 0;
+
+	if (!if_indextoname((unsigned)ifindex, name) || store_lock(&d->store) < 0)
+		return;
+	n = store_pin_port(&d->store, (uint32_t)ifindex, name);
+	store_unlock(&d->store);
+	if (n > 0)
+		fprintf(stderr, "imdsd: port %s (ifindex %d): %d pinned VM(s) bound\n", name, ifindex, n);
+}
+
 /* A port that is on the bridge and not known yet: attach, log the outcome
  * and remember the port either way. */
 static void imdsd_port_joined(struct imdsd *d, int ifindex)
@@ -257,6 +280,7 @@ static void imdsd_port_joined(struct imdsd *d, int ifindex)
 	}
 	if (err[0]) /* attached, with something worth knowing */
 		fprintf(stderr, "imdsd: port %s (ifindex %d): %s\n", imdsd_port_name(ifindex, name), ifindex, err);
+	imdsd_pin_port(d, ifindex);
 	if (d->ingress == DATAPLANE_INGRESS_TC) {
 		fprintf(stderr, "imdsd: port %s (ifindex %d): TC ingress and TC egress attached\n",
 			imdsd_port_name(ifindex, name), ifindex);
@@ -287,8 +311,8 @@ static void imdsd_port_left(struct imdsd *d, struct imdsd_port *p)
 }
 
 /* Forgets what the store learned on the ports that left: the VMs bound to
- * them (a VM that comes back, e.g. restarted on a new vnetN, binds again
- * on its first packet) and their pending connections and hop marks. */
+ * them (a pinned VM binds again when a port of its name joins; a first-use
+ * one on its next packet) and their pending connections and hop marks. */
 static void imdsd_flush_left(struct imdsd *d)
 {
 	int rc;
@@ -318,6 +342,27 @@ static void imdsd_on_link(void *ctx, int ifindex, bool joined)
 		imdsd_port_left(d, p);
 }
 
+/* Bindings to ports that are not on the bridge now (they left while no
+ * imdsd watched, or while events were lost) are released with their
+ * connections and hop marks; pinned VMs bind again when their port joins. */
+static void imdsd_release_absent(struct imdsd *d, const int *list, size_t n)
+{
+	static uint32_t present[IMDSD_MAX_PORTS];
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		present[i] = (uint32_t)list[i];
+	rc = store_lock(&d->store);
+	if (rc == 0) {
+		rc = store_release_absent(&d->store, present, n);
+		store_unlock(&d->store);
+	}
+	if (rc < 0)
+		fprintf(stderr, "imdsd: cannot release bindings to absent ports: %s\n", strerror(-rc));
+	else if (rc > 0)
+		fprintf(stderr, "imdsd: released the port binding of %d VM(s) whose port is gone\n", rc);
+}
+
 /* Brings the known set in line with a fresh port list: at start, and after
  * the monitor socket overflowed and events were lost.  Ports listed are
  * stamped with this round; known ports left unstamped have gone. */
@@ -345,6 +390,7 @@ static int imdsd_sync_ports(struct imdsd *d)
 			imdsd_port_left(d, &d->ports[i]);
 	}
 	imdsd_flush_left(d);
+	imdsd_release_absent(d, list, n);
 	for (size_t j = 0; j < n; j++)
 		imdsd_port_joined(d, list[j]); /* known ones are skipped */
 	return 0;
@@ -373,7 +419,8 @@ static int imdsd_open_store(struct imdsd *d, uint8_t key[IMDS_TOKEN_KEY_LEN])
 	char err[IMDSD_ERR_LEN] = "";
 	int rc;
 
-	rc = store_open(&d->store, d->pin_dir, STORE_PROGRAMS, err, sizeof(err));
+	rc = store_open(&d->store, d->pin_dir, STORE_PROGRAMS | (d->first_use_all ? STORE_FIRST_USE_ALL : 0), err,
+			sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "imdsd: %s: %s\n", d->pin_dir, err[0] ? err : strerror(-rc));
 		return rc;

@@ -24,6 +24,7 @@
 
 #define STORE_BPFFS "/sys/fs/bpf"
 #define STORE_VM_TABLE_BYTES ((size_t)IMDS_MAX_VMS * sizeof(struct imds_vm))
+#define STORE_VM_PORTS_BYTES ((size_t)IMDS_MAX_VMS * sizeof(struct imds_vm_port))
 #define STORE_ARENA_BYTES ((size_t)IMDS_ARENA_PAGES * IMDS_ARENA_PAGE)
 
 /* The first TC attach on a port asks the kernel for the clsact filter chain
@@ -160,6 +161,7 @@ static int store_load_maps(struct store *s, unsigned flags, char *err, size_t er
 	}
 	if (!(flags & STORE_PROGRAMS))
 		bpf_object__for_each_program(prog, s->skel->obj) bpf_program__set_autoload(prog, false);
+	s->skel->rodata->first_use_all = !!(flags & STORE_FIRST_USE_ALL);
 	ret = imds_bpf__load(s->skel);
 	if (ret) {
 		ret = ret < 0 ? ret : -EINVAL;
@@ -170,10 +172,11 @@ static int store_load_maps(struct store *s, unsigned flags, char *err, size_t er
 	s->vm_fd = bpf_map__fd(s->skel->maps.vm_table);
 	s->mac_fd = bpf_map__fd(s->skel->maps.mac_index);
 	s->conn_fd = bpf_map__fd(s->skel->maps.conn_table);
-	s->counters_fd = bpf_map__fd(s->skel->maps.vm_counters);
+	s->counters_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_VM_COUNTERS_ID);
 	s->arena_fd = bpf_map__fd(s->skel->maps.arena);
 	s->key_fd = bpf_map__fd(s->skel->maps.token_key);
 	s->hop_fd = bpf_map__fd(s->skel->maps.hop_marks);
+	s->ports_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_VM_PORTS_ID);
 	return 0;
 }
 
@@ -189,6 +192,13 @@ static int store_map_memory(struct store *s, char *err, size_t errlen)
 		return ret;
 	}
 	s->vms = vms;
+	vms = mmap(NULL, STORE_VM_PORTS_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, s->ports_fd, 0);
+	if (vms == MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot map %s/%s: %s", s->pin_dir, IMDS_MAP_VM_PORTS, strerror(-ret));
+		return ret;
+	}
+	s->ports = vms;
 	arena = mmap(NULL, STORE_ARENA_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, s->arena_fd, 0);
 	if (arena == MAP_FAILED) {
 		ret = -errno;
@@ -211,7 +221,7 @@ int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, 
 
 	memset(s, 0, sizeof(*s));
 	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
-	s->hop_fd = -1;
+	s->hop_fd = s->ports_fd = -1;
 	if (strlen(pin_dir) >= sizeof(s->pin_dir) || pin_dir[0] != '/') {
 		snprintf(err, errlen, "pin directory must be an absolute path shorter than %zu bytes",
 			 sizeof(s->pin_dir));
@@ -245,6 +255,8 @@ void store_close(struct store *s)
 		munmap(s->arena.base, s->arena.size);
 	if (s->vms)
 		munmap(s->vms, STORE_VM_TABLE_BYTES);
+	if (s->ports)
+		munmap(s->ports, STORE_VM_PORTS_BYTES);
 	/* The map fds belong to the skeleton's object and close with it. */
 	if (s->skel)
 		imds_bpf__destroy(s->skel);
@@ -252,9 +264,10 @@ void store_close(struct store *s)
 		close(s->lock_fd);
 	s->arena.base = NULL;
 	s->vms = NULL;
+	s->ports = NULL;
 	s->skel = NULL;
 	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
-	s->hop_fd = -1;
+	s->hop_fd = s->ports_fd = -1;
 }
 
 int store_lock(struct store *s)

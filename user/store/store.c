@@ -28,17 +28,12 @@
  * announced is long gone and the 4-tuple may be reused by someone else. */
 #define STORE_CONN_MAX_AGE_NS (120ull * 1000000000ull)
 
-static bool store_active(const struct imds_vm *r)
-{
-	return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == IMDS_VM_ACTIVE;
-}
-
 int store_find(const struct store *s, const char *instance_id)
 {
 	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
 		const struct imds_vm *r = &s->vms[slot];
 
-		if (store_active(r) && strncmp(r->instance_id, instance_id, sizeof(r->instance_id)) == 0)
+		if (store_vm_active(r) && strncmp(r->instance_id, instance_id, sizeof(r->instance_id)) == 0)
 			return slot;
 	}
 	return -ENOENT;
@@ -47,7 +42,7 @@ int store_find(const struct store *s, const char *instance_id)
 int store_find_mac(const struct store *s, const uint8_t mac[6])
 {
 	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
-		if (store_active(&s->vms[slot]) && memcmp(s->vms[slot].mac, mac, 6) == 0)
+		if (store_vm_active(&s->vms[slot]) && memcmp(s->vms[slot].mac, mac, 6) == 0)
 			return slot;
 	return -ENOENT;
 }
@@ -55,7 +50,7 @@ int store_find_mac(const struct store *s, const uint8_t mac[6])
 int store_find_ipv4(const struct store *s, uint32_t ipv4_be)
 {
 	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
-		if (store_active(&s->vms[slot]) && s->vms[slot].ipv4 == ipv4_be)
+		if (store_vm_active(&s->vms[slot]) && s->vms[slot].ipv4 == ipv4_be)
 			return slot;
 	return -ENOENT;
 }
@@ -65,7 +60,7 @@ int store_free_slots(const struct store *s)
 	int n = 0;
 
 	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
-		n += !store_active(&s->vms[slot]);
+		n += !store_vm_active(&s->vms[slot]);
 	return n;
 }
 
@@ -111,7 +106,7 @@ static int store_check_unique(const struct store *s, const struct store_vm *vm, 
 	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
 		const struct imds_vm *r = &s->vms[slot];
 
-		if (slot == self || !store_active(r))
+		if (slot == self || !store_vm_active(r))
 			continue;
 		if (memcmp(r->mac, vm->mac, 6) == 0) {
 			macaddr_format(vm->mac, text);
@@ -154,7 +149,7 @@ static int store_add(struct store *s, const struct store_vm *vm, const struct st
 	int ret;
 
 	for (slot = 1; slot < IMDS_MAX_VMS && !r; slot++)
-		if (!store_active(&s->vms[slot]))
+		if (!store_vm_active(&s->vms[slot]))
 			r = &s->vms[slot];
 	if (!r) {
 		snprintf(err, errlen, "%s: all %d VM slots are in use", vm->instance_id, IMDS_MAX_VMS - 1);
@@ -178,6 +173,7 @@ static int store_add(struct store *s, const struct store_vm *vm, const struct st
 	};
 	memcpy(r->mac, vm->mac, 6);
 	snprintf(r->instance_id, sizeof(r->instance_id), "%s", vm->instance_id);
+	store_set_binding(s, slot, vm->binding, vm->port);
 	__atomic_store_n(&r->state, IMDS_VM_ACTIVE, __ATOMIC_RELEASE);
 	store_mac_key(&key, vm->mac);
 	if (bpf_map_update_elem(s->mac_fd, &key, &slot, BPF_ANY) < 0) {
@@ -210,7 +206,7 @@ static int store_change_mac(struct store *s, uint32_t slot, const uint8_t mac[6]
 	store_mac_key(&key, r->mac);
 	bpf_map_delete_elem(s->mac_fd, &key);
 	memcpy(r->mac, mac, 6);
-	if (!r->port_pinned)
+	if (r->binding != IMDS_BIND_PINNED)
 		__atomic_store_n(&r->ifindex, 0, __ATOMIC_RELEASE);
 	return 0;
 }
@@ -231,6 +227,7 @@ static int store_update(struct store *s, uint32_t slot, const struct store_vm *v
 		arena_free(&s->arena, page);
 		return ret;
 	}
+	store_set_binding(s, slot, vm->binding, vm->port);
 	__atomic_store_n(&r->ipv4, vm->ipv4, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->hop_limit, vm->hop_limit, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->http_tokens, vm->http_tokens, __ATOMIC_RELAXED);
@@ -276,6 +273,7 @@ int store_delete(struct store *s, const char *instance_id)
 	arena_free(&s->arena, (uint32_t)old_ref);
 	/* The generation stays: it tells the slot's next VM from this one. */
 	*r = (struct imds_vm){ .generation = r->generation };
+	memset(&s->ports[slot], 0, sizeof(s->ports[slot]));
 	return 0;
 }
 
@@ -303,20 +301,6 @@ out:
 	return ret;
 }
 
-void store_unbind_port(struct store *s, uint32_t ifindex)
-{
-	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
-		struct imds_vm *r = &s->vms[slot];
-		uint32_t expected = ifindex;
-
-		if (!store_active(r) || r->port_pinned)
-			continue;
-		/* CAS: the data plane may be binding the slot at this moment. */
-		__atomic_compare_exchange_n(&r->ifindex, &expected, 0, false, __ATOMIC_ACQ_REL,
-					    __ATOMIC_RELAXED);
-	}
-}
-
 static uint64_t store_monotonic_ns(void)
 {
 	struct timespec ts;
@@ -338,7 +322,7 @@ int store_take_conn(struct store *s, uint32_t saddr_be, uint16_t sport_be, uint3
 	if (conn.slot == 0 || conn.slot >= IMDS_MAX_VMS)
 		return -ENOENT;
 	r = &s->vms[conn.slot];
-	if (!store_active(r) || __atomic_load_n(&r->generation, __ATOMIC_RELAXED) != conn.generation)
+	if (!store_vm_active(r) || __atomic_load_n(&r->generation, __ATOMIC_RELAXED) != conn.generation)
 		return -ENOENT;
 	now = store_monotonic_ns();
 	/* One second of slack for a SYN stamped "after" our clock read. */
@@ -380,7 +364,7 @@ int store_snapshot(const struct store *s, uint32_t slot, uint32_t generation, st
 	if (slot == 0 || slot >= IMDS_MAX_VMS)
 		return -ENOENT;
 	r = &s->vms[slot];
-	if (!store_active(r) || __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE) != generation)
+	if (!store_vm_active(r) || __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE) != generation)
 		return -ENOENT;
 	snap->slot = slot;
 	snap->tree_ref = __atomic_load_n(&r->tree_ref, __ATOMIC_ACQUIRE);
@@ -505,7 +489,7 @@ int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n)
 		struct imds_vm *r = &s->vms[slot];
 		uint32_t bound = __atomic_load_n(&r->ifindex, __ATOMIC_ACQUIRE);
 
-		if (!bound || !store_active(r) || r->port_pinned ||
+		if (!bound || !store_vm_active(r) ||
 		    !bsearch(&bound, ifindexes, n, sizeof(*ifindexes), store_cmp_u32))
 			continue;
 		/* CAS: the data plane may be binding the slot at this moment. */

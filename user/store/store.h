@@ -15,6 +15,9 @@ struct imds_bpf;
 
 enum store_flags {
 	STORE_PROGRAMS = 1, /* also load the data-plane programs (imdsd) */
+	/* with STORE_PROGRAMS: a VM without a named port binds on first use
+	 * (imdsd --bind-first-use; unsafe, docs/design.md) */
+	STORE_FIRST_USE_ALL = 2,
 };
 
 struct store {
@@ -24,8 +27,15 @@ struct store {
 	struct imds_vm *vms; /* mmap of vm_table, IMDS_MAX_VMS entries */
 	struct arena arena;  /* mmap of arena */
 	int vm_fd, mac_fd, conn_fd, counters_fd, arena_fd, key_fd;
-	int hop_fd; /* hop_marks */
+	int hop_fd;   /* hop_marks */
+	int ports_fd; /* vm_ports */
+	struct imds_vm_port *ports; /* mmap of vm_ports, IMDS_MAX_VMS entries */
 };
+
+static inline bool store_vm_active(const struct imds_vm *r)
+{
+	return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == IMDS_VM_ACTIVE;
+}
 
 /* What the store keeps of a VM beside its tree, in vm_table: what the data
  * plane checks a packet against and the VM's packet budget.  The fields the
@@ -39,6 +49,8 @@ struct store_vm {
 	uint8_t hop_limit;   /* 1..64 */
 	uint32_t rate_pps;   /* packet budget; 0 = default */
 	uint32_t rate_burst; /* bucket size in packets; 0 = default */
+	uint8_t binding;     /* enum imds_binding: PINNED when port is set */
+	char port[IMDS_PORT_NAME_MAX]; /* bridge port the VM is pinned to, or "" */
 };
 
 /* A VM's tree, compiled by the control plane (lib/tree.h).  The store
@@ -75,8 +87,27 @@ int store_put(struct store *s, const struct store_vm *vm, const struct store_ima
 int store_delete(struct store *s, const char *instance_id); /* 0 or -ENOENT */
 /* Sum over CPUs of vm_counters[slot] (slot 0 = totals). */
 int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out);
-/* Forgets the port binding of every VM learned on `ifindex`. */
-void store_unbind_port(struct store *s, uint32_t ifindex);
+
+/* --- port binding (binding.c; docs/design.md, "Port binding") --- */
+/* Gives a slot its binding mode and port name (store_put's part; call with
+ * the lock held).  A pinned VM is bound at once when its port exists. */
+void store_set_binding(struct store *s, uint32_t slot, uint8_t binding, const char *port);
+/* Pins a loaded VM to the port named `port` (bound now if the port exists,
+ * else when it joins), or with port NULL unpins it (not served until pinned
+ * again, unless it opted into first-use).  0, -ENOENT, -EINVAL (name). */
+int store_bind(struct store *s, const char *instance_id, const char *port);
+/* A port joined the bridge (imdsd): binds the VMs pinned to its name.  The
+ * number of VMs bound. */
+int store_pin_port(struct store *s, uint32_t ifindex, const char *name);
+/* imdsd's start: releases every binding to an ifindex not in `present` (the
+ * bridge's ports now; ports that left while no imdsd watched), as
+ * store_forget_ports does.  The number released or -errno. */
+int store_release_absent(struct store *s, const uint32_t *present, size_t n);
+/* What `list` shows: "pinned" (bound to its named port), "waiting" (pinned,
+ * port absent), "first-use" (bound or not), "unbound". */
+const char *store_binding_state(const struct store *s, uint32_t slot);
+/* The port name a pinned VM's slot holds, or NULL. */
+const char *store_port_name(const struct store *s, uint32_t slot);
 
 /* --- data path (imdsd workers, lock-free) --- */
 /* Looks up and deletes the conn_table entry of a just-accepted connection.
