@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lib/jsonpos.h"
+#include "lib/schema.h"
 #include "lib/tree.h"
 #include "compile/vmconf.h"
 
@@ -706,6 +707,82 @@ static void test_jsonpos(void **state)
 	assert_string_equal(path, "0123456");
 }
 
+/* vmconf_meta_lookup: '/'-separated, a trailing '/' ignored, NULL when a
+ * step is absent or not an object. */
+static void test_meta_lookup(void **state)
+{
+	struct vm_set set;
+	char *text = doc1(ID, MAC, IP, "\"meta-data\": {\"placement\": {\"region\": \"r-1\"}, \"ami-id\": \"a\"}");
+	const struct vm_desc *vm;
+	const json_t *v;
+
+	(void)state;
+	parse_ok(text, &set);
+	vm = &set.vms[0];
+	v = vmconf_meta_lookup(vm, "placement/region");
+	assert_non_null(v);
+	assert_string_equal(json_string_value(v), "r-1");
+	assert_ptr_equal(vmconf_meta_lookup(vm, "placement/"), json_object_get(vm->meta_data, "placement"));
+	assert_ptr_equal(vmconf_meta_lookup(vm, ""), vm->meta_data);
+	assert_null(vmconf_meta_lookup(vm, "placement/zone"));
+	assert_null(vmconf_meta_lookup(vm, "ami-id/x"));
+	assert_null(vmconf_meta_lookup(vm, "nothing"));
+	vmconf_free(&set);
+	free(text);
+	/* no meta-data at all */
+	text = doc1(ID, MAC, IP, NULL);
+	parse_ok(text, &set);
+	assert_null(vmconf_meta_lookup(&set.vms[0], "placement/region"));
+	vmconf_free(&set);
+	free(text);
+}
+
+static int schema_seen_b;
+
+static int schema_check_b(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	(void)c, (void)target, (void)v, (void)path;
+	schema_seen_b++;
+	return 0;
+}
+
+static int schema_check_a(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	(void)target;
+	return json_is_integer(v) ? 0 : schema_expect(c, path, v, "an integer");
+}
+
+/* The schema layer alone: unknown keys before any check, then the table's
+ * order; positions when the text is given, none without. */
+static void test_schema_object(void **state)
+{
+	static const struct schema_field f[] = {
+		{ "a", true, schema_check_a },
+		{ "b", false, schema_check_b },
+	};
+	const char *text = "{\"b\": 1,\n \"a\": \"x\"}";
+	json_t *obj = json_loads(text, 0, NULL);
+	char err[256], q[SCHEMA_QUOTE_MAX];
+	struct schema_ctx c = { .source = "s.json", .text = text, .text_len = strlen(text), .err = err,
+				.errlen = sizeof(err) };
+
+	(void)state;
+	assert_int_equal(schema_object(&c, NULL, obj, "", f, 2, "field"), -EINVAL);
+	assert_string_equal(err, "s.json:2:7: a: expected an integer, not a string");
+	assert_int_equal(schema_seen_b, 0);
+	json_object_set_new(obj, "c", json_true());
+	assert_int_equal(schema_object(&c, NULL, obj, "", f, 2, "field"), -EINVAL);
+	assert_string_equal(err, "s.json: c: unknown field"); /* not in the text */
+	json_object_del(obj, "c");
+	json_object_del(obj, "a");
+	c.text = NULL;
+	assert_int_equal(schema_object(&c, NULL, obj, "x", f, 2, "option"), -EINVAL);
+	assert_string_equal(err, "s.json: x: missing required option \"a\"");
+	json_decref(obj);
+	schema_quote("a\"b\x01", 4, q);
+	assert_string_equal(q, "\"a\\\"b\\u0001\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -732,6 +809,8 @@ int main(void)
 		cmocka_unit_test(test_duplicates),
 		cmocka_unit_test(test_error_at),
 		cmocka_unit_test(test_jsonpos),
+		cmocka_unit_test(test_meta_lookup),
+		cmocka_unit_test(test_schema_object),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
