@@ -253,7 +253,7 @@ class Lab:
         p = self.loadmap("list")
         assert p.returncode == 0, f"list exited {p.returncode}: {p.stderr}"
         lines = p.stdout.splitlines()
-        assert lines and lines[0].split() == ["INSTANCE-ID", "MAC", "IPV4", "PORT", "TOKENS", "HOP-LIMIT"], p.stdout
+        assert lines and lines[0].split() == ["INSTANCE-ID", "MAC", "IPV4", "PORT", "BINDING", "TOKENS", "HOP-LIMIT"], p.stdout
         return [line.split() for line in lines[1:] if line.strip()]
 
     # --- crafted frames (scapy, in a VM's namespace) --------------------

@@ -40,7 +40,13 @@ def user_data(i):
     return text.encode()
 
 
-def vm_record(i, tokens="optional", hop_limit=1, host=None):
+def vm_port(i):
+    """The host end of VM i's veth in the lab (scripts/lab.sh)."""
+    return f"vm{i}"
+
+
+def vm_record(i, tokens="optional", hop_limit=1, host=None, port=True):
+    """VM i's description, pinned to its lab port unless port is False."""
     rec = {
         "instance-id": instance_id(i),
         "mac": vm_mac(i),
@@ -53,6 +59,8 @@ def vm_record(i, tokens="optional", hop_limit=1, host=None):
         },
         "public-keys": [{"name": key_name(i), "openssh-key": openssh_key(i)}],
     }
+    if port:
+        rec["port"] = vm_port(i)
     raw = user_data(i)
     if i % 3 == 0:
         rec["user-data-base64"] = base64.b64encode(raw).decode()

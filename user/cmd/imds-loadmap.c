@@ -239,6 +239,7 @@ static int loadmap_put(struct store *s, const struct identity_key *key, const st
 		.hop_limit = vm->hop_limit,
 		.rate_pps = vm->rate_pps,
 		.rate_burst = vm->rate_burst,
+		.binding = vm->port[0] ? IMDS_BIND_PINNED : vm->first_use ? IMDS_BIND_FIRST_USE : IMDS_BIND_NONE,
 	};
 	struct store_image image = { 0 };
 	struct tree_meta meta;
@@ -251,6 +252,7 @@ static int loadmap_put(struct store *s, const struct identity_key *key, const st
 		return ret;
 	snprintf(rec.instance_id, sizeof(rec.instance_id), "%s", vm->instance_id);
 	memcpy(rec.mac, vm->mac, sizeof(rec.mac));
+	memcpy(rec.port, vm->port, sizeof(rec.port));
 	image.data = data;
 	ret = store_put(s, &rec, &image, err, errlen);
 	free(data);

@@ -54,6 +54,8 @@ struct vm_desc {
 	uint32_t user_data_max; /* options.user-data-max; 0 = VMCONF_USER_DATA_MAX */
 	bool metadata_tags;	/* "instance-metadata-tags": "enabled" */
 	bool allow_proxied;	/* "proxied-token-requests": "allow" */
+	bool first_use;		/* "port-binding": "first-use" (unsafe opt-in) */
+	char port[IMDS_PORT_NAME_MAX]; /* "port": the bridge port it is pinned to; "" = none */
 	char *name;		/* "name": common to every flavor; owned; NULL = instance-id */
 	json_t *meta_data;   /* borrowed; NULL when absent */
 	uint8_t *user_data;  /* owned, decoded; NULL when absent */

@@ -75,6 +75,26 @@ static int vc_parse_name(struct schema_ctx *c, void *target, json_t *v, const ch
 	return vm->name ? 0 : -ENOMEM;
 }
 
+/* The kernel's rule for interface names (dev_valid_name): no '/', ':' or
+ * white space, and not "." or "..". */
+static bool vc_port_byte(unsigned char ch)
+{
+	return ch > ' ' && ch <= '~' && ch != '/' && ch != ':';
+}
+
+static int vc_parse_port(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	struct vm_desc *vm = target;
+
+	if (vc_text(c, v, path, IMDS_PORT_NAME_MAX - 1, vc_port_byte,
+		    "be a network interface name (printable ASCII without '/', ':' or spaces)"))
+		return -EINVAL;
+	if (!strcmp(json_string_value(v), ".") || !strcmp(json_string_value(v), ".."))
+		return schema_fail(c, path, "\"%s\" is not a network interface name", json_string_value(v));
+	memcpy(vm->port, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
 static int vc_parse_mac(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
 	static const uint8_t zero[6];
@@ -549,6 +569,7 @@ const struct schema_field vmconf_ec2_fields[] = {
 	{ "name", false, vc_parse_name },
 	{ "mac", true, vc_parse_mac },
 	{ "ipv4", true, vc_parse_ipv4 },
+	{ "port", false, vc_parse_port },
 	{ "options", false, vmconf_check_options },
 	{ "meta-data", false, vc_parse_meta_data },
 	{ "user-data", false, vc_parse_user_data },

@@ -129,6 +129,14 @@ static int vc_parse_proxied(struct schema_ctx *c, void *target, json_t *v, const
 	return vc_parse_choice(c, v, path, "allow", "reject", &((struct vm_desc *)target)->allow_proxied);
 }
 
+/* How a VM without a "port" gets one: never (pinned, the default: it waits
+ * for `imds-loadmap bind`) or from its first verified packet (unsafe: whoever
+ * speaks first with its MAC and IPv4 takes it; docs/design.md). */
+static int vc_parse_port_binding(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	return vc_parse_choice(c, v, path, "first-use", "pinned", &((struct vm_desc *)target)->first_use);
+}
+
 static const struct schema_field vc_option_fields[] = {
 	{ "http-tokens", false, vc_parse_http_tokens },
 	{ "hop-limit", false, vc_parse_hop_limit },
@@ -140,6 +148,7 @@ static const struct schema_field vc_option_fields[] = {
 	{ "instance-metadata-tags", false, vc_parse_metadata_tags },
 	{ "proxied-token-requests", false, vc_parse_proxied },
 	{ "user-data-max", false, vc_parse_user_data_max },
+	{ "port-binding", false, vc_parse_port_binding },
 };
 
 int vmconf_check_options(struct schema_ctx *c, void *target, json_t *v, const char *path)
