@@ -25,7 +25,7 @@
 
 /* The settings, each from the environment or else the config file. */
 struct hook_conf {
-	char *loadmap, *pin_dir, *bridges, *network_dirs, *prepare, *pin, *tmpdir;
+	char *loadmap, *pin_dir, *bridges, *network_dirs, *prepare, *tmpdir;
 	const char *bridge_v[HOOK_MAX_LIST], *dir_v[HOOK_MAX_LIST];
 	struct domxml_conf dx;
 };
@@ -125,7 +125,6 @@ static void hook_conf_read(struct hook_conf *c)
 	c->bridges = hook_setting(text, "IMDS_BRIDGES", NULL);
 	c->network_dirs = hook_setting(text, "IMDS_LIBVIRT_NETWORK_DIRS", HOOK_DEFAULT_NETWORK_DIRS);
 	c->prepare = hook_setting(text, "IMDS_LIBVIRT_PREPARE", "fail");
-	c->pin = hook_setting(text, "IMDS_LIBVIRT_PIN", "yes");
 	c->tmpdir = hook_setting(text, "TMPDIR", "/tmp");
 	free(text);
 	c->dx.bridges = c->bridge_v;
@@ -242,14 +241,11 @@ static int hook_prepare(struct hook_call *c)
  * VM pinned to the tap; loading an unchanged record again is harmless. */
 static int hook_started(struct hook_call *c)
 {
-	bool pin = strcmp(c->conf.pin, "no") != 0;
 	json_t *record;
-	int rc = hook_record(c, pin, false, &record);
+	int rc = hook_record(c, true, false, &record);
 
 	if (rc <= 0)
 		return rc < 0;
-	if (!pin)
-		json_object_del(record, "port");
 	rc = hook_run_record(c, record, "load");
 	json_decref(record);
 	return rc != 0;
