@@ -783,6 +783,39 @@ static void test_schema_object(void **state)
 	assert_string_equal(q, "\"a\\\"b\\u0001\"");
 }
 
+/* --- port and port-binding --- */
+
+static void test_port(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	text = doc1(ID, MAC, IP, "\"port\": \"vnet7\", \"options\": {\"port-binding\": \"pinned\"}");
+	parse_ok(text, &set);
+	assert_string_equal(set.vms[0].port, "vnet7");
+	assert_false(set.vms[0].first_use);
+	vmconf_free(&set);
+	free(text);
+	text = doc1(ID, MAC, IP, "\"options\": {\"port-binding\": \"first-use\"}");
+	parse_ok(text, &set);
+	assert_string_equal(set.vms[0].port, "");
+	assert_true(set.vms[0].first_use);
+	vmconf_free(&set);
+	free(text);
+	expect_ok(doc1(ID, MAC, IP, "\"port\": \"123456789012345\""));
+	expect_error(doc1(ID, MAC, IP, "\"port\": \"1234567890123456\""),
+		     "t.json:6:9: vms[0].port: \"1234567890123456\" must be 1 to 15 bytes long");
+	expect_error(doc1(ID, MAC, IP, "\"port\": \"vnet:1\""),
+		     "t.json:6:9: vms[0].port: \"vnet:1\" must be a network interface name (printable ASCII without "
+		     "'/', ':' or spaces)");
+	expect_error(doc1(ID, MAC, IP, "\"port\": \"..\""),
+		     "t.json:6:9: vms[0].port: \"..\" is not a network interface name");
+	expect_error(doc1(ID, MAC, IP, "\"port\": 7"), "t.json:6:9: vms[0].port: expected a string, not an integer");
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"port-binding\": \"first\"}"),
+		     "t.json:6:29: vms[0].options.port-binding: \"first\" is not \"first-use\" or \"pinned\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -797,6 +830,7 @@ int main(void)
 		cmocka_unit_test(test_mac_helpers),
 		cmocka_unit_test(test_ipv4),
 		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_port),
 		cmocka_unit_test(test_rate_options),
 		cmocka_unit_test(test_meta_data),
 		cmocka_unit_test(test_user_data),
