@@ -1,0 +1,228 @@
+/* test_flavor_gce.c: the GCE flavor (route_gce.c) without sockets: the
+ * Metadata-Flavor rules, data and directories, recursive and alt= answers,
+ * service-account tokens, and the defaults of a bare record.  VM records
+ * go through the real parser and compiler, requests through the real HTTP
+ * parser into route_request (flavor_fixture.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flavor_fixture.h"
+
+static void test_gce_headers(void **state)
+{
+	struct reply r;
+
+	(void)state;
+	get("/computeMetadata/v1/instance/id", NULL, &r);
+	expect(&r, 403, NULL);
+	expect_header(&r, "Metadata-Flavor", "Google");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/id", "Metadata-Flavor: google\r\n", &r);
+	expect(&r, 403, NULL);
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/id", GOOGLE "X-Forwarded-For: 10.0.0.9\r\n", &r);
+	expect(&r, 403, NULL);
+	expect_header(&r, "Metadata-Flavor", "Google");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/id", GOOGLE, &r);
+	expect(&r, 200, "4520031799277581759");
+	expect_header(&r, "Metadata-Flavor", "Google");
+	expect_header(&r, "ETag", "000000006553f09c"); /* generation 0, NOW - 100 */
+	reply_free(&r);
+	/* google-auth pings the root with the header: GCE's answer, not EC2's. */
+	get("/", "metadata-flavor: Google\r\n", &r);
+	expect(&r, 200, "computeMetadata/");
+	expect_header(&r, "Metadata-Flavor", "Google");
+	reply_free(&r);
+	get("/", NULL, &r);
+	expect(&r, 200, NULL);
+	assert_non_null(strstr(r.body, "2009-04-04"));
+	reply_free(&r);
+	get("/", "Metadata-Flavor: Other\r\n", &r);
+	expect(&r, 200, NULL);
+	assert_non_null(strstr(r.body, "2009-04-04"));
+	reply_free(&r);
+	get_vm(&full_vm, "PUT", "/computeMetadata/v1/instance/id", GOOGLE, &r);
+	expect(&r, 405, NULL);
+	expect_header(&r, "Metadata-Flavor", "Google");
+	reply_free(&r);
+}
+
+static void test_gce_data(void **state)
+{
+	struct reply r;
+
+	(void)state;
+	/* gcp-metadata's probe: a directory without its slash. */
+	get("/computeMetadata/v1/instance", GOOGLE, &r);
+	expect(&r, 200, "attributes/\nhostname\nid\nmachine-type\nname\nnetwork-interfaces/\nservice-accounts/\nzone");
+	reply_free(&r);
+	get("/computeMetadata/v1/", GOOGLE, &r);
+	expect(&r, 200, "instance/\nproject/");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/zone", GOOGLE, &r);
+	expect(&r, 200, "projects/123456789012/zones/eu-west-1a");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/machine-type", GOOGLE, &r);
+	expect(&r, 200, "projects/123456789012/machineTypes/e2-standard-2");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/attributes/ssh-keys", GOOGLE, &r);
+	expect(&r, 200, "alice:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ+rx8ErVWVUA97vKtmNiu7Dd0cOMhK18lt6ooPHyyWU alice@workstation");
+	reply_free(&r);
+	get("/computeMetadata/v1/project/project-id", GOOGLE, &r);
+	expect(&r, 200, "example-project");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/network-interfaces/0/ip", GOOGLE, &r);
+	expect(&r, 200, "10.78.0.11");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/nothing", GOOGLE, &r);
+	expect(&r, 404, NULL);
+	expect_header(&r, "Metadata-Flavor", "Google");
+	reply_free(&r);
+	get("/computeMetadata/v2/instance/id", GOOGLE, &r);
+	expect(&r, 404, NULL);
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/id?alt=xml", GOOGLE, &r);
+	expect(&r, 400, NULL);
+	reply_free(&r);
+}
+
+static void test_gce_recursive(void **state)
+{
+	struct reply r;
+	json_t *v;
+
+	(void)state;
+	/* cloud-init's spelling: capital T. */
+	get("/computeMetadata/v1/project/attributes/?recursive=True", GOOGLE, &r);
+	expect(&r, 200,
+	       "{\"ssh-keys\":\"bob:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICohzMs6WuOc/3G0kxLKOPQCDb72sk2QfjjydJN2/3Rt bob@laptop\"}");
+	expect_header(&r, "Content-Type", "application/json");
+	expect_header(&r, "Metadata-Flavor", "Google");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/?recursive=TRUE&wait_for_change=false", GOOGLE, &r);
+	expect(&r, 200, NULL);
+	expect_header(&r, "Content-Type", "application/json");
+	v = body_json(&r);
+	assert_int_equal(json_integer_value(json_object_get(v, "id")), 4520031799277581759LL);
+	assert_string_equal(json_string_value(json_object_get(v, "machineType")),
+			    "projects/123456789012/machineTypes/e2-standard-2");
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(json_object_get(v, "networkInterfaces"), 0), "mac")),
+		"52:54:00:78:00:01");
+	assert_non_null(json_object_get(json_object_get(v, "serviceAccounts"), SA_EMAIL));
+	assert_non_null(json_object_get(json_object_get(v, "attributes"), "startup-script"));
+	json_decref(v);
+	reply_free(&r);
+	get("/computeMetadata/v1/project?recursive=true&alt=text", GOOGLE, &r);
+	expect(&r, 200,
+	       "attributes/ssh-keys bob:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICohzMs6WuOc/3G0kxLKOPQCDb72sk2QfjjydJN2/3Rt bob@laptop\n"
+	       "numeric-project-id 123456789012\nproject-id example-project");
+	expect_header(&r, "Content-Type", "text/plain");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/service-accounts/default/?recursive=true&alt=text", GOOGLE, &r);
+	expect(&r, 200,
+	       "aliases default\nemail " SA_EMAIL "\nscopes https://www.googleapis.com/auth/cloud-platform\n"
+	       "scopes https://www.googleapis.com/auth/logging.write");
+	reply_free(&r);
+	/* alt=json on leaves: numbers stay numbers, lists become arrays. */
+	get("/computeMetadata/v1/project/numeric-project-id?alt=json", GOOGLE, &r);
+	expect(&r, 200, "123456789012");
+	expect_header(&r, "Content-Type", "application/json");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/hostname?alt=json", GOOGLE, &r);
+	expect(&r, 200, "\"web-1.example.internal\"");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/service-accounts/default/scopes?alt=json", GOOGLE, &r);
+	expect(&r, 200,
+	       "[\"https://www.googleapis.com/auth/cloud-platform\",\"https://www.googleapis.com/auth/logging.write\"]");
+	reply_free(&r);
+	get("/computeMetadata/v1/instance/network-interfaces/?alt=json", GOOGLE, &r);
+	expect(&r, 200, "[\"0/\"]");
+	reply_free(&r);
+	/* recursive on a leaf is the leaf */
+	get("/computeMetadata/v1/instance/name?recursive=true", GOOGLE, &r);
+	expect(&r, 200, NULL);
+	reply_free(&r);
+}
+
+static void token_of(const struct vm_tree *vm, time_t now, const char *acct, char *out, size_t cap, long long *expires)
+{
+	char raw[512];
+	struct reply r;
+	json_t *v;
+
+	snprintf(raw, sizeof(raw),
+		 "GET /computeMetadata/v1/instance/service-accounts/%s/token HTTP/1.1\r\nHost: x\r\n" GOOGLE "\r\n", acct);
+	route_at(vm, now, raw, &r);
+	expect(&r, 200, NULL);
+	expect_header(&r, "Content-Type", "application/json");
+	v = body_json(&r);
+	assert_string_equal(json_string_value(json_object_get(v, "token_type")), "Bearer");
+	snprintf(out, cap, "%s", json_string_value(json_object_get(v, "access_token")));
+	*expires = json_integer_value(json_object_get(v, "expires_in"));
+	json_decref(v);
+	reply_free(&r);
+}
+
+static void test_gce_token(void **state)
+{
+	char a[128], b[128], c[128], d[128];
+	long long ea, eb, ec, ed;
+
+	(void)state;
+	token_of(&full_vm, NOW, "default", a, sizeof(a), &ea);
+	token_of(&full_vm, NOW + 60, SA_EMAIL, b, sizeof(b), &eb);
+	assert_int_equal(ea, 2800);
+	assert_int_equal(eb, 2740);
+	assert_string_equal(a, b); /* default is an alias of the e-mail */
+	assert_int_equal(strncmp(a, "ya29.", 5), 0);
+	/* Near the end of the hour the next hour's token is handed out. */
+	token_of(&full_vm, NOW + 2600, "default", c, sizeof(c), &ec);
+	assert_int_equal(ec, 3600 + 200);
+	assert_string_not_equal(a, c);
+	/* Another VM's token differs. */
+	token_of(&bare_vm, NOW, "default", d, sizeof(d), &ed);
+	assert_string_not_equal(a, d);
+}
+
+/* The bare VM's defaults: the name from the instance-id, the default
+ * compute account, binary-safe user data. */
+static void test_gce_defaults(void **state)
+{
+	struct reply r;
+
+	(void)state;
+	get_vm(&bare_vm, "GET", "/computeMetadata/v1/instance/service-accounts/", GOOGLE, &r);
+	expect(&r, 200, "0-compute@developer.gserviceaccount.com/\ndefault/");
+	reply_free(&r);
+	get_vm(&bare_vm, "GET", "/computeMetadata/v1/instance/zone", GOOGLE, &r);
+	expect(&r, 200, "projects/0/zones/local");
+	reply_free(&r);
+	get_vm(&bare_vm, "GET", "/computeMetadata/v1/instance/attributes/", GOOGLE, &r);
+	expect(&r, 200, "");
+	reply_free(&r);
+	get_vm(&bare_vm, "GET", "/computeMetadata/v1/instance/name", GOOGLE, &r);
+	expect(&r, 200, "i-0f1a2b3c4d5e60002");
+	reply_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_gce_headers),
+		cmocka_unit_test(test_gce_data),
+		cmocka_unit_test(test_gce_recursive),
+		cmocka_unit_test(test_gce_token),
+		cmocka_unit_test(test_gce_defaults),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
