@@ -4,13 +4,15 @@ imds-loadmap and imds-storm.
 
 VM I (1..N) gets the lab's MAC 52:54:00:77:HH:LL (I = 0xHHLL) and IPv4
 10.77.B.(10+K), B = (I-1) // 244, K = (I-1) % 244 + 1 (scripts/lab.sh's
-address plan: VMs 1..244 are 10.77.0.11-254), and EC2-like meta-data rich enough that a cloud-init crawl of it makes
+address plan: VMs 1..244 are 10.77.0.11-254), is pinned to the lab's port
+of VM I, the host end of its veth, vmI (docs/vm-schema.md, "port"), and has
+EC2-like meta-data rich enough that a cloud-init crawl of it makes
 about 45 requests (nested directories, multi-valued leaves, a public key,
 user-data).  Every identifying value differs between VMs, so a body served
 to the wrong VM is caught.
 
 --swap I,J writes the file with VM I's and VM J's identities (instance-id,
-hostname, key, user-data) exchanged while their MACs and IPv4s stay: loaded
+hostname, key, user-data) exchanged while their MACs, IPv4s and ports stay: loaded
 into the store, it is a deliberately mis-loaded host, which imds-storm, given
 the correct file, must report as wrong-data.
 
@@ -48,6 +50,10 @@ def lab_mac(i):
 
 def lab_ipv4(i):
     return f"10.77.{(i - 1) // 244}.{10 + (i - 1) % 244 + 1}"
+
+
+def lab_port(i):
+    return f"vm{i}"
 
 
 def identity(i):
@@ -88,6 +94,7 @@ def vm_record(i, ident, tokens, bench):
         "instance-id": ident["instance-id"],
         "mac": lab_mac(i),
         "ipv4": lab_ipv4(i),
+        "port": lab_port(i),
         "options": options,
         "meta-data": meta_data(i, ident),
         "public-keys": [{"name": ident["key"], "openssh-key": ident["openssh-key"]}],

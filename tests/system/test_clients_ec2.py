@@ -112,7 +112,8 @@ def iam_section(i):
 
 def record(i):
     if i == MINIMAL:
-        return {"instance-id": vmdata.instance_id(i), "mac": vmdata.vm_mac(i), "ipv4": vmdata.vm_ipv4(i)}
+        return {"instance-id": vmdata.instance_id(i), "mac": vmdata.vm_mac(i), "ipv4": vmdata.vm_ipv4(i),
+                "port": vmdata.vm_port(i)}
     rec = vmdata.vm_record(i, tokens=TOKENS[i])
     rec["meta-data"].update({
         "ami-id": f"ami-0a77{i:013x}",

@@ -9,8 +9,11 @@ check (TC ingress) and with --ingress xdp.
   after bulk removal no program is left on any of them and imdsd has
   forgotten them all.
 - A VM whose port leaves is released: its port binding and the
-  conn_table entries it left behind are gone, and back on a new port (a
-  restarted VM gets a new vnetN) it is served again.
+  conn_table entries it left behind are gone, it stays pinned to the port's
+  name (waiting), and when a port of that name joins again (a VM restarted
+  under the same name) it is served there without a reload.  Restarted on a
+  port of another name it is not served until `imds-loadmap bind` pins it
+  there.
 - A TAP device (what libvirt gives a VM) is attached when enslaved and
   forgotten, with nothing left on it, when it leaves the bridge.
 - A port that already carries somebody else's XDP program: with the
@@ -31,7 +34,7 @@ import pytest
 
 import vmdata
 from imdslab import INGRESS_ARGS, INGRESS_IDS, TC_EGRESS_PROG, TC_INGRESS_PROG, XDP_PROG, run
-from vmhttp import get
+from vmhttp import NoResponse, fetch, get
 
 BULK = 1000
 SINGLE = 10
@@ -191,9 +194,9 @@ def test_bulk_ports_attached_then_forgotten(lab, peers):
 
 
 def vm_port(lab, i):
-    """The PORT column of `imds-loadmap list` for VM i."""
+    """(PORT, BINDING) of `imds-loadmap list` for VM i."""
     rows = {r[0]: r for r in lab.list_rows()}
-    return rows[vmdata.instance_id(i)][3]
+    return tuple(rows[vmdata.instance_id(i)][3:5])
 
 
 def conn_entries(lab):
@@ -221,7 +224,7 @@ def test_vm_released_when_its_port_leaves(lab):
         r = get(lab.vm_ns(3), "/latest/meta-data/instance-id")
         assert r.body == vmdata.instance_id(3).encode()
         port = vm_port(lab, 3)
-        assert port == "vm3", f"VM 3 bound to {port!r}"
+        assert port == ("vm3", "pinned"), f"VM 3 bound to {port!r}"
         before = set(conn_slots(lab))
         # Verified SYNs that never complete: conn_table entries nobody will
         # ever consume, unless imdsd forgets them with the port.
@@ -234,14 +237,33 @@ def test_vm_released_when_its_port_leaves(lab):
         left_before = left_count(lab)
         lab.del_vm(3)
         wait_until("imdsd saw vm3 leave", lambda: left_count(lab) > left_before, timeout=5)
-        wait_until("VM 3 released", lambda: vm_port(lab, 3) == "-", timeout=5)
+        wait_until("VM 3 released", lambda: vm_port(lab, 3) == ("vm3", "waiting"), timeout=5)
         assert slot3 not in conn_slots(lab), "conn_table still holds entries of the departed VM"
 
-        # The VM "restarts" on a new port: it binds there and is served.
+        # The VM "restarts" on a new port of the same name (a new ifindex):
+        # its pin binds it there as the port joins, no reload needed.
         lab.add_vm(3)
         r = get(lab.vm_ns(3), "/latest/meta-data/instance-id")
         assert r.body == vmdata.instance_id(3).encode(), f"VM 3 on its new port: {r!r}"
-        assert vm_port(lab, 3) == "vm3"
+        assert vm_port(lab, 3) == ("vm3", "pinned")
+
+        # Restarted on a port of another name (libvirt gave it another
+        # vnetN): not served there until it is pinned to that port.
+        renamed = f"h5pr{os.getpid() % 100000}"
+        lab.ip_host("link", "set", "vm3", "nomaster")
+        lab.ip_host("link", "set", "vm3", "down")
+        lab.ip_host("link", "set", "vm3", "name", renamed)
+        lab.ip_host("link", "set", renamed, "master", lab.bridge, "up")
+        wait_until("VM 3 released from its renamed port", lambda: vm_port(lab, 3) == ("vm3", "waiting"), timeout=5)
+        unbound = lab.stats().get((vmdata.instance_id(3), "drop_unbound"), 0)
+        with pytest.raises(NoResponse):
+            fetch(lab.vm_ns(3), "GET", "/latest/meta-data/instance-id", timeout=1.5)
+        assert lab.stats().get((vmdata.instance_id(3), "drop_unbound"), 0) > unbound
+        p = lab.loadmap("bind", vmdata.instance_id(3), renamed)
+        assert p.returncode == 0, p.stderr
+        r = get(lab.vm_ns(3), "/latest/meta-data/instance-id")
+        assert r.body == vmdata.instance_id(3).encode(), f"VM 3 pinned to {renamed}: {r!r}"
+        assert vm_port(lab, 3) == (renamed, "pinned")
     finally:
         if 3 in lab.vms:
             lab.del_vm(3)

@@ -148,11 +148,14 @@ def test_list_and_show(lab):
     for i in FIRST:
         row = rows[vmdata.instance_id(i)]
         assert row[1].lower() == vmdata.vm_mac(i) and row[2] == vmdata.vm_ipv4(i), row
-        assert row[4] == "optional" and row[5] == "1", row
+        # pinned to its lab port by its record, and bound since that port is on the bridge
+        assert row[3] == vmdata.vm_port(i) and row[4] == "pinned", row
+        assert row[5] == "optional" and row[6] == "1", row
     p = lab.loadmap("show", vmdata.instance_id(2))
     assert p.returncode == 0, p.stderr
     shown = json.loads(p.stdout)
     assert vmdata.instance_id(2) in json.dumps(shown)
+    assert shown["binding"] == "pinned", shown
     assert lab.loadmap("show", "i-doesnotexist").returncode == 1
 
 
