@@ -8,8 +8,8 @@
 - `virsh destroy` removes it; started again, it is served again.
 - A domain with an invalid record does not start, and `virsh start` shows
   the loader's error.
-- Pinned to its vnetN: strict once imds-loadmap has `bind` (issue 11's data
-  plane), expected to fail before.
+- While it runs it is pinned to its vnetN (the hook names the tap as the
+  record's port); started again it is pinned to its new tap.
 
 The machines have no systemd: the test starts virtlogd and libvirtd itself,
 inside the lab's host network namespace (libvirtd creates the taps where it
@@ -56,12 +56,6 @@ def why_not_runnable():
     return None
 
 
-def loader_pins():
-    """Whether this imds-loadmap pins VMs to ports (has `bind`)."""
-    p = subprocess.run([imdslab.LOADMAP, "--help"], capture_output=True, text=True)
-    return any(line.split()[:1] == ["bind"] for line in (p.stdout + p.stderr).splitlines())
-
-
 def virsh(*args, check=True, timeout=120):
     return imdslab.run(VIRSH + list(args), check=check, timeout=timeout)
 
@@ -74,11 +68,10 @@ class Libvirt:
         self.pids = {}
         self.domains = []
 
-    def install_hook(self, pin):
+    def install_hook(self):
         # libvirt gives hooks a bare environment: the wrapper sets ours.
         env = {"IMDS_CONFIG": "/dev/null", "IMDS_LOADMAP": imdslab.LOADMAP, "IMDS_PIN_DIR": self.lab.pin_dir,
-               "IMDS_BRIDGES": self.lab.bridge, "IMDS_LIBVIRT_PIN": "yes" if pin else "no",
-               "IMDS_KEY_DIR": os.environ.get("IMDS_KEY_DIR", ""), "TMPDIR": self.workdir}
+               "IMDS_BRIDGES": self.lab.bridge, "IMDS_KEY_DIR": os.environ.get("IMDS_KEY_DIR", ""), "TMPDIR": self.workdir}
         lines = ["#!/bin/sh", "# imds system test (tests/system/test_libvirt.py); removed at its end"]
         lines += [f"export {k}='{v}'" for k, v in env.items()]
         lines += [f"echo \"$(date +%T.%N) $*\" >> '{self.workdir}/hook-calls.log'", f"exec '{HOOK}' \"$@\""]
@@ -212,7 +205,7 @@ def env(make_lab):
     lab.start_imdsd()
     lv = Libvirt(lab, work)
     try:
-        lv.install_hook(loader_pins())
+        lv.install_hook()
         lv.start()
         yield lab, lv, os.path.join(work, os.path.basename(kernel)), os.path.join(work, os.path.basename(initramfs))
     finally:
@@ -230,7 +223,7 @@ def list_rows(lab):
     p = lab.loadmap("list")
     assert p.returncode == 0, f"list exited {p.returncode}: {p.stderr}"
     lines = [line.split() for line in p.stdout.splitlines() if line.strip()]
-    return [dict(zip(lines[0], row)) | {"_line": row} for row in lines[1:]]
+    return [dict(zip(lines[0], row)) for row in lines[1:]]
 
 
 def row_of(lab, instance_id):
@@ -247,8 +240,10 @@ def tap_of(name):
 
 
 def the_record():
-    rec = vmdata.vm_record(VM)
-    del rec["mac"]  # the hook takes it from the domain's <interface>
+    # mac and port left out: the hook takes them from the domain's
+    # <interface> (its MAC, and its tap once libvirt made it)
+    rec = vmdata.vm_record(VM, port=False)
+    del rec["mac"]
     return rec
 
 
@@ -283,24 +278,26 @@ def test_started_domain_is_loaded_served_and_removed(env, domain):
     row = row_of(lab, vmdata.instance_id(VM))
     assert row is not None, f"not loaded after start; hook calls:\n{lv.hook_calls()}"
     assert row["MAC"] == vmdata.vm_mac(VM) and row["IPV4"] == vmdata.vm_ipv4(VM), row
-    tap = tap_of(name)
+    assert (row["PORT"], row["BINDING"]) == (tap_of(name), "pinned"), row
     lv.wait_shut_off(name)
     assert_served(read_report(serial, name))
     assert row_of(lab, vmdata.instance_id(VM)) is None, "still loaded after the domain stopped"
-    if not loader_pins():
-        pytest.xfail("imds-loadmap has no `bind` yet: VMs are not pinned to their port (issue 11)")
-    assert row.get("PORT") == tap and "pinned" in row["_line"], row
 
 
 def test_destroy_removes_and_a_restart_serves_again(env, domain):
     lab, lv, _, _ = env
     name, serial = domain
     virsh("start", name)
+    first_tap = tap_of(name)
     assert row_of(lab, vmdata.instance_id(VM)) is not None
     virsh("destroy", name)
     assert row_of(lab, vmdata.instance_id(VM)) is None, "still loaded after virsh destroy"
     os.unlink(serial)
     virsh("start", name)
+    # pinned to the tap of this start (libvirt numbers taps anew: vnetN+1)
+    row = row_of(lab, vmdata.instance_id(VM))
+    tap = tap_of(name)
+    assert row is not None and (row["PORT"], row["BINDING"]) == (tap, "pinned"), (row, first_tap)
     lv.wait_shut_off(name)
     assert_served(read_report(serial, name))
 
