@@ -165,7 +165,8 @@ class Lab:
             self.forget_neighbours()
 
     # --- imdsd ----------------------------------------------------------
-    def start_imdsd(self, *args, timeout=20):
+    def start_imdsd(self, *args, timeout=20, wrapper=()):
+        """wrapper: a command imdsd runs under (e.g. prlimit ... --)."""
         assert self.imdsd is None, "imdsd already runs"
         self.imdsd_runs += 1
         self.ingress_hook = ingress_hook(args)
@@ -173,7 +174,7 @@ class Lab:
         log.write(f"--- imdsd run {self.imdsd_runs} ---\n")
         log.flush()
         start = os.path.getsize(self.imdsd_log)
-        cmd = ["nsenter", f"--net=/run/netns/{self.host_ns}", IMDSD, "--bridge", self.bridge,
+        cmd = [*wrapper, "nsenter", f"--net=/run/netns/{self.host_ns}", IMDSD, "--bridge", self.bridge,
                "--pin-dir", self.pin_dir, *args]
         self.imdsd = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
