@@ -45,6 +45,8 @@ static void test_example_parses(void **state)
 		assert_int_equal(vm->ipv4, inet_addr(want));
 		snprintf(want, sizeof(want), "vms[%zu]", i);
 		assert_string_equal(vm->json_path, want);
+		snprintf(want, sizeof(want), "vnet%zu", i);
+		assert_string_equal(vm->port, want);
 		assert_int_equal(vm->n_keys, 1);
 		assert_non_null(vm->meta_data);
 		assert_non_null(vm->user_data);
@@ -84,7 +86,7 @@ static void test_example_bad_mac_position(void **state)
 	assert_non_null(at);
 	memcpy(at, "52:54:00:zz:00:02", 17);
 	assert_int_equal(vmconf_parse("vms.json", text, (size_t)len, &set, &err), -EINVAL);
-	assert_string_equal(err.text, "vms.json:52:14: vms[1].mac: \"52:54:00:zz:00:02\" is not a MAC address");
+	assert_string_equal(err.text, "vms.json:53:14: vms[1].mac: \"52:54:00:zz:00:02\" is not a MAC address");
 	free(text);
 }
 
@@ -249,9 +251,9 @@ static void test_error_at(void **state)
 	assert_int_equal(vmconf_error_at(&set, &err, "vms[2].mac", "%s is already used by %s", "\"52:54:00:77:00:03\"",
 					 "i-9"),
 			 -EINVAL);
-	assert_string_equal(err.text, EXAMPLE ":75:14: vms[2].mac: \"52:54:00:77:00:03\" is already used by i-9");
+	assert_string_equal(err.text, EXAMPLE ":77:14: vms[2].mac: \"52:54:00:77:00:03\" is already used by i-9");
 	vmconf_error_at(&set, &err, "vms[1].meta-data.placement.availability-zone", "x");
-	assert_string_equal(err.text, EXAMPLE ":61:32: vms[1].meta-data.placement.availability-zone: x");
+	assert_string_equal(err.text, EXAMPLE ":63:32: vms[1].meta-data.placement.availability-zone: x");
 	vmconf_error_at(&set, &err, "vms[7].mac", "gone");
 	assert_string_equal(err.text, EXAMPLE ": vms[7].mac: gone");
 	vmconf_free(&set);
