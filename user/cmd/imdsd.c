@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -48,6 +49,8 @@ struct imdsd {
 	const char *pin_dir;
 	int workers;
 	int idle_timeout_ms;
+	int header_timeout_ms; /* --header-timeout */
+	int max_conns_total;   /* --max-connections-total, 0 = from RLIMIT_NOFILE */
 	enum dataplane_ingress ingress; /* --ingress */
 	bool xdp_mode_set;		/* --xdp-mode given: needs --ingress xdp */
 	bool first_use_all;		/* --bind-first-use */
@@ -67,13 +70,29 @@ struct imdsd {
 	int sig_fd, nl_fd;
 };
 
-enum imdsd_opt { OPT_BRIDGE, OPT_PIN_DIR, OPT_WORKERS, OPT_IDLE, OPT_XDP_MODE, OPT_INGRESS, OPT_FIRST_USE };
+enum imdsd_opt {
+	OPT_BRIDGE,
+	OPT_PIN_DIR,
+	OPT_WORKERS,
+	OPT_IDLE,
+	OPT_HEADER_TIMEOUT,
+	OPT_MAX_CONNS_TOTAL,
+	OPT_XDP_MODE,
+	OPT_INGRESS,
+	OPT_FIRST_USE,
+};
 
 static const struct cli_option imdsd_options[] = {
 	[OPT_BRIDGE] = { "bridge", 'b', "BR", "bridge whose ports carry the VMs (required)" },
 	[OPT_PIN_DIR] = { "pin-dir", 'p', "DIR", "pin directory of the maps (default " IMDS_DEFAULT_PIN_DIR ")" },
 	[OPT_WORKERS] = { "workers", 'w', "N", "server threads, 1..64 (default 2)" },
 	[OPT_IDLE] = { "idle-timeout", 't', "MS", "close connections idle this long (default 10000)" },
+	[OPT_HEADER_TIMEOUT] = { "header-timeout", 0, "MS",
+				 "close a connection whose request is not complete this long after its first byte "
+				 "(default 5000)" },
+	[OPT_MAX_CONNS_TOTAL] = { "max-connections-total", 0, "N",
+				  "connections held at once, all VMs together (default: RLIMIT_NOFILE less a "
+				  "reserve; docs/limits.md)" },
 	[OPT_XDP_MODE] = { "xdp-mode", 'x', "MODE",
 			   "with --ingress xdp: auto (generic on veth, else native; default), native or generic" },
 	[OPT_INGRESS] = { "ingress", 'i', "HOOK", "where VM packets are checked: tc (default) or xdp" },
@@ -84,8 +103,8 @@ static const struct cli_option imdsd_options[] = {
 };
 
 static const char imdsd_synopsis[] =
-	"--bridge BR [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--xdp-mode MODE] [--ingress HOOK] "
-	"[--bind-first-use]";
+	"--bridge BR [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--header-timeout MS] "
+	"[--max-connections-total N] [--xdp-mode MODE] [--ingress HOOK] [--bind-first-use]";
 
 static int imdsd_parse_int(const char *name, const char *text, long min, long max, int *out)
 {
@@ -135,6 +154,10 @@ static int imdsd_on_option(void *ctx, int index, const char *arg)
 		return imdsd_parse_int("workers", arg, 1, 64, &d->workers);
 	case OPT_IDLE:
 		return imdsd_parse_int("idle-timeout", arg, 1, 86400000, &d->idle_timeout_ms);
+	case OPT_HEADER_TIMEOUT:
+		return imdsd_parse_int("header-timeout", arg, 1, 86400000, &d->header_timeout_ms);
+	case OPT_MAX_CONNS_TOTAL:
+		return imdsd_parse_int("max-connections-total", arg, 1, 1 << 30, &d->max_conns_total);
 	case OPT_XDP_MODE:
 		d->xdp_mode_set = true;
 		return imdsd_parse_xdp_mode(arg);
@@ -398,6 +421,30 @@ static int imdsd_sync_ports(struct imdsd *d)
 
 /* ---- start and stop ---- */
 
+/* Every connection is a descriptor, and a soft limit of 1024 (the usual
+ * default) would let a few VMs take them all: the soft limit goes up to
+ * the hard one, which an unprivileged process may do.  The server keeps
+ * its total cap below what is left (docs/limits.md, "Descriptors"). */
+static void imdsd_raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t soft;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		fprintf(stderr, "imdsd: RLIMIT_NOFILE: %s\n", strerror(errno));
+		return;
+	}
+	soft = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (soft != rl.rlim_max && setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		fprintf(stderr, "imdsd: RLIMIT_NOFILE: cannot raise the soft limit %llu to the hard limit %llu: %s\n",
+			(unsigned long long)soft, (unsigned long long)rl.rlim_max, strerror(errno));
+		return;
+	}
+	fprintf(stderr, "imdsd: open files: soft limit %llu, hard limit %llu: using %llu\n", (unsigned long long)soft,
+		(unsigned long long)rl.rlim_max, (unsigned long long)rl.rlim_max);
+}
+
 static int imdsd_block_signals(struct imdsd *d)
 {
 	sigset_t set;
@@ -467,14 +514,25 @@ static int imdsd_start_server(struct imdsd *d, const uint8_t key[IMDS_TOKEN_KEY_
 		.port = IMDS_TCP_PORT,
 		.workers = d->workers,
 		.idle_timeout_ms = d->idle_timeout_ms,
+		.header_timeout_ms = d->header_timeout_ms,
+		.max_conns_total = (unsigned)d->max_conns_total,
 	};
+	unsigned total;
 	int rc;
 
 	memcpy(cfg.token_key, key, IMDS_TOKEN_KEY_LEN);
 	rc = server_start(&d->srv, &cfg);
-	if (rc < 0)
+	if (rc < 0) {
 		fprintf(stderr, "imdsd: cannot serve on 169.254.169.254:%d: %s\n", IMDS_TCP_PORT, strerror(-rc));
-	return rc;
+		return rc;
+	}
+	total = server_max_conns_total(d->srv);
+	if (d->max_conns_total && total < (unsigned)d->max_conns_total)
+		fprintf(stderr, "imdsd: --max-connections-total %d is more than the open-file limit allows: %u\n",
+			d->max_conns_total, total);
+	fprintf(stderr, "imdsd: at most %u connections at once (all VMs), header timeout %d ms, idle timeout %d ms\n",
+		total, d->header_timeout_ms, d->idle_timeout_ms);
+	return 0;
 }
 
 static int imdsd_start(struct imdsd *d)
@@ -571,6 +629,7 @@ int main(int argc, char **argv)
 		.pin_dir = IMDS_DEFAULT_PIN_DIR,
 		.workers = 2,
 		.idle_timeout_ms = 10000,
+		.header_timeout_ms = 5000,
 		.ingress = DATAPLANE_INGRESS_TC,
 		.sig_fd = -1,
 		.nl_fd = -1,
@@ -580,6 +639,7 @@ int main(int argc, char **argv)
 	rc = imdsd_parse_args(&d, argc, argv);
 	if (rc)
 		return rc;
+	imdsd_raise_nofile();
 	rc = imdsd_start(&d);
 	if (rc == 0) {
 		fprintf(stderr, "imdsd: ready\n");

@@ -14,7 +14,11 @@ struct server_config {
 	uint32_t addr_be; /* listen address, network order */
 	uint16_t port;	  /* host order */
 	int workers;
-	int idle_timeout_ms;
+	int idle_timeout_ms;   /* between requests */
+	int header_timeout_ms; /* from a request's first byte to its end */
+	/* Connections held at once, all VMs together; 0: derived from
+	 * RLIMIT_NOFILE (docs/limits.md, "Descriptors"). */
+	unsigned max_conns_total;
 	uint8_t token_key[IMDS_TOKEN_KEY_LEN];
 };
 

@@ -9,6 +9,7 @@
 #include "serve/server_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 #include <unistd.h>
 
 #define SRV_LIMITS_LOG_SEC 10 /* how often worker 0 logs 429s and refusals */
+#define SRV_EVICT_SCAN 8	     /* oldest connections of a VM looked at for one eviction */
+#define SRV_EVICT_VMS 4	     /* VMs of the highest count tried for one eviction */
+#define SRV_EVICT_SLACK 32   /* admitted over the total cap while evicted ones close */
 
 void srv_conn_free(struct srv_conn *c)
 {
@@ -23,8 +27,11 @@ void srv_conn_free(struct srv_conn *c)
 	if (c->acking)
 		c->w->nacking--;
 	srv_hop_unmark(c);
-	if (c->counted)
+	fair_remove(&c->w->fair, &c->fair);
+	if (c->counted) {
 		limits_conn_close(c->w->srv->limits, c->slot, c->generation);
+		__atomic_sub_fetch(&c->w->srv->conns_open, 1, __ATOMIC_RELAXED);
+	}
 	close(c->fd);
 	outbuf_free(&c->out);
 	outbuf_free(&c->wire);
@@ -40,6 +47,9 @@ void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	/* No longer one of its VM's connections to weigh or evict; its
+	 * descriptor still counts in the total until it is freed. */
+	fair_remove(&w->fair, &c->fair);
 	/* Closing the fd would not stop requests that hold the file.  A lone
 	 * multishot receive (the usual case: the last response went out) is
 	 * ended by shutdown(), which sends the FIN close() would have sent
@@ -78,6 +88,10 @@ static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, const struct 
 	c->peer.saddr = peer->sin_addr.s_addr;
 	c->peer.sport = peer->sin_port;
 	c->last_active_ms = srv_now_ms();
+	if (fair_add(&w->fair, &c->fair, slot) < 0) {
+		free(c);
+		return NULL;
+	}
 	http_conn_init(&c->http);
 	srv_list_push(&w->conns, c);
 	return c;
@@ -107,8 +121,80 @@ static int srv_accept_facts(struct srv_worker *w, uint32_t slot, uint32_t genera
 	return 0;
 }
 
-/* A new socket: served only if the data plane verified its SYN, and only
- * while its VM holds fewer than max-connections.  A refused connection is
+/* ---- the total cap and fair eviction (docs/limits.md, "Descriptors") ---- */
+
+/* Whether the server owes `c` nothing: no response queued or being sent,
+ * not waiting for its last ACK.  It waits for its client (idle between
+ * requests, or in the middle of one), so closing it loses no answer. */
+static bool srv_conn_evictable(const struct srv_conn *c)
+{
+	return !c->closing && !c->acking && !c->send_inflight && c->out.len == 0 && c->wire_off >= c->wire.len &&
+	       !c->close_after_send;
+}
+
+/* The least recently active evictable connection of `slot` on this worker,
+ * looking at its SRV_EVICT_SCAN oldest only (a connection being answered
+ * was active a moment ago, so it is rarely among them). */
+static struct srv_conn *srv_evict_pick(struct srv_worker *w, uint32_t slot)
+{
+	struct fair_node *n = fair_oldest(&w->fair, slot);
+
+	for (int i = 0; n && i < SRV_EVICT_SCAN; i++, n = fair_next(&w->fair, n)) {
+		struct srv_conn *c = (struct srv_conn *)((char *)n - offsetof(struct srv_conn, fair));
+
+		if (srv_conn_evictable(c))
+			return c;
+	}
+	return NULL;
+}
+
+/* Makes room for a newcomer of `slot` by closing the least recently
+ * active connection of the VM holding most on this worker, provided that
+ * VM holds more than the newcomer's (a VM never gains at an equal one's
+ * expense, and a hoarder's own newcomers are refused instead).  Each
+ * worker weighs its own connections: the kernel spreads every VM's over
+ * the workers, so the local picture is the global one in small. */
+static bool srv_evict_for(struct srv_worker *w, uint32_t slot)
+{
+	uint32_t most, vm = fair_top(&w->fair, &most);
+
+	if (most <= fair_count(&w->fair, slot))
+		return false;
+	for (int tries = 0; vm && tries < SRV_EVICT_VMS; tries++, vm = fair_top_next(&w->fair, vm)) {
+		struct srv_conn *c = srv_evict_pick(w, vm);
+
+		if (!c)
+			continue;
+		srv_count(&w->counts.evicted);
+		limits_count(w->srv->limits, c->slot, c->generation, LIMITS_EV_EVICTED);
+		srv_conn_close(w, c);
+		srv_conn_maybe_free(c);
+		return true;
+	}
+	return false;
+}
+
+/* Counts a newcomer in the total, under the cap, or over it by making
+ * room (the evicted descriptor is released within a few completions, so
+ * the overshoot is bounded by SRV_EVICT_SLACK).  0, or -EMFILE: refused. */
+static int srv_admit(struct srv_worker *w, uint32_t slot, uint32_t generation)
+{
+	struct server *srv = w->srv;
+	uint64_t open = __atomic_fetch_add(&srv->conns_open, 1, __ATOMIC_RELAXED);
+
+	if (open < srv->max_conns_total)
+		return 0;
+	if (open < (uint64_t)srv->max_conns_total + SRV_EVICT_SLACK && srv_evict_for(w, slot))
+		return 0;
+	__atomic_sub_fetch(&srv->conns_open, 1, __ATOMIC_RELAXED);
+	srv_count(&w->counts.refused_total);
+	limits_count(srv->limits, slot, generation, LIMITS_EV_OVER_TOTAL);
+	return -EMFILE;
+}
+
+/* A new socket: served only if the data plane verified its SYN, only
+ * while its VM holds fewer than max-connections, and only while the
+ * total holds room or room can be made fairly.  A refused connection is
  * closed without a byte, as an unverified one: nothing of it is kept, and
  * clients retry a closed connection like any network error
  * (docs/limits.md). */
@@ -131,9 +217,14 @@ void srv_conn_open(struct srv_worker *w, int fd)
 		goto reject;
 	if (limits_conn_open(limits, slot, generation, facts.limits.max_conns) != LIMITS_OPEN_OK)
 		goto reject;
+	if (srv_admit(w, slot, generation) < 0) {
+		limits_conn_close(limits, slot, generation);
+		goto reject;
+	}
 	c = srv_conn_new(w, fd, &peer, slot, generation);
 	if (!c) {
 		limits_conn_close(limits, slot, generation);
+		__atomic_sub_fetch(&w->srv->conns_open, 1, __ATOMIC_RELAXED);
 		goto reject;
 	}
 	c->counted = true;
@@ -165,6 +256,56 @@ static void srv_instance_id(struct store *store, uint32_t slot, uint32_t generat
 	}
 }
 
+/* The descriptor limits' events of one VM since the last log, if any. */
+static void srv_log_events(struct server *srv, uint32_t slot)
+{
+	uint64_t ev[LIMITS_EV_COUNT];
+	uint32_t generation = limits_take_events(srv->limits, slot, ev);
+	char iid[64];
+
+	if (!ev[LIMITS_EV_EVICTED] && !ev[LIMITS_EV_OVER_TOTAL] && !ev[LIMITS_EV_SLOW])
+		return;
+	srv_instance_id(srv->cfg.store, slot, generation, iid, sizeof(iid));
+	fprintf(stderr,
+		"imdsd: descriptors: %s (slot %u): %llu connections evicted, %llu refused at the total cap, "
+		"%llu header timeouts\n",
+		iid, slot, (unsigned long long)ev[LIMITS_EV_EVICTED], (unsigned long long)ev[LIMITS_EV_OVER_TOTAL],
+		(unsigned long long)ev[LIMITS_EV_SLOW]);
+}
+
+void srv_sum_counters(const struct server *srv, struct server_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->conns_open = __atomic_load_n(&srv->conns_open, __ATOMIC_RELAXED);
+	for (int i = 0; i < srv->nworkers; i++) {
+		const struct server_counters *c = &srv->workers[i].counts;
+
+		out->refused_total += __atomic_load_n(&c->refused_total, __ATOMIC_RELAXED);
+		out->evicted += __atomic_load_n(&c->evicted, __ATOMIC_RELAXED);
+		out->header_timeouts += __atomic_load_n(&c->header_timeouts, __ATOMIC_RELAXED);
+		out->idle_timeouts += __atomic_load_n(&c->idle_timeouts, __ATOMIC_RELAXED);
+	}
+}
+
+/* The server's totals since start, when the descriptor limits acted since
+ * the last log (idle timeouts alone are normal life, not worth a line). */
+static void srv_log_totals(struct srv_worker *w)
+{
+	struct server_counters now;
+
+	srv_sum_counters(w->srv, &now);
+	if (now.evicted == w->logged.evicted && now.refused_total == w->logged.refused_total &&
+	    now.header_timeouts == w->logged.header_timeouts)
+		return;
+	fprintf(stderr,
+		"imdsd: descriptors: %llu connections open of %u; since start %llu evicted, %llu refused at the "
+		"total cap, %llu header timeouts, %llu idle timeouts\n",
+		(unsigned long long)now.conns_open, w->srv->max_conns_total, (unsigned long long)now.evicted,
+		(unsigned long long)now.refused_total, (unsigned long long)now.header_timeouts,
+		(unsigned long long)now.idle_timeouts);
+	w->logged = now;
+}
+
 /* Worker 0, every SRV_LIMITS_LOG_SEC: one line per VM that was answered
  * 429 or refused a connection meanwhile, so the operator sees who is held
  * back without a line per request. */
@@ -180,12 +321,33 @@ static void srv_log_limits(struct srv_worker *w, uint64_t now_ms)
 	w->limits_logged_ms = now_ms;
 	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
 		generation = limits_take_counts(srv->limits, slot, &throttled, &refused);
-		if (!throttled && !refused)
-			continue;
-		srv_instance_id(srv->cfg.store, slot, generation, iid, sizeof(iid));
-		fprintf(stderr, "imdsd: limits: %s (slot %u): %llu requests answered 429, %llu connections refused\n", iid,
-			slot, (unsigned long long)throttled, (unsigned long long)refused);
+		if (throttled || refused) {
+			srv_instance_id(srv->cfg.store, slot, generation, iid, sizeof(iid));
+			fprintf(stderr,
+				"imdsd: limits: %s (slot %u): %llu requests answered 429, %llu connections refused\n",
+				iid, slot, (unsigned long long)throttled, (unsigned long long)refused);
+		}
+		srv_log_events(srv, slot);
 	}
+	srv_log_totals(w);
+}
+
+/* Whether `c` is to be closed now: a request begun more than the header
+ * timeout ago and still not complete (a trickle of bytes, each of which
+ * would keep it from being idle: slowloris), or nothing from the client
+ * for the idle timeout.  Counted. */
+static bool srv_conn_expired(struct srv_worker *w, struct srv_conn *c, uint64_t now, uint64_t idle)
+{
+	if (c->req_start_ms && now - c->req_start_ms > (uint64_t)w->srv->cfg.header_timeout_ms) {
+		srv_count(&w->counts.header_timeouts);
+		limits_count(w->srv->limits, c->slot, c->generation, LIMITS_EV_SLOW);
+		return true;
+	}
+	if (now - c->last_active_ms > idle) {
+		srv_count(&w->counts.idle_timeouts);
+		return true;
+	}
+	return false;
 }
 
 /* Once a second: close idle connections, which includes clients that stop
@@ -202,7 +364,7 @@ void srv_handle_tick(struct srv_worker *w)
 		return;
 	for (c = w->conns.next; c != &w->conns; c = next) {
 		next = c->next;
-		if (!c->closing && now - c->last_active_ms > idle) {
+		if (!c->closing && srv_conn_expired(w, c, now, idle)) {
 			srv_conn_close(w, c);
 			srv_conn_maybe_free(c);
 		}

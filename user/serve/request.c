@@ -181,6 +181,7 @@ static int srv_on_request(void *ctx, const struct http_request *req)
 	uint64_t wait;
 	int rc = 0;
 
+	c->req_start_ms = 0; /* complete: its header timeout no longer runs */
 	if (c->close_after_send)
 		return FEED_STOP;
 	/* Responses already pile up unread: a client that pipelines without
@@ -233,9 +234,17 @@ static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const char 
 	int rc;
 
 	c->last_active_ms = srv_now_ms();
+	fair_touch(&w->fair, &c->fair);
 	if (c->close_after_send)
 		return; /* a response said close: later requests are not answered */
 	rc = http_feed(&c->http, data, len, srv_on_request, c);
+	/* The header timeout runs from the first byte of a request to its
+	 * end: srv_on_request stops it, and bytes left of a next request
+	 * start it again. */
+	if (!srv_mid_request(c))
+		c->req_start_ms = 0;
+	else if (!c->req_start_ms)
+		c->req_start_ms = c->last_active_ms;
 	/* rc < 0: not HTTP (-400, -413, -414, -431): answer that status and
 	 * close.  FEED_GONE also covers a client that is not reading
 	 * (srv_on_request). */

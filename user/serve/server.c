@@ -6,6 +6,7 @@
 #include "serve/server.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,6 +24,13 @@
 #define SRV_CQ_ENTRIES 8192
 #define SRV_BACKLOG 4096
 #define SRV_FD_TABLE_MIN 65536 /* descriptors the table is sized for at start (within RLIMIT_NOFILE) */
+/* Descriptors kept out of the total cap beyond those open at start: the
+ * eviction's overshoot (conn.c's SRV_EVICT_SLACK), and the short-lived ones
+ * of the control thread (netlink requests, the store's lock, program fds
+ * while attaching a port) and of the hop-limit and ACK checks. */
+#define SRV_FD_SPARE 96
+#define SRV_CONNS_TOTAL_MIN 16
+#define SRV_NOFILE_UNLIMITED (1u << 20) /* the kernel's default fs.nr_open */
 
 
 static int srv_listen(uint32_t addr_be, uint16_t port)
@@ -109,6 +117,9 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 	w->listen_fd = -1;
 	w->conns.next = w->conns.prev = &w->conns;
 	w->acking.next = w->acking.prev = &w->acking;
+	rc = fair_init(&w->fair, IMDS_MAX_VMS);
+	if (rc < 0)
+		return rc;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0)
 		return -errno;
@@ -124,6 +135,7 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 
 static void srv_worker_destroy(struct srv_worker *w)
 {
+	fair_destroy(&w->fair);
 	if (w->ring_ready)
 		io_uring_queue_exit(&w->ring); /* also unregisters the buffer ring */
 	if (w->br)
@@ -178,13 +190,60 @@ static void srv_presize_fd_table(int fd)
 		close(dup);
 }
 
+/* Descriptors this process has open now, or -errno. */
+static int srv_fds_open(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n - 1; /* the directory's own */
+}
+
+/* The total cap: what RLIMIT_NOFILE leaves once the descriptors open at
+ * start (maps, programs, rings, listeners, netlink) and SRV_FD_SPARE are
+ * kept aside; a configured cap is held to that too, since beyond it accept
+ * fails with EMFILE and every VM waits alike (docs/limits.md). */
+static unsigned srv_conns_total(unsigned wanted)
+{
+	struct rlimit rl;
+	uint64_t limit = SRV_NOFILE_UNLIMITED, room;
+	int open = srv_fds_open();
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		limit = rl.rlim_cur;
+	if (open < 0)
+		open = 64;
+	room = limit > (uint64_t)open + SRV_FD_SPARE ? limit - (uint64_t)open - SRV_FD_SPARE : 0;
+	if (room < SRV_CONNS_TOTAL_MIN)
+		room = SRV_CONNS_TOTAL_MIN;
+	if (room > UINT32_MAX / 2)
+		room = UINT32_MAX / 2;
+	return wanted && wanted < room ? wanted : (unsigned)room;
+}
+
+unsigned server_max_conns_total(const struct server *srv)
+{
+	return srv->max_conns_total;
+}
+
+void server_counters(const struct server *srv, struct server_counters *out)
+{
+	srv_sum_counters(srv, out);
+}
+
 int server_start(struct server **out, const struct server_config *cfg)
 {
 	struct server *srv;
 	int rc = 0;
 
 	*out = NULL;
-	if (cfg->workers < 1 || cfg->idle_timeout_ms < 1)
+	if (cfg->workers < 1 || cfg->idle_timeout_ms < 1 || cfg->header_timeout_ms < 1)
 		return -EINVAL;
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
@@ -202,8 +261,10 @@ int server_start(struct server **out, const struct server_config *cfg)
 		srv->nworkers = i + 1;
 		rc = srv_worker_init(srv, &srv->workers[i], i);
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		srv->max_conns_total = srv_conns_total(cfg->max_conns_total);
 		srv_presize_fd_table(srv->workers[0].listen_fd);
+	}
 	for (int i = 0; i < srv->nworkers && rc == 0; i++) {
 		rc = -pthread_create(&srv->workers[i].thread, NULL, srv_worker_main, &srv->workers[i]);
 		srv->workers[i].thread_started = rc == 0;

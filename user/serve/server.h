@@ -5,6 +5,7 @@
 #define IMDS_SERVER_H
 
 #include "serve/config.h"
+#include "serve/counters.h"
 #include "store/store.h"
 
 struct server;
@@ -13,5 +14,13 @@ struct server;
 int server_start(struct server **out, const struct server_config *cfg);
 /* Stops the workers, closes every connection, frees. */
 void server_stop(struct server *srv);
+
+/* The total connection cap in force: the configured one, or the one
+ * derived from RLIMIT_NOFILE; never above what the descriptors allow. */
+unsigned server_max_conns_total(const struct server *srv);
+
+/* What the descriptor limits did since start, summed over the workers
+ * (serve/counters.h).  Any thread may call it while the workers run. */
+void server_counters(const struct server *srv, struct server_counters *out);
 
 #endif

@@ -6,6 +6,7 @@
  *   conn.c     a connection's lifetime: accept, close, free
  *   request.c  a connection's input and output: requests to responses
  *   hop.c      the hop limit: marking token replies, waiting for the ACK
+ *   fair.c     the worker's connections by VM, for fair eviction
  *
  * Each worker thread owns one ring, one SO_REUSEPORT listener (the kernel
  * spreads connections over the listeners), one provided-buffer ring and the
@@ -34,6 +35,8 @@
 #include "lib/outbuf.h"
 #include "lib/tree.h"
 #include "serve/config.h"
+#include "serve/counters.h"
+#include "serve/fair.h"
 #include "serve/vmlimits.h"
 #include "store/store.h"
 
@@ -71,6 +74,8 @@ struct srv_conn {
 	bool hop_marked; /* peer is in hop_marks */
 	bool counted;	 /* holds one of its VM's max-connections */
 	uint64_t last_active_ms;
+	uint64_t req_start_ms; /* first byte of the request being read; 0 = none */
+	struct fair_node fair; /* in its VM's list on the worker, while counted there */
 	bool recv_armed, send_inflight, cancel_inflight;
 	bool closing;	       /* cancelled; freed when nothing is in flight */
 	bool close_after_send; /* a response said close, or the peer sent EOF */
@@ -100,11 +105,18 @@ struct srv_worker {
 	bool stopping;
 	bool accept_paused; /* out of descriptors: re-armed on the next tick */
 	uint64_t limits_logged_ms; /* worker 0: last log of the limit counters */
+	struct fair fair;	   /* its connections by VM */
+	/* Written by this worker only, read by server_counters (relaxed
+	 * atomics: no lock prefix, no torn reads). */
+	struct server_counters counts;
+	struct server_counters logged; /* worker 0: the sums at the last log */
 };
 
 struct server {
 	struct server_config cfg;
 	struct limits *limits; /* per-VM request buckets and connection counts */
+	unsigned max_conns_total;
+	uint64_t conns_open; /* every worker's, atomic */
 	int nworkers;
 	struct srv_worker *workers;
 };
@@ -122,6 +134,20 @@ static inline void srv_read_facts(const struct tree_view *tree, struct srv_vm_fa
 
 	f->hop_limit = m->hop_limit;
 	f->limits = limits_resolve(m->request_rate, m->request_burst, m->max_conns);
+}
+
+/* One of the worker's own counters (server_counters reads them). */
+static inline void srv_count(uint64_t *counter)
+{
+	__atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+/* Whether the parser holds part of a request: llhttp sets `finish` to
+ * HTTP_FINISH_UNSAFE at a message's first byte and back to SAFE at its end
+ * (it is what llhttp_finish reads to call an EOF there invalid). */
+static inline bool srv_mid_request(const struct srv_conn *c)
+{
+	return c->http.parser.finish == HTTP_FINISH_UNSAFE;
 }
 
 static inline uint64_t srv_now_ms(void)
@@ -235,6 +261,8 @@ void srv_handle_tick(struct srv_worker *w);
 void srv_handle_wake(struct srv_worker *w);
 /* After the loop: frees what a completion that never came left behind. */
 void srv_free_conns(struct srv_worker *w);
+/* Every worker's counters summed (server_counters). */
+void srv_sum_counters(const struct server *srv, struct server_counters *out);
 
 /* ---- request.c ---- */
 void srv_handle_recv(struct srv_worker *w, struct srv_conn *c, const struct io_uring_cqe *cqe, bool more);

@@ -14,7 +14,10 @@ struct limits_slot {
 	uint64_t conns;	   /* generation << 32 | connections open */
 	uint64_t throttled; /* requests answered 429, since last taken */
 	uint64_t refused;   /* connections refused, since last taken */
+	uint64_t events[LIMITS_EV_COUNT]; /* enum limits_event, since last taken */
 } __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct limits_slot) == 64, "a slot is one cache line");
 
 struct limits {
 	uint32_t nslots;
@@ -133,6 +136,8 @@ enum limits_open limits_conn_open(struct limits *l, uint32_t slot, uint32_t gene
 		__atomic_store_n(&s->tat, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->throttled, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->refused, 0, __ATOMIC_RELAXED);
+		for (int i = 0; i < LIMITS_EV_COUNT; i++)
+			__atomic_store_n(&s->events[i], 0, __ATOMIC_RELAXED);
 	}
 	return LIMITS_OPEN_OK;
 }
@@ -188,4 +193,22 @@ uint32_t limits_take_counts(struct limits *l, uint32_t slot, uint64_t *throttled
 	*throttled = __atomic_exchange_n(&s->throttled, 0, __ATOMIC_RELAXED);
 	*refused = __atomic_exchange_n(&s->refused, 0, __ATOMIC_RELAXED);
 	return (uint32_t)(__atomic_load_n(&s->conns, __ATOMIC_RELAXED) >> 32);
+}
+
+void limits_count(struct limits *l, uint32_t slot, uint32_t generation, enum limits_event ev)
+{
+	struct limits_slot *s = lim_slot(l, slot);
+
+	if (!s || ev >= LIMITS_EV_COUNT || (uint32_t)(__atomic_load_n(&s->conns, __ATOMIC_RELAXED) >> 32) != generation)
+		return;
+	__atomic_add_fetch(&s->events[ev], 1, __ATOMIC_RELAXED);
+}
+
+uint32_t limits_take_events(struct limits *l, uint32_t slot, uint64_t out[LIMITS_EV_COUNT])
+{
+	struct limits_slot *s = lim_slot(l, slot);
+
+	for (int i = 0; i < LIMITS_EV_COUNT; i++)
+		out[i] = s ? __atomic_exchange_n(&s->events[i], 0, __ATOMIC_RELAXED) : 0;
+	return s ? (uint32_t)(__atomic_load_n(&s->conns, __ATOMIC_RELAXED) >> 32) : 0;
 }

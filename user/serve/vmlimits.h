@@ -61,4 +61,19 @@ uint64_t limits_charge(struct limits *l, uint32_t slot, uint32_t rate, uint32_t 
  * the operator's log; both are reset.  Returns the slot's generation. */
 uint32_t limits_take_counts(struct limits *l, uint32_t slot, uint64_t *throttled, uint64_t *refused);
 
+/* What the server's descriptor limits did to a VM's connections
+ * (docs/limits.md, "Descriptors"), counted per VM for the operator. */
+enum limits_event {
+	LIMITS_EV_EVICTED = 0,	  /* closed to make room for another VM's */
+	LIMITS_EV_OVER_TOTAL = 1, /* refused at accept: the total cap was reached */
+	LIMITS_EV_SLOW = 2,	  /* a request not complete within the header timeout */
+	LIMITS_EV_COUNT = 3,
+};
+
+/* Counts one event of VM (slot, generation); nothing once the slot holds
+ * a newer VM. */
+void limits_count(struct limits *l, uint32_t slot, uint32_t generation, enum limits_event ev);
+/* The events since the last call, reset; returns the slot's generation. */
+uint32_t limits_take_events(struct limits *l, uint32_t slot, uint64_t out[LIMITS_EV_COUNT]);
+
 #endif
