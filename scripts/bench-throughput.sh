@@ -38,8 +38,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 vm_record() { # I
-	printf '{"instance-id":"i-bench%012d","mac":"52:54:00:77:00:%02x","ipv4":"10.77.0.%d","meta-data":{}}' \
-		"$1" "$1" "$((10 + $1))"
+	printf '{"instance-id":"i-bench%012d","mac":"52:54:00:77:00:%02x","ipv4":"10.77.0.%d","port":"vm%d","meta-data":{}}' \
+		"$1" "$1" "$((10 + $1))" "$1"
 }
 
 "$LAB" up "$SFX" 2

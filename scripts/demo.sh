@@ -3,8 +3,10 @@
 #
 # Builds the lab of scripts/lab.sh (suffix "demo": everything lives in
 # network namespaces, the machine's own network is untouched), loads
-# examples/vms.json, starts imdsd, and shows what each VM is served with
-# IMDSv2, one IMDSv1 fetch, and a spoofing attempt being refused.  The lab is
+# examples/vms.json, pins each VM to its lab port (the example names the
+# vnetN taps of a libvirt host; the lab's ports are the veths vm1..vm3),
+# starts imdsd, and shows what each VM is served with IMDSv2, one IMDSv1
+# fetch, and two spoofing attempts being refused.  The lab is
 # torn down on exit, on error and on Ctrl-C.  Run by `make demo` after the
 # build; needs root.
 set -euo pipefail
@@ -66,12 +68,28 @@ show_imdsv1() {
 	printf '  vm3 GET instance-id  -> HTTP %s (vm3 has http-tokens "required")\n' "$code"
 }
 
+# The instance-ids of examples/vms.json, in order: VM I is on the lab's port vmI.
+pin_vms() {
+	local i=0 id
+	sed -n 's/^ *"instance-id": "\(i-[0-9a-f]*\)",$/\1/p' "$VMS_JSON" | while read -r id; do
+		i=$((i + 1))
+		"$LAB" loadmap "$SFX" bind "$id" "vm$i" | sed 's/^/  /'
+	done
+}
+
 set_vm1_ipv4() {
 	local ns=$NS_PREFIX-vm1-$SFX
 	ip -n "$ns" addr flush dev eth0
 	ip -n "$ns" addr add "$1/24" dev eth0
 	# Removing a device's last IPv4 address flushed its routes too.
 	ip -n "$ns" route replace 169.254.169.254 dev eth0
+}
+
+set_vm1_mac() {
+	local ns=$NS_PREFIX-vm1-$SFX
+	ip -n "$ns" link set eth0 down
+	ip -n "$ns" link set eth0 address "$1"
+	ip -n "$ns" link set eth0 up
 }
 
 # vm1 takes vm2's IPv4 on its own port and asks again: the data plane sees
@@ -93,11 +111,39 @@ show_spoof() {
 	"$LAB" loadmap "$SFX" stats | { grep -E 'drop_' || echo "(none)"; } | sed 's/^/    /'
 }
 
+# vm1 takes vm2's MAC and IPv4, as a neighbour can from ARP: the data plane
+# finds vm2, which is pinned to port vm2, asked on port vm1, and drops it.
+# Without the pin, whoever asked first would have been served as vm2.
+show_spoof_mac() {
+	local rc=0 out
+	say "spoof: vm1 takes vm2's MAC and IPv4 and asks for vm2's instance-id"
+	set_vm1_mac 52:54:00:77:00:02
+	set_vm1_ipv4 10.77.0.12
+	out=$(vm 1 curl -sS --max-time 2 "$URL/latest/meta-data/instance-id" 2>&1) || rc=$?
+	set_vm1_mac 52:54:00:77:00:01
+	set_vm1_ipv4 10.77.0.11
+	# The host and the bridge learned vm2's addresses on port vm1: forget.
+	ip -n "$NS_PREFIX-host-$SFX" neigh flush all
+	bridge -n "$NS_PREFIX-host-$SFX" fdb del 52:54:00:77:00:02 dev vm1 master 2>/dev/null || true
+	if [ "$rc" -eq 0 ]; then
+		echo "  NOT REFUSED: vm1 got '$out'" >&2
+		return 1
+	fi
+	echo "  refused: curl exit $rc ($out)"
+	echo "  drop counters (imds-loadmap stats):"
+	"$LAB" loadmap "$SFX" stats | { grep -E 'drop_wrong_port' || echo "(none)"; } | sed 's/^/    /'
+	printf '  vm2 itself, on its port: instance-id -> %s\n' \
+		"$(vm 2 curl -sS --fail --max-time 5 "$URL/latest/meta-data/instance-id")"
+}
+
 "$LAB" down "$SFX" >/dev/null 2>&1 || true # leftovers of an interrupted run
 say "lab: host namespace $NS_PREFIX-host-$SFX with bridge br-imds, VMs 1..3 on veth ports"
 "$LAB" up "$SFX" 3
 say "imds-loadmap load $(basename "$VMS_JSON")"
 "$LAB" loadmap "$SFX" load "$VMS_JSON"
+"$LAB" loadmap "$SFX" list | sed 's/^/  /'
+say "imds-loadmap bind: each VM is served only on its port (this lab's veth vmI, not the example's vnetN)"
+pin_vms
 "$LAB" loadmap "$SFX" list | sed 's/^/  /'
 say "imdsd --bridge br-imds"
 "$LAB" start-imdsd "$SFX" || exit 1
@@ -109,6 +155,7 @@ for i in 1 2 3; do
 done
 show_imdsv1
 show_spoof
+show_spoof_mac
 
 say "stopping imdsd (SIGTERM)"
 "$LAB" stop-imdsd "$SFX" | sed 's/^/  /'
