@@ -54,6 +54,10 @@ static void test_section_errors(void **state)
 			   "t.json:6:58: vms[0].gce.service-accounts[1].email: duplicates vms[0].gce.service-accounts[0].email");
 	expect_parse_error("\"openstack\": {\"meta\": {\"k\": [\"v\"]}}",
 			   "t.json:6:29: vms[0].openstack.meta.k: expected a string, not an array");
+	expect_parse_error("\"openstack\": {\"serve-without-token\": \"yes\"}",
+			   "t.json:6:38: vms[0].openstack.serve-without-token: expected true or false, not a string");
+	expect_parse_error("\"azure\": {\"serve-without-token\": 1}",
+			   "t.json:6:34: vms[0].azure.serve-without-token: expected true or false, not an integer");
 	expect_parse_error("\"openstack\": {\"uuid\": \"a b\"}",
 			   "t.json:6:23: vms[0].openstack.uuid: must not contain '/' or spaces");
 	expect_parse_error("\"openstack\": {\"network-data\": {\"links\": [1]}}",

@@ -44,6 +44,7 @@ static int azure_check_tags(struct schema_ctx *c, void *target, json_t *v, const
 }
 
 static const struct schema_field azure_fields[] = {
+	FLAVOR_NO_TOKEN_FIELD,
 	{ "location", false, flavor_check_id },
 	{ "resource-group", false, flavor_check_id },
 	{ "subscription-id", false, flavor_check_id },

@@ -23,9 +23,13 @@ int flavors_compile(struct tree_builder *b, const struct vm_desc *vm, char *err,
 	/* A VM is served in a flavor when its record has that section, even
 	 * an empty one: the flavors cost arena space (GCE and Azure keep
 	 * precompiled JSON per directory), which EC2-only VMs should not pay. */
-	for (size_t i = 0; !rc && i < flavor_count; i++)
-		if (vm->record && json_object_get(vm->record, flavor_table[i].name))
-			rc = flavor_table[i].compile(b, &fc, err, errlen);
+	for (size_t i = 0; !rc && i < flavor_count; i++) {
+		if (!vm->record || !json_object_get(vm->record, flavor_table[i].name))
+			continue;
+		rc = flavor_table[i].compile(b, &fc, err, errlen);
+		if (!rc)
+			rc = flavor_add_no_token(b, vm, flavor_table[i].name);
+	}
 	if (rc && rc != -ENOMEM && errlen && !err[0])
 		snprintf(err, errlen, "%s: the metadata flavors cannot be compiled", vm->json_path);
 	return rc;

@@ -25,6 +25,12 @@ int flavor_check_object(struct schema_ctx *c, void *target, json_t *v, const cha
 	return json_is_object(v) ? 0 : schema_expect(c, path, v, "an object");
 }
 
+int flavor_check_bool(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	(void)target;
+	return json_is_boolean(v) ? 0 : schema_expect(c, path, v, "true or false");
+}
+
 static bool flavor_has_control(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
@@ -121,6 +127,13 @@ const json_t *flavor_section_get(const struct vm_desc *vm, const char *flavor, c
 	const json_t *section = vm->record ? json_object_get(vm->record, flavor) : NULL;
 
 	return section && json_is_object(section) ? json_object_get(section, key) : NULL;
+}
+
+int flavor_add_no_token(struct tree_builder *b, const struct vm_desc *vm, const char *flavor)
+{
+	if (!json_is_true(flavor_section_get(vm, flavor, "serve-without-token")))
+		return 0;
+	return flavor_add(b, FLAVOR_NO_TOKEN_PREFIX, flavor, "", 0, CT_TEXT);
 }
 
 static const char *flavor_meta_text(const struct vm_desc *vm, const char *path)

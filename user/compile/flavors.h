@@ -47,6 +47,10 @@ schema_check_fn flavor_check_id;
 schema_check_fn flavor_check_uint;
 schema_check_fn flavor_check_text_list;
 schema_check_fn flavor_check_object;
+schema_check_fn flavor_check_bool;
+/* Every section's "serve-without-token" (docs/flavors.md, "Tokens and the
+ * hop limit"), the first row of each flavor's field table. */
+#define FLAVOR_NO_TOKEN_FIELD { "serve-without-token", false, flavor_check_bool }
 /* {"key": "string"}: keys 1..255 bytes, values strings up to `max_value`
  * bytes.  key_chars NULL allows any key without control characters; else
  * it is GCE's alphabet (letters, digits, '-', '_'), which the message names. */
@@ -82,6 +86,9 @@ int flavor_emit_tree(const struct flavor_emit *e, const json_t *root);
 
 /* The member `key` of the VM's `flavor` section, or NULL. */
 const json_t *flavor_section_get(const struct vm_desc *vm, const char *flavor, const char *key);
+/* Adds FLAVOR_NO_TOKEN_PREFIX<flavor> when the section opts in.  0 or
+ * -ENOMEM. */
+int flavor_add_no_token(struct tree_builder *b, const struct vm_desc *vm, const char *flavor);
 
 /* --- each flavor's entry points (a row of flavor_table.c) --- */
 

@@ -74,6 +74,7 @@ static int gce_check_accounts(struct schema_ctx *c, void *target, json_t *v, con
 }
 
 static const struct schema_field gce_fields[] = {
+	FLAVOR_NO_TOKEN_FIELD,
 	{ "id", false, gce_check_id },
 	{ "project-id", false, flavor_check_id },
 	{ "numeric-project-id", false, flavor_check_uint },

@@ -65,6 +65,7 @@ static int os_check_network(struct schema_ctx *c, void *target, json_t *v, const
 }
 
 static const struct schema_field os_fields[] = {
+	FLAVOR_NO_TOKEN_FIELD,
 	{ "uuid", false, flavor_check_id },
 	{ "project-id", false, flavor_check_id },
 	{ "meta", false, os_check_meta },

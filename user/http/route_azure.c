@@ -21,6 +21,10 @@ const struct fr_style azure_style = {
 	.not_found = "{\"error\":\"Not found\"}",
 	.not_allowed_ct = CT_JSON,
 	.not_allowed = "{\"error\":\"Method not allowed\"}",
+	.no_token_key = FLAVOR_NO_TOKEN_PREFIX "azure",
+	.forbidden_ct = CT_JSON,
+	.forbidden = "{\"error\":\"Forbidden. This VM requires IMDSv2 session tokens; its Azure metadata is not served "
+		     "to this request\"}",
 };
 
 static const char *const azure_versions[] = {

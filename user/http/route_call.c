@@ -41,6 +41,15 @@ void route_add_header(struct route_call *c, const char *name, const char *value)
 	route_add_header_n(c, name, value, strlen(value));
 }
 
+bool route_proxied(const struct route_call *c)
+{
+	const struct http_request *req = c->req;
+
+	if (req->forwarded_for.present)
+		return true;
+	return !c->meta->allow_proxied && (req->forwarded.present || req->via.present);
+}
+
 /* Error replies (4xx, 5xx) close, as EC2's do: the AWS JS SDK never reads
  * an error body, so a kept-alive socket would keep its Node process alive
  * until the idle timeout (clients-findings, H8).  A route may ask to close

@@ -23,7 +23,10 @@ struct route_ctx {
 struct route_result {
 	int status;
 	bool close;	  /* close the connection after this response */
-	bool token_reply; /* the response carries a new IMDSv2 token */
+	/* The response carries a secret that leaves under the VM's hop limit
+	 * and closes the connection: a new IMDSv2 token, or a flavor's answer
+	 * to a tokens-required VM (docs/flavors.md, "Tokens and the hop limit"). */
+	bool token_reply;
 };
 
 #define ROUTE_PATH_CAP (HTTP_URL_MAX + 2) /* room for an added '/' and NUL */
@@ -51,6 +54,11 @@ void route_empty(struct route_call *c, int status);
  * does not fit: the few the routes add are far shorter than the room). */
 void route_add_header_n(struct route_call *c, const char *name, const char *value, size_t value_len);
 void route_add_header(struct route_call *c, const char *name, const char *value);
+
+/* The request came through a proxy in the guest: X-Forwarded-For always
+ * (as on EC2); Forwarded (RFC 7239) and Via unless the VM's
+ * proxied-token-requests option is "allow". */
+bool route_proxied(const struct route_call *c);
 
 /* Decides whether the connection stays open and appends the whole
  * response to `out`.  0 or -ENOMEM. */

@@ -173,27 +173,17 @@ static int route_parse_ttl(const struct http_header_value *h)
 	return ttl < TOKEN_TTL_MIN ? -EINVAL : ttl;
 }
 
-/* A token request that came through a proxy: X-Forwarded-For always (as
- * on EC2); Forwarded (RFC 7239) and Via announce a proxy just as well, so
- * they are refused too unless the VM's proxied-token-requests option is
- * "allow" (EC2's handling of them is unverified, spec §1.1). */
-static bool route_is_proxied(const struct route_ec2 *rc)
-{
-	const struct http_request *req = rc->c->req;
-
-	if (req->forwarded_for.present)
-		return true;
-	return !rc->c->meta->allow_proxied && (req->forwarded.present || req->via.present);
-}
-
 static void route_token_put(struct route_ec2 *rc)
 {
 	const struct http_request *req = rc->c->req;
 	int ttl = route_parse_ttl(&req->token_ttl);
 
 	/* "PUT requests are rejected if they contain an X-Forwarded-For
-	 * header" (D-how): a proxy in the guest must not obtain tokens. */
-	if (route_is_proxied(rc)) {
+	 * header" (D-how): a proxy in the guest must not obtain tokens.
+	 * Forwarded (RFC 7239) and Via announce a proxy just as well, so they
+	 * are refused too unless the VM allows them (EC2's handling of them
+	 * is unverified, spec §1.1). */
+	if (route_proxied(rc->c)) {
 		route_empty(rc->c, 403);
 	} else if (ttl < 0) {
 		route_empty(rc->c, 400);

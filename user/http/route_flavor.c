@@ -1,6 +1,7 @@
 /* route_flavor.c: the pieces every flavor's routes share (route_flavor.h):
- * the per-request frame (query, method rule, the flavor's server and
- * header), replies, lookups below a flavor's prefix and query parameters.
+ * the per-request frame (query, the token rule of a tokens-required VM,
+ * method rule, the flavor's server and header), replies, lookups below a
+ * flavor's prefix and query parameters.
  * As with EC2's routes, every error answer closes the connection
  * (route_finish).  Only flavor requests come here, so plain snprintf is
  * fine: EC2's hot path never does. */
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "imds.h"
 #include "http/path.h"
 
 void fr_reply(struct fr_call *f, int status, enum tree_ctype ct, const char *body, size_t len)
@@ -136,21 +138,55 @@ static void fr_not_allowed(struct fr_call *f)
 	fr_reply_str(f, 405, s->not_allowed_ct, s->not_allowed);
 }
 
+/* The flavors have no token step, so for a VM whose EC2 metadata needs a
+ * token they must not become the way around it (docs/flavors.md, "Tokens
+ * and the hop limit"): refused unless the record opts the flavor in, and
+ * refused through a proxy as a token PUT is.  0 when the request may be
+ * routed, else -EACCES with the 403 set. */
+static int fr_check_tokens(struct fr_call *f)
+{
+	const struct fr_style *s = f->flavor->style;
+	struct tree_entry e;
+
+	if (tree_lookup(f->c->ctx->tree, s->no_token_key, strlen(s->no_token_key), &e) == 0 && !route_proxied(f->c))
+		return 0;
+	fr_reply_str(f, 403, s->forbidden_ct, s->forbidden);
+	return -EACCES;
+}
+
+/* An answer served to a tokens-required VM goes out as a token reply
+ * does: under the VM's hop limit, closing the connection, so a client
+ * further away than the operator allowed (a container behind a NAT in
+ * the guest) gets nothing of it.  Only 200s carry the VM's data. */
+static void fr_hop_limit(struct fr_call *f)
+{
+	if (f->c->resp.status != 200)
+		return;
+	f->c->res->token_reply = true;
+	f->c->res->close = true;
+}
+
 int fr_route(struct route_call *c, const struct fr_flavor *flavor, struct outbuf *out)
 {
 	const struct fr_style *s = flavor->style;
 	struct fr_call f = { .c = c, .flavor = flavor };
 	enum http_method m = c->req->method;
+	bool tokens = c->meta->http_tokens == IMDS_TOKENS_REQUIRED;
 	int rc = 0;
 
 	fr_split_query(&f);
 	c->resp.server = s->server;
 	if (s->header_name)
 		route_add_header(c, s->header_name, s->header_value);
-	if (m == HTTP_M_GET || m == HTTP_M_HEAD)
+	if (tokens && fr_check_tokens(&f) < 0) {
+		/* refused: the 403 is set */
+	} else if (m == HTTP_M_GET || m == HTTP_M_HEAD) {
 		rc = flavor->route(&f);
-	else
+	} else {
 		fr_not_allowed(&f);
+	}
+	if (!rc && tokens)
+		fr_hop_limit(&f);
 	if (!rc)
 		rc = route_finish(c, out);
 	outbuf_free(&f.body);

@@ -23,6 +23,12 @@ struct fr_style {
 	const char *not_found;	   /* 404 body */
 	enum tree_ctype not_allowed_ct;
 	const char *not_allowed; /* 405 body (methods other than GET, HEAD) */
+	/* A tokens-required VM (lib/flavor_layout.h, FLAVOR_NO_TOKEN_PREFIX):
+	 * the flavor is served only when the tree holds no_token_key, and
+	 * otherwise, or through a proxy, refused with 403 and this body. */
+	const char *no_token_key;
+	enum tree_ctype forbidden_ct;
+	const char *forbidden;
 };
 
 struct fr_call;

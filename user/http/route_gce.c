@@ -36,6 +36,9 @@ const struct fr_style gce_style = {
 	.not_found = gce_404,
 	.not_allowed_ct = CT_TEXT,
 	.not_allowed = "",
+	.no_token_key = FLAVOR_NO_TOKEN_PREFIX "gce",
+	.forbidden_ct = CT_TEXT,
+	.forbidden = "This VM requires IMDSv2 session tokens; its GCE metadata is not served to this request",
 };
 
 static bool gce_true(const char *v)

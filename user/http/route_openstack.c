@@ -14,6 +14,11 @@ static const char os_404[] = "<html>\n <head>\n  <title>404 Not Found</title>\n 
 			     "  <h1>404 Not Found</h1>\n  The resource could not be found.<br /><br />\n\n\n\n"
 			     " </body>\n</html>";
 
+/* Nova's 403 page (webob's, with Nova's message). */
+static const char os_403[] = "<html>\n <head>\n  <title>403 Forbidden</title>\n </head>\n <body>\n"
+			     "  <h1>403 Forbidden</h1>\n  Access was denied to this resource.<br /><br />\n\n\n\n"
+			     " </body>\n</html>";
+
 /* Nova's answers are not specified beyond their bodies (shared/spec), so
  * they keep the shared layer's Server: EC2ws. */
 const struct fr_style os_style = {
@@ -21,6 +26,9 @@ const struct fr_style os_style = {
 	.not_found = os_404,
 	.not_allowed_ct = CT_TEXT,
 	.not_allowed = "",
+	.no_token_key = FLAVOR_NO_TOKEN_PREFIX "openstack",
+	.forbidden_ct = CT_HTML,
+	.forbidden = os_403,
 };
 
 /* Nova's versions (cloud-init reads the list and picks the newest it knows). */

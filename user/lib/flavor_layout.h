@@ -16,6 +16,10 @@
  *   azure-json/instance/@json         the instance document (JSON is the
  *                                     default; subdirectories are cut out
  *                                     of it per request)
+ *   no-token/<section>                present when the section says
+ *                                     "serve-without-token": true; a
+ *                                     tokens-required VM's flavor is
+ *                                     refused without it
  * Only the flavors whose section the VM record has are compiled.
  * "@" never occurs in a path segment of the flavor data (GCE attribute keys
  * are [A-Za-z0-9_-], Azure's keys are fixed), so the precompiled documents
@@ -32,6 +36,7 @@
 #define AZURE_PREFIX "azure/"
 #define AZURE_JSON_PREFIX "azure-json/"
 #define FLAVOR_JSON_LEAF "@json"
+#define FLAVOR_NO_TOKEN_PREFIX "no-token/"
 
 /* GCE's JSON name of path segment `key` whose parent is `parent`
  * ("machine-type" -> "machineType"; attribute keys and e-mails kept): the
