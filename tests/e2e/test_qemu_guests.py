@@ -5,6 +5,7 @@ ingress check, TC ingress, on each TAP).
 
 - vm1 (tokens optional, tap1) and vm2 (tokens required, tap2) boot at once
   and each gets exactly its own instance-id, hostname, key and user-data.
+  Each record is pinned to its TAP (VM I's `port` is tapI).
 - Then two guests lie: one with vm3's own MAC on tap3 takes vm1's IPv4, one
   on tap4 takes vm2's MAC and IPv4 in its init.  Neither gets a token or a
   byte of anyone's data, and the data plane counts their drops.
@@ -25,12 +26,19 @@ SPOOF_WAIT = 2
 VMS = [1, 2, 3]
 
 
+def record(i, **kw):
+    """VM i's record, pinned to its TAP (not the veth of a lab VM)."""
+    rec = vmdata.vm_record(i, port=False, **kw)
+    rec["port"] = f"tap{i}"
+    return rec
+
+
 @pytest.fixture(scope="module")
 def lab(make_lab):
     lab = make_lab()
     for i in (1, 2, 3, 4):
         guests.add_tap(lab, f"tap{i}")
-    lab.load([vmdata.vm_record(1), vmdata.vm_record(2, tokens="required"), vmdata.vm_record(3)])
+    lab.load([record(1), record(2, tokens="required"), record(3)])
     lab.start_imdsd()
     return lab
 
@@ -47,8 +55,9 @@ def served(lab, guest_image, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spoofed(lab, served, guest_image, tmp_path_factory):
-    """After vm1 and vm2 have run (their ports are bound), two lying guests
-    boot at once; returns their reports and the counters around them."""
+    """After vm1 and vm2 have run (each on the TAP it is pinned to), two
+    lying guests boot at once; returns their reports and the counters
+    around them."""
     work = tmp_path_factory.mktemp("spoof")
     before = lab.stats()
     by_ip = guests.Guest(lab, work, "spoof-ip", "tap3", vmdata.vm_mac(3), vmdata.vm_ipv4(1), wait=SPOOF_WAIT)
@@ -86,7 +95,7 @@ def test_tokens_required_is_enforced_for_the_guest(served):
 
 def test_guests_went_through_the_data_plane(lab, served):
     """Each guest's connections were verified and recorded by the data
-    plane on its own TAP, and each VM is bound to that TAP."""
+    plane on its own TAP, and each VM is pinned and bound to that TAP."""
     _, before, after = served
     for i in (1, 2):
         iid = vmdata.instance_id(i)
@@ -94,10 +103,10 @@ def test_guests_went_through_the_data_plane(lab, served):
         assert counter_delta(before, after, iid, "syn_recorded") >= 7, after
     for tap in ("tap1", "tap2"):
         assert lab.port_ingress_hooks(tap) == {"tc"}, f"{tap}: not checked at TC ingress"
-    ports = {row[0]: row[3] for row in lab.list_rows()}
-    assert ports[vmdata.instance_id(1)] == "tap1", ports
-    assert ports[vmdata.instance_id(2)] == "tap2", ports
-    for reason in ("drop_unknown_mac", "drop_wrong_port", "drop_wrong_ipv4"):
+    ports = {row[0]: tuple(row[3:5]) for row in lab.list_rows()}
+    assert ports[vmdata.instance_id(1)] == ("tap1", "pinned"), ports
+    assert ports[vmdata.instance_id(2)] == ("tap2", "pinned"), ports
+    for reason in ("drop_unknown_mac", "drop_wrong_port", "drop_wrong_ipv4", "drop_unbound"):
         assert counter_delta(before, after, "total", reason) == 0, after
 
 
