@@ -16,8 +16,17 @@
 #define TC_ACT_SHOT 2
 #endif
 
-/* linux/if_ether.h: ETH_P_IP. */
+/* linux/if_ether.h: ETH_P_IP, ETH_P_ARP and the two VLAN tag types. */
 #define ETH_P_IPV4 0x0800
+#ifndef ETH_P_ARP
+#define ETH_P_ARP 0x0806
+#endif
+#ifndef ETH_P_8021Q
+#define ETH_P_8021Q 0x8100 /* 802.1Q tag */
+#endif
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88a8 /* 802.1ad (QinQ) service tag */
+#endif
 
 /* net/ip.h: the fragment bits of iphdr.frag_off (host order). */
 #define IP_MF 0x2000

@@ -1,9 +1,12 @@
 /* imds.bpf.c: the data plane's entry programs, one set on every port of the
  * bridge.  At ingress (TC, imdsd's default hook, or XDP with --ingress xdp)
  * it verifies the sender of each packet to 169.254.169.254:80, holds each
- * VM to its packet budget and records verified SYNs for imdsd; everything
- * else passes untouched.  TC egress on the same ports applies the hop limit
- * to token replies.  The logic lives in the headers, one role each. */
+ * VM to its packet budget and records verified SYNs for imdsd; it drops
+ * what a VM port may not send (guard.h: ARP or IPv4 speaking for the
+ * metadata address or another VM, other ports of 169.254.169.254, tagged
+ * frames toward it); everything else passes untouched.  TC egress on the
+ * same ports keeps replies to their VM and applies the hop limit to token
+ * replies.  The logic lives in the headers, one role each. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -13,76 +16,137 @@
 #include "counters.h"
 #include "parse.h"
 #include "verify.h"
+#include "guard.h"
 #include "budget.h"
 #include "hoplimit.h"
 
-/* Everything the data plane does with a frame a VM sent: true to pass it,
- * false to drop it.  Shared by the XDP program and the TC ingress one. */
-static __always_inline bool imds_ingress(void *data, void *end, __u32 ingress)
+/* A packet to 169.254.169.254: only TCP port 80, untagged, from a verified
+ * VM within its budget; a verified SYN is recorded for imdsd. */
+static __always_inline enum imds_reason ingress_metadata(const struct imds_frame *f, struct iphdr *ip, void *end,
+							 __u32 ingress, __u32 *slot)
 {
 	struct imds_vm *vm = NULL;
 	struct imds_pkt pkt;
 	enum imds_reason reason;
-	__u32 slot = 0;
 
-	switch (parse_metadata_packet(data, end, &pkt)) {
-	case PARSE_OTHER:
-		return true;
+	if (f->tagged) {
+		*slot = guard_sender_slot(f->eth, ingress);
+		return IMDS_DROP_TAGGED;
+	}
+	switch (parse_metadata_packet(f->eth, ip, end, &pkt)) {
 	case PARSE_MALFORMED:
-		count_reason(0, IMDS_DROP_MALFORMED);
-		return false;
+		return IMDS_DROP_MALFORMED; /* the sender is not looked up: totals only */
+	case PARSE_OTHER_PORT:
+		*slot = guard_sender_slot(f->eth, ingress);
+		return IMDS_DROP_NOT_METADATA_PORT;
 	default:
 		break;
 	}
-	reason = verify_sender(ingress, &pkt, &slot, &vm);
+	reason = verify_sender(ingress, &pkt, slot, &vm);
 	if (reason == IMDS_PASS_VERIFIED && vm)
-		reason = budget_consume(slot, vm);
-	count_reason(slot, reason);
-	if (reason != IMDS_PASS_VERIFIED)
-		return false;
-	if (pkt.tcp->syn && !pkt.tcp->ack && vm) {
+		reason = budget_consume(*slot, vm);
+	if (reason == IMDS_PASS_VERIFIED && vm && pkt.tcp->syn && !pkt.tcp->ack) {
 		hop_forget(&pkt);
-		record_connection(&pkt, slot, vm);
+		record_connection(&pkt, *slot, vm);
 	}
-	return true;
+	return reason;
 }
 
-/* imdsd --ingress xdp. */
+static __always_inline enum imds_reason ingress_ipv4(const struct imds_frame *f, void *end, __u32 ingress,
+						     __u32 *slot)
+{
+	struct iphdr *ip = f->l3;
+
+	if ((void *)(ip + 1) > end)
+		return GUARD_OTHER; /* shorter than a header: no stack takes it */
+	if (ip->daddr == bpf_htonl(IMDS_IPV4_ADDR) && ip->saddr != bpf_htonl(IMDS_IPV4_ADDR))
+		return ingress_metadata(f, ip, end, ingress, slot);
+	return guard_ipv4_source(f, ip, ingress, slot);
+}
+
+/* Everything the data plane does with a frame a VM sent: true to pass it,
+ * false to drop it.  Shared by the XDP program and the TC ingress one;
+ * tagged says the stack already took a VLAN tag off (TC). */
+static __always_inline bool imds_ingress(void *data, void *end, __u32 ingress, __u8 tagged)
+{
+	enum imds_reason reason;
+	struct imds_frame f;
+	__u32 slot = 0;
+
+	switch (parse_frame(data, end, tagged, &f)) {
+	case FRAME_IPV4:
+		reason = ingress_ipv4(&f, end, ingress, &slot);
+		break;
+	case FRAME_ARP:
+		reason = guard_arp(&f, end, ingress, &slot);
+		break;
+	case FRAME_TOO_DEEP:
+		slot = guard_sender_slot(f.eth, ingress);
+		reason = IMDS_DROP_TAGGED;
+		break;
+	default:
+		return true;
+	}
+	if (reason == GUARD_OTHER)
+		return true;
+	count_reason(slot, reason);
+	return reason == IMDS_PASS_VERIFIED;
+}
+
+/* imdsd --ingress xdp.  Tags are in the frame here. */
 SEC("xdp")
 int imds_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 
-	return imds_ingress(data, end, ctx->ingress_ifindex) ? XDP_PASS : XDP_DROP;
+	return imds_ingress(data, end, ctx->ingress_ifindex, 0) ? XDP_PASS : XDP_DROP;
 }
 
 /* The same checks at TC ingress of a port, imdsd's default hook: on skb
  * based ports (veth, tap) XDP costs bulk traffic a copy of every GSO
  * packet (generic mode) or GSO itself (veth native mode); TC reads the
- * skb in place.  skb->protocol spares other traffic even a packet load. */
+ * skb in place.  skb->protocol spares other traffic (IPv6 and the rest)
+ * even a packet load.  The stack has already taken one VLAN tag off the
+ * frame (skb->vlan_present; protocol is then the type under it), so a
+ * tag can be in the skb's metadata, in the frame, or both. */
 SEC("tc")
 int imds_tc_ingress(struct __sk_buff *skb)
 {
-	if (skb->protocol != bpf_htons(ETH_P_IPV4))
+	__be16 proto = (__be16)skb->protocol;
+	__u8 tagged = skb->vlan_present != 0;
+
+	if (!tagged && proto != bpf_htons(ETH_P_IPV4) && proto != bpf_htons(ETH_P_ARP) && !frame_is_tag(proto))
 		return TC_ACT_OK;
 	tc_pull_headers(skb);
-	return imds_ingress((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ingress_ifindex) ?
+	return imds_ingress((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ingress_ifindex, tagged) ?
 		       TC_ACT_OK :
 		       TC_ACT_SHOT;
 }
 
-/* Egress of a VM's port, i.e. frames the bridge sends toward the VM. */
+/* Egress of a VM's port, i.e. frames the bridge sends toward the VM: a
+ * reply of the service leaves only toward its VM (guard.h), and a token
+ * reply with the VM's hop limit (hoplimit.h). */
 SEC("tc")
 int imds_tc_egress(struct __sk_buff *skb)
 {
 	struct imds_hop_mark *mark;
+	struct ethhdr *eth;
 	struct iphdr *ip;
 	struct tcphdr *tcp;
 	__u32 slot;
 
 	if (!hop_parse_reply(skb, &ip, &tcp))
 		return TC_ACT_OK;
+	/* hop_parse_reply found ip right behind the Ethernet header (the
+	 * host sends untagged); reading skb->data again here would make clang
+	 * reuse a moved context pointer, which the verifier refuses. */
+	eth = (void *)ip - sizeof(*eth);
+	slot = guard_reply_misdirected(skb, eth, ip);
+	if (slot) {
+		count_reason(slot, IMDS_DROP_MISDIRECTED_REPLY);
+		return TC_ACT_SHOT;
+	}
 	mark = hop_find_mark(ip, tcp);
 	if (!mark)
 		return TC_ACT_OK;

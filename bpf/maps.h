@@ -27,6 +27,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } IMDS_MAP_MAC_INDEX_ID SEC(".maps");
 
+/* A loaded VM's IPv4 -> its slot: who may send from, and receive at, that
+ * address (bpf/guard.h).  Written by the store beside mac_index. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IMDS_MAX_VMS);
+	__type(key, __be32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IMDS_MAP_IPV4_INDEX_ID SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, IMDS_CONN_MAX);

@@ -1,6 +1,8 @@
 /* parse.h: just enough header parsing to tell metadata traffic from the
  * rest.  Other traffic must cost next to nothing, so each step bails out as
- * soon as the packet cannot be for 169.254.169.254:80. */
+ * soon as the frame cannot matter to 169.254.169.254 or to a VM's address:
+ * the Ethernet type first, VLAN tags only when there are some, then the
+ * ARP or IPv4 header behind them. */
 #ifndef IMDS_BPF_PARSE_H
 #define IMDS_BPF_PARSE_H
 
@@ -10,6 +12,72 @@
 #include "compat.h"
 #include "imds.h"
 
+/* VLAN tags walked in the frame.  The host's stack removes any number of
+ * VID 0 (priority) tags one after another and then handles the frame as
+ * untagged, so a frame whose tags go deeper than this cannot be let
+ * through unseen: it is dropped (FRAME_TOO_DEEP). */
+#define FRAME_TAGS_MAX 4
+#define FRAME_VLAN_LEN ((__u32)sizeof(struct vlan_hdr))
+#define FRAME_L2_MAX ((__u32)sizeof(struct ethhdr) + FRAME_TAGS_MAX * FRAME_VLAN_LEN)
+
+struct imds_frame {
+	struct ethhdr *eth;
+	void *l3;      /* the header after the last tag */
+	__u32 l3_off;  /* l3 - eth, in bytes */
+	__u8 tagged;   /* a VLAN tag in the frame, or one the stack removed (TC) */
+	__u8 pad[3];
+};
+
+enum imds_frame_kind {
+	FRAME_OTHER = 0,    /* neither ARP nor IPv4: pass */
+	FRAME_ARP = 1,
+	FRAME_IPV4 = 2,
+	FRAME_TOO_DEEP = 3, /* more tags than FRAME_TAGS_MAX */
+};
+
+static __always_inline bool frame_is_tag(__be16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+}
+
+/* data..end: the frame from its Ethernet header (XDP: the whole frame; TC:
+ * the linear part, which tc_pull_headers made cover the headers).  tagged:
+ * the stack already removed a tag (TC's skb->vlan_present). */
+static __always_inline enum imds_frame_kind parse_frame(void *data, void *end, __u8 tagged, struct imds_frame *f)
+{
+	struct ethhdr *eth = data;
+	struct vlan_hdr *tag;
+	__u32 l3_off = sizeof(struct ethhdr);
+	__be16 proto;
+	void *l3;
+
+	if ((void *)(eth + 1) > end)
+		return FRAME_OTHER;
+	proto = eth->h_proto;
+	l3 = eth + 1;
+	f->eth = eth;
+#pragma unroll
+	for (int i = 0; i < FRAME_TAGS_MAX; i++) {
+		if (!frame_is_tag(proto))
+			break;
+		tag = l3;
+		if ((void *)(tag + 1) > end)
+			return FRAME_OTHER; /* a cut tag: no stack can read what it carries */
+		proto = tag->h_vlan_encapsulated_proto;
+		l3 = tag + 1;
+		l3_off += FRAME_VLAN_LEN;
+		tagged = 1;
+	}
+	f->l3 = l3;
+	f->l3_off = l3_off;
+	f->tagged = tagged;
+	if (proto == bpf_htons(ETH_P_IPV4))
+		return FRAME_IPV4;
+	if (proto == bpf_htons(ETH_P_ARP))
+		return FRAME_ARP;
+	return frame_is_tag(proto) ? FRAME_TOO_DEEP : FRAME_OTHER;
+}
+
 struct imds_pkt {
 	struct ethhdr *eth;
 	struct iphdr *ip;
@@ -17,26 +85,19 @@ struct imds_pkt {
 };
 
 enum imds_parse {
-	PARSE_OTHER = 0,     /* not for the metadata service: pass */
-	PARSE_METADATA = 1,  /* TCP to 169.254.169.254:80 */
-	PARSE_MALFORMED = 2, /* addressed to the service but unparseable */
+	PARSE_METADATA = 1,   /* TCP to 169.254.169.254:80 */
+	PARSE_MALFORMED = 2,  /* a TCP fragment or a bogus header: unparseable */
+	PARSE_OTHER_PORT = 3, /* to 169.254.169.254, but not TCP port 80 */
 };
 
-/* data..end: the frame from its Ethernet header (XDP: the whole frame; TC:
- * the linear part, which tc_pull_headers made cover the headers). */
-static __always_inline enum imds_parse parse_metadata_packet(void *data, void *end, struct imds_pkt *pkt)
+/* ip: a whole IPv4 header inside the frame, addressed to 169.254.169.254. */
+static __always_inline enum imds_parse parse_metadata_packet(struct ethhdr *eth, struct iphdr *ip, void *end,
+							     struct imds_pkt *pkt)
 {
-	struct ethhdr *eth = data;
-	struct iphdr *ip;
 	struct tcphdr *tcp;
 
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IPV4))
-		return PARSE_OTHER;
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end || ip->daddr != bpf_htonl(IMDS_IPV4_ADDR))
-		return PARSE_OTHER;
 	if (ip->protocol != IPPROTO_TCP)
-		return PARSE_OTHER;
+		return PARSE_OTHER_PORT;
 	/* A fragment cannot be matched to a port, and a header shorter than
 	 * 20 bytes is bogus: neither reaches the service. */
 	if (ip->ihl < 5 || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
@@ -45,7 +106,7 @@ static __always_inline enum imds_parse parse_metadata_packet(void *data, void *e
 	if ((void *)(tcp + 1) > end)
 		return PARSE_MALFORMED;
 	if (tcp->dest != bpf_htons(IMDS_TCP_PORT))
-		return PARSE_OTHER;
+		return PARSE_OTHER_PORT;
 	pkt->eth = eth;
 	pkt->ip = ip;
 	pkt->tcp = tcp;
@@ -54,32 +115,33 @@ static __always_inline enum imds_parse parse_metadata_packet(void *data, void *e
 
 /* TC ingress sees an skb whose linear part may end before the headers (a
  * tap device builds skbs with as much linear data as the guest's virtio
- * header claims).  Metadata packets get their headers pulled into the
- * linear part, so none slips past unparsed; other packets are never
- * pulled (a GSO skb of bulk traffic is not touched: its headers are
- * linear, and if not, one 4-byte load tells it is not ours). */
+ * header claims).  The headers every frame is checked on (Ethernet, up to
+ * FRAME_TAGS_MAX tags, ARP or IPv4) are pulled when they are not linear,
+ * which bulk traffic's are (a GSO skb carries its headers in the linear
+ * part); a packet to the metadata service also gets its TCP header pulled,
+ * past any IP options, so none slips past unparsed. */
 static __always_inline void tc_pull_headers(struct __sk_buff *skb)
 {
-	const __u32 need = sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr);
-	const __u32 daddr_off = sizeof(struct ethhdr) + __builtin_offsetof(struct iphdr, daddr);
+	const __u32 base = FRAME_L2_MAX + sizeof(struct iphdr) + sizeof(struct tcphdr);
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
+	struct imds_frame f;
 	struct iphdr *ip;
-	__be32 daddr;
 	__u32 full;
 
-	if (data + need > end) {
-		if (skb->len < need || bpf_skb_load_bytes(skb, daddr_off, &daddr, sizeof(daddr)) ||
-		    daddr != bpf_htonl(IMDS_IPV4_ADDR) || bpf_skb_pull_data(skb, need))
+	if (data + base > end && skb->len > (__u32)(end - data)) {
+		if (bpf_skb_pull_data(skb, skb->len < base ? skb->len : base))
 			return;
 		data = (void *)(long)skb->data;
 		end = (void *)(long)skb->data_end;
 	}
-	ip = data + sizeof(struct ethhdr);
+	if (parse_frame(data, end, 0, &f) != FRAME_IPV4)
+		return;
+	ip = f.l3;
 	if ((void *)(ip + 1) > end || ip->daddr != bpf_htonl(IMDS_IPV4_ADDR) || ip->ihl <= 5)
 		return;
 	/* IP options push the TCP header further. */
-	full = sizeof(struct ethhdr) + ip->ihl * 4 + sizeof(struct tcphdr);
+	full = f.l3_off + ip->ihl * 4 + sizeof(struct tcphdr);
 	if (data + full > end && skb->len >= full)
 		bpf_skb_pull_data(skb, full);
 }

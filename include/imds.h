@@ -36,12 +36,13 @@
 #define IMDS_MAP_VM_TABLE_ID vm_table
 #define IMDS_MAP_MAC_INDEX_ID mac_index
 #define IMDS_MAP_CONN_TABLE_ID conn_table
-#define IMDS_MAP_VM_COUNTERS_ID vm_counters_v2 /* v2: IMDS_REASON_MAX 8 -> 9 */
+#define IMDS_MAP_VM_COUNTERS_ID vm_counters_v2 /* v2: IMDS_REASON_MAX 8 -> 14 */
 #define IMDS_MAP_ARENA_ID arena
 #define IMDS_MAP_TOKEN_KEY_ID token_key
 #define IMDS_MAP_HOP_MARKS_ID hop_marks
 #define IMDS_MAP_VM_BUDGET_ID vm_budget
 #define IMDS_MAP_VM_PORTS_ID vm_ports
+#define IMDS_MAP_IPV4_INDEX_ID ipv4_index
 
 #define IMDS_STR_(x) #x
 #define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
@@ -54,6 +55,7 @@
 #define IMDS_MAP_HOP_MARKS IMDS_STR(IMDS_MAP_HOP_MARKS_ID)
 #define IMDS_MAP_VM_BUDGET IMDS_STR(IMDS_MAP_VM_BUDGET_ID)
 #define IMDS_MAP_VM_PORTS IMDS_STR(IMDS_MAP_VM_PORTS_ID)
+#define IMDS_MAP_IPV4_INDEX IMDS_STR(IMDS_MAP_IPV4_INDEX_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536
@@ -103,10 +105,19 @@ enum imds_reason {
 	IMDS_DROP_BUDGET = 6,	  /* verified, but over the VM's packet budget */
 	IMDS_PASS_HOP_LIMITED = 7,  /* TC egress: token reply sent with TTL = hop limit */
 	IMDS_DROP_UNBOUND = 8,	  /* the VM has no port yet: pinned to one that is absent, or not pinned */
-	IMDS_REASON_MAX = 9,
+	/* What a VM port may send (docs/design.md): counted in the slot of the
+	 * VM whose address was claimed, else of the sender when its MAC is a
+	 * VM's bound to this port, else in the totals only. */
+	IMDS_DROP_ARP_SPOOF = 9,	  /* ARP claiming 169.254.169.254, or a VM's IPv4 not from its port and MAC */
+	IMDS_DROP_FORGED_SOURCE = 10, /* IPv4 from 169.254.169.254, or from a VM's IPv4 not from its port and MAC */
+	IMDS_DROP_TAGGED = 11,	  /* VLAN-tagged frame toward 169.254.169.254, or tags too deep to see under */
+	IMDS_DROP_NOT_METADATA_PORT = 12, /* to 169.254.169.254, but not TCP port 80 */
+	IMDS_DROP_MISDIRECTED_REPLY = 13, /* TC egress: a reply to a VM on another port or to another MAC */
+	IMDS_REASON_MAX = 14,
 };
 
-/* mac_index key -> __u32 slot */
+/* mac_index key -> __u32 slot.  ipv4_index: __be32 address -> __u32 slot,
+ * kept beside it by the store (a loaded VM's IPv4 is unique). */
 struct imds_mac_key {
 	__u8 addr[6];
 	__u8 pad[2];
@@ -234,6 +245,11 @@ static const char *const imds_reason_names[IMDS_REASON_MAX] = {
 	[IMDS_DROP_BUDGET] = "drop_budget",
 	[IMDS_PASS_HOP_LIMITED] = "hop_limited",
 	[IMDS_DROP_UNBOUND] = "drop_unbound",
+	[IMDS_DROP_ARP_SPOOF] = "drop_arp_spoof",
+	[IMDS_DROP_FORGED_SOURCE] = "drop_forged_source",
+	[IMDS_DROP_TAGGED] = "drop_tagged",
+	[IMDS_DROP_NOT_METADATA_PORT] = "drop_not_metadata_port",
+	[IMDS_DROP_MISDIRECTED_REPLY] = "drop_misdirected_reply",
 };
 #endif
 

@@ -2,9 +2,11 @@
  * the data plane (test_bpf_packets.c).  A frame is described by a spec that
  * starts as a well-formed SYN from VM 1 to 169.254.169.254:80 (or, for
  * egress, a reply carrying data) and each test changes what it is about:
- * flags, IHL, fragment bits, a VLAN tag, a truncated length.  Fields are in
- * host order; the builder writes network order and a correct IPv4 header
- * checksum, so a test that wants a wrong one corrupts the bytes after. */
+ * flags, IHL, fragment bits, VLAN tags, a truncated length.  ARP frames
+ * (bpf_frame_build_arp) take their Ethernet header and tags from the same
+ * spec.  Fields are in host order; the builder writes network order and a
+ * correct IPv4 header checksum, so a test that wants a wrong one corrupts
+ * the bytes after. */
 #ifndef TEST_BPF_FRAMES_H
 #define TEST_BPF_FRAMES_H
 
@@ -15,6 +17,7 @@
 #define BPF_FRAME_MAX 512
 #define BPF_FRAME_ETH 14
 #define BPF_FRAME_VLAN 4
+#define BPF_FRAME_TAGS 6
 
 enum bpf_frame_tcp_flag {
 	BPF_TCP_FIN = 0x01,
@@ -27,8 +30,9 @@ enum bpf_frame_tcp_flag {
 struct bpf_frame_spec {
 	uint8_t src_mac[6];
 	uint8_t dst_mac[6];
-	int vlan;	    /* 1: an 802.1Q tag after the MAC addresses */
-	uint16_t vlan_tci; /* PCP, DEI and VID of that tag */
+	int vlan;	    /* VLAN tags after the MAC addresses (0..BPF_FRAME_TAGS) */
+	uint16_t vlan_tci; /* PCP, DEI and VID of each tag */
+	uint16_t vlan_outer; /* the first tag's type: 0 = 0x8100 (802.1Q), or 0x88a8 */
 	uint32_t saddr, daddr;
 	uint8_t ihl;	   /* 32-bit words; > 5 adds NOP options */
 	uint8_t ttl;
@@ -74,19 +78,19 @@ static inline void bpf_frame_put32(uint8_t *p, uint32_t host)
 	memcpy(p, &be, sizeof(be));
 }
 
-/* Ethernet header (and tag); returns where the IPv4 header goes. */
-static inline uint32_t bpf_frame_eth(const struct bpf_frame_spec *s, uint8_t *b)
+/* Ethernet header and tags; returns where the next header goes. */
+static inline uint32_t bpf_frame_eth(const struct bpf_frame_spec *s, uint8_t *b, uint16_t type)
 {
 	uint32_t off = 12;
 
 	memcpy(b, s->dst_mac, 6);
 	memcpy(b + 6, s->src_mac, 6);
-	if (s->vlan) {
-		bpf_frame_put16(b + off, 0x8100);
+	for (int i = 0; i < s->vlan && i < BPF_FRAME_TAGS; i++) {
+		bpf_frame_put16(b + off, i == 0 && s->vlan_outer ? s->vlan_outer : 0x8100);
 		bpf_frame_put16(b + off + 2, s->vlan_tci);
 		off += BPF_FRAME_VLAN;
 	}
-	bpf_frame_put16(b + off, 0x0800);
+	bpf_frame_put16(b + off, type);
 	return off + 2;
 }
 
@@ -126,10 +130,41 @@ static inline void bpf_frame_build(const struct bpf_frame_spec *s, struct bpf_fr
 	uint32_t tot_len = ip_hlen + 20 + s->payload;
 
 	memset(f, 0, sizeof(*f));
-	f->ip_off = bpf_frame_eth(s, f->b);
+	f->ip_off = bpf_frame_eth(s, f->b, 0x0800);
 	bpf_frame_ipv4(s, f->b + f->ip_off, tot_len);
 	bpf_frame_tcp(s, f->b + f->ip_off + ip_hlen);
 	f->len = f->ip_off + tot_len;
+}
+
+/* An Ethernet/IPv4 ARP packet (RFC 826). */
+struct bpf_arp_spec {
+	uint16_t op; /* 1 request, 2 reply */
+	uint8_t sha[6];
+	uint32_t spa;
+	uint8_t tha[6];
+	uint32_t tpa;
+};
+
+static inline void bpf_frame_build_arp(const struct bpf_frame_spec *eth, const struct bpf_arp_spec *a,
+				       struct bpf_frame *f)
+{
+	uint8_t *p;
+
+	memset(f, 0, sizeof(*f));
+	f->ip_off = bpf_frame_eth(eth, f->b, 0x0806);
+	p = f->b + f->ip_off;
+	bpf_frame_put16(p, 1); /* Ethernet */
+	bpf_frame_put16(p + 2, 0x0800);
+	p[4] = 6;
+	p[5] = 4;
+	bpf_frame_put16(p + 6, a->op);
+	memcpy(p + 8, a->sha, 6);
+	bpf_frame_put32(p + 14, a->spa);
+	memcpy(p + 18, a->tha, 6);
+	bpf_frame_put32(p + 24, a->tpa);
+	f->len = f->ip_off + 28;
+	if (f->len < 60)
+		f->len = 60; /* padded to Ethernet's minimum, as on the wire */
 }
 
 #endif

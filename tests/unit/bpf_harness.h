@@ -33,7 +33,7 @@ enum harness_verdict {
 
 struct harness {
 	struct imds_bpf *skel;
-	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd;
+	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd, ipv4_fd;
 	int ncpus;
 	char why[256]; /* why the data plane could not be loaded */
 };
@@ -71,6 +71,7 @@ static inline int harness_load(void)
 	harness.counters_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_VM_COUNTERS_ID);
 	harness.budget_fd = bpf_map__fd(harness.skel->maps.vm_budget);
 	harness.marks_fd = bpf_map__fd(harness.skel->maps.hop_marks);
+	harness.ipv4_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_IPV4_INDEX_ID);
 	harness.ncpus = libbpf_num_possible_cpus();
 	return 0;
 }
@@ -81,7 +82,7 @@ static inline void harness_unload(void)
 	harness.skel = NULL;
 }
 
-/* Keys of these maps are 8 bytes; the buffer leaves room for more. */
+/* Keys of these maps are 4 or 8 bytes; the buffer leaves room for more. */
 static inline void harness_clear_hash(int fd)
 {
 	uint8_t key[64];
@@ -107,9 +108,11 @@ static inline void harness_reset(void)
 	harness_clear_hash(harness.mac_fd);
 	harness_clear_hash(harness.conn_fd);
 	harness_clear_hash(harness.marks_fd);
+	harness_clear_hash(harness.ipv4_fd);
 }
 
-/* A VM record as imds-loadmap writes it, and its MAC in mac_index. */
+/* A VM record as imds-loadmap writes it, its MAC in mac_index and its
+ * IPv4 in ipv4_index. */
 static inline int harness_put_vm(uint32_t slot, const struct imds_vm *vm)
 {
 	struct imds_mac_key key = {0};
@@ -118,6 +121,8 @@ static inline int harness_put_vm(uint32_t slot, const struct imds_vm *vm)
 	if (bpf_map_update_elem(harness.vm_fd, &slot, vm, BPF_ANY))
 		return -errno;
 	if (bpf_map_update_elem(harness.mac_fd, &key, &slot, BPF_ANY))
+		return -errno;
+	if (bpf_map_update_elem(harness.ipv4_fd, &vm->ipv4, &slot, BPF_ANY))
 		return -errno;
 	return 0;
 }
@@ -184,16 +189,29 @@ static inline int harness_run_tc(int prog_fd, const void *frame, uint32_t len, u
 	return 0;
 }
 
-static inline enum harness_verdict harness_run_tc_ingress(const void *frame, uint32_t len, uint32_t ifindex)
+static inline enum harness_verdict harness_tc_verdict(struct bpf_program *prog, const void *frame, uint32_t len,
+						     uint32_t ifindex)
 {
 	uint32_t retval;
 
-	if (harness_run_tc(bpf_program__fd(harness.skel->progs.imds_tc_ingress), frame, len, ifindex, NULL, NULL,
-			   &retval))
+	if (harness_run_tc(bpf_program__fd(prog), frame, len, ifindex, NULL, NULL, &retval))
 		return HARNESS_ERROR;
 	return retval == HARNESS_TC_ACT_OK	 ? HARNESS_PASS :
 	       retval == HARNESS_TC_ACT_SHOT ? HARNESS_DROP :
 					       HARNESS_ERROR;
+}
+
+static inline enum harness_verdict harness_run_tc_ingress(const void *frame, uint32_t len, uint32_t ifindex)
+{
+	return harness_tc_verdict(harness.skel->progs.imds_tc_ingress, frame, len, ifindex);
+}
+
+/* TC egress: the skb's device (skb->ifindex, the port a frame leaves by)
+ * is the loopback device whatever the context says, unless the context
+ * names another device of this namespace. */
+static inline enum harness_verdict harness_run_tc_egress(const void *frame, uint32_t len, uint32_t ifindex)
+{
+	return harness_tc_verdict(harness.skel->progs.imds_tc_egress, frame, len, ifindex);
 }
 
 #endif

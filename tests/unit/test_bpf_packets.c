@@ -18,10 +18,13 @@
  *     eth_type_trans(), so an 802.1Q frame has protocol 0x8100 here.  The
  *     real receive path untags a VLAN frame (skb_vlan_untag) before TC
  *     ingress, which a test run does not: VLAN cases at TC show the
- *     program's logic, not the stack's.  Observed on a veth pair with the
+ *     program's logic, not the stack's: a test run cannot set
+ *     skb->vlan_present (the tag the stack took off), so the system tests
+ *     (test_hostile.py) cover that half.  Observed on a veth pair with the
  *     programs attached (6.18): tagged SYNs (VID 0 and VID 5) reach TC
- *     ingress untagged and are verified, recorded or dropped exactly like
- *     untagged ones; at XDP they pass unparsed and uncounted.
+ *     ingress untagged, with skb->vlan_present set.
+ *   - At TC egress skb->ifindex is the device the test run built the skb
+ *     on: the loopback device here, so a reply "leaves" by ifindex 1.
  *   - Frames shorter than an Ethernet header are refused (EINVAL) by both
  *     hooks; at TC an IPv4 frame (ethertype 0x0800) must also hold a whole
  *     20-byte IP header, so the shortest IPv4 cases run at XDP only.
@@ -51,6 +54,7 @@
 #define VM1_SPORT 40000
 #define VM1_GENERATION 3
 #define OTHER_IPV4 0x0a00000cu
+#define VM2_IPV4 0x0a00000du /* a loaded VM other than VM 1 */
 #define SEC_NS 1000000000ull
 
 #define VM1_MAC {0x52, 0x54, 0x00, 0x00, 0x00, 0x01}
@@ -70,7 +74,7 @@ struct hook {
 
 static const struct hook hook_xdp = {"xdp", harness_run_xdp, 0, 1};
 static const struct hook hook_tc = {"tc ingress", harness_run_tc_ingress, 1, 0};
-static const struct hook hook_egress = {"tc egress", NULL, 2, 0};
+static const struct hook hook_egress = {"tc egress", harness_run_tc_egress, 2, 0};
 
 /* Reasons each hook has been seen to count, as asserted by expect_counts. */
 static unsigned covered[3];
@@ -193,38 +197,267 @@ static void test_other_traffic_passes_uncounted(void **state)
 	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6); /* would be dropped if parsed */
 	s.daddr = OTHER_IPV4;
 	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
-	s = syn_spec();
-	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	s.protocol = 17;
 	s.dport = 443;
-	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
-	s.dport = IMDS_TCP_PORT;
-	s.protocol = 17; /* UDP to 169.254.169.254 */
 	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
 	expect_counts(0, NONE);
 }
 
-/* issue 12 changes this: a tagged frame (VID 0 priority tag or a real VID)
- * is not parsed at all, so even a stranger's SYN passes uncounted.  That is
- * what XDP does on a real port too.  At TC it is only what a test run shows
- * (skb->protocol 0x8100): on a real port the stack removes the tag before
- * TC ingress and the program checks the frame (opening comment). */
-static void test_vlan_tagged_passes_unparsed(void **state)
+/* A VM's own traffic to anyone passes uncounted: its address, its MAC, its
+ * port.  So does an address no VM has. */
+static void test_own_source_passes_uncounted(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+
+	put_vm1(LO_IFINDEX);
+	s.daddr = OTHER_IPV4;
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	s.saddr = OTHER_IPV4;
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	expect_counts(0, NONE);
+}
+
+/* ---- tagged frames: VM ports are access ports for the service ---- */
+
+/* Tagged toward 169.254.169.254 (a VID 0 priority tag, a VID, two tags
+ * with an 802.1ad outer one): dropped even from the VM's own port, MAC and
+ * address, and counted on the VM. */
+static void test_tagged_toward_metadata_is_dropped(void **state)
 {
 	const struct hook *h = begin(state);
 	struct bpf_frame_spec s = syn_spec();
 	struct imds_conn conn;
 
-	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	put_vm1(LO_IFINDEX);
 	s.vlan = 1;
-	s.vlan_tci = 0; /* VID 0: priority tag only */
-	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	s.vlan_tci = 0;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s.vlan_tci = 5;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s.vlan = 2;
+	s.vlan_outer = 0x88a8;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s.dport = 22; /* the tag decides before the port */
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	assert_false(conn_recorded(VM1_IPV4, VM1_SPORT, &conn));
+	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6); /* no VM to charge */
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	expect_counts(0, COUNTS([IMDS_DROP_TAGGED] = 5));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_TAGGED] = 4));
+}
+
+/* Guests may trunk VLANs: tagged traffic to anyone else passes, one tag or
+ * two, and so does ARP for another address. */
+static void test_tagged_other_traffic_passes(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+	struct bpf_arp_spec a = {.op = 1, .sha = VM1_MAC, .spa = VM1_IPV4, .tpa = OTHER_IPV4};
+	struct bpf_frame f;
+
+	put_vm1(LO_IFINDEX);
+	s.daddr = OTHER_IPV4;
+	s.vlan = 1;
 	s.vlan_tci = 5;
 	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
-	put_vm1(LO_IFINDEX);
-	s = syn_spec();
-	s.vlan = 1;
+	s.vlan = 2;
+	s.vlan_outer = 0x88a8;
 	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
-	assert_false(conn_recorded(VM1_IPV4, VM1_SPORT, &conn)); /* nor recorded */
+	s.vlan = 4; /* as deep as the program looks */
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	bpf_frame_build_arp(&s, &a, &f);
+	assert_int_equal(h->run(f.b, f.len, LO_IFINDEX), HARNESS_PASS);
+	expect_counts(0, NONE);
+}
+
+/* The host's stack takes VID 0 tags off one after another, so a frame
+ * whose tags go deeper than the program looks cannot pass unseen. */
+static void test_tags_too_deep_are_dropped(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+
+	put_vm1(LO_IFINDEX);
+	s.daddr = OTHER_IPV4;
+	s.vlan = 5;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	expect_counts(0, COUNTS([IMDS_DROP_TAGGED] = 1));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_TAGGED] = 1));
+}
+
+/* ---- 169.254.169.254 is TCP port 80 only ---- */
+
+/* Another TCP port, UDP, ICMP echo: dropped, from a VM (counted on it) or
+ * from a stranger (totals only). */
+static void test_other_ports_of_metadata_address_are_dropped(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+
+	put_vm1(LO_IFINDEX);
+	s.dport = 2222;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s.dport = 443;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s.protocol = 17; /* UDP */
+	s.dport = 53;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s.frag_off = 0x2000; /* a UDP fragment: the protocol decides, not the offset */
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s.frag_off = 0;
+	s.protocol = 1; /* ICMP, echo requests included */
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	expect_counts(0, COUNTS([IMDS_DROP_NOT_METADATA_PORT] = 6));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_NOT_METADATA_PORT] = 5));
+}
+
+/* ---- forged sources ---- */
+
+/* Only the host sends from 169.254.169.254: to anyone, to itself. */
+static void test_metadata_source_is_dropped(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+
+	put_vm1(LO_IFINDEX);
+	s.saddr = IMDS_IPV4_ADDR;
+	s.daddr = OTHER_IPV4;
+	s.sport = IMDS_TCP_PORT;
+	s.tcp_flags = BPF_TCP_SYN | BPF_TCP_ACK; /* a forged reply */
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s.daddr = IMDS_IPV4_ADDR;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	expect_counts(0, COUNTS([IMDS_DROP_FORGED_SOURCE] = 3));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_FORGED_SOURCE] = 2));
+}
+
+/* VM 1's address from another port, or with another MAC, to anyone:
+ * dropped and counted on VM 1.  Before VM 1 has a port, only its MAC may
+ * use it. */
+static void test_vm_address_from_elsewhere_is_dropped(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+
+	s.daddr = OTHER_IPV4;
+	put_vm1(OTHER_PORT);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	put_vm1(LO_IFINDEX);
+	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	put_vm1_binding(0, IMDS_BIND_PINNED);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	memcpy(s.src_mac, (uint8_t[6])VM1_MAC, 6);
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	expect_counts(0, COUNTS([IMDS_DROP_FORGED_SOURCE] = 3));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_FORGED_SOURCE] = 3));
+}
+
+/* ---- ARP ---- */
+
+static enum harness_verdict send_arp(const struct hook *h, const struct bpf_frame_spec *eth,
+				     const struct bpf_arp_spec *a)
+{
+	struct bpf_frame f;
+
+	bpf_frame_build_arp(eth, a, &f);
+	return h->run(f.b, f.len, LO_IFINDEX);
+}
+
+/* What a VM's ARP looks like: requests for 169.254.169.254 and for others,
+ * replies, a gratuitous announcement of its own address. */
+static void test_own_arp_passes_uncounted(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec eth = syn_spec();
+	struct bpf_arp_spec a = {.op = 1, .sha = VM1_MAC, .spa = VM1_IPV4, .tpa = IMDS_IPV4_ADDR};
+
+	put_vm1(LO_IFINDEX);
+	memset(eth.dst_mac, 0xff, 6);
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_PASS);
+	a.tpa = VM1_IPV4; /* gratuitous */
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_PASS);
+	a.op = 2;
+	a.tpa = OTHER_IPV4;
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_PASS);
+	a.spa = 0; /* a probe (RFC 5227) claims nothing */
+	memcpy(eth.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	memcpy(a.sha, (uint8_t[6])STRANGER_MAC, 6);
+	a.tpa = VM1_IPV4;
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_PASS);
+	expect_counts(0, NONE);
+}
+
+/* "VM 1's address is-at my MAC" from a stranger's MAC, with VM 1's MAC in
+ * the Ethernet header but another as sender hardware address, or from
+ * another port: request, reply or gratuitous, all dropped, counted on
+ * VM 1, the victim. */
+static void test_arp_claiming_a_vm_is_dropped(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec eth = syn_spec();
+	struct bpf_arp_spec a = {.op = 2, .sha = STRANGER_MAC, .spa = VM1_IPV4, .tpa = 0x0a000001u};
+
+	put_vm1(LO_IFINDEX);
+	memcpy(eth.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	a.op = 1;
+	a.tpa = VM1_IPV4; /* gratuitous */
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	memcpy(eth.src_mac, (uint8_t[6])VM1_MAC, 6);
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	memcpy(a.sha, (uint8_t[6])VM1_MAC, 6);
+	put_vm1(OTHER_PORT);
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	eth.vlan = 1; /* a tag hides nothing */
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	expect_counts(0, COUNTS([IMDS_DROP_ARP_SPOOF] = 5));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_ARP_SPOOF] = 5));
+}
+
+/* Only the host answers for 169.254.169.254; a tagged request for it is
+ * refused like any tagged frame toward the service. */
+static void test_arp_for_metadata_address(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec eth = syn_spec();
+	struct bpf_arp_spec a = {.op = 2, .sha = VM1_MAC, .spa = IMDS_IPV4_ADDR, .tpa = VM2_IPV4};
+
+	put_vm1(LO_IFINDEX);
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	a.op = 1;
+	a.tpa = IMDS_IPV4_ADDR; /* gratuitous */
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	memcpy(eth.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	eth = syn_spec();
+	a.spa = VM1_IPV4;
+	eth.vlan = 1;
+	assert_int_equal(send_arp(h, &eth, &a), HARNESS_DROP);
+	expect_counts(0, COUNTS([IMDS_DROP_ARP_SPOOF] = 3, [IMDS_DROP_TAGGED] = 1));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_ARP_SPOOF] = 2, [IMDS_DROP_TAGGED] = 1));
+}
+
+/* Not Ethernet/IPv4 ARP, or cut short: the host's ARP takes neither. */
+static void test_other_arp_passes(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec eth = syn_spec();
+	struct bpf_arp_spec a = {.op = 2, .sha = STRANGER_MAC, .spa = VM1_IPV4, .tpa = VM1_IPV4};
+	struct bpf_frame f;
+
+	put_vm1(LO_IFINDEX);
+	bpf_frame_build_arp(&eth, &a, &f);
+	f.b[f.ip_off + 5] = 16; /* protocol address length */
+	assert_int_equal(h->run(f.b, f.len, LO_IFINDEX), HARNESS_PASS);
+	bpf_frame_build_arp(&eth, &a, &f);
+	assert_int_equal(h->run(f.b, f.ip_off + 27, LO_IFINDEX), HARNESS_PASS);
 	expect_counts(0, NONE);
 }
 
@@ -277,8 +510,9 @@ static void test_ip_options_are_skipped(void **state)
 	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
 	assert_true(conn_recorded(VM1_IPV4, VM1_SPORT + 1, &conn));
 	s.dport = 443; /* the port read after the options decides */
-	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
-	expect_counts(VM1_SLOT, COUNTS([IMDS_PASS_VERIFIED] = 2, [IMDS_PASS_SYN_RECORDED] = 2));
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	expect_counts(VM1_SLOT,
+		      COUNTS([IMDS_PASS_VERIFIED] = 2, [IMDS_PASS_SYN_RECORDED] = 2, [IMDS_DROP_NOT_METADATA_PORT] = 1));
 }
 
 /* A frame that ends before the destination address is not known to be
@@ -709,6 +943,57 @@ static void test_egress_options_big_tcp_and_bad_slot(void **state)
 	expect_counts(VM1_SLOT, COUNTS([IMDS_PASS_HOP_LIMITED] = 2));
 }
 
+/* ---- TC egress: a reply leaves only toward its VM ---- */
+
+static enum harness_verdict egress_run(const struct bpf_frame_spec *s)
+{
+	struct bpf_frame f;
+
+	bpf_frame_build(s, &f);
+	return harness_run_tc_egress(f.b, f.len, LO_IFINDEX);
+}
+
+/* Through the VM's port (the loopback device here) to its MAC: unchanged,
+ * uncounted. */
+static void test_egress_reply_to_its_vm_leaves(void **state)
+{
+	struct bpf_frame_spec s = reply_spec();
+
+	begin(state);
+	put_vm1(LO_IFINDEX);
+	egress_expect(&s, &s);
+	s.tcp_flags = BPF_TCP_SYN | BPF_TCP_ACK;
+	s.payload = 0;
+	egress_expect(&s, &s);
+	expect_counts(0, NONE);
+}
+
+/* Another port than the VM's (the bridge sent it where the neighbour
+ * table or its forwarding table said), another MAC, or a VM with no port:
+ * every segment is dropped, the SYN-ACK included, and counted on the VM.
+ * Other traffic to the VM through that port is not the guard's business. */
+static void test_egress_misdirected_reply_is_dropped(void **state)
+{
+	struct bpf_frame_spec s = reply_spec();
+
+	begin(state);
+	put_vm1(OTHER_PORT);
+	assert_int_equal(egress_run(&s), HARNESS_DROP);
+	s.tcp_flags = BPF_TCP_SYN | BPF_TCP_ACK;
+	s.payload = 0;
+	assert_int_equal(egress_run(&s), HARNESS_DROP);
+	put_vm1(LO_IFINDEX);
+	memcpy(s.dst_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(egress_run(&s), HARNESS_DROP);
+	put_vm1(0);
+	s = reply_spec();
+	assert_int_equal(egress_run(&s), HARNESS_DROP);
+	s.sport = 8080; /* not the service */
+	egress_expect(&s, &s);
+	expect_counts(0, COUNTS([IMDS_DROP_MISDIRECTED_REPLY] = 4));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_MISDIRECTED_REPLY] = 4));
+}
+
 /* ---- every reason asserted ---- */
 
 static void expect_covered(const struct hook *h, unsigned want)
@@ -722,7 +1007,7 @@ static void expect_covered(const struct hook *h, unsigned want)
 static void test_every_reason_covered(void **state)
 {
 	const unsigned all = (1u << IMDS_REASON_MAX) - 1;
-	const unsigned egress_only = 1u << IMDS_PASS_HOP_LIMITED;
+	const unsigned egress_only = 1u << IMDS_PASS_HOP_LIMITED | 1u << IMDS_DROP_MISDIRECTED_REPLY;
 
 	(void)state;
 	if (!harness.skel)
@@ -757,7 +1042,17 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		INGRESS(test_other_traffic_passes_uncounted),
-		INGRESS(test_vlan_tagged_passes_unparsed),
+		INGRESS(test_own_source_passes_uncounted),
+		INGRESS(test_tagged_toward_metadata_is_dropped),
+		INGRESS(test_tagged_other_traffic_passes),
+		INGRESS(test_tags_too_deep_are_dropped),
+		INGRESS(test_other_ports_of_metadata_address_are_dropped),
+		INGRESS(test_metadata_source_is_dropped),
+		INGRESS(test_vm_address_from_elsewhere_is_dropped),
+		INGRESS(test_own_arp_passes_uncounted),
+		INGRESS(test_arp_claiming_a_vm_is_dropped),
+		INGRESS(test_arp_for_metadata_address),
+		INGRESS(test_other_arp_passes),
 		INGRESS(test_fragments_are_malformed),
 		INGRESS(test_ihl_below_5_is_malformed),
 		INGRESS(test_ip_options_are_skipped),
@@ -780,6 +1075,8 @@ int main(void)
 		EGRESS(test_egress_unmarked_or_foreign_unchanged),
 		EGRESS(test_egress_expired_mark_is_removed),
 		EGRESS(test_egress_options_big_tcp_and_bad_slot),
+		EGRESS(test_egress_reply_to_its_vm_leaves),
+		EGRESS(test_egress_misdirected_reply_is_dropped),
 		cmocka_unit_test(test_every_reason_covered),
 	};
 

@@ -242,6 +242,8 @@ int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, 
 	ret = store_load_maps(s, flags, err, errlen);
 	if (!ret)
 		ret = store_map_memory(s, err, errlen);
+	if (!ret && (ret = store_ipv4_index_fill(s)) < 0)
+		snprintf(err, errlen, "cannot fill %s/%s: %s", s->pin_dir, IMDS_MAP_IPV4_INDEX, strerror(-ret));
 	store_unlock(s);
 out:
 	if (ret)

@@ -4,7 +4,8 @@
  * directory; imdsd workers read vm_table and the arena in place with no
  * lock, so each change is ordered to be safe for them:
  *   - a new VM's record is complete before its state becomes ACTIVE
- *     (release) and before its MAC enters mac_index;
+ *     (release) and before its MAC enters mac_index and its IPv4
+ *     ipv4_index; a deleted VM leaves both indexes before its record;
  *   - a replaced tree is switched with one 64-bit store of tree_ref whose high
  *     half (tree generation) changes every time, so a reader that compares
  *     tree_ref before and after notices a switch even if the page is reused;
@@ -22,6 +23,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "imds.skel.h"
 #include "lib/macaddr.h"
 
 /* A verified SYN older than this is not honoured: the connection it
@@ -95,6 +97,43 @@ static void store_mac_key(struct imds_mac_key *key, const uint8_t mac[6])
 {
 	memset(key, 0, sizeof(*key));
 	memcpy(key->addr, mac, 6);
+}
+
+/* ipv4_index: which VM may send from, and be sent to at, an address (the
+ * data plane's bpf/guard.h).  The map fd comes from the skeleton, which
+ * store_open loaded with every map. */
+static int store_ipv4_fd(const struct store *s)
+{
+	return s->skel ? bpf_map__fd(s->skel->maps.IMDS_MAP_IPV4_INDEX_ID) : -EBADF;
+}
+
+static int store_index_ipv4(const struct store *s, uint32_t ipv4_be, uint32_t slot)
+{
+	if (bpf_map_update_elem(store_ipv4_fd(s), &ipv4_be, &slot, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
+static void store_unindex_ipv4(const struct store *s, uint32_t ipv4_be)
+{
+	bpf_map_delete_elem(store_ipv4_fd(s), &ipv4_be);
+}
+
+int store_ipv4_index_fill(struct store *s)
+{
+	uint32_t key;
+	int ret;
+
+	if (bpf_map_get_next_key(store_ipv4_fd(s), NULL, &key) == 0 || errno != ENOENT)
+		return 0; /* filled, by this version's loader */
+	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+		if (!store_vm_active(&s->vms[slot]))
+			continue;
+		ret = store_index_ipv4(s, s->vms[slot].ipv4, slot);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 /* Two loaded VMs with one MAC or one IPv4 would make the data plane's
@@ -179,6 +218,11 @@ static int store_add(struct store *s, const struct store_vm *vm, const struct st
 	if (bpf_map_update_elem(s->mac_fd, &key, &slot, BPF_ANY) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: cannot index its mac: %s", vm->instance_id, strerror(-ret));
+	} else if ((ret = store_index_ipv4(s, vm->ipv4, slot)) < 0) {
+		snprintf(err, errlen, "%s: cannot index its ipv4: %s", vm->instance_id, strerror(-ret));
+		bpf_map_delete_elem(s->mac_fd, &key);
+	}
+	if (ret) {
 		__atomic_store_n(&r->state, IMDS_VM_FREE, __ATOMIC_RELEASE);
 		__atomic_store_n(&r->tree_ref, 0, __ATOMIC_RELEASE);
 		arena_free(&s->arena, page);
@@ -217,18 +261,32 @@ static int store_update(struct store *s, uint32_t slot, const struct store_vm *v
 	struct imds_vm *r = &s->vms[slot];
 	uint64_t old_ref = __atomic_load_n(&r->tree_ref, __ATOMIC_ACQUIRE);
 	uint32_t page;
+	uint32_t old_ipv4 = r->ipv4;
 	int ret;
 
 	ret = store_write_tree(s, vm, image, slot, r->generation, &page, err, errlen);
 	if (ret)
 		return ret;
-	ret = store_change_mac(s, slot, vm->mac, err, errlen);
+	/* The new address is indexed before the record says it (the data
+	 * plane ignores an entry the record does not match) and the old one
+	 * leaves after: in between neither is guarded, never both wrongly.
+	 * Indexing an unchanged address again fills an index made by an
+	 * older version. */
+	ret = store_index_ipv4(s, vm->ipv4, slot);
+	if (ret)
+		snprintf(err, errlen, "%s: cannot index its ipv4: %s", vm->instance_id, strerror(-ret));
+	else
+		ret = store_change_mac(s, slot, vm->mac, err, errlen);
 	if (ret) {
+		if (vm->ipv4 != old_ipv4)
+			store_unindex_ipv4(s, vm->ipv4);
 		arena_free(&s->arena, page);
 		return ret;
 	}
 	store_set_binding(s, slot, vm->binding, vm->port);
 	__atomic_store_n(&r->ipv4, vm->ipv4, __ATOMIC_RELAXED);
+	if (vm->ipv4 != old_ipv4)
+		store_unindex_ipv4(s, old_ipv4);
 	__atomic_store_n(&r->hop_limit, vm->hop_limit, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->http_tokens, vm->http_tokens, __ATOMIC_RELAXED);
 	/* The data plane reads each on its own; a packet that sees the new
@@ -268,6 +326,7 @@ int store_delete(struct store *s, const char *instance_id)
 	r = &s->vms[slot];
 	store_mac_key(&key, r->mac);
 	bpf_map_delete_elem(s->mac_fd, &key);
+	store_unindex_ipv4(s, r->ipv4);
 	__atomic_store_n(&r->state, IMDS_VM_FREE, __ATOMIC_RELEASE);
 	old_ref = __atomic_exchange_n(&r->tree_ref, 0, __ATOMIC_ACQ_REL);
 	arena_free(&s->arena, (uint32_t)old_ref);

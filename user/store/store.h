@@ -1,6 +1,6 @@
 /* store.h: the pinned state shared by imdsd, imds-loadmap and the data
- * plane: vm_table, mac_index, conn_table, vm_counters, the arena and the
- * token key, all under one pin directory. */
+ * plane: vm_table, mac_index, ipv4_index, conn_table, vm_counters, the
+ * arena and the token key, all under one pin directory. */
 #ifndef IMDS_STORE_H
 #define IMDS_STORE_H
 #include <stdbool.h>
@@ -85,6 +85,10 @@ int store_free_slots(const struct store *s); /* VM slots not in use */
 int store_put(struct store *s, const struct store_vm *vm, const struct store_image *image, char *err,
 	      size_t errlen);
 int store_delete(struct store *s, const char *instance_id); /* 0 or -ENOENT */
+/* Indexes every loaded VM's IPv4 in ipv4_index when the index is empty (a
+ * pin directory from a version without it); store_open calls it.  0 or
+ * -errno. */
+int store_ipv4_index_fill(struct store *s);
 /* Sum over CPUs of vm_counters[slot] (slot 0 = totals). */
 int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out);
 
