@@ -207,9 +207,10 @@ def test_update_while_running_is_served(lab):
 
 
 def test_vm_on_a_new_port_is_served_once_the_old_port_left(lab):
-    """The port binding is sticky only while the port exists: a VM whose
-    port left the bridge (VM restarted, new tap) binds again on its new one."""
-    assert_served(lab, 2)  # bound to its first port
+    """A VM is pinned to its port's name, not to the device: when its port
+    left the bridge and a new one of the same name joins (the VM restarted
+    under the same name), it is bound there again without a reload."""
+    assert_served(lab, 2)  # bound to its pinned port
     lab.del_vm(2)
     lab.add_vm(2)
     wait_for_ingress_check(lab, "vm2")

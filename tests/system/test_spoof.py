@@ -11,9 +11,10 @@ data plane verified, never from the source address alone.
 The module runs twice: with imdsd's default ingress check (TC ingress) and
 with --ingress xdp.
 
-Every VM fetches once first, so each VM's port is learned before anyone
-forges it (the data plane binds a VM to the port of its first verified
-packet)."""
+Every VM is pinned to its own port by its record (vmdata.vm_record), so
+nobody can take a VM's port by speaking first (test_pinning.py); each still
+fetches once first, so every VM is known to be served before anyone forges
+it."""
 
 import itertools
 import time
