@@ -8,7 +8,9 @@
 # never collide:
 #
 #   netns imds-host-SFX   bridge br-imds 10.77.0.1/24 (MAC 02:00:0a:4d:00:01),
-#                         host ends vm1..vmN
+#                         host ends vm1..vmN: VM I's bridge port is vmI, the
+#                         name its record pins it to ("port": "vmI";
+#                         scripts/gen-vms.py, tests/system/vmdata.py)
 #   netns imds-vmI-SFX    eth0 52:54:00:77:HH:LL (I = 0xHHLL),
 #                         10.77.B.(10+K)  with B = (I-1) / 244, K = (I-1) % 244 + 1,
 #                         route 169.254.169.254 dev eth0
