@@ -37,6 +37,28 @@ static void compile_vm(const struct vm_desc *vm, struct vm_tree *t)
 	assert_int_equal(tree_view_init(&t->view, t->img, t->len), 0);
 }
 
+/* Compiles one VM record given as the text of its members after the
+ * address fields ("\"options\": {...},\n\"gce\": {...}"). */
+static __attribute__((unused)) void compile_record(const char *members, struct vm_tree *t)
+{
+	struct tree_meta meta = { .slot = 1, .last_modified = NOW - 100 };
+	struct conf_error cerr;
+	struct vm_set set;
+	char *text, err[512] = "";
+
+	assert_true(asprintf(&text,
+			     "{\"vms\": [{\n\"instance-id\": \"i-1\",\n\"mac\": \"52:54:00:00:00:01\",\n"
+			     "\"ipv4\": \"10.0.0.1\",\n%s}]}\n",
+			     members) > 0);
+	if (vmconf_parse("t.json", text, strlen(text), &set, &cerr))
+		fail_msg("%s", cerr.text);
+	if (vm_compile(&set.vms[0], &meta, &t->img, &t->len, err, sizeof(err)))
+		fail_msg("compile: %s", err);
+	assert_int_equal(tree_view_init(&t->view, t->img, t->len), 0);
+	vmconf_free(&set);
+	free(text);
+}
+
 static int setup(void **state)
 {
 	struct conf_error err;

@@ -54,6 +54,17 @@ static void test_section_errors(void **state)
 			   "t.json:6:58: vms[0].gce.service-accounts[1].email: duplicates vms[0].gce.service-accounts[0].email");
 	expect_parse_error("\"openstack\": {\"meta\": {\"k\": [\"v\"]}}",
 			   "t.json:6:29: vms[0].openstack.meta.k: expected a string, not an array");
+	expect_parse_error("\"gce\": {\"service-accounts\": [{\"email\": \"a@b\", \"token\": {\"access-token\": \"t\"}}]}",
+			   "t.json:6:56: vms[0].gce.service-accounts[0].token: missing required field \"expires-at\"");
+	expect_parse_error("\"gce\": {\"service-accounts\": [{\"email\": \"a@b\", \"token\": {\"access-token\": \"t\", "
+			   "\"expires-at\": \"2030-02-30T00:00:00Z\"}}]}",
+			   "t.json:6:92: vms[0].gce.service-accounts[0].token.expires-at: \"2030-02-30T00:00:00Z\" is not a valid UTC time of the form YYYY-MM-DDTHH:MM:SSZ");
+	expect_parse_error("\"gce\": {\"service-accounts\": [{\"email\": \"a@b\", \"token\": {\"access-token\": \"a b\", "
+			   "\"expires-at\": \"2030-01-01T00:00:00Z\"}}]}",
+			   "t.json:6:73: vms[0].gce.service-accounts[0].token.access-token: may only contain printable ASCII other than spaces, '\"' and '\\'");
+	expect_parse_error("\"gce\": {\"service-accounts\": [{\"email\": \"a@b\", \"token\": {\"access-token\": \"\", "
+			   "\"expires-at\": \"2030-01-01T00:00:00Z\"}}]}",
+			   "t.json:6:73: vms[0].gce.service-accounts[0].token.access-token: must be 1 to 4096 bytes long");
 	expect_parse_error("\"openstack\": {\"serve-without-token\": \"yes\"}",
 			   "t.json:6:38: vms[0].openstack.serve-without-token: expected true or false, not a string");
 	expect_parse_error("\"azure\": {\"serve-without-token\": 1}",

@@ -184,13 +184,92 @@ static void test_gce_token(void **state)
 	assert_int_equal(eb, 2740);
 	assert_string_equal(a, b); /* default is an alias of the e-mail */
 	assert_int_equal(strncmp(a, "ya29.", 5), 0);
-	/* Near the end of the hour the next hour's token is handed out. */
+	/* Near the end of the hour the next hour's token is handed out,
+	 * announced with at most GCE's 3599 s. */
 	token_of(&full_vm, NOW + 2600, "default", c, sizeof(c), &ec);
-	assert_int_equal(ec, 3600 + 200);
+	assert_int_equal(ec, 3599);
 	assert_string_not_equal(a, c);
 	/* Another VM's token differs. */
 	token_of(&bare_vm, NOW, "default", d, sizeof(d), &ed);
 	assert_string_not_equal(a, d);
+}
+
+#define HOUR_START (NOW - 800) /* 22:00:00 UTC */
+
+/* expires_in never exceeds 3599, GCE's own bound, at any second of the
+ * hour: at hh:57 (the next hour's token, valid for 3780 s), at hh:00:00
+ * (3600 s left) and around the switch to the next hour's token (with
+ * fewer than 300 s left). */
+static void test_gce_token_hour_edges(void **state)
+{
+	char now[128], next[128], later[128];
+	long long e;
+
+	(void)state;
+	token_of(&full_vm, HOUR_START + 57 * 60, "default", next, sizeof(next), &e);
+	assert_int_equal(e, 3599);
+	token_of(&full_vm, HOUR_START + 3600, "default", later, sizeof(later), &e);
+	assert_int_equal(e, 3599);
+	assert_string_equal(next, later); /* the same token, the next hour's */
+	token_of(&full_vm, HOUR_START + 3600 - 301, "default", now, sizeof(now), &e);
+	assert_int_equal(e, 301);
+	assert_string_not_equal(now, next);
+	token_of(&full_vm, HOUR_START + 3600 - 300, "default", later, sizeof(later), &e);
+	assert_int_equal(e, 300);
+	assert_string_equal(now, later);
+	token_of(&full_vm, HOUR_START + 3600 - 299, "default", now, sizeof(now), &e);
+	assert_int_equal(e, 3599);
+	assert_string_equal(now, next);
+	for (time_t t = HOUR_START; t < HOUR_START + 3600; t += 7) {
+		token_of(&full_vm, t, "default", now, sizeof(now), &e);
+		assert_true(e > 0 && e <= 3599);
+	}
+}
+
+/* An account's own token, from the operator: served as given with
+ * expires_in counting down to its expires-at (0 once past, at most 3599);
+ * the other account keeps the synthesized one; "default" is the first
+ * account's. */
+static void test_gce_operator_token(void **state)
+{
+	struct vm_tree vm;
+	char tok[128];
+	long long e;
+	struct reply r;
+
+	(void)state;
+	compile_record("\"gce\": {\"service-accounts\": [{\"email\": \"a@p\", \"token\": {\"access-token\": "
+		       "\"ya29.c.Given-token_0/+=\", \"expires-at\": \"2023-11-14T22:30:00Z\"}}, {\"email\": \"b@p\"}]}\n",
+		       &vm);
+	/* 2023-11-14T22:30:00Z is NOW + 1000 */
+	token_of(&vm, NOW, "a@p", tok, sizeof(tok), &e);
+	assert_string_equal(tok, "ya29.c.Given-token_0/+=");
+	assert_int_equal(e, 1000);
+	token_of(&vm, NOW + 999, "default", tok, sizeof(tok), &e);
+	assert_string_equal(tok, "ya29.c.Given-token_0/+=");
+	assert_int_equal(e, 1);
+	token_of(&vm, NOW + 5000, "a@p", tok, sizeof(tok), &e);
+	assert_string_equal(tok, "ya29.c.Given-token_0/+=");
+	assert_int_equal(e, 0);
+	token_of(&vm, NOW - 3000, "a@p", tok, sizeof(tok), &e);
+	assert_int_equal(e, 3599);
+	token_of(&vm, NOW, "b@p", tok, sizeof(tok), &e);
+	assert_int_equal(strncmp(tok, "ya29.imds.", 10), 0);
+	assert_int_equal(e, 2800);
+	/* The exact answer, and the token stays out of the documents. */
+	route_at(&vm, NOW, "GET /computeMetadata/v1/instance/service-accounts/a@p/token HTTP/1.1\r\nHost: x\r\n" GOOGLE
+			   "\r\n", &r);
+	expect(&r, 200, "{\"access_token\":\"ya29.c.Given-token_0/+=\",\"expires_in\":1000,\"token_type\":\"Bearer\"}");
+	reply_free(&r);
+	route_at(&vm, NOW, "GET /computeMetadata/v1/?recursive=true HTTP/1.1\r\nHost: x\r\n" GOOGLE "\r\n", &r);
+	expect(&r, 200, NULL);
+	assert_null(memmem(r.body, r.body_len, "Given-token", 11));
+	reply_free(&r);
+	route_at(&vm, NOW, "GET /computeMetadata/v1/?recursive=true&alt=text HTTP/1.1\r\nHost: x\r\n" GOOGLE "\r\n", &r);
+	expect(&r, 200, NULL);
+	assert_null(memmem(r.body, r.body_len, "Given-token", 11));
+	reply_free(&r);
+	free(vm.img);
 }
 
 /* The bare VM's defaults: the name from the instance-id, the default
@@ -221,6 +300,8 @@ int main(void)
 		cmocka_unit_test(test_gce_data),
 		cmocka_unit_test(test_gce_recursive),
 		cmocka_unit_test(test_gce_token),
+		cmocka_unit_test(test_gce_token_hour_edges),
+		cmocka_unit_test(test_gce_operator_token),
 		cmocka_unit_test(test_gce_defaults),
 	};
 

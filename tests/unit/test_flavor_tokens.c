@@ -22,22 +22,11 @@ static struct vm_tree required_vm, optin_vm, optional_vm, proxy_vm;
 
 static void compile_text(const char *options, const char *sections, struct vm_tree *t)
 {
-	struct tree_meta meta = { .slot = 1, .last_modified = NOW - 100 };
-	struct conf_error cerr;
-	struct vm_set set;
-	char *text, err[512] = "";
+	char *members;
 
-	assert_true(asprintf(&text,
-			     "{\"vms\": [{\n\"instance-id\": \"i-1\",\n\"mac\": \"52:54:00:00:00:01\",\n"
-			     "\"ipv4\": \"10.0.0.1\",\n\"options\": {%s},\n%s}]}\n",
-			     options, sections) > 0);
-	if (vmconf_parse("t.json", text, strlen(text), &set, &cerr))
-		fail_msg("%s", cerr.text);
-	if (vm_compile(&set.vms[0], &meta, &t->img, &t->len, err, sizeof(err)))
-		fail_msg("compile: %s", err);
-	assert_int_equal(tree_view_init(&t->view, t->img, t->len), 0);
-	vmconf_free(&set);
-	free(text);
+	assert_true(asprintf(&members, "\"options\": {%s},\n%s", options, sections) > 0);
+	compile_record(members, t);
+	free(members);
 }
 
 static int tokens_setup(void **state)

@@ -2,20 +2,24 @@
  * The VM's data is first assembled as one JSON document with GCE's path
  * names; flavor_emit_tree() maps it onto "gce/" and precompiles each
  * directory's ?recursive=true JSON (camelCase keys, as GCE writes them).
- * Tokens are not in the tree: http/route_gce.c computes them per request and
- * the tree only holds an empty "token" leaf so that listings show it.
+ * Tokens are not data: each account's "token" leaf is empty, and
+ * http/route_gce.c computes the token per request, or holds the operator's
+ * token for the account ("<expiry unix seconds> <access token>"); neither
+ * is part of the recursive documents.
  * Schema: docs/flavors.md. */
 #include "compile/flavors.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define GCE_KEY_CHARS SCHEMA_ALNUM "-_"
 #define GCE_ATTR_VALUE_MAX (256 * 1024) /* GCE's limit per metadata value */
 #define GCE_DEFAULT_PROJECT "imds"
 #define GCE_DEFAULT_ZONE "local"
 #define GCE_DEFAULT_SCOPE "https://www.googleapis.com/auth/cloud-platform"
+#define GCE_ACCESS_TOKEN_MAX 4096 /* Google's are a few hundred bytes */
 
 /* --- checks --- */
 
@@ -44,9 +48,56 @@ static int gce_check_email(struct schema_ctx *c, void *target, json_t *v, const 
 	return 0;
 }
 
+/* An OAuth 2.0 access token as Google issues them (RFC 6750's b64token
+ * and more): printable ASCII without spaces, '"' or '\\', so it goes into
+ * the JSON answer as it is. */
+static int gce_check_access_token(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	const char *s;
+	size_t len;
+
+	(void)target;
+	if (!json_is_string(v))
+		return schema_expect(c, path, v, "a string");
+	s = json_string_value(v);
+	len = json_string_length(v);
+	if (len == 0 || len > GCE_ACCESS_TOKEN_MAX)
+		return schema_fail(c, path, "must be 1 to %d bytes long", GCE_ACCESS_TOKEN_MAX);
+	for (size_t i = 0; i < len; i++)
+		if (s[i] <= ' ' || s[i] >= 0x7f || s[i] == '"' || s[i] == '\\')
+			return schema_fail(c, path, "may only contain printable ASCII other than spaces, '\"' and '\\'");
+	return 0;
+}
+
+static int gce_check_expires_at(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	char q[SCHEMA_QUOTE_MAX];
+
+	(void)target;
+	if (!json_is_string(v))
+		return schema_expect(c, path, v, "a string");
+	if (vmconf_check_time(json_string_value(v), json_string_length(v))) {
+		schema_quote_json(v, q);
+		return schema_fail(c, path, "%s is not a valid UTC time of the form YYYY-MM-DDTHH:MM:SSZ", q);
+	}
+	return 0;
+}
+
+static const struct schema_field gce_token_fields[] = {
+	{ "access-token", true, gce_check_access_token },
+	{ "expires-at", true, gce_check_expires_at },
+};
+
+static int gce_check_token(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	return schema_object(c, target, v, path, gce_token_fields, sizeof(gce_token_fields) / sizeof(gce_token_fields[0]),
+			     "field");
+}
+
 static const struct schema_field gce_sa_fields[] = {
 	{ "email", true, gce_check_email },
 	{ "scopes", false, flavor_check_text_list },
+	{ "token", false, gce_check_token },
 };
 
 static int gce_check_accounts(struct schema_ctx *c, void *target, json_t *v, const char *path)
@@ -250,19 +301,48 @@ static json_t *gce_project(struct gce_ctx *g)
 			 "numeric-project-id", (json_int_t)g->project_number, "project-id", g->project_id);
 }
 
-static int gce_add_tokens(struct tree_builder *b, const json_t *accounts)
+/* The operator's token of the account with `email` ("<expiry> <token>"),
+ * or "" for the synthesized one. */
+static int gce_token_body(const json_t *given, const char *email, struct outbuf *out)
 {
+	const json_t *el, *tok = NULL;
+	struct tm tm = { 0 };
+	size_t i;
+
+	json_array_foreach(given, i, el)
+		if (!strcmp(json_string_value(json_object_get(el, "email")), email))
+			tok = json_object_get(el, "token");
+	if (!tok)
+		return 0;
+	/* checked: YYYY-MM-DDTHH:MM:SSZ (gce_check_expires_at) */
+	if (!strptime(json_string_value(json_object_get(tok, "expires-at")), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return -EINVAL;
+	return outbuf_printf(out, "%lld %s", (long long)timegm(&tm),
+			     json_string_value(json_object_get(tok, "access-token")));
+}
+
+/* A "token" leaf per account ("default" too), for the listings and the
+ * operator's tokens. */
+static int gce_add_tokens(struct gce_ctx *g, struct tree_builder *b, const json_t *accounts)
+{
+	const json_t *given = gce_get(g, "service-accounts");
 	char path[TREE_PATH_MAX + 1];
+	struct outbuf body = { 0 };
 	const char *name;
 	json_t *v;
 	int rc = 0;
 
 	json_object_foreach((json_t *)accounts, name, v) {
+		outbuf_reset(&body);
 		snprintf(path, sizeof(path), "instance/service-accounts/%s/token", name);
-		rc = flavor_add(b, GCE_PREFIX, path, "", 0, CT_JSON);
+		if (given)
+			rc = gce_token_body(given, json_string_value(json_object_get(v, "email")), &body);
+		if (!rc)
+			rc = flavor_add(b, GCE_PREFIX, path, body.data, body.len, CT_JSON);
 		if (rc)
 			break;
 	}
+	outbuf_free(&body);
 	return rc;
 }
 
@@ -294,7 +374,7 @@ int gce_compile(struct tree_builder *b, const struct flavor_common *fc, char *er
 	if (!rc)
 		rc = flavor_emit_tree(&e, root);
 	if (!rc)
-		rc = gce_add_tokens(b, json_object_get(json_object_get(root, "instance"), "service-accounts"));
+		rc = gce_add_tokens(&g, b, json_object_get(json_object_get(root, "instance"), "service-accounts"));
 	json_decref(root);
 	if (rc && rc != -ENOMEM && !err[0])
 		snprintf(err, errlen, "%s.gce: cannot be compiled into the metadata tree", fc->vm->json_path);

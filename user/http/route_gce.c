@@ -1,7 +1,7 @@
 /* route_gce.c: GCE's request rules (/computeMetadata/v1/...) over the
  * "gce/" and "gce-json/" subtrees (lib/flavor_layout.h): listings and
  * leaves as text, alt=json, ?recursive=true in both forms, and the
- * service accounts' access tokens, made per request.  GCE's answers name
+ * service accounts' access tokens, the operator's or made per request.  GCE's answers name
  * GCE's server and carry Metadata-Flavor.  Rules and sources:
  * docs/flavors.md. */
 #include "http/route_gce.h"
@@ -21,6 +21,12 @@
 
 #define GCE_TOKEN_WINDOW 3600 /* a token is valid for the clock hour it was made in */
 #define GCE_TOKEN_MIN_LEFT 300 /* closer to the end: hand out the next hour's */
+/* GCE's metadata server never announces more than 3599 s (its tokens live
+ * an hour and are handed out cached); clients and their tests hold it to
+ * that.  So the next hour's token, handed out in the last 5 minutes and
+ * valid for up to 3900 s more, is announced with 3599, as is an operator's
+ * token that lives longer. */
+#define GCE_TOKEN_MAX_LEFT 3599
 
 /* Google's error page (shortened). */
 static const char gce_404[] = "<!DOCTYPE html>\n<html lang=en>\n<title>Error 404 (Not Found)!!1</title>\n"
@@ -44,6 +50,36 @@ const struct fr_style gce_style = {
 static bool gce_true(const char *v)
 {
 	return !strcasecmp(v, "true");
+}
+
+/* {"access_token": prefix+token, "expires_in": until `expiry`, at most
+ * GCE_TOKEN_MAX_LEFT and never negative, "token_type": "Bearer"}. */
+static int gce_token_reply(struct fr_call *f, const char *prefix, const char *token, size_t len, uint64_t expiry)
+{
+	uint64_t now = (uint64_t)f->c->ctx->now, left = expiry > now ? expiry - now : 0;
+	int rc;
+
+	if (left > GCE_TOKEN_MAX_LEFT)
+		left = GCE_TOKEN_MAX_LEFT;
+	rc = outbuf_printf(&f->body, "{\"access_token\":\"%s%.*s\",\"expires_in\":%llu,\"token_type\":\"Bearer\"}",
+			   prefix, (int)len, token, (unsigned long long)left);
+	if (!rc)
+		fr_reply_body(f, CT_JSON, false);
+	return rc;
+}
+
+/* The operator's token ("<expiry> <access token>", compile/gce.c), served
+ * as given. */
+static int gce_given_token(struct fr_call *f, const struct tree_entry *e)
+{
+	const char *sp = memchr(e->body, ' ', e->body_len);
+	uint64_t expiry = 0;
+
+	if (!sp)
+		return -EINVAL;
+	for (const char *p = e->body; p < sp; p++)
+		expiry = expiry * 10 + (uint64_t)(*p - '0');
+	return gce_token_reply(f, "", sp + 1, e->body_len - (size_t)(sp + 1 - e->body), expiry);
 }
 
 /* HMAC-SHA256(host key, "gce-token" || instance-id || e-mail || hour),
@@ -76,15 +112,11 @@ static int gce_token(struct fr_call *f, const char *email)
 		b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
 	while (n > 0 && b64[n - 1] == '=')
 		n--;
-	rc = outbuf_printf(&f->body,
-			   "{\"access_token\":\"ya29.imds.%.*s\",\"expires_in\":%llu,\"token_type\":\"Bearer\"}", n,
-			   (const char *)b64, (unsigned long long)(end - now));
-	if (!rc)
-		fr_reply_body(f, CT_JSON, false);
-	return rc;
+	return gce_token_reply(f, "ya29.imds.", (const char *)b64, (size_t)n, end);
 }
 
-/* "instance/service-accounts/<account>/token": the account's e-mail. */
+/* "instance/service-accounts/<account>/token": the operator's token, else
+ * one made from the account's e-mail. */
 static int gce_token_route(struct fr_call *f, const char *rel, size_t n)
 {
 	static const char sa[] = "instance/service-accounts/";
@@ -97,6 +129,10 @@ static int gce_token_route(struct fr_call *f, const char *rel, size_t n)
 	slash = memchr(acct, '/', n - (sizeof(sa) - 1));
 	if (!slash || (size_t)(rel + n - slash) != strlen("/token") || strncmp(slash, "/token", 6))
 		return 0;
+	if (fr_lookup(f, GCE_PREFIX, rel, (size_t)(slash - rel), "/token", &e))
+		return 0;
+	if (e.body_len) /* the operator's */
+		return gce_given_token(f, &e) ? -ENOMEM : 1;
 	if (fr_lookup(f, GCE_PREFIX, rel, (size_t)(slash - rel), "/email", &e) || e.body_len >= sizeof(key))
 		return 0;
 	memcpy(key, e.body, e.body_len);
