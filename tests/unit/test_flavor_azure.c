@@ -106,11 +106,56 @@ static void test_azure_data(void **state)
 	reply_free(&r);
 }
 
+/* Every directory answers its member of the instance document, exactly
+ * as the whole document writes it (each is precompiled, issue 12). */
+static void test_azure_parts_match_the_document(void **state)
+{
+	static const char *const parts[] = {
+		"compute", "compute/osProfile", "compute/publicKeys", "compute/publicKeys/0", "compute/tagsList",
+		"compute/tagsList/1", "network", "network/interface", "network/interface/0",
+		"network/interface/0/ipv4", "network/interface/0/ipv4/ipAddress", "network/interface/0/ipv4/ipAddress/0",
+		"network/interface/0/ipv4/subnet/0", "network/interface/0/ipv6", "network/interface/0/ipv6/ipAddress",
+	};
+	char path[256];
+	struct reply r;
+	json_t *doc;
+
+	(void)state;
+	get("/metadata/instance" AZV, AZ, &r);
+	doc = body_json(&r);
+	reply_free(&r);
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		json_t *v = doc;
+		char *want, *copy = strdup(parts[i]), *save = NULL;
+
+		for (char *seg = strtok_r(copy, "/", &save); v && seg; seg = strtok_r(NULL, "/", &save))
+			v = json_is_array(v) ? json_array_get(v, strtoul(seg, NULL, 10)) : json_object_get(v, seg);
+		assert_non_null(v);
+		want = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+		snprintf(path, sizeof(path), "/metadata/instance/%s" AZV, parts[i]);
+		get(path, AZ, &r);
+		expect(&r, 200, want);
+		expect_header(&r, "Content-Type", "application/json");
+		reply_free(&r);
+		free(want);
+		free(copy);
+	}
+	json_decref(doc);
+	/* Only what the tree has: no index beyond, no other spelling of one. */
+	get("/metadata/instance/network/interface/00" AZV, AZ, &r);
+	expect(&r, 404, "{\"error\":\"Not found\"}");
+	reply_free(&r);
+	get("/metadata/instance/compute/tagsList/9" AZV, AZ, &r);
+	expect(&r, 404, NULL);
+	reply_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_azure_rules),
 		cmocka_unit_test(test_azure_data),
+		cmocka_unit_test(test_azure_parts_match_the_document),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

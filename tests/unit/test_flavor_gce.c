@@ -293,6 +293,44 @@ static void test_gce_defaults(void **state)
 	reply_free(&r);
 }
 
+/* alt=json of a string leaf and of a listing is made per request, without
+ * parsing: exactly what jansson writes, for every ASCII character and
+ * multi-byte UTF-8 (issue 12). */
+static void test_gce_json_strings(void **state)
+{
+	static const char utf8[] = "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f";
+	char value[128 * 6 + sizeof(utf8)], members[sizeof(value) + 128], *want;
+	size_t n = 0, vn = 0;
+	struct vm_tree vm;
+	struct reply r;
+	json_t *str;
+
+	(void)state;
+	for (int ch = 1; ch < 0x80; ch++)
+		n += (size_t)(ch < 0x20 || ch == '"' || ch == '\\' ? sprintf(value + n, "\\u%04x", ch)
+								  : sprintf(value + n, "%c", ch));
+	n += (size_t)sprintf(value + n, "%s", utf8);
+	snprintf(members, sizeof(members), "\"gce\": {\"attributes\": {\"all\": \"%s\", \"b\": \"x\"}}\n", value);
+	compile_record(members, &vm);
+	get_vm(&vm, "GET", "/computeMetadata/v1/instance/attributes/all", GOOGLE, &r);
+	expect(&r, 200, NULL);
+	str = json_stringn(r.body, r.body_len);
+	vn = r.body_len;
+	reply_free(&r);
+	assert_int_equal(vn, 127 + strlen(utf8));
+	want = json_dumps(str, JSON_ENCODE_ANY);
+	get_vm(&vm, "GET", "/computeMetadata/v1/instance/attributes/all?alt=json", GOOGLE, &r);
+	expect(&r, 200, want);
+	expect_header(&r, "Content-Type", "application/json");
+	reply_free(&r);
+	free(want);
+	json_decref(str);
+	get_vm(&vm, "GET", "/computeMetadata/v1/instance/attributes/?alt=json", GOOGLE, &r);
+	expect(&r, 200, "[\"all\",\"b\"]");
+	reply_free(&r);
+	free(vm.img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_gce_token),
 		cmocka_unit_test(test_gce_token_hour_edges),
 		cmocka_unit_test(test_gce_operator_token),
+		cmocka_unit_test(test_gce_json_strings),
 		cmocka_unit_test(test_gce_defaults),
 	};
 

@@ -1,10 +1,10 @@
 /* azure.c: the Azure flavor, /metadata/instance (compute and network).
  * The instance document is assembled with Azure's key names (all values
  * strings, as IMDS sends them) and mapped onto "azure/instance/..." for
- * format=text; the whole document is precompiled once under "azure-json/"
- * and http/route_azure.c cuts subdirectories out of it per request (Azure
- * nests deep, so a JSON copy per directory would repeat it many times).  Schema:
- * docs/flavors.md. */
+ * format=text, and each directory's JSON (the instance document and every
+ * part of it a request may ask for) is precompiled under "azure-json/", so
+ * http/route_azure.c only looks it up.  The copies are small but for
+ * compute/, which repeats the base64 user data.  Schema: docs/flavors.md. */
 #include "compile/flavors.h"
 
 #include <errno.h>
@@ -180,7 +180,6 @@ int azure_compile(struct tree_builder *b, const struct flavor_common *fc, char *
 		.json_prefix = AZURE_JSON_PREFIX "instance/",
 		.json_flags = JSON_COMPACT | JSON_PRESERVE_ORDER,
 		.arrays_are_dirs = true,
-		.json_root_only = true,
 	};
 	json_t *root = json_pack("{s:o, s:o}", "compute", azure_compute(fc), "network", azure_network(fc));
 	int rc;

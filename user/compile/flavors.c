@@ -306,16 +306,19 @@ static json_t *flavor_json_form(const struct flavor_emit *e, const char *key, co
 	return out;
 }
 
-static int flavor_emit_dir_forms(const struct flavor_emit *e, const char *dir, const char *key, const json_t *v)
+/* `path` is a directory's ("a/b/") or a leaf's ("a/b/c"). */
+static int flavor_emit_json_form(const struct flavor_emit *e, const char *path, const char *key, const json_t *v)
 {
-	char path[TREE_PATH_MAX + 1];
+	char name[TREE_PATH_MAX + 1];
 	json_t *form = flavor_json_form(e, key, v);
 	int rc;
 
 	if (!form)
 		return -ENOMEM;
-	snprintf(path, sizeof(path), "%s%s", dir, FLAVOR_JSON_LEAF);
-	rc = flavor_add_json(e->b, e->json_prefix, path, form, e->json_flags, CT_JSON);
+	if ((size_t)snprintf(name, sizeof(name), "%s%s", path, FLAVOR_JSON_LEAF) >= sizeof(name))
+		rc = -EINVAL;
+	else
+		rc = flavor_add_json(e->b, e->json_prefix, name, form, e->json_flags, CT_JSON);
 	json_decref(form);
 	return rc;
 }
@@ -335,14 +338,16 @@ static int flavor_emit_value(const struct flavor_emit *e, const char *dir, const
 		rc = flavor_leaf_text(v, &leaf);
 		if (!rc)
 			rc = flavor_add(e->b, e->prefix, dir, leaf.data, leaf.len, CT_TEXT);
+		if (!rc && e->leaf_json && !json_is_string(v))
+			rc = flavor_emit_json_form(e, dir, key, v);
 		outbuf_free(&leaf);
 		return rc;
 	}
 	if ((size_t)snprintf(full, sizeof(full), "%s%s", e->prefix, dir) >= sizeof(full))
 		return -EINVAL;
 	rc = tree_add_dir(e->b, full);
-	if (!rc && (!e->json_root_only || !*dir))
-		rc = flavor_emit_dir_forms(e, dir, key, v);
+	if (!rc)
+		rc = flavor_emit_json_form(e, dir, key, v);
 	if (json_is_object(v)) {
 		json_object_foreach((json_t *)v, k, el) {
 			if (rc)

@@ -69,14 +69,19 @@ int flavor_add_json(struct tree_builder *b, const char *prefix, const char *path
  * of objects a directory of "0/", "1/", ... (Azure: every array), any other
  * value a leaf (strings as is, numbers and booleans as JSON writes them,
  * arrays of strings one per line).  Each directory also gets its JSON form
- * under json_prefix (keys renamed by json_key when set). */
+ * under json_prefix as "<dir>/@json" (keys renamed by json_key when set),
+ * so that a request only looks its document up (issue 12: parsing one per
+ * request let one VM's large attributes saturate the workers). */
 struct flavor_emit {
 	struct tree_builder *b;
 	const char *prefix;
 	const char *json_prefix;
 	size_t json_flags;
 	bool arrays_are_dirs;
-	bool json_root_only; /* only the root directory gets its JSON form */
+	/* Leaves that are not strings also get their JSON form, as
+	 * "<leaf>@json" (GCE's alt=json: 1001, ["scope"]); a string's is its
+	 * text, quoted when asked for. */
+	bool leaf_json;
 	/* The JSON name of `key` whose parent object is called `parent` ("" at
 	 * the root); NULL keeps keys. */
 	void (*json_key)(const char *parent, const char *key, char *out, size_t cap);

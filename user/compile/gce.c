@@ -1,7 +1,8 @@
 /* gce.c: the GCE flavor, /computeMetadata/v1/ (instance/ and project/).
  * The VM's data is first assembled as one JSON document with GCE's path
  * names; flavor_emit_tree() maps it onto "gce/" and precompiles each
- * directory's ?recursive=true JSON (camelCase keys, as GCE writes them).
+ * directory's ?recursive=true JSON (camelCase keys, as GCE writes them)
+ * and the alt=json form of each leaf that is not a string.
  * Tokens are not data: each account's "token" leaf is empty, and
  * http/route_gce.c computes the token per request, or holds the operator's
  * token for the account ("<expiry unix seconds> <access token>"); neither
@@ -354,6 +355,7 @@ int gce_compile(struct tree_builder *b, const struct flavor_common *fc, char *er
 		.json_prefix = GCE_JSON_PREFIX,
 		.json_flags = JSON_COMPACT | JSON_SORT_KEYS,
 		.json_key = gce_json_key,
+		.leaf_json = true,
 	};
 	struct gce_ctx g = { fc, err, errlen, 0, NULL };
 	const json_t *num = NULL;

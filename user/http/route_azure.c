@@ -1,16 +1,13 @@
 /* route_azure.c: Azure IMDS's request rules (/metadata/instance/...,
  * /metadata/versions) over the "azure/" and "azure-json/" subtrees
- * (lib/flavor_layout.h): JSON by default, cut per request out of the
- * precompiled instance document, leaves with format=text.  Rules and
+ * (lib/flavor_layout.h): JSON by default, each directory's precompiled,
+ * leaves with format=text.  Rules and
  * sources: docs/flavors.md. */
 #include "http/route_azure.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <jansson.h>
 
 #include "lib/flavor_layout.h"
 
@@ -77,43 +74,6 @@ static int azure_check_version(struct fr_call *f)
 	return -EINVAL;
 }
 
-/* The member of the instance document at `sub` ("compute/osProfile",
- * "network/interface/0"), rendered as the precompiled whole is. */
-static int azure_subdoc(struct fr_call *f, const struct tree_entry *whole, const char *sub, size_t n)
-{
-	json_t *doc = json_loadb(whole->body, whole->body_len, 0, NULL), *v = doc;
-	char *text = NULL;
-	int rc = 0;
-
-	for (size_t i = 0; v && i < n;) {
-		size_t len = strcspn(sub + i, "/");
-		char *end;
-
-		if (len > n - i)
-			len = n - i;
-		if (json_is_object(v)) {
-			v = json_object_getn(v, sub + i, len);
-		} else {
-			unsigned long idx = strtoul(sub + i, &end, 10);
-
-			v = end == sub + i + len ? json_array_get(v, idx) : NULL;
-		}
-		i += len + 1;
-	}
-	if (v)
-		text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-	if (!v) {
-		fr_not_found(f);
-	} else if (!text || outbuf_puts(&f->body, text)) {
-		rc = -ENOMEM;
-	} else {
-		fr_reply_body(f, CT_JSON, true);
-	}
-	free(text);
-	json_decref(doc);
-	return rc;
-}
-
 static int azure_data(struct fr_call *f, const char *rel)
 {
 	char format[FR_PARAM_CAP] = "json";
@@ -138,15 +98,13 @@ static int azure_data(struct fr_call *f, const char *rel)
 		azure_error(f, 400, "Bad request. Leaf nodes are served with format=text");
 		return 0;
 	}
-	if (fr_lookup(f, AZURE_JSON_PREFIX, "instance/", 9, FLAVOR_JSON_LEAF, &e)) {
+	/* Every directory's JSON is precompiled (compile/azure.c). */
+	if (fr_lookup(f, AZURE_JSON_PREFIX, rel, n, "/" FLAVOR_JSON_LEAF, &e)) {
 		fr_not_found(f);
 		return 0;
 	}
-	if (n == strlen("instance")) {
-		fr_serve(f, &e, CT_JSON);
-		return 0;
-	}
-	return azure_subdoc(f, &e, rel + strlen("instance/"), n - strlen("instance/"));
+	fr_serve(f, &e, CT_JSON);
+	return 0;
 }
 
 /* Azure requires "Metadata: true" (400 without), refuses proxied requests

@@ -70,6 +70,39 @@ int fr_find(struct fr_call *f, const char *prefix, const char *rel, size_t *n, s
 	return fr_lookup(f, prefix, rel, len, slash ? "" : "/", e);
 }
 
+/* --- JSON --- */
+
+/* jansson's two-character escapes; other control characters are written
+ * "\u00XX" with upper-case hex digits, and nothing else is escaped. */
+static const char fr_short_esc[] = {
+	['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r', ['"'] = '"', ['\\'] = '\\',
+};
+
+int fr_json_string(struct outbuf *out, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t run = 0;
+
+	if (outbuf_reserve(out, len + 2) || outbuf_append(out, "\"", 1))
+		return -ENOMEM;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		char esc[6] = { '\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15] };
+		size_t n = 6;
+
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		if (fr_short_esc[ch]) {
+			esc[1] = fr_short_esc[ch];
+			n = 2;
+		}
+		if (outbuf_append(out, s + run, i - run) || outbuf_append(out, esc, n))
+			return -ENOMEM;
+		run = i + 1;
+	}
+	return outbuf_append(out, s + run, len - run) || outbuf_append(out, "\"", 1) ? -ENOMEM : 0;
+}
+
 /* --- query --- */
 
 /* Decodes one parameter's value p[0..len) into out. */

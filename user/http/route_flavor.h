@@ -72,6 +72,10 @@ int fr_lookup(struct fr_call *f, const char *prefix, const char *rel, size_t n, 
  * directory wins, else the leaf; the other form is the fallback, as for
  * EC2.  Sets *n to the length of rel without its slash.  0 or -ENOENT. */
 int fr_find(struct fr_call *f, const char *prefix, const char *rel, size_t *n, struct tree_entry *e);
+/* Appends s[0..len) as a quoted JSON string, escaped exactly as jansson's
+ * json_dumps writes strings (so answers made here match the precompiled
+ * documents).  0 or -ENOMEM. */
+int fr_json_string(struct outbuf *out, const char *s, size_t len);
 /* The value of query parameter `name` (percent-decoded, '+' as space) in
  * out.  1 when present (the last occurrence wins), 0 when absent. */
 int fr_param(const struct fr_call *f, const char *name, char *out, size_t cap);

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -141,61 +140,42 @@ static int gce_token_route(struct fr_call *f, const char *rel, size_t n)
 }
 
 /* A directory without ?recursive=true as alt=json: its entries as a JSON
- * array of strings. */
+ * array of strings, made in one pass over the listing. */
 static int gce_listing_json(struct fr_call *f, const struct tree_entry *e)
 {
-	json_t *arr = json_array();
-	char *text;
-	int rc = arr ? 0 : -ENOMEM;
+	int rc = outbuf_append(&f->body, "[", 1);
 
 	for (size_t i = 0; !rc && i < e->body_len;) {
 		const char *p = e->body + i, *nl = memchr(p, '\n', e->body_len - i);
 		size_t len = nl ? (size_t)(nl - p) : e->body_len - i;
 
-		rc = json_array_append_new(arr, json_stringn(p, len)) ? -ENOMEM : 0;
+		if (i)
+			rc = outbuf_append(&f->body, ",", 1);
+		if (!rc)
+			rc = fr_json_string(&f->body, p, len);
 		i += len + 1;
 	}
-	text = rc ? NULL : json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	if (!text || outbuf_puts(&f->body, text)) {
-		free(text);
+	if (rc || outbuf_append(&f->body, "]", 1))
 		return -ENOMEM;
-	}
-	free(text);
 	fr_reply_body(f, CT_JSON, false);
 	return 0;
 }
 
-/* A leaf as alt=json: its member of the parent directory's precompiled
- * JSON, so numbers stay numbers and lists stay arrays. */
-static int gce_leaf_json(struct fr_call *f, const char *rel, size_t n)
+/* A leaf as alt=json: a string's text quoted; other values (numbers,
+ * lists) have their JSON form precompiled as "<leaf>@json", so numbers
+ * stay numbers and lists stay arrays.  Nothing is parsed per request. */
+static int gce_leaf_json(struct fr_call *f, const char *rel, size_t n, const struct tree_entry *leaf)
 {
-	const char *slash = memrchr(rel, '/', n), *name = slash ? slash + 1 : rel;
-	const char *pslash = slash ? memrchr(rel, '/', (size_t)(slash - rel)) : NULL;
-	const char *pname = pslash ? pslash + 1 : rel;
-	char parent[256] = "", name_buf[256], key[256];
-	size_t dlen = slash ? (size_t)(slash - rel) + 1 : 0;
 	struct tree_entry e;
-	json_t *doc, *v;
-	char *text;
-	int rc = -ENOMEM;
 
-	if (slash)
-		snprintf(parent, sizeof(parent), "%.*s", (int)(slash - pname), pname);
-	snprintf(name_buf, sizeof(name_buf), "%.*s", (int)(rel + n - name), name);
-	gce_json_key(parent, name_buf, key, sizeof(key));
-	if (fr_lookup(f, GCE_JSON_PREFIX, rel, dlen, FLAVOR_JSON_LEAF, &e))
-		return -ENOENT;
-	doc = json_loadb(e.body, e.body_len, JSON_DECODE_ANY, NULL);
-	v = doc ? json_object_get(doc, key) : NULL;
-	text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-	if (text && !outbuf_puts(&f->body, text)) {
-		fr_reply_body(f, CT_JSON, true);
-		rc = 0;
+	if (fr_lookup(f, GCE_JSON_PREFIX, rel, n, FLAVOR_JSON_LEAF, &e) == 0) {
+		fr_serve(f, &e, CT_JSON);
+		return 0;
 	}
-	free(text);
-	json_decref(doc);
-	return v ? rc : -ENOENT;
+	if (fr_json_string(&f->body, leaf->body, leaf->body_len))
+		return -ENOMEM;
+	fr_reply_body(f, CT_JSON, true);
+	return 0;
 }
 
 /* Appends "shown+name line" for every line of every leaf below the
@@ -295,12 +275,8 @@ static int gce_data(struct fr_call *f, const char *rel)
 		return gce_recursive(f, rel, n, json);
 	if (e.kind == TREE_DIR && json)
 		return gce_listing_json(f, &e);
-	if (json) {
-		rc = gce_leaf_json(f, rel, n);
-		if (rc == -ENOENT)
-			fr_not_found(f);
-		return rc == -ENOMEM ? rc : 0;
-	}
+	if (json)
+		return gce_leaf_json(f, rel, n, &e);
 	fr_serve(f, &e, CT_TEXT);
 	return 0;
 }

@@ -12,10 +12,12 @@
  *   gce-json/<dir>@json               that directory as ?recursive=true JSON
  *                                     (recursive alt=text is made per
  *                                     request from the listings)
+ *   gce-json/<leaf>@json              a leaf that is not a string, as
+ *                                     alt=json (a string is quoted per
+ *                                     request)
  *   azure/instance/...                /metadata/instance/... (format=text)
- *   azure-json/instance/@json         the instance document (JSON is the
- *                                     default; subdirectories are cut out
- *                                     of it per request)
+ *   azure-json/instance/<dir>@json    the instance document and each of
+ *                                     its directories (JSON is the default)
  *   no-token/<section>                present when the section says
  *                                     "serve-without-token": true; a
  *                                     tokens-required VM's flavor is
@@ -40,8 +42,7 @@
 
 /* GCE's JSON name of path segment `key` whose parent is `parent`
  * ("machine-type" -> "machineType"; attribute keys and e-mails kept): the
- * compiler names the members of the precompiled documents with it, and
- * the router finds a leaf's member in its directory's document with it. */
+ * compiler names the members of the precompiled documents with it. */
 void gce_json_key(const char *parent, const char *key, char *out, size_t cap);
 
 #endif
