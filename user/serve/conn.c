@@ -19,7 +19,34 @@
 #define SRV_LIMITS_LOG_SEC 10 /* how often worker 0 logs 429s and refusals */
 #define SRV_EVICT_SCAN 8	     /* oldest connections of a VM looked at for one eviction */
 #define SRV_EVICT_VMS 4	     /* VMs of the highest count tried for one eviction */
-#define SRV_EVICT_SLACK 32   /* admitted over the total cap while evicted ones close */
+#define SRV_EVICT_SLACK 48   /* admitted over the total cap while closed ones are freed */
+
+/* A descriptor went back: an accept that stopped at EMFILE may go on
+ * (rather than at the next tick, a second during which every VM's new
+ * connections wait in the backlog). */
+static void srv_accept_resume(struct srv_worker *w)
+{
+	if (w->accept_paused && !w->stopping && w->ring_ready) {
+		w->accept_paused = false;
+		srv_arm_accept(w);
+	}
+}
+
+/* Closes the socket's descriptor and takes it out of the total.  Requests
+ * still pending hold the file itself, not the number, so this may come
+ * before their last completions. */
+static void srv_conn_release_fd(struct srv_worker *w, struct srv_conn *c)
+{
+	if (c->fd < 0)
+		return;
+	close(c->fd);
+	c->fd = -1;
+	if (c->counted)
+		__atomic_sub_fetch(&w->srv->conns_open, 1, __ATOMIC_RELAXED);
+	if (c->closing_counted)
+		__atomic_sub_fetch(&w->srv->conns_closing, 1, __ATOMIC_RELAXED);
+	srv_accept_resume(w);
+}
 
 void srv_conn_free(struct srv_conn *c)
 {
@@ -28,11 +55,9 @@ void srv_conn_free(struct srv_conn *c)
 		c->w->nacking--;
 	srv_hop_unmark(c);
 	fair_remove(&c->w->fair, &c->fair);
-	if (c->counted) {
+	if (c->counted)
 		limits_conn_close(c->w->srv->limits, c->slot, c->generation);
-		__atomic_sub_fetch(&c->w->srv->conns_open, 1, __ATOMIC_RELAXED);
-	}
-	close(c->fd);
+	srv_conn_release_fd(c->w, c);
 	outbuf_free(&c->out);
 	outbuf_free(&c->wire);
 	free(c);
@@ -47,8 +72,7 @@ void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	/* No longer one of its VM's connections to weigh or evict; its
-	 * descriptor still counts in the total until it is freed. */
+	/* No longer one of its VM's connections to weigh or evict. */
 	fair_remove(&w->fair, &c->fair);
 	/* Closing the fd would not stop requests that hold the file.  A lone
 	 * multishot receive (the usual case: the last response went out) is
@@ -57,9 +81,20 @@ void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 	 * every request pending on the ring, which grows with the number of
 	 * open connections.  A send in flight, or a socket that shutdown()
 	 * refuses, is cancelled by fd (while the fd still names the socket).
-	 * The connection is freed when the last completions have arrived. */
-	if (c->recv_armed && !c->send_inflight && !w->stopping && shutdown(c->fd, SHUT_RDWR) == 0)
+	 * The connection is freed when the last completions have arrived.
+	 * After a shutdown nothing needs the number any more: the descriptor
+	 * goes back now, not a batch of completions later, which under a
+	 * flood of new connections is what keeps the total honest.  (A hop
+	 * mark's check at free still reads the socket's queue through it.) */
+	if (c->recv_armed && !c->send_inflight && !w->stopping && shutdown(c->fd, SHUT_RDWR) == 0) {
+		if (!c->hop_marked)
+			srv_conn_release_fd(w, c);
 		return;
+	}
+	if (c->counted) { /* its descriptor comes back when it is freed */
+		__atomic_add_fetch(&w->srv->conns_closing, 1, __ATOMIC_RELAXED);
+		c->closing_counted = true;
+	}
 	if ((c->recv_armed || c->send_inflight) && !w->stopping) {
 		sqe = srv_sqe(w);
 		if (sqe) {
@@ -174,17 +209,29 @@ static bool srv_evict_for(struct srv_worker *w, uint32_t slot)
 	return false;
 }
 
-/* Counts a newcomer in the total, under the cap, or over it by making
- * room (the evicted descriptor is released within a few completions, so
- * the overshoot is bounded by SRV_EVICT_SLACK).  0, or -EMFILE: refused. */
+/* Counts a newcomer in the total: under the cap; or over it, by at most
+ * SRV_EVICT_SLACK descriptors, when connections already closing will give
+ * theirs back within a few completions (the idle tick may close hundreds
+ * at once), or when room is made by evicting one.  0, or -EMFILE:
+ * refused. */
 static int srv_admit(struct srv_worker *w, uint32_t slot, uint32_t generation)
 {
 	struct server *srv = w->srv;
 	uint64_t open = __atomic_fetch_add(&srv->conns_open, 1, __ATOMIC_RELAXED);
+	uint64_t closing = __atomic_load_n(&srv->conns_closing, __ATOMIC_RELAXED);
+	uint64_t cap = srv->max_conns_total;
+	bool room_coming;
 
-	if (open < srv->max_conns_total)
+	if (open < cap)
 		return 0;
-	if (open < (uint64_t)srv->max_conns_total + SRV_EVICT_SLACK && srv_evict_for(w, slot))
+	room_coming = open - (closing < open ? closing : open) < cap;
+	/* Closing ones let anyone in, within half the slack.  The other half
+	 * stays for newcomers that evict or whose VM holds nothing here, so a
+	 * hoarder refilling the room the tick just made cannot keep a quiet
+	 * VM out. */
+	if (open < cap + SRV_EVICT_SLACK / 2 && room_coming)
+		return 0;
+	if (open < cap + SRV_EVICT_SLACK && (srv_evict_for(w, slot) || (room_coming && !fair_count(&w->fair, slot))))
 		return 0;
 	__atomic_sub_fetch(&srv->conns_open, 1, __ATOMIC_RELAXED);
 	srv_count(&w->counts.refused_total);
@@ -232,6 +279,7 @@ void srv_conn_open(struct srv_worker *w, int fd)
 	return;
 reject:
 	close(fd);
+	srv_accept_resume(w);
 }
 
 /* ---- the tick and the stop ---- */

@@ -55,7 +55,7 @@ static void srv_handle_accept(struct srv_worker *w, int res, bool more)
 	else if (res >= 0)
 		srv_conn_open(w, res);
 	else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM)
-		w->accept_paused = true; /* re-armed on the next tick, not in a busy loop */
+		w->accept_paused = true; /* re-armed when a descriptor goes back, or on the next tick */
 	else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED)
 		fprintf(stderr, "imdsd: worker %d: accept: %s\n", w->index, strerror(-res));
 	if (!more && !w->stopping && !w->accept_paused)

@@ -28,7 +28,7 @@
  * eviction's overshoot (conn.c's SRV_EVICT_SLACK), and the short-lived ones
  * of the control thread (netlink requests, the store's lock, program fds
  * while attaching a port) and of the hop-limit and ACK checks. */
-#define SRV_FD_SPARE 96
+#define SRV_FD_SPARE 112
 #define SRV_CONNS_TOTAL_MIN 16
 #define SRV_NOFILE_UNLIMITED (1u << 20) /* the kernel's default fs.nr_open */
 

@@ -78,6 +78,7 @@ struct srv_conn {
 	struct fair_node fair; /* in its VM's list on the worker, while counted there */
 	bool recv_armed, send_inflight, cancel_inflight;
 	bool closing;	       /* cancelled; freed when nothing is in flight */
+	bool closing_counted;  /* in the server's conns_closing until freed */
 	bool close_after_send; /* a response said close, or the peer sent EOF */
 	bool acking;	       /* FIN sent, on the worker's acking list */
 	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then */
@@ -116,7 +117,8 @@ struct server {
 	struct server_config cfg;
 	struct limits *limits; /* per-VM request buckets and connection counts */
 	unsigned max_conns_total;
-	uint64_t conns_open; /* every worker's, atomic */
+	uint64_t conns_open;	/* every worker's, atomic */
+	uint64_t conns_closing; /* of those, closing: their descriptors are on their way back */
 	int nworkers;
 	struct srv_worker *workers;
 };
