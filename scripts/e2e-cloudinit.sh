@@ -6,6 +6,9 @@
 # requires tokens) with cloud-init reporting no error.
 #
 #   e2e-cloudinit.sh            build what is missing, boot, check
+#   e2e-cloudinit.sh libvirt    the same guest as a libvirt domain: the imds
+#                               hook loads and pins it, its SMBIOS is the
+#                               block of `imds-loadmap sysinfo`
 #   e2e-cloudinit.sh build      only build the cached root tree
 #
 # Cached under build/e2e/cloudinit/: the debootstrap tree (root/, made once,
@@ -131,10 +134,12 @@ cloud-init status --wait >/dev/null 2>&1
 	echo "IMDS-E2E user-data-ran $(b64 /var/tmp/imds-e2e-user-data)"
 	echo "IMDS-E2E host-keys $(ls /etc/ssh/ | grep '^ssh_host_.*_key$' | b64)"
 	echo "IMDS-E2E tokens $(grep -c 'Read from http://169.254.169.254/latest/api/token (200' /var/log/cloud-init.log)"
+	echo "IMDS-E2E dmi $(cat /sys/class/dmi/id/product_uuid /sys/class/dmi/id/product_serial 2>&1 | b64)"
 	echo "IMDS-E2E warnings $(grep -E '\[(WARNING|ERROR|CRITICAL)\]' /var/log/cloud-init.log | b64)"
 	echo "IMDS-E2E end"
 } >/dev/ttyS1
-systemctl poweroff --no-block
+# e2e_stay=1: the host looks at the running VM, then ends it.
+grep -q 'e2e_stay=1' /proc/cmdline || systemctl poweroff --no-block
 EOF
 	cat >"$tree/etc/systemd/system/imds-e2e-report.service" <<'EOF'
 [Unit]
@@ -190,27 +195,32 @@ make_image() { # IMAGE
 
 # ---- the host side: a lab, imdsd, the VM record ----------------------------
 
-vm_json() {
+# The VM's record (docs/vm-schema.md), pinned to PORT if given.  Without
+# MAC and PORT for a libvirt domain, whose hook takes both from its
+# interface.
+vm_record() { # [MAC [PORT]]
+	local mac_field=
+	[ -z "${1:-}" ] || mac_field="\"mac\": \"$1\", "
+	[ -z "${2:-}" ] || mac_field+="\"port\": \"$2\", "
 	cat <<EOF
 {
-  "vms": [
-    {
-      "instance-id": "$instance_id",
-      "mac": "$vm_mac",
-      "ipv4": "$vm_ip",
-      "options": {"http-tokens": "required"},
-      "meta-data": {
-        "hostname": "$vm_fqdn",
-        "local-hostname": "$vm_fqdn",
-        "instance-type": "t3.micro",
-        "placement": {"availability-zone": "lab-1a", "region": "lab-1"}
-      },
-      "public-keys": [{"name": "imds-e2e", "openssh-key": "$vm_key"}],
-      "user-data": "#!/bin/sh\\necho '$ud_mark' >/var/tmp/imds-e2e-user-data\\n"
-    }
-  ]
+  "instance-id": "$instance_id",
+  ${mac_field}"ipv4": "$vm_ip",
+  "options": {"http-tokens": "required"},
+  "meta-data": {
+    "hostname": "$vm_fqdn",
+    "local-hostname": "$vm_fqdn",
+    "instance-type": "t3.micro",
+    "placement": {"availability-zone": "lab-1a", "region": "lab-1"}
+  },
+  "public-keys": [{"name": "imds-e2e", "openssh-key": "$vm_key"}],
+  "user-data": "#!/bin/sh\\necho '$ud_mark' >/var/tmp/imds-e2e-user-data\\n"
 }
 EOF
+}
+
+vm_json() { # [PORT]
+	printf '{"vms": [\n%s\n]}\n' "$(vm_record "$vm_mac" "${1:-}")"
 }
 
 lab_up() {
@@ -219,7 +229,7 @@ lab_up() {
 	ip -n "$LAB_HOST_NS" tuntap add dev tap0 mode tap
 	ip -n "$LAB_HOST_NS" link set tap0 master "$LAB_BRIDGE"
 	ip -n "$LAB_HOST_NS" link set tap0 up
-	vm_json >"$run/vms.json"
+	vm_json tap0 >"$run/vms.json"
 	"$lab" loadmap "$sfx" load "$run/vms.json" >/dev/null
 	"$lab" start-imdsd "$sfx"
 }
@@ -261,6 +271,195 @@ boot() { # IMAGE
 	done
 	wait "$qemu_pid" || { cat "$run/qemu.log" >&2; die "QEMU failed"; }
 	qemu_pid=
+}
+
+# ---- libvirt mode: the guest as a domain the imds hook loads and pins ------
+#
+# The same guest and record, but nothing is loaded by hand: the record is
+# the domain's <imds:vm> metadata (without its MAC, which the hook takes
+# from the interface), the hook loads it at `started` pinned to the tap
+# libvirt made, and deletes it at `release`.  The domain's <uuid>, <sysinfo>
+# and <os><smbios> are the lines `imds-loadmap sysinfo` prints, nothing
+# written by hand.  The guest stays up after its report (e2e_stay=1) so the
+# VM can be looked at while it runs; then it is destroyed.  Its HTTP traffic
+# is captured on its tap: imdsd keeps no per-VM count of requests with and
+# without tokens, the wire shows what it was asked and what it answered.
+
+lv_domain=imds-e2e-ci-$$
+tcpdump_pid=
+
+# sysinfo names a loaded VM: the record is loaded (not pinned, so not
+# served) just long enough to ask, then deleted; the hook loads it for real.
+lv_sysinfo() {
+	vm_json >"$run/vms.json"
+	"$lab" loadmap "$sfx" load "$run/vms.json" >/dev/null
+	"$lab" loadmap "$sfx" sysinfo "$instance_id" t3.micro >"$run/sysinfo.xml"
+	"$lab" loadmap "$sfx" delete "$instance_id" >/dev/null
+	sysinfo_uuid=$(sed -n 's:^<uuid>\(.*\)</uuid>$:\1:p' "$run/sysinfo.xml")
+	[ -n "$sysinfo_uuid" ] || die "no <uuid> in the output of imds-loadmap sysinfo"
+}
+
+lv_domain_xml() {
+	local kernel initrd type=qemu
+	[ "$accel" != kvm ] || type=kvm
+	kernel=$(ls "$tree"/boot/vmlinuz-* | head -n 1)
+	initrd=$(ls "$tree"/boot/initrd.img-* | head -n 1)
+	cat <<EOF
+<domain type='$type'>
+  <name>$lv_domain</name>
+$(sed -n '/^<uuid>/p; /^<sysinfo /,/^<\/sysinfo>/p' "$run/sysinfo.xml")
+  <memory unit='MiB'>1024</memory>
+  <vcpu>2</vcpu>
+  <metadata>
+    <imds:vm xmlns:imds="urn:imds:libvirt:v1"><![CDATA[
+$(vm_record)
+    ]]></imds:vm>
+  </metadata>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$kernel</kernel>
+    <initrd>$initrd</initrd>
+    <cmdline>root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 e2e_ip=$vm_ip e2e_stay=1</cmdline>
+    $(grep -o "<smbios mode='sysinfo'/>" "$run/sysinfo.xml")
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$run/disk.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='bridge'>
+      <mac address='$vm_mac'/>
+      <source bridge='$LAB_BRIDGE'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'><source path='$run/console.log'/><target port='0'/></serial>
+    <serial type='file'><source path='$run/report.log'/><target port='1'/></serial>
+    <memballoon model='none'/>
+  </devices>
+  <!-- QEMU as root: the image and the tree's kernel stay where they are -->
+  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
+</domain>
+EOF
+}
+
+lv_up() {
+	"$lab" up "$sfx" 0
+	eval "$("$lab" info "$sfx")"
+	"$lab" start-imdsd "$sfx"
+	lv_sysinfo
+	lv_domain_xml >"$run/domain.xml"
+	lvlab_install_hook "$build/imds-libvirt-hook" "$build/imds-loadmap" "$LAB_PIN_DIR" "$LAB_BRIDGE" "$run"
+	lvlab_start "$LAB_HOST_NS" "$run" || die "libvirtd did not start"
+}
+
+cleanup_libvirt() {
+	[ -z "$tcpdump_pid" ] || kill "$tcpdump_pid" 2>/dev/null
+	lvlab_cleanup
+	"$lab" down "$sfx" >/dev/null 2>&1 || true
+}
+
+# The capture starts before the guest's first instruction: the domain starts
+# paused (the hook has run, the tap exists), resumes once tcpdump listens.
+lv_capture() { # TAP
+	local i
+	nsenter --net="/run/netns/$LAB_HOST_NS" tcpdump -i "$1" -U -Z root -w "$run/guest.pcap" 'tcp port 80' \
+		</dev/null >/dev/null 2>"$run/tcpdump.log" &
+	tcpdump_pid=$!
+	for ((i = 0; i < 100; i++)); do
+		grep -qs 'listening on' "$run/tcpdump.log" && return 0
+		sleep 0.1
+	done
+	die "tcpdump on $1 did not start: $(cat "$run/tcpdump.log")"
+}
+
+lv_stop_capture() {
+	kill -INT "$tcpdump_pid" 2>/dev/null || true
+	wait "$tcpdump_pid" || true
+	tcpdump_pid=
+	python3 "$root/scripts/pcap-http.py" "$run/guest.pcap" >"$run/http.txt"
+}
+
+lv_wait_report() {
+	local waited=0
+	until grep -q "${mark}end" "$run/report.log" 2>/dev/null; do
+		[ "$(lvlab_virsh domstate "$lv_domain")" = running ] || { tail -n 40 "$run/console.log" >&2; die "the domain stopped before the guest reported"; }
+		if [ "$waited" -ge "$boot_timeout" ]; then
+			tail -n 40 "$run/console.log" >&2
+			die "no report after $boot_timeout s (console: $run/console.log)"
+		fi
+		sleep 1
+		waited=$((waited + 1))
+	done
+}
+
+lv_boot() {
+	: >"$run/console.log"
+	: >"$run/report.log"
+	lvlab_define "$lv_domain" "$run/domain.xml"
+	lvlab_virsh start --paused "$lv_domain" >/dev/null
+	tap=$(lvlab_tap "$lv_domain")
+	[ -n "$tap" ] || die "the domain has no vnet interface"
+	"$lab" loadmap "$sfx" list >"$run/list-started.txt"
+	lv_capture "$tap"
+	lvlab_virsh resume "$lv_domain" >/dev/null
+	lv_wait_report
+	# What the operator sees while the VM runs, then the end of it.
+	"$lab" loadmap "$sfx" list >"$run/list.txt"
+	"$lab" loadmap "$sfx" stats "$instance_id" >"$run/stats.txt"
+	lv_stop_capture
+	lvlab_virsh destroy "$lv_domain" >/dev/null
+	"$lab" loadmap "$sfx" list >"$run/list-destroyed.txt"
+}
+
+lv_list_row() { awk -v id="$instance_id" '$1 == id' "$1"; }
+lv_pinned() { # LIST-FILE: pinned to the domain's tap
+	lv_list_row "$1" | awk -v tap="$tap" -v mac="$vm_mac" -v ip="$vm_ip" \
+		'$2 == mac && $3 == ip && $4 == tap && $5 == "pinned" && $6 == "required" {ok = 1} END {exit !ok}'
+}
+lv_pinned_at_start() { lv_pinned "$run/list-started.txt"; }
+lv_pinned_running() { lv_pinned "$run/list.txt"; }
+lv_removed() { [ -z "$(lv_list_row "$run/list-destroyed.txt")" ]; }
+lv_dmi_is_sysinfo() { [ "$(field dmi | tr 'A-F\n' 'a-f ')" = "$sysinfo_uuid $sysinfo_uuid " ]; }
+lv_data_plane() {
+	awk '$2 == "syn_recorded" && $3 > 0 {syn = 1} $2 ~ /^drop_/ {drop = 1} END {exit !(syn && !drop)}' "$run/stats.txt"
+}
+lv_token_requests() {
+	awk '/^request PUT \/latest\/api\/token / {n++} END {exit !(n > 0)}' "$run/http.txt"
+}
+lv_no_tokenless() {
+	awk '/^request / && !/^request PUT \/latest\/api\/token / && /token=no$/ {bad++} /^request / {n++}
+		END {exit !(n > 0 && bad == 0)}' "$run/http.txt"
+}
+lv_no_401() { ! grep -qE '^response (401|403)$' "$run/http.txt"; }
+
+lv_summary() {
+	echo "  imds-loadmap list (running):"
+	sed 's/^/    /' "$run/list.txt"
+	echo "  imds-loadmap stats $instance_id:"
+	sed 's/^/    /' "$run/stats.txt"
+	echo "  on the wire ($tap): $(grep -c '^request ' "$run/http.txt") requests:" \
+		"$(grep -c '^request PUT /latest/api/token ' "$run/http.txt") token PUTs," \
+		"$(grep -c '^request .* token=yes$' "$run/http.txt") with a token," \
+		"$(grep -v '^request PUT /latest/api/token ' "$run/http.txt" | grep -c '^request .* token=no$') tokenless;" \
+		"answers: $(sed -n 's/^response //p' "$run/http.txt" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep = ", "}')"
+}
+
+lv_checks() {
+	check "the domain's SMBIOS is imds-loadmap sysinfo's (guest DMI uuid = serial = $sysinfo_uuid)" lv_dmi_is_sysinfo
+	check "the hook loaded the VM at start, pinned to $tap" lv_pinned_at_start
+	check "imds-loadmap list: pinned to $tap while the guest ran" lv_pinned_running
+	check "imds-loadmap stats: SYNs recorded, nothing dropped" lv_data_plane
+	check "on the wire: the guest asked for IMDSv2 tokens (PUT /latest/api/token)" lv_token_requests
+	check "on the wire: every other request carried the token (none tokenless)" lv_no_tokenless
+	check "on the wire: imdsd answered no 401 or 403" lv_no_401
+	check "virsh destroy: the hook deleted the VM" lv_removed
+	lv_summary
 }
 
 # ---- the checks -------------------------------------------------------------
@@ -315,23 +514,25 @@ preflight() {
 	flock -n 9 || die "another e2e-cloudinit.sh runs"
 }
 
-main() {
-	local img t0 t1
+preflight_libvirt() {
+	local why
+	why=$(lvlab_why_not) || die "$why"
+	[ -x "$build/imds-libvirt-hook" ] || die "$build/imds-libvirt-hook missing: run make"
+	command -v tcpdump >/dev/null || die "tcpdump missing: scripts/install-deps.sh"
+}
+
+# The tree, then this run's directory (RUN) and its fresh image.
+prepare_run() { # RUN
 	preflight
 	build_tree
 	customize_tree
-	run=$out/run
+	run=$out/$1
 	rm -rf "$run"
 	mkdir -p "$run"
-	img=$run/disk.img
-	make_image "$img"
-	trap cleanup EXIT
-	lab_up
-	say "booting the guest ($accel; console: $run/console.log)"
-	t0=$(date +%s)
-	boot "$img"
-	t1=$(date +%s)
-	say "the guest powered off after $((t1 - t0)) s"
+	make_image "$run/disk.img"
+}
+
+guest_checks() {
 	check "the guest reported (cloud-final ran)" has_report
 	check "cloud-init identified the platform as aws (SMBIOS)" is_aws
 	check "cloud-init status: done" status_done
@@ -342,7 +543,9 @@ main() {
 	check "only an ed25519 host key was generated" ed25519_only
 	check "cloud-init fetched IMDSv2 tokens" used_tokens
 	check "cloud-init.log has no warning or error" no_warnings
-	check "the guest's connections were verified by the data plane" served_by_data_plane
+}
+
+finish() {
 	if [ -n "$(field warnings)" ]; then
 		echo "cloud-init.log warnings:"
 		field warnings | sed 's/^/  /'
@@ -352,8 +555,42 @@ main() {
 	[ "$failed" -eq 0 ]
 }
 
+main() {
+	local t0 t1
+	prepare_run run
+	trap cleanup EXIT
+	lab_up
+	say "booting the guest ($accel; console: $run/console.log)"
+	t0=$(date +%s)
+	boot "$run/disk.img"
+	t1=$(date +%s)
+	say "the guest powered off after $((t1 - t0)) s"
+	guest_checks
+	check "the guest's connections were verified by the data plane" served_by_data_plane
+	finish
+}
+
+main_libvirt() {
+	local t0 t1
+	# shellcheck source=scripts/libvirt-lab.sh
+	. "$root/scripts/libvirt-lab.sh"
+	preflight_libvirt
+	prepare_run run-libvirt
+	trap cleanup_libvirt EXIT
+	lv_up
+	say "starting domain $lv_domain ($accel; console: $run/console.log)"
+	t0=$(date +%s)
+	lv_boot
+	t1=$(date +%s)
+	say "the guest reported after $((t1 - t0)) s; destroyed"
+	guest_checks
+	lv_checks
+	finish
+}
+
 case "${1:-}" in
 build) preflight; build_tree ;;
+libvirt) main_libvirt ;;
 "") main ;;
-*) echo "usage: e2e-cloudinit.sh [build]" >&2; exit 2 ;;
+*) echo "usage: e2e-cloudinit.sh [build|libvirt]" >&2; exit 2 ;;
 esac
