@@ -105,6 +105,54 @@ $(BUILD)/tests/%: tests/unit/%.c $(SAN_LIBS) $(BUILD)/lib/libllhttp.a | $(SKEL)
 	$(CC) $(COMMON_CFLAGS) $(SAN_FLAGS) $< -Wl,--start-group $(SAN_LIBS) $(BUILD)/lib/libllhttp.a -Wl,--end-group \
 		-o $@ $(LDLIBS) $(XML_LIBS) -lcmocka
 
+# libFuzzer targets (tests/fuzz, docs/testing.md "Fuzzing"): the layers they
+# reach, rebuilt with clang and coverage into build/fuzz/obj, llhttp too.
+FUZZ_TARGETS := route vmconf tree token bpf
+FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_LAYERS  := http compile lib
+FUZZ_SAN     := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := $(COMMON_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Itests/unit \
+	-DFUZZ_DIR='"$(CURDIR)/tests/fuzz"'
+FUZZ_LIBS    := $(foreach l,$(FUZZ_LAYERS),$(BUILD)/fuzz/libimds_$(l).a) $(BUILD)/fuzz/libllhttp.a
+FUZZ_SECONDS ?= 60
+
+$(BUILD)/fuzz/obj/%.o: user/%.c | $(SKEL)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+$(BUILD)/fuzz/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -g -w -I$(LLHTTP_INC) -c $< -o $@
+$(BUILD)/fuzz/libllhttp.a: $(patsubst $(LLHTTP_SRC)/%.c,$(BUILD)/fuzz/llhttp/%.o,$(LLHTTP_SRCS))
+	rm -f $@ && ar rcs $@ $^
+define fuzz_layer_rule
+$(BUILD)/fuzz/libimds_$(1).a: $(patsubst user/%.c,$(BUILD)/fuzz/obj/%.o,$(call layer_srcs,$(1)))
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(FUZZ_LAYERS),$(eval $(call fuzz_layer_rule,$(l))))
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIBS) | $(SKEL)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< -Wl,--start-group $(FUZZ_LIBS) -Wl,--end-group \
+		-o $@ $(LDLIBS)
+# Seeds that are built, not written (trees, tokens, frames): tests/fuzz/seeds.c.
+$(BUILD)/fuzz/fuzz-seeds: tests/fuzz/seeds.c $(SAN_LIBS) $(BUILD)/lib/libllhttp.a | $(SKEL)
+	$(CC) $(COMMON_CFLAGS) $(SAN_FLAGS) -Itests/unit $< -Wl,--start-group $(SAN_LIBS) \
+		$(BUILD)/lib/libllhttp.a -Wl,--end-group -o $@ $(LDLIBS) $(XML_LIBS)
+
+.PHONY: fuzz fuzz-seeds san-bin san-test
+fuzz: $(FUZZ_BINS)
+	./scripts/fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-seeds: $(BUILD)/fuzz/fuzz-seeds
+	$< tests/fuzz/corpus
+
+# imdsd with ASan+UBSan (LSan at exit) for the system tests under load:
+# IMDS_IMDSD points the lab at it (scripts/san-test.sh).
+$(BUILD)/san-bin/imdsd: user/cmd/imdsd.c $(foreach l,$(imdsd_LAYERS),$(call san_lib,$(l))) $(imdsd_EXTRA) | $(SKEL)
+	@mkdir -p $(@D)
+	$(CC) $(COMMON_CFLAGS) $(SAN_FLAGS) $< $(foreach l,$(imdsd_LAYERS),$(call san_lib,$(l))) $(imdsd_EXTRA) \
+		-o $@ $(LDLIBS)
+san-bin: $(BUILD)/san-bin/imdsd
+san-test: all $(BUILD)/san-bin/imdsd
+	IMDS_BUILD=$(BUILD) IMDS_IMDSD=$(BUILD)/san-bin/imdsd ./scripts/san-test.sh
+
 # Structure checks: the layer rules hold, and the checker still catches what it should.
 CHECKS := scripts/check-layers.py scripts/check-layers-self-test.sh scripts/check-bpf-headers.sh
 
@@ -116,8 +164,8 @@ system-test: all
 
 # The one test command (README, .ci/run): unit and system tests, one summary line.
 test: deps
-	$(MAKE) all $(UNIT_BINS)
-	./scripts/run-tests.sh --check $(CHECKS) --unit $(UNIT_BINS) --system --e2e
+	$(MAKE) all $(UNIT_BINS) $(FUZZ_BINS)
+	./scripts/run-tests.sh --check $(CHECKS) scripts/fuzz-smoke.sh --unit $(UNIT_BINS) --system --e2e
 
 demo:
 	./scripts/install-deps.sh
@@ -141,4 +189,5 @@ e2e-cloudinit: deps
 clean:
 	rm -rf $(BUILD)
 
--include $(wildcard $(BUILD)/*.d $(BUILD)/obj/*/*.d $(BUILD)/san/*/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/*.d $(BUILD)/obj/*/*.d $(BUILD)/san/*/*.d $(BUILD)/tests/*.d \
+	$(BUILD)/fuzz/obj/*/*.d $(BUILD)/fuzz/*.d $(BUILD)/san-bin/*.d)
