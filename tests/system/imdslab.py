@@ -18,7 +18,14 @@ from vmhttp import get
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("IMDS_BUILD", os.path.join(ROOT, "build"))
 LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
-IMDSD = os.path.join(BUILD, "imdsd")
+# IMDS_IMDSD: another imdsd binary, such as make san-test's build with ASan
+# and UBSan (scripts/san-test.sh).
+IMDSD = os.environ.get("IMDS_IMDSD") or os.path.join(BUILD, "imdsd")
+# A sanitizer build of imdsd reports to stderr (the log), stops at the first
+# error and looks for leaks at exit; a report found at stop fails the test.
+SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+                 "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 LOADMAP = os.path.join(BUILD, "imds-loadmap")
 PYTHON = "/usr/bin/python3"
 SPOOF_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spoof.py")
@@ -50,6 +57,7 @@ class Lab:
         self.imdsd = None
         self.imdsd_log = os.path.join(self.workdir, "imdsd.log")
         self.imdsd_runs = 0
+        self.imdsd_log_start = 0  # where the current run's part of the log starts
         self.ingress_hook = None  # where the running imdsd checks VMs: "tc" or "xdp"
         info = run([LAB_SH, "info", self.suffix]).stdout
         names = dict(line.split("=", 1) for line in info.split())
@@ -180,10 +188,11 @@ class Lab:
         log = open(self.imdsd_log, "a")
         log.write(f"--- imdsd run {self.imdsd_runs} ---\n")
         log.flush()
-        start = os.path.getsize(self.imdsd_log)
+        start = self.imdsd_log_start = os.path.getsize(self.imdsd_log)
         cmd = [*wrapper, "nsenter", f"--net=/run/netns/{self.host_ns}", IMDSD, "--bridge", self.bridge,
                "--pin-dir", self.pin_dir, *args]
-        self.imdsd = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.imdsd = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                      env=dict(SANITIZER_ENV, **os.environ))
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -213,22 +222,33 @@ class Lab:
         assert proc is not None, "imdsd is not running"
         proc.send_signal(sig)
         try:
-            return proc.wait(timeout)
+            rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
             raise AssertionError(f"imdsd ignored signal {sig} for {timeout} s")
+        self.check_sanitizers()
+        return rc
 
     def kill_imdsd(self):
         proc, self.imdsd = self.imdsd, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.check_sanitizers()
+
+    def check_sanitizers(self):
+        """Fails if imdsd's last run logged an ASan, UBSan or LSan report."""
+        text = self._log_since(self.imdsd_log_start)
+        found = [m for m in SANITIZER_MARKS if m in text]
+        if found:
+            raise AssertionError(f"imdsd's sanitizers reported ({', '.join(found)}):\n{text[-8000:]}")
 
     # --- imds-loadmap ---------------------------------------------------
     def loadmap(self, *args, check=False):
