@@ -15,6 +15,8 @@ packages=(
 	qemu-system-x86 busybox-static cpio
 	# the libvirt hook (user/libvirt) and its system test
 	libxml2-dev pkg-config libvirt-daemon-system libvirt-clients
+	# make fuzz and make test's fuzz smoke: libFuzzer for Debian's clang 14
+	libclang-rt-14-dev
 )
 
 missing=()
