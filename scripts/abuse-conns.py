@@ -11,7 +11,7 @@ counted and opened again, so the pressure stays for --duration seconds.
 
 One process, one thread, epoll: the socket is made in the group's
 namespace (setns before socket(); a socket stays where it was made).
-Prints one JSON object on stdout at the end, per group: opened (connects
+Prints one JSON object on stdout at the end (or on SIGTERM), per group: opened (connects
 that completed), connect_failed, closed_by_server, open_now, open_max.
 With --ready FILE, writes FILE once every group has held its COUNT (or
 --ready-after seconds have passed), so a caller knows the pressure is on."""
@@ -22,6 +22,7 @@ import json
 import os
 import resource
 import select
+import signal
 import socket
 import sys
 import time
@@ -168,19 +169,31 @@ class Abuser:
                 self.open_budget -= 1
                 self.open_one(g)
 
+    def stop(self, *_):
+        self.stopping = True
+
     def run(self, duration, ready, ready_after):
-        start = last = time.monotonic()
+        start = last = trickled = time.monotonic()
+        self.stopping = False
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
         ready_done = ready is None
         reaped = start
         while True:
             now = time.monotonic()
-            if now - start >= duration:
+            if now - start >= duration or self.stopping:
                 break
             self.refill(now - last)
             last = now
-            for fd, ev in self.ep.poll(0.05):
+            try:
+                events = self.ep.poll(0.05)
+            except InterruptedError:
+                events = []
+            for fd, ev in events:
                 self.on_event(fd, ev, now)
-            self.trickle(now)
+            if now - trickled >= 0.1:  # a byte every PERIOD s, give or take 0.1 s
+                self.trickle(now)
+                trickled = now
             if now - reaped > 0.5:
                 self.reap(now)
                 reaped = now
