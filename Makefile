@@ -49,7 +49,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 BPF_OBJ  := $(BUILD)/imds.bpf.o
 SKEL     := $(BUILD)/imds.skel.h
 
-.PHONY: all deps demo test unit-test system-test clean bench e2e e2e-cloudinit
+.PHONY: all deps demo test unit-test system-test clean bench e2e e2e-cloudinit e2e-cloudinit-libvirt
 all: $(PROG_BINS)
 
 deps:
@@ -185,6 +185,11 @@ e2e: deps
 e2e-cloudinit: deps
 	$(MAKE) all
 	./scripts/e2e-cloudinit.sh
+
+# The same guest started by a real libvirtd through the hook (docs/e2e.md).
+e2e-cloudinit-libvirt: deps
+	$(MAKE) all
+	./scripts/e2e-cloudinit.sh libvirt
 
 clean:
 	rm -rf $(BUILD)
