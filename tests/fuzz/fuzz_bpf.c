@@ -4,8 +4,9 @@
  * it (bpf_harness.h: pinning off, private maps).  A program must never fail
  * to run and must return a verdict of its hook (XDP_PASS or XDP_DROP,
  * TC_ACT_OK or TC_ACT_SHOT).  The kernel refuses frames shorter than an
- * Ethernet header, and at TC an IPv4 frame without a whole IP header:
- * those are not run (or not at TC).
+ * Ethernet header, and at TC an IPv4 or IPv6 frame (by its EtherType)
+ * without a whole IP header (found by fuzzing, 6.18): those are not run
+ * (or not at TC).
  * libFuzzer cannot see coverage inside BPF, so the reasons the programs
  * count (vm_counters slot 0, per hook) are handed to it as extra counters:
  * an input that makes a hook count a new reason is kept.
@@ -114,19 +115,21 @@ static void bpf_run_tc(struct bpf_program *prog, const uint8_t *frame, uint32_t 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
 	uint8_t frame[BPF_FUZZ_MAX_FRAME];
-	int ipv4_short;
+	uint16_t type;
+	int ip_short;
 
 	if (len < BPF_FUZZ_ETH || len > BPF_FUZZ_MAX_FRAME)
 		return -1; /* not a frame a test run takes: not added to the corpus */
 	memcpy(frame, data, len);
-	ipv4_short = frame[12] == 0x08 && frame[13] == 0x00 && len < BPF_FUZZ_ETH + 20;
+	type = (uint16_t)(frame[12] << 8 | frame[13]);
+	ip_short = (type == 0x0800 && len < BPF_FUZZ_ETH + 20) || (type == 0x86dd && len < BPF_FUZZ_ETH + 40);
 	bpf_fuzz_reset();
 	if (harness_run_xdp(frame, (uint32_t)len, FUZZ_LO_IFINDEX) == HARNESS_ERROR) {
 		fprintf(stderr, "fuzz_bpf: imds_xdp failed or returned another verdict\n");
 		abort();
 	}
 	bpf_note_reasons(0);
-	if (ipv4_short)
+	if (ip_short)
 		return 0;
 	bpf_run_tc(harness.skel->progs.imds_tc_ingress, frame, (uint32_t)len, 1);
 	bpf_run_tc(harness.skel->progs.imds_tc_egress, frame, (uint32_t)len, 2);
