@@ -341,22 +341,22 @@ static int loadmap_cmd_check(struct loadmap_ctx *ctx, int argc, char **argv)
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
 }
 
-/* The EC2-looking SMBIOS block of a loaded VM, for its libvirt domain
- * (docs/libvirt.md); only its instance-id is read. */
+/* The EC2-looking SMBIOS block for a VM's libvirt domain (docs/libvirt.md).
+ * It depends on the instance-id alone, so it is printed for a domain whose
+ * VM is not loaded yet (the hook loads it at start); a note says so, in
+ * case the id is mistyped. */
 static int loadmap_cmd_sysinfo(struct loadmap_ctx *ctx, int argc, char **argv)
 {
-	int ret;
+	bool loaded;
 
 	if (loadmap_open(ctx))
 		return LOADMAP_FAIL;
-	ret = store_find(&ctx->store, argv[0]) >= 0 ? 0 : -ENOENT;
+	loaded = store_find(&ctx->store, argv[0]) >= 0;
 	loadmap_close(ctx);
-	if (ret) {
-		loadmap_err("no VM %s is loaded", argv[0]);
-		return LOADMAP_FAIL;
-	}
-	ret = smbios_write_sysinfo(stdout, argv[0], argc > 1 ? argv[1] : "imds");
-	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+	if (!loaded)
+		fprintf(stderr, "imds-loadmap: note: no VM %s is loaded (yet); the block depends on the id only\n",
+			argv[0]);
+	return smbios_write_sysinfo(stdout, argv[0], argc > 1 ? argv[1] : "imds") ? LOADMAP_FAIL : LOADMAP_OK;
 }
 
 /* ---- delete ---- */
