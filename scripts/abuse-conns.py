@@ -7,7 +7,8 @@ address open from network namespace NETNS (/run/netns/NETNS).  Without
 PERIOD the connections are idle: they send nothing (a hoarder).  With
 PERIOD (seconds) each sends one byte of a request whose headers never end
 every PERIOD seconds (slowloris).  A connection the server closes is
-counted and opened again, so the pressure stays for --duration seconds.
+counted and opened again (at once, or after --reopen-delay seconds), so
+the pressure stays for --duration seconds.
 
 One process, one thread, epoll: the socket is made in the group's
 namespace (setns before socket(); a socket stays where it was made).
@@ -17,6 +18,7 @@ With --ready FILE, writes FILE once every group has held its COUNT (or
 --ready-after seconds have passed), so a caller knows the pressure is on."""
 
 import argparse
+import collections
 import ctypes
 import json
 import os
@@ -52,6 +54,7 @@ class Group:
         self.open_max = 0
         self.conns = {}  # fileno -> Conn
         self.pending = 0
+        self.cooling = collections.deque()  # when each closed place may be opened again
 
     def open_now(self):
         return sum(1 for c in self.conns.values() if c.connected)
@@ -72,8 +75,9 @@ class Conn:
 
 
 class Abuser:
-    def __init__(self, groups, max_pending, open_rate):
+    def __init__(self, groups, max_pending, open_rate, reopen_delay):
         self.groups = groups
+        self.reopen_delay = reopen_delay
         self.ep = select.epoll()
         self.by_fd = {}
         self.max_pending = max_pending
@@ -112,6 +116,8 @@ class Abuser:
             g.connect_failed += 1
         elif by_server:
             g.closed_by_server += 1
+            if self.reopen_delay:
+                g.cooling.append(time.monotonic() + self.reopen_delay)
         c.sock.close()
 
     def on_event(self, fd, ev, now):
@@ -164,8 +170,12 @@ class Abuser:
 
     def refill(self, dt):
         self.open_budget = min(self.open_budget + dt * self.open_rate, self.open_rate)
+        now = time.monotonic()
         for g in self.groups:
-            while (len(g.conns) < g.count and g.pending < self.max_pending and self.open_budget >= 1):
+            while g.cooling and g.cooling[0] <= now:
+                g.cooling.popleft()
+            while (len(g.conns) + len(g.cooling) < g.count and g.pending < self.max_pending
+                   and self.open_budget >= 1):
                 self.open_budget -= 1
                 self.open_one(g)
 
@@ -210,6 +220,8 @@ def main():
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--max-pending", type=int, default=256, help="connects in flight per group")
     ap.add_argument("--open-rate", type=float, default=5000, help="connects started per second, all groups")
+    ap.add_argument("--reopen-delay", type=float, default=0,
+                    help="seconds before a place the server closed is opened again (default at once)")
     ap.add_argument("--ready", help="file written once the connections are held")
     ap.add_argument("--ready-after", type=float, help="... or after this many seconds (default duration / 2)")
     args = ap.parse_args()
@@ -219,7 +231,7 @@ def main():
     need = sum(g.count for g in groups) + 64
     if need > hard:
         sys.exit(f"abuse-conns: {need} descriptors needed, the hard limit is {hard}")
-    a = Abuser(groups, args.max_pending, args.open_rate)
+    a = Abuser(groups, args.max_pending, args.open_rate, args.reopen_delay)
     a.run(args.duration, args.ready, args.ready_after if args.ready_after is not None else args.duration / 2)
     json.dump({"groups": [g.report() for g in groups]}, sys.stdout)
     print()

@@ -13,7 +13,11 @@
 # total cap, header timeouts) and the quiet VM must lose nothing.  Prints a
 # summary and writes OUT/result.json.
 #
-# usage: scripts/bench-abuse.sh [--out DIR] [--reps R] [--duration S] [--hoard N] [--nofile N]
+# The abusers open a connection again REOPEN s after imdsd closed it
+# (default 1, a client's retry back-off; 0: at once, as fast as the packet
+# budget lets them).
+#
+# usage: scripts/bench-abuse.sh [--out DIR] [--reps R] [--duration S] [--hoard N] [--nofile N] [--reopen S]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,6 +33,7 @@ TRICKLERS=16
 TRICKLE_CONNS=64
 TRICKLE_PERIOD=5
 CONN_CRAWLS=10
+REOPEN=1
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -37,6 +42,7 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION=$2; shift 2 ;;
 	--hoard) HOARD=$2; shift 2 ;;
 	--nofile) NOFILE=$2; shift 2 ;;
+	--reopen) REOPEN=$2; shift 2 ;;
 	*) sed -n '/^# usage:/p' "$0" | sed 's/^# //' >&2; exit 2 ;;
 	esac
 done
@@ -88,7 +94,7 @@ start_abusers() { # REP
 		groups+=(--group "$IMDS_LAB_PREFIX-vm$i-$SFX:$TRICKLE_CONNS:$TRICKLE_PERIOD")
 	done
 	rm -f "$OUT/ready-$1"
-	"$PYTHON" "$ROOT/scripts/abuse-conns.py" --duration 3600 --ready "$OUT/ready-$1" --ready-after 10 \
+	"$PYTHON" "$ROOT/scripts/abuse-conns.py" --duration 3600 --ready "$OUT/ready-$1" --ready-after 10 --reopen-delay "$REOPEN" \
 		"${groups[@]}" >"$OUT/abuse-$1.json" 2>"$OUT/abuse-$1.err" &
 	ABUSER=$!
 	while [ ! -f "$OUT/ready-$1" ]; do
@@ -117,9 +123,10 @@ sleep 11 # worker 0 logs the counts every 10 s
 "$LAB_SH" stop-imdsd "$SFX" >/dev/null
 cp "$LAB_RUN_DIR/imdsd.log" "$OUT/imdsd.log"
 
-"$PYTHON" - "$OUT" "$REPS" "$CONN_CRAWLS" "$HOARD" "$NOFILE" <<'EOF'
+"$PYTHON" - "$OUT" "$REPS" "$CONN_CRAWLS" "$HOARD" "$NOFILE" "$REOPEN" <<'EOF'
 import json, re, statistics, sys
 out, reps, crawls, hoard, nofile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+reopen = float(sys.argv[6])
 ld = lambda p: json.load(open(p))
 def steady(kind):
     runs = [ld(f"{out}/{kind}-{r}.json") for r in range(1, reps + 1)]
@@ -139,7 +146,7 @@ totals = re.findall(r"since start (\d+) evicted, (\d+) refused at the total cap,
 cap = re.search(r"at most (\d+) connections", log)
 quiet_lost = [ln for ln in log.splitlines() if ln.startswith("imdsd: descriptors: ") and "(slot 1)" in ln]
 abuse = [ld(f"{out}/abuse-{r}.json")["groups"] for r in range(1, reps + 1)]
-res = {"nofile": nofile, "cap": int(cap.group(1)) if cap else None, "hoard": hoard,
+res = {"nofile": nofile, "reopen_delay": reopen, "cap": int(cap.group(1)) if cap else None, "hoard": hoard,
        "unloaded": steady("unloaded"), "loaded": steady("loaded"),
        "unloaded_conn": conn("unloaded"), "loaded_conn": conn("loaded"),
        "evicted": int(totals[-1][0]) if totals else 0, "refused_total": int(totals[-1][1]) if totals else 0,
@@ -152,7 +159,7 @@ res["ok"] = (res["p99_ratio"] <= 1.20 and res["loaded"]["errors"] == 0 and res["
              and not quiet_lost and res["evicted"] + res["refused_total"] > 0 and res["header_timeouts"] > 0)
 json.dump(res, open(f"{out}/result.json", "w"), indent=2)
 u, l, uc, lc = res["unloaded"], res["loaded"], res["unloaded_conn"], res["loaded_conn"]
-print(f"abuse: RLIMIT_NOFILE {nofile}, total cap {res['cap']}")
+print(f"abuse: RLIMIT_NOFILE {nofile}, total cap {res['cap']}, reopen delay {reopen} s")
 print(f"abuse: keep-alive crawl p99 unloaded {u['p99']:.0f} us, loaded {l['p99']:.0f} us (ratio {res['p99_ratio']:.2f}, "
       f"target <= 1.20); p50 {u['p50']:.0f} / {l['p50']:.0f} us; runs {u['p99_each']} / {l['p99_each']}; "
       f"errors {u['errors']} / {l['errors']}")

@@ -26,6 +26,7 @@
  * connections wait in the backlog). */
 static void srv_accept_resume(struct srv_worker *w)
 {
+	w->fds_released++;
 	if (w->accept_paused && !w->stopping && w->ring_ready) {
 		w->accept_paused = false;
 		srv_arm_accept(w);
@@ -185,15 +186,17 @@ static struct srv_conn *srv_evict_pick(struct srv_worker *w, uint32_t slot)
 
 /* Makes room for a newcomer of `slot` by closing the least recently
  * active connection of the VM holding most on this worker, provided that
- * VM holds more than the newcomer's (a VM never gains at an equal one's
- * expense, and a hoarder's own newcomers are refused instead).  Each
+ * VM holds at least two more than the newcomer's: then the gap between
+ * them shrinks.  With one more, the two would only trade places, and VMs
+ * that all want more than their share would evict each other for ever;
+ * a hoarder's own newcomers are refused, not traded for its older ones.  Each
  * worker weighs its own connections: the kernel spreads every VM's over
  * the workers, so the local picture is the global one in small. */
 static bool srv_evict_for(struct srv_worker *w, uint32_t slot)
 {
 	uint32_t most, vm = fair_top(&w->fair, &most);
 
-	if (most <= fair_count(&w->fair, slot))
+	if (most < fair_count(&w->fair, slot) + 2)
 		return false;
 	for (int tries = 0; vm && tries < SRV_EVICT_VMS; tries++, vm = fair_top_next(&w->fair, vm)) {
 		struct srv_conn *c = srv_evict_pick(w, vm);

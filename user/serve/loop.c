@@ -22,6 +22,7 @@ void srv_arm_accept(struct srv_worker *w)
 	 * is set; the kernel ends it on an error (e.g. EMFILE). */
 	io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	srv_set_data(sqe, NULL, OP_ACCEPT);
+	w->released_at_arm = w->fds_released;
 }
 
 void srv_arm_tick(struct srv_worker *w)
@@ -54,8 +55,17 @@ static void srv_handle_accept(struct srv_worker *w, int res, bool more)
 		close(res); /* accepted while the stop's cancel was on its way */
 	else if (res >= 0)
 		srv_conn_open(w, res);
-	else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM)
-		w->accept_paused = true; /* re-armed when a descriptor goes back, or on the next tick */
+	else if (res == -EMFILE || res == -ENFILE)
+		/* The kernel accepts while its queue holds connections, up to
+		 * the limit.  Those it handed over in this batch were refused
+		 * and closed before this completion: if any descriptor went
+		 * back since the accept was armed, go on at once, otherwise
+		 * when one does (conn.c) or on the next tick.  At the total
+		 * cap that keeps the queue moving, so a quiet VM's connection
+		 * does not wait behind a hoarder's for a tick each burst. */
+		w->accept_paused = w->fds_released == w->released_at_arm;
+	else if (res == -ENOBUFS || res == -ENOMEM)
+		w->accept_paused = true; /* re-armed on the next tick, not in a busy loop */
 	else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED)
 		fprintf(stderr, "imdsd: worker %d: accept: %s\n", w->index, strerror(-res));
 	if (!more && !w->stopping && !w->accept_paused)

@@ -105,6 +105,8 @@ struct srv_worker {
 	unsigned inflight;     /* requests whose final completion is still due */
 	bool stopping;
 	bool accept_paused; /* out of descriptors: re-armed on the next tick */
+	uint64_t fds_released;	   /* descriptors this worker closed */
+	uint64_t released_at_arm;  /* ... when the accept was last armed */
 	uint64_t limits_logged_ms; /* worker 0: last log of the limit counters */
 	struct fair fair;	   /* its connections by VM */
 	/* Written by this worker only, read by server_counters (relaxed
