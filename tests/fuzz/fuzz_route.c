@@ -4,7 +4,13 @@
  * well framed: a status line whose code is the route result's, a header
  * end, and a Content-Length that counts the body (HEAD: no body).  The
  * input is fed twice, whole and in small pieces: both must route the same
- * requests with the same statuses, or stop with the same error. */
+ * requests with the same statuses, and stop with an error both or neither.
+ * Which error may differ when the bytes hold several: llhttp hands over a
+ * URL span only where it ends, so a target over HTTP_URL_MAX that later
+ * holds an invalid character is 400 fed whole (the character is seen
+ * first) and 414 fed in pieces (each piece's span is counted) — found by
+ * this target, corpus/route/url-over-limit-then-invalid; either answer
+ * closes the connection. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -114,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		int a = route_feed_run(&vms[i], data, len, 0, &whole);
 		int b = route_feed_run(&vms[i], data, len, piece, &pieces);
 
-		if (a != b || whole.n != pieces.n ||
+		if ((a != b && (a >= 0 || b >= 0)) || whole.n != pieces.n ||
 		    memcmp(whole.status, pieces.status, sizeof(int) * (size_t)(whole.n < ROUTE_MAX_REQS ? whole.n : ROUTE_MAX_REQS)))
 			abort();
 	}
