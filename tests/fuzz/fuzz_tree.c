@@ -55,6 +55,8 @@ static void tree_collect(const struct tree_view *v, const char *dir)
 			tree_collect(v, child);
 		else if (n && tree_lookup(v, child, strlen(child), &e) == 0)
 			tree_paths[n_paths++] = strdup(child);
+		else if (n && strlen(child) < TREE_PATH_MAX) /* a directory listed without '/' (EC2's root) */
+			tree_collect(v, strcat(child, "/"));
 		p += n + 1;
 	}
 }
@@ -68,6 +70,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	n_vms = fuzz_vms_load(vms);
 	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
 		tree_collect(&vms[0].view, roots[i]);
+	if (n_paths < 100) {
+		fprintf(stderr, "fuzz_tree: only %zu paths found in %s\n", n_paths, FUZZ_VMS_FILE);
+		exit(2);
+	}
 	return 0;
 }
 
