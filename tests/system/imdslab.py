@@ -286,8 +286,8 @@ class Lab:
 
     # --- crafted frames (scapy, in a VM's namespace) --------------------
     def bind_ports(self):
-        """Every VM fetches its instance-id once, so the data plane learns
-        each VM's port before a test forges anything."""
+        """Every VM fetches its instance-id once: each is served on the port
+        it is pinned to before a test forges anything."""
         for i in self.vms:
             r = get(self.vm_ns(i), "/latest/meta-data/instance-id")
             want = (200, vmdata.instance_id(i).encode())
