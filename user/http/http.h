@@ -72,6 +72,14 @@ struct http_conn {
 
 void http_conn_init(struct http_conn *c);
 
+/* Whether the parser holds part of a request (from its first byte to its
+ * end): llhttp sets `finish` to UNSAFE there, which is what llhttp_finish
+ * reads to call an EOF invalid.  The server times header completion by it. */
+static inline bool http_conn_mid_request(const struct http_conn *c)
+{
+	return c->parser.finish == HTTP_FINISH_UNSAFE;
+}
+
 /* Feeds received bytes.  Calls on_request once per complete request, in
  * order (pipelining).  If on_request returns non-zero, parsing stops and that
  * value is returned.  Returns 0 when all bytes were consumed (a partial

@@ -18,6 +18,7 @@ struct route_ctx {
 	const struct tree_view *tree; /* the VM's snapshot */
 	const uint8_t *token_key;     /* IMDS_TOKEN_KEY_LEN bytes */
 	time_t now;		      /* unix seconds */
+	uint32_t tree_generation;     /* bumped by every update of the VM (store's tree_ref) */
 };
 
 struct route_result {

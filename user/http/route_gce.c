@@ -240,13 +240,14 @@ static int gce_recursive(struct fr_call *f, const char *rel, size_t n, bool json
 }
 
 /* GCE tags answers with an ETag that changes when the data does
- * (wait_for_change clients send it back as last_etag): the VM's update
- * generation and time. */
+ * (wait_for_change clients send it back as last_etag): the VM's slot
+ * generation and its tree's, which every update bumps (a time in seconds
+ * did not change for two updates within one second). */
 static void gce_add_etag(struct fr_call *f)
 {
 	char etag[24];
 
-	snprintf(etag, sizeof(etag), "%08x%08x", f->c->meta->vm_generation, (uint32_t)f->c->meta->last_modified);
+	snprintf(etag, sizeof(etag), "%08x%08x", f->c->meta->vm_generation, f->c->ctx->tree_generation);
 	route_add_header(f->c, "ETag", etag);
 }
 

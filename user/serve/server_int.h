@@ -146,12 +146,9 @@ static inline void srv_count(uint64_t *counter)
 	__atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
 
-/* Whether the parser holds part of a request: llhttp sets `finish` to
- * HTTP_FINISH_UNSAFE at a message's first byte and back to SAFE at its end
- * (it is what llhttp_finish reads to call an EOF there invalid). */
 static inline bool srv_mid_request(const struct srv_conn *c)
 {
-	return c->http.parser.finish == HTTP_FINISH_UNSAFE;
+	return http_conn_mid_request(&c->http);
 }
 
 static inline uint64_t srv_now_ms(void)
