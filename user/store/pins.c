@@ -180,31 +180,38 @@ static int store_load_maps(struct store *s, unsigned flags, char *err, size_t er
 	return 0;
 }
 
+/* One pinned mmap-able map, mapped shared: *out, or -errno with err set. */
+static int store_map_shared(const struct store *s, int fd, size_t bytes, const char *name, void **out, char *err,
+			    size_t errlen)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED) {
+		int e = errno;
+
+		snprintf(err, errlen, "cannot map %s/%s: %s", s->pin_dir, name, strerror(e));
+		return -e;
+	}
+	*out = p;
+	return 0;
+}
+
 static int store_map_memory(struct store *s, char *err, size_t errlen)
 {
-	void *vms, *arena;
+	void *vms, *ports, *arena;
 	int ret;
 
-	vms = mmap(NULL, STORE_VM_TABLE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, s->vm_fd, 0);
-	if (vms == MAP_FAILED) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot map %s/%s: %s", s->pin_dir, IMDS_MAP_VM_TABLE, strerror(-ret));
+	ret = store_map_shared(s, s->vm_fd, STORE_VM_TABLE_BYTES, IMDS_MAP_VM_TABLE, &vms, err, errlen);
+	if (ret)
 		return ret;
-	}
 	s->vms = vms;
-	vms = mmap(NULL, STORE_VM_PORTS_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, s->ports_fd, 0);
-	if (vms == MAP_FAILED) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot map %s/%s: %s", s->pin_dir, IMDS_MAP_VM_PORTS, strerror(-ret));
+	ret = store_map_shared(s, s->ports_fd, STORE_VM_PORTS_BYTES, IMDS_MAP_VM_PORTS, &ports, err, errlen);
+	if (ret)
 		return ret;
-	}
-	s->ports = vms;
-	arena = mmap(NULL, STORE_ARENA_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, s->arena_fd, 0);
-	if (arena == MAP_FAILED) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot map %s/%s: %s", s->pin_dir, IMDS_MAP_ARENA, strerror(-ret));
+	s->ports = ports;
+	ret = store_map_shared(s, s->arena_fd, STORE_ARENA_BYTES, IMDS_MAP_ARENA, &arena, err, errlen);
+	if (ret)
 		return ret;
-	}
 	ret = arena_attach(&s->arena, arena, STORE_ARENA_BYTES);
 	if (ret) {
 		munmap(arena, STORE_ARENA_BYTES);
