@@ -4,7 +4,9 @@
  * hop limit runs through imds_tc_egress.  Each verdict is checked twice:
  * the program's return value and the per-reason counters in vm_counters
  * (slot 0 and the VM's slot), and the last test proves that every reason of
- * enum imds_reason was produced and asserted.
+ * enum imds_reason was produced and asserted.  That proof is why this is
+ * one file over 800 lines: it needs every packet test in one binary, and the
+ * tests read as one table of frames and verdicts.
  *
  * What the kernel (6.18) allows and does, found by trying:
  *   - The skeleton loads with pinning switched off per map, so neither a
