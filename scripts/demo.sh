@@ -113,13 +113,19 @@ show_spoof() {
 
 # vm1 takes vm2's MAC and IPv4, as a neighbour can from ARP: the data plane
 # finds vm2, which is pinned to port vm2, asked on port vm1, and drops it.
-# Without the pin, whoever asked first would have been served as vm2.
+# Without the pin, whoever asked first would have been served as vm2.  Its
+# ARP under vm2's identity is dropped too (drop_arp_spoof), so vm1 is given
+# the metadata address's MAC by hand, for its SYNs to reach the port check.
 show_spoof_mac() {
-	local rc=0 out
+	local rc=0 out ns=$NS_PREFIX-vm1-$SFX
+	local bridge_mac
+	bridge_mac=$("$LAB" info "$SFX" | sed -n 's/^LAB_BRIDGE_MAC=//p')
 	say "spoof: vm1 takes vm2's MAC and IPv4 and asks for vm2's instance-id"
 	set_vm1_mac 52:54:00:77:00:02
 	set_vm1_ipv4 10.77.0.12
+	ip -n "$ns" neigh replace 169.254.169.254 lladdr "$bridge_mac" dev eth0 nud permanent
 	out=$(vm 1 curl -sS --max-time 2 "$URL/latest/meta-data/instance-id" 2>&1) || rc=$?
+	ip -n "$ns" neigh del 169.254.169.254 dev eth0 2>/dev/null || true
 	set_vm1_mac 52:54:00:77:00:01
 	set_vm1_ipv4 10.77.0.11
 	# The host and the bridge learned vm2's addresses on port vm1: forget.
@@ -131,7 +137,7 @@ show_spoof_mac() {
 	fi
 	echo "  refused: curl exit $rc ($out)"
 	echo "  drop counters (imds-loadmap stats):"
-	"$LAB" loadmap "$SFX" stats | { grep -E 'drop_wrong_port' || echo "(none)"; } | sed 's/^/    /'
+	"$LAB" loadmap "$SFX" stats | { grep -E 'drop_wrong_port|drop_arp_spoof' || echo "(none)"; } | sed 's/^/    /'
 	printf '  vm2 itself, on its port: instance-id -> %s\n' \
 		"$(vm 2 curl -sS --fail --max-time 5 "$URL/latest/meta-data/instance-id")"
 }

@@ -310,6 +310,7 @@ lab_info() { # SFX
 	echo "LAB_PREFIX=$LAB_PREFIX"
 	echo "LAB_HOST_NS=$(lab_host_ns "$1")"
 	echo "LAB_BRIDGE=$LAB_BRIDGE"
+	echo "LAB_BRIDGE_MAC=$LAB_BRIDGE_MAC"
 	echo "LAB_PIN_DIR=$(lab_pin_dir "$1")"
 	echo "LAB_RUN_DIR=$(lab_run_dir "$1")"
 }
