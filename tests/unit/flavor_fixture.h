@@ -107,35 +107,6 @@ static __attribute__((unused)) void get(const char *path, const char *headers, s
 	get_vm(&full_vm, "GET", path, headers, r);
 }
 
-static void reply_free(struct reply *r)
-{
-	outbuf_free(&r->out);
-}
-
-static const char *header(const struct reply *r, const char *name, char *buf, size_t cap)
-{
-	char pat[128];
-	const char *p, *end;
-
-	snprintf(pat, sizeof(pat), "\r\n%s: ", name);
-	p = strstr(r->out.data, pat);
-	if (!p || p > r->body)
-		return NULL;
-	p += strlen(pat);
-	end = strstr(p, "\r\n");
-	snprintf(buf, cap, "%.*s", (int)(end - p), p);
-	return buf;
-}
-
-static void expect_header(const struct reply *r, const char *name, const char *value)
-{
-	char buf[256];
-
-	if (!header(r, name, buf, sizeof(buf)))
-		fail_msg("header %s missing in:\n%s", name, r->out.data);
-	assert_string_equal(buf, value);
-}
-
 static void expect(const struct reply *r, int status, const char *body)
 {
 	if (r->status != status)

@@ -65,4 +65,35 @@ static void route_with_key(const struct vm_tree *vm, const uint8_t *key, time_t 
 	assert_int_equal(r->status, r->res.status);
 }
 
+static void reply_free(struct reply *r)
+{
+	outbuf_free(&r->out);
+}
+
+/* Value of header `name` (exact spelling) in the reply, copied to buf;
+ * NULL if absent. */
+static const char *header(const struct reply *r, const char *name, char *buf, size_t cap)
+{
+	char pat[128];
+	const char *p, *end;
+
+	snprintf(pat, sizeof(pat), "\r\n%s: ", name);
+	p = strstr(r->out.data, pat);
+	if (!p || p > r->body)
+		return NULL;
+	p += strlen(pat);
+	end = strstr(p, "\r\n");
+	snprintf(buf, cap, "%.*s", (int)(end - p), p);
+	return buf;
+}
+
+static void expect_header(const struct reply *r, const char *name, const char *value)
+{
+	char buf[256];
+
+	if (!header(r, name, buf, sizeof(buf)))
+		fail_msg("header %s missing in:\n%s", name, r->out.data);
+	assert_string_equal(buf, value);
+}
+
 #endif

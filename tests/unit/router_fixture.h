@@ -72,43 +72,12 @@ static void route(const char *raw, struct reply *r)
 	route_at(&optional_vm, NOW, raw, r);
 }
 
-static void reply_free(struct reply *r)
-{
-	outbuf_free(&r->out);
-}
-
-/* Value of header `name` (exact spelling) in the reply, copied to buf;
- * NULL if absent. */
-static const char *header(const struct reply *r, const char *name, char *buf, size_t cap)
-{
-	char pat[128];
-	const char *p, *end;
-
-	snprintf(pat, sizeof(pat), "\r\n%s: ", name);
-	p = strstr(r->out.data, pat);
-	if (!p || p > r->body)
-		return NULL;
-	p += strlen(pat);
-	end = strstr(p, "\r\n");
-	snprintf(buf, cap, "%.*s", (int)(end - p), p);
-	return buf;
-}
-
 static void expect_status_line(const struct reply *r, const char *line)
 {
 	size_t n = strlen(line);
 
 	if (strncmp(r->out.data, line, n) != 0 || strncmp(r->out.data + n, "\r\n", 2) != 0)
 		fail_msg("status line: want \"%s\", got \"%.40s\"", line, r->out.data);
-}
-
-static void expect_header(const struct reply *r, const char *name, const char *value)
-{
-	char buf[256];
-
-	if (!header(r, name, buf, sizeof(buf)))
-		fail_msg("header %s missing in:\n%s", name, r->out.data);
-	assert_string_equal(buf, value);
 }
 
 static void expect_no_header(const struct reply *r, const char *name)
