@@ -25,10 +25,10 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror 
 # cmd/ is one static library, and each program links only the layers it
 # uses, listed from the top down so the linker resolves them in one pass.
 # scripts/check-layers.py (run by make test) keeps includes inside the same rules.
-LAYERS := lib compile store http serve ports libvirt storm
+LAYERS := lib compile store control http serve ports libvirt storm
 PROGS  := imdsd imds-loadmap imds-storm imds-libvirt-hook
 imdsd_LAYERS        := serve ports http store lib
-imds-loadmap_LAYERS := compile store lib
+imds-loadmap_LAYERS := control compile store lib
 imds-storm_LAYERS   := storm compile store lib
 imds-libvirt-hook_LAYERS := libvirt lib
 imds-libvirt-hook_LDLIBS := $(XML_LIBS)

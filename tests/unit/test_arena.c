@@ -308,6 +308,33 @@ static void test_full_bitmap_words(void **state)
 	assert_int_equal(arena_free_pages(&f->a), 0);
 }
 
+/* What a writer killed between allocating and switching leaves: pages in
+ * use that no live VM owns.  arena_reclaim frees exactly those and
+ * recounts; block headers are reported for a block start only. */
+static void test_reclaim_frees_unowned_pages_only(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t owned[TEST_PAGES] = { 0 };
+	struct arena_block b;
+	uint32_t kept = put(&f->a, 2 * IMDS_ARENA_PAGE, 1); /* 3 pages */
+	uint32_t orphan = 0;
+
+	assert_int_equal(arena_alloc(&f->a, 100, 9, &orphan), 0); /* never published */
+	assert_int_equal(arena_block_info(&f->a, kept, &b), 0);
+	assert_int_equal(b.npages, 3);
+	assert_int_equal(b.slot, 7);
+	assert_int_equal(arena_block_info(&f->a, kept + 1, &b), -EINVAL); /* inside a block: no header */
+	assert_int_equal(arena_block_info(&f->a, orphan + 1, &b), -EINVAL); /* free */
+	for (uint32_t p = kept; p < kept + 3; p++)
+		owned[p] = 1;
+	assert_int_equal(arena_reclaim(&f->a, owned), 1);
+	assert_false(arena_page_used(&f->a, orphan));
+	assert_true(arena_page_used(&f->a, kept + 2));
+	assert_int_equal(arena_counted_pages(&f->a), 3);
+	assert_int_equal(arena_bitmap_pages(&f->a), 3);
+	assert_int_equal(arena_largest_free_run(&f->a), TEST_PAGES - 1 - 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +349,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reader_rejects_bad_block_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_straddling_free_realloc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_straddling_unpublished_realloc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reclaim_frees_unowned_pages_only, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <net/if.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@
 #include "store/arena.h"
 #include "lib/cli.h"
 #include "lib/smbios.h"
-#include "compile/compile.h"
+#include "control/control.h"
 #include "compile/identity.h"
 #include "imds.h"
 #include "store/store.h"
@@ -116,229 +117,257 @@ static void loadmap_format_ipv4(uint32_t ipv4_be, char out[INET_ADDRSTRLEN])
 	inet_ntop(AF_INET, &ipv4_be, out, INET_ADDRSTRLEN);
 }
 
-/* ---- load ---- */
+/* ---- load, check, apply, update (user/control) ---- */
 
-/* A MAC or IPv4 of the file that a different loaded VM already uses. */
-static int loadmap_check_conflicts(const struct store *s, const struct vm_set *set, struct conf_error *cerr)
+/* A writer's open: what a killed writer left is recovered first. */
+static int loadmap_open_writer(struct loadmap_ctx *ctx)
 {
-	char path[64], text[INET_ADDRSTRLEN > 18 ? INET_ADDRSTRLEN : 18];
+	int ret = loadmap_identity(ctx);
 
-	for (size_t i = 0; i < set->n; i++) {
-		const struct vm_desc *vm = &set->vms[i];
-		int other = store_find_mac(s, vm->mac);
-
-		if (other >= 0 && strcmp(s->vms[other].instance_id, vm->instance_id) != 0) {
-			snprintf(path, sizeof(path), "%s.mac", vm->json_path);
-			vmconf_format_mac(vm->mac, text);
-			return vmconf_error_at(set, cerr, path, "%s is already used by loaded VM %s", text,
-					       s->vms[other].instance_id);
-		}
-		other = store_find_ipv4(s, vm->ipv4);
-		if (other >= 0 && strcmp(s->vms[other].instance_id, vm->instance_id) != 0) {
-			snprintf(path, sizeof(path), "%s.ipv4", vm->json_path);
-			loadmap_format_ipv4(vm->ipv4, text);
-			return vmconf_error_at(set, cerr, path, "%s is already used by loaded VM %s", text,
-					       s->vms[other].instance_id);
-		}
-	}
-	return 0;
+	if (!ret)
+		ret = loadmap_open(ctx);
+	if (!ret && (ret = control_recover(&ctx->store)) < 0)
+		loadmap_err("cannot check the store: %s", strerror(-ret));
+	return ret;
 }
 
-static int loadmap_check_slots(const struct store *s, const struct vm_set *set)
+static int loadmap_read(const char *path, struct record_batch *b)
 {
-	int new_vms = 0, free_slots = store_free_slots(s);
+	struct conf_error cerr = { "" };
+	int ret = record_batch_read(b, path, true, &cerr);
 
-	for (size_t i = 0; i < set->n; i++)
-		new_vms += store_find(s, set->vms[i].instance_id) < 0;
-	if (new_vms > free_slots) {
-		loadmap_err("%s: %d new VMs but only %d free slots (at most %d VMs)", set->source, new_vms,
-			    free_slots, IMDS_MAX_VMS - 1);
-		return -ENOSPC;
-	}
-	return 0;
+	if (ret)
+		fprintf(stderr, "%s\n", cerr.text);
+	return ret;
 }
 
-/* The tree header's facts of a VM.  slot and vm_generation stay 0: the
- * store fills them in when it publishes the image. */
-static void loadmap_meta(const struct vm_desc *vm, uint64_t last_modified, struct tree_meta *meta)
+static size_t loadmap_batch_vms(const struct record_batch *b)
 {
-	*meta = (struct tree_meta){
-		.last_modified = last_modified,
-		.http_tokens = vm->http_tokens,
-		.hop_limit = vm->hop_limit,
-	};
-	snprintf(meta->instance_id, sizeof(meta->instance_id), "%s", vm->instance_id);
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->n; i++)
+		n += b->files[i].set.n;
+	return n;
 }
 
-/* The size of the VM's tree: the meta only changes fixed-size fields, so a
- * provisional one measures what loadmap_apply will store (exactly, or for a
- * signed tree an upper bound: signatures vary in length, and signing every
- * VM twice would double the load's time). */
-static int loadmap_tree_size(const struct identity_key *key, const struct vm_set *set, const struct vm_desc *vm,
-			     size_t *len)
+/* Plans the batch against the store and, unless dry_run, carries the plan
+ * out: nothing changes when any check fails.  The store is open. */
+static int loadmap_change(struct loadmap_ctx *ctx, const struct record_batch *b, enum plan_mode mode, bool dry_run,
+			  struct plan *p)
 {
-	char err[LOADMAP_ERRLEN] = "";
-	struct tree_meta meta;
+	struct conf_error cerr = { "" };
 	int ret;
 
-	loadmap_meta(vm, 0, &meta);
-	ret = vm_compile_bound(vm, &meta, key, len, err, sizeof(err));
-	if (ret)
-		loadmap_err("%s: %s", set->source, err);
-	return ret;
-}
-
-static void loadmap_no_room(const struct vm_set *set, const struct vm_desc *vm, size_t len, uint32_t used_before,
-			    const struct arena_plan *plan, uint32_t free_before)
-{
-	uint32_t taken = plan->hdr.used_pages > used_before ? plan->hdr.used_pages - used_before : 0;
-
-	loadmap_err("%s: %s: no arena room for the tree of %s (%u pages of %d bytes): the VMs before it "
-		    "take %u of the %u free pages",
-		    set->source, vm->json_path, vm->instance_id, arena_pages_for(len), IMDS_ARENA_PAGE, taken,
-		    free_before);
-}
-
-/* Replays the allocations store_put will make (new tree first, then the old
- * one freed), so fragmentation is accounted for too. */
-static int loadmap_check_room(const struct store *s, const struct identity_key *key, const struct vm_set *set)
-{
-	struct arena_plan *plan = malloc(sizeof(*plan));
-	uint32_t free_before = arena_free_pages(&s->arena);
-	uint32_t used_before = (uint32_t)(arena_used_bytes(&s->arena) / IMDS_ARENA_PAGE);
-	size_t len = 0;
-	int ret = 0;
-
-	if (!plan)
-		return -ENOMEM;
-	arena_plan_init(&s->arena, plan);
-	for (size_t i = 0; i < set->n && !ret; i++) {
-		const struct vm_desc *vm = &set->vms[i];
-		int slot = store_find(s, vm->instance_id);
-
-		ret = loadmap_tree_size(key, set, vm, &len);
-		if (!ret)
-			ret = arena_plan_alloc(plan, len);
-		if (ret == -ENOSPC)
-			loadmap_no_room(set, vm, len, used_before, plan, free_before);
-		if (!ret && slot >= 0)
-			arena_plan_free(plan, &s->arena, (uint32_t)s->vms[slot].tree_ref);
+	ret = plan_make(p, &ctx->store, b, mode, NULL, 0, ctx->identity, &cerr);
+	if (!ret && !dry_run) {
+		ret = plan_execute(p, &ctx->store, ctx->identity, &cerr);
+		if (ret)
+			plan_free(p);
 	}
-	free(plan);
-	return ret;
-}
-
-/* Compiles the VM (signed, Last-Modified now) and hands the image to the
- * store with the VM's record. */
-static int loadmap_put(struct store *s, const struct identity_key *key, const struct vm_desc *vm, char *err,
-		       size_t errlen)
-{
-	struct store_vm rec = {
-		.ipv4 = vm->ipv4,
-		.http_tokens = vm->http_tokens,
-		.hop_limit = vm->hop_limit,
-		.rate_pps = vm->rate_pps,
-		.rate_burst = vm->rate_burst,
-		.binding = vm->port[0] ? IMDS_BIND_PINNED : vm->first_use ? IMDS_BIND_FIRST_USE : IMDS_BIND_NONE,
-	};
-	struct store_image image = { 0 };
-	struct tree_meta meta;
-	void *data = NULL;
-	int ret;
-
-	loadmap_meta(vm, (uint64_t)time(NULL), &meta);
-	ret = vm_compile_signed(vm, &meta, key, &data, &image.len, err, errlen);
 	if (ret)
-		return ret;
-	snprintf(rec.instance_id, sizeof(rec.instance_id), "%s", vm->instance_id);
-	memcpy(rec.mac, vm->mac, sizeof(rec.mac));
-	memcpy(rec.port, vm->port, sizeof(rec.port));
-	image.data = data;
-	ret = store_put(s, &rec, &image, err, errlen);
-	free(data);
+		fprintf(stderr, "%s\n", cerr.text[0] ? cerr.text : strerror(-ret));
 	return ret;
 }
 
-static int loadmap_apply(struct store *s, const struct identity_key *key, const struct vm_set *set, int *added,
-			 int *updated)
+typedef void loadmap_report_fn(const char *path, const struct record_batch *b, const struct plan *p, bool dry_run);
+
+/* load, check and apply: reads PATH, plans it against the store and, unless
+ * dry_run, carries the plan out; a dry run changes nothing, not even the
+ * recovery of an interrupted change. */
+static int loadmap_records(struct loadmap_ctx *ctx, const char *path, enum plan_mode mode, bool dry_run,
+			   loadmap_report_fn *report)
 {
-	char err[LOADMAP_ERRLEN] = "";
+	struct record_batch b = { 0 };
+	struct plan p;
+	int ret = loadmap_read(path, &b);
 
-	for (size_t i = 0; i < set->n; i++) {
-		const struct vm_desc *vm = &set->vms[i];
-		bool exists = store_find(s, vm->instance_id) >= 0;
-		int ret = loadmap_put(s, key, vm, err, sizeof(err));
-
-		if (ret) {
-			/* Checked beforehand, so only a system error gets here. */
-			loadmap_err("%s: %s (%zu of %zu VMs were applied)", set->source, err, i, set->n);
-			return ret;
-		}
-		*(exists ? updated : added) += 1;
+	if (!ret && !dry_run)
+		ret = loadmap_open_writer(ctx);
+	else if (!ret && (ret = loadmap_identity(ctx)) == 0)
+		ret = loadmap_open(ctx);
+	if (!ret && (ret = loadmap_change(ctx, &b, mode, dry_run, &p)) == 0) {
+		report(path, &b, &p, dry_run);
+		plan_free(&p);
 	}
-	return 0;
+	loadmap_close(ctx);
+	record_batch_free(&b);
+	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
+static void loadmap_report_load(const char *path, const struct record_batch *b, const struct plan *p, bool dry_run)
+{
+	(void)dry_run;
+	printf("loaded %zu VMs from %s (%d added, %d updated)\n", loadmap_batch_vms(b), path, p->count[PLAN_ADD],
+	       p->count[PLAN_UPDATE]);
+}
+
+static void loadmap_report_check(const char *path, const struct record_batch *b, const struct plan *p,
+				 bool dry_run)
+{
+	(void)p;
+	(void)dry_run;
+	printf("%s: %zu VMs, all valid\n", path, loadmap_batch_vms(b));
+}
+
+static void loadmap_report_apply(const char *path, const struct record_batch *b, const struct plan *p,
+				 bool dry_run)
+{
+	char summary[128];
+
+	(void)path;
+	(void)b;
+	plan_summary(p, summary, sizeof(summary));
+	if (dry_run)
+		plan_print(p, stdout);
+	printf("%s%s\n", summary, dry_run ? " (dry run: nothing changed)" : "");
 }
 
 static int loadmap_cmd_load(struct loadmap_ctx *ctx, int argc, char **argv)
 {
-	struct conf_error cerr = { "" };
-	struct vm_set set = { 0 };
-	int added = 0, updated = 0, ret;
-
 	(void)argc;
-	ret = vmconf_load_file(argv[0], &set, &cerr);
-	if (ret) {
-		fprintf(stderr, "%s\n", cerr.text);
-		return LOADMAP_FAIL;
-	}
-	ret = loadmap_identity(ctx);
-	if (!ret)
-		ret = loadmap_open(ctx);
-	if (ret)
-		goto out;
-	ret = loadmap_check_conflicts(&ctx->store, &set, &cerr);
-	if (ret) {
-		fprintf(stderr, "%s\n", cerr.text);
-		goto out;
-	}
-	ret = loadmap_check_slots(&ctx->store, &set);
-	if (!ret)
-		ret = loadmap_check_room(&ctx->store, ctx->identity, &set);
-	if (!ret)
-		ret = loadmap_apply(&ctx->store, ctx->identity, &set, &added, &updated);
-	if (!ret)
-		printf("loaded %zu VMs from %s (%d added, %d updated)\n", set.n, argv[0], added, updated);
-out:
-	loadmap_close(ctx);
-	vmconf_free(&set);
-	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+	return loadmap_records(ctx, argv[0], PLAN_LOAD, false, loadmap_report_load);
 }
 
 /* `load` without the loading: every check, the loaded VMs' included, so a
  * caller (the libvirt hook's prepare) learns the loader's exact error. */
 static int loadmap_cmd_check(struct loadmap_ctx *ctx, int argc, char **argv)
 {
+	(void)argc;
+	return loadmap_records(ctx, argv[0], PLAN_LOAD, true, loadmap_report_check);
+}
+
+static int loadmap_cmd_apply(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	bool dry_run = argc == 2 && strcmp(argv[0], "--dry-run") == 0;
+
+	if (argc == 2 && !dry_run) {
+		loadmap_err("apply: unknown option '%s' (usage: apply [--dry-run] FILE|DIR)", argv[0]);
+		return LOADMAP_USAGE;
+	}
+	return loadmap_records(ctx, argv[argc - 1], PLAN_APPLY, dry_run, loadmap_report_apply);
+}
+
+/* update's arguments: --set PATH=VALUE and --unset PATH, in any order. */
+static int loadmap_update_args(int argc, char **argv, char **sets, size_t *n_sets, char **unsets, size_t *n_unsets)
+{
+	*n_sets = *n_unsets = 0;
+	for (int i = 1; i < argc; i += 2) {
+		bool set = strcmp(argv[i], "--set") == 0;
+
+		if ((!set && strcmp(argv[i], "--unset") != 0) || i + 1 >= argc) {
+			loadmap_err("update: want --set PATH=VALUE or --unset PATH, got '%s'", argv[i]);
+			return -EINVAL;
+		}
+		if (set)
+			sets[(*n_sets)++] = argv[i + 1];
+		else
+			unsets[(*n_unsets)++] = argv[i + 1];
+	}
+	return 0;
+}
+
+static int loadmap_cmd_update(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	char **sets = calloc((size_t)argc, sizeof(char *)), **unsets = calloc((size_t)argc, sizeof(char *));
 	struct conf_error cerr = { "" };
-	struct vm_set set = { 0 };
+	struct record_batch b = { 0 };
+	char source[IMDS_INSTANCE_ID_MAX + 32], *text = NULL;
+	size_t n_sets, n_unsets;
+	struct plan p;
+	int ret = sets && unsets ? 0 : -ENOMEM;
+
+	if (!ret && loadmap_update_args(argc, argv, sets, &n_sets, unsets, &n_unsets)) {
+		free(sets);
+		free(unsets);
+		return LOADMAP_USAGE;
+	}
+	if (!ret)
+		ret = loadmap_open_writer(ctx);
+	snprintf(source, sizeof(source), "%s (record after update)", argv[0]);
+	if (!ret && ((ret = record_patch(&ctx->store, argv[0], sets, n_sets, unsets, n_unsets, &text, &cerr)) ||
+		     (ret = record_batch_parse(&b, source, text, strlen(text), &cerr))))
+		fprintf(stderr, "%s\n", cerr.text);
+	if (!ret && (ret = loadmap_change(ctx, &b, PLAN_MERGE, false, &p)) == 0) {
+		printf("%s %s\n", argv[0], p.count[PLAN_UPDATE] ? "updated" : "unchanged");
+		plan_free(&p);
+	}
+	loadmap_close(ctx);
+	record_batch_free(&b);
+	free(text);
+	free(sets);
+	free(unsets);
+	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
+static volatile sig_atomic_t loadmap_stop;
+
+static void loadmap_on_signal(int sig)
+{
+	(void)sig;
+	loadmap_stop = 1;
+}
+
+/* Runs until SIGINT or SIGTERM; the store's lock is taken per change only,
+ * so other loaders and imdsd go on meanwhile. */
+static int loadmap_cmd_watch(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = loadmap_on_signal };
+	char err[LOADMAP_ERRLEN] = "";
 	int ret;
 
 	(void)argc;
-	ret = vmconf_load_file(argv[0], &set, &cerr);
-	if (!ret)
-		ret = loadmap_identity(ctx);
-	if (!ret)
-		ret = loadmap_open(ctx);
-	if (!ret && (ret = loadmap_check_conflicts(&ctx->store, &set, &cerr)) == 0)
-		ret = loadmap_check_slots(&ctx->store, &set);
-	if (!ret)
-		ret = loadmap_check_room(&ctx->store, ctx->identity, &set);
-	if (cerr.text[0])
-		fprintf(stderr, "%s\n", cerr.text);
-	if (!ret)
-		printf("%s: %zu VMs, all valid\n", argv[0], set.n);
-	loadmap_close(ctx);
-	vmconf_free(&set);
+	if (loadmap_identity(ctx))
+		return LOADMAP_FAIL;
+	ret = store_open(&ctx->store, ctx->pin_dir, 0, err, sizeof(err));
+	if (ret) {
+		loadmap_err("%s", err);
+		return LOADMAP_FAIL;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	ret = control_watch(&ctx->store, argv[0], ctx->identity, &loadmap_stop);
+	store_close(&ctx->store);
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
+/* ---- fsck, usage ---- */
+
+static int loadmap_cmd_fsck(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	char *report = malloc(64 * 1024);
+	struct store_usage u;
+	int problems = -ENOMEM;
+
+	(void)argc;
+	(void)argv;
+	if (report && loadmap_open_writer(ctx) == 0) {
+		problems = store_fsck(&ctx->store, report, 64 * 1024);
+		store_arena_usage(&ctx->store, &u);
+	}
+	if (problems > 0)
+		fprintf(stderr, "%sfsck: %d problems\n", report, problems);
+	else if (problems == 0)
+		printf("fsck: consistent: %u VMs, %zu arena bytes in use, %zu free, every page free or owned by "
+		       "one VM\n",
+		       u.vms, u.used_bytes, u.free_bytes);
+	loadmap_close(ctx);
+	free(report);
+	return problems ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
+static int loadmap_cmd_usage(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	struct store_usage u;
+
+	(void)argc;
+	(void)argv;
+	if (loadmap_open(ctx))
+		return LOADMAP_FAIL;
+	store_arena_usage(&ctx->store, &u);
+	loadmap_close(ctx);
+	printf("vms %u of %u\narena_bytes %zu\nused_bytes %zu\nfree_bytes %zu\nlargest_free_bytes %zu\n", u.vms,
+	       u.max_vms, u.arena_bytes, u.used_bytes, u.free_bytes, u.largest_free_bytes);
+	return LOADMAP_OK;
 }
 
 /* The EC2-looking SMBIOS block for a VM's libvirt domain (docs/libvirt.md).
@@ -665,8 +694,14 @@ static int loadmap_cmd_cert(struct loadmap_ctx *ctx, int argc, char **argv)
 /* ---- command line ---- */
 
 static const struct loadmap_cmd loadmap_cmds[] = {
-	{ "load", "FILE", 1, 1, "add or update the VMs described in FILE (JSON)", loadmap_cmd_load },
-	{ "check", "FILE", 1, 1, "check FILE as `load` would, changing nothing", loadmap_cmd_check },
+	{ "load", "FILE|DIR", 1, 1, "add or update the VMs described in FILE or DIR/*.json", loadmap_cmd_load },
+	{ "check", "FILE|DIR", 1, 1, "check as `load` would, changing nothing", loadmap_cmd_check },
+	{ "apply", "[--dry-run] FILE|DIR", 1, 2, "make the loaded VMs exactly these records", loadmap_cmd_apply },
+	{ "update", "ID --set P=V|--unset P ...", 3, 255, "change members of a loaded VM's record",
+	  loadmap_cmd_update },
+	{ "watch", "DIR", 1, 1, "apply DIR/*.json as files change (until SIGTERM)", loadmap_cmd_watch },
+	{ "fsck", "", 0, 0, "check the store: arena pages, tables, indexes", loadmap_cmd_fsck },
+	{ "usage", "", 0, 0, "VM slots and arena bytes in use", loadmap_cmd_usage },
 	{ "delete", "INSTANCE-ID", 1, 1, "remove a loaded VM", loadmap_cmd_delete },
 	{ "sysinfo", "INSTANCE-ID [PRODUCT]", 1, 2, "libvirt <sysinfo> making the VM look like EC2 to cloud-init",
 	  loadmap_cmd_sysinfo },

@@ -247,3 +247,71 @@ void arena_plan_free(struct arena_plan *p, const struct arena *a, uint32_t page)
 		return;
 	arena_mark(&p->hdr, page, n, false);
 }
+
+uint32_t arena_total_pages(const struct arena *a)
+{
+	return arena_total(a);
+}
+
+bool arena_page_used(const struct arena *a, uint32_t page)
+{
+	return page < arena_total(a) && arena_bit(arena_hdr(a), page);
+}
+
+int arena_block_info(const struct arena *a, uint32_t page, struct arena_block *out)
+{
+	const struct arena_block *b;
+
+	if (page == 0 || !arena_page_used(a, page))
+		return -EINVAL;
+	b = arena_block_at(a, page);
+	out->seq = __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE);
+	out->npages = b->npages;
+	out->slot = b->slot;
+	out->len = b->len;
+	if (out->npages == 0 || out->npages > arena_total(a) - page ||
+	    out->len > (uint64_t)out->npages * IMDS_ARENA_PAGE - ARENA_BLOCK_HDR)
+		return -EINVAL;
+	return 0;
+}
+
+uint32_t arena_bitmap_pages(const struct arena *a)
+{
+	uint32_t n = 0;
+
+	for (uint32_t p = 1; p < arena_total(a); p++)
+		n += arena_bit(arena_hdr(a), p);
+	return n;
+}
+
+uint32_t arena_counted_pages(const struct arena *a)
+{
+	return arena_hdr(a)->used_pages;
+}
+
+uint32_t arena_reclaim(struct arena *a, const uint8_t *owned)
+{
+	struct arena_header *h = arena_hdr(a);
+	uint32_t freed = 0;
+
+	for (uint32_t p = 1; p < arena_total(a); p++) {
+		if (!arena_bit(h, p) || owned[p])
+			continue;
+		arena_mark(h, p, 1, false);
+		freed++;
+	}
+	h->used_pages = arena_bitmap_pages(a);
+	return freed;
+}
+
+uint32_t arena_largest_free_run(const struct arena *a)
+{
+	uint32_t best = 0, run = 0;
+
+	for (uint32_t p = 1; p < arena_total(a); p++) {
+		run = arena_bit(arena_hdr(a), p) ? 0 : run + 1;
+		if (run > best)
+			best = run;
+	}
+	return best;
+}

@@ -65,6 +65,23 @@ uint32_t arena_pages_for(size_t len);
 /* Pages not yet allocated (page 0 excluded). */
 uint32_t arena_free_pages(const struct arena *a);
 
+/* --- consistency (the store's fsck and recovery) --- */
+uint32_t arena_total_pages(const struct arena *a);
+bool arena_page_used(const struct arena *a, uint32_t page);
+/* The header of the block starting at `page`: 0, or -EINVAL when the page
+ * is not in use or its header does not describe a run inside the arena. */
+int arena_block_info(const struct arena *a, uint32_t page, struct arena_block *out);
+/* Writer, under the store lock: frees every page in use whose owned[page] is
+ * 0 (pages of a writer killed between allocating and switching, or between
+ * switching and freeing) and recounts used_pages from the bitmap.  The
+ * number of pages freed. */
+uint32_t arena_reclaim(struct arena *a, const uint8_t *owned);
+/* used_pages as the header says it, and as the bitmap says it. */
+uint32_t arena_counted_pages(const struct arena *a);
+uint32_t arena_bitmap_pages(const struct arena *a);
+/* The longest run of free pages: the largest tree that fits now. */
+uint32_t arena_largest_free_run(const struct arena *a);
+
 /* A dry run of allocations on a copy of the bitmap, so the control plane can
  * check that a whole batch of trees fits (first fit, fragmentation included)
  * before it changes anything. */

@@ -72,17 +72,22 @@ int store_free_slots(const struct store *s)
 static int store_write_tree(struct store *s, const struct store_vm *vm, const struct store_image *image,
 			    uint32_t slot, uint32_t vm_gen, uint32_t *page, char *err, size_t errlen)
 {
+	size_t need = store_block_len(image->len, image->record_len);
 	void *data;
 	int ret;
 
-	ret = arena_alloc(&s->arena, image->len, slot, page);
+	ret = arena_alloc(&s->arena, need, slot, page);
 	if (ret) {
-		snprintf(err, errlen, "%s: no room in the arena for a tree of %zu bytes (%u pages free)",
-			 vm->instance_id, image->len, arena_free_pages(&s->arena));
+		snprintf(err, errlen,
+			 "arena full: %s: this update needs %zu bytes (%u pages), %zu free; "
+			 "recreate the store with a larger arena",
+			 vm->instance_id, need, arena_pages_for(need),
+			 (size_t)arena_free_pages(&s->arena) * IMDS_ARENA_PAGE);
 		return ret;
 	}
 	data = arena_data(&s->arena, *page);
 	memcpy(data, image->data, image->len);
+	store_record_write(data, image);
 	ret = tree_set_owner(data, image->len, slot, vm_gen);
 	if (ret) {
 		snprintf(err, errlen, "%s: the compiled image is not a metadata tree", vm->instance_id);
@@ -298,6 +303,18 @@ static int store_update(struct store *s, uint32_t slot, const struct store_vm *v
 	__atomic_store_n(&r->tree_ref, (((old_ref >> 32) + 1) << 32) | page, __ATOMIC_RELEASE);
 	arena_free(&s->arena, (uint32_t)old_ref);
 	return 0;
+}
+
+void store_arena_usage(const struct store *s, struct store_usage *out)
+{
+	*out = (struct store_usage){
+		.arena_bytes = s->arena.size,
+		.used_bytes = arena_used_bytes(&s->arena),
+		.free_bytes = (size_t)arena_free_pages(&s->arena) * IMDS_ARENA_PAGE,
+		.largest_free_bytes = (size_t)arena_largest_free_run(&s->arena) * IMDS_ARENA_PAGE,
+		.max_vms = IMDS_MAX_VMS - 1,
+	};
+	out->vms = out->max_vms - (uint32_t)store_free_slots(s);
 }
 
 int store_put(struct store *s, const struct store_vm *vm, const struct store_image *image, char *err,

@@ -60,7 +60,22 @@ struct store_vm {
 struct store_image {
 	const void *data;
 	size_t len;
+	/* The record the tree was compiled from (canonical JSON, record.c),
+	 * kept in the same block so it switches with the tree; may be empty. */
+	const void *record;
+	size_t record_len;
 };
+
+/* --- the VM's source record (record.c) --- */
+/* Bytes of the arena block that holds a tree of tree_len and a record of
+ * record_len: what the control plane plans arena room with. */
+size_t store_block_len(size_t tree_len, size_t record_len);
+/* Writes the image's record after its tree in `block` (store_put's part). */
+void store_record_write(void *block, const struct store_image *image);
+/* The record a loaded VM was compiled from, in place in the arena (valid
+ * while the caller holds the store lock).  0, -ENOENT (no such VM),
+ * -ENODATA (loaded by a version that kept no record), -EINVAL. */
+int store_record(const struct store *s, uint32_t slot, const char **text, size_t *len);
 
 /* Mounts bpffs on /sys/fs/bpf if needed, creates the pin directory, and
  * opens the pinned maps, creating and pinning any that do not exist yet.
@@ -91,6 +106,31 @@ int store_delete(struct store *s, const char *instance_id); /* 0 or -ENOENT */
 int store_ipv4_index_fill(struct store *s);
 /* Sum over CPUs of vm_counters[slot] (slot 0 = totals). */
 int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out);
+
+/* --- consistency (fsck.c; docs/control-plane.md, "Crash safety") --- */
+struct store_recovery {
+	uint32_t pages_reclaimed; /* arena pages no live VM owned */
+	int index_repairs;	  /* mac_index / ipv4_index entries fixed */
+};
+/* What a writer killed mid-change left: reclaims arena pages no live VM
+ * owns and brings both indexes in step with vm_table.  Call with the lock
+ * held, before changing anything.  0 or -ENOMEM. */
+int store_recover(struct store *s, struct store_recovery *out);
+/* Checks, changing nothing: every arena page is free or owned by exactly
+ * one live VM's block, the counts agree, every live tree reads, instance-ids
+ * are unique, and both indexes name exactly the live VMs.  The number of
+ * problems (each a line in out), or -ENOMEM. */
+int store_fsck(struct store *s, char *out, size_t outlen);
+
+/* What the arena holds (for imdsd's metrics and `imds-loadmap usage`). */
+struct store_usage {
+	size_t arena_bytes;	   /* the whole arena, header page included */
+	size_t used_bytes;	   /* pages in use by trees */
+	size_t free_bytes;	   /* pages free */
+	size_t largest_free_bytes; /* the longest free run: the largest block that fits */
+	uint32_t vms, max_vms;	   /* loaded VMs, VM slots (slot 0 is never a VM) */
+};
+void store_arena_usage(const struct store *s, struct store_usage *out);
 
 /* --- port binding (binding.c; docs/design.md, "Port binding") --- */
 /* Gives a slot its binding mode and port name (store_put's part; call with
