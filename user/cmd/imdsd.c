@@ -20,9 +20,11 @@
 #include <unistd.h>
 
 #include "lib/cli.h"
+#include "lib/log.h"
 #include "ports/dataplane.h"
 #include "imds.h"
 #include "ports/netlink.h"
+#include "serve/admin.h"
 #include "serve/server.h"
 #include "store/store.h"
 
@@ -54,6 +56,8 @@ struct imdsd {
 	enum dataplane_ingress ingress; /* --ingress */
 	bool xdp_mode_set;		/* --xdp-mode given: needs --ingress xdp */
 	bool first_use_all;		/* --bind-first-use */
+	struct admin_addr metrics_addr; /* --metrics */
+	bool metrics_set;
 	/* state */
 	struct store store;
 	bool store_ready;
@@ -67,6 +71,8 @@ struct imdsd {
 	uint32_t *left;
 	size_t nleft;
 	struct server *srv;
+	struct admin *admin;	     /* the metrics endpoint and the per-VM event log */
+	unsigned ports_unattached; /* known ports the data plane failed on (atomic: /healthz reads it) */
 	int sig_fd, nl_fd;
 };
 
@@ -80,6 +86,8 @@ enum imdsd_opt {
 	OPT_XDP_MODE,
 	OPT_INGRESS,
 	OPT_FIRST_USE,
+	OPT_LOG_LEVEL,
+	OPT_METRICS,
 };
 
 static const struct cli_option imdsd_options[] = {
@@ -99,12 +107,16 @@ static const struct cli_option imdsd_options[] = {
 	[OPT_FIRST_USE] = { "bind-first-use", 0, NULL,
 			    "UNSAFE: a VM with no pinned port binds to the port it speaks first from "
 			    "(docs/design.md)" },
+	[OPT_LOG_LEVEL] = { "log-level", 0, "LEVEL", "error, warn, info (default) or debug (docs/metrics.md, \"Logs\")" },
+	[OPT_METRICS] = { "metrics", 0, "ADDR",
+			  "serve /metrics and /healthz on 127.0.0.1:PORT or unix:/PATH, never on an address a VM "
+			  "reaches (default: off; docs/metrics.md)" },
 	{ 0 },
 };
 
 static const char imdsd_synopsis[] =
 	"--bridge BR [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--header-timeout MS] "
-	"[--max-connections-total N] [--xdp-mode MODE] [--ingress HOOK] [--bind-first-use]";
+	"[--max-connections-total N] [--xdp-mode MODE] [--ingress HOOK] [--bind-first-use] [--log-level LEVEL] [--metrics ADDR]";
 
 static int imdsd_parse_int(const char *name, const char *text, long min, long max, int *out)
 {
@@ -139,6 +151,30 @@ static int imdsd_parse_xdp_mode(const char *text)
 	return -1;
 }
 
+static int imdsd_parse_log_level(const char *text)
+{
+	enum log_level level;
+
+	if (log_parse_level(text, &level) < 0) {
+		fprintf(stderr, "imdsd: --log-level: \"%s\" is not error, warn, info or debug\n", text);
+		return -1;
+	}
+	log_set_level(level);
+	return 0;
+}
+
+static int imdsd_parse_metrics(struct imdsd *d, const char *text)
+{
+	char err[256];
+
+	if (admin_parse_addr(text, &d->metrics_addr, err, sizeof(err)) < 0) {
+		fprintf(stderr, "imdsd: --metrics: %s\n", err);
+		return -1;
+	}
+	d->metrics_set = true;
+	return 0;
+}
+
 static int imdsd_on_option(void *ctx, int index, const char *arg)
 {
 	struct imdsd *d = ctx;
@@ -164,6 +200,10 @@ static int imdsd_on_option(void *ctx, int index, const char *arg)
 	case OPT_FIRST_USE:
 		d->first_use_all = true;
 		return 0;
+	case OPT_LOG_LEVEL:
+		return imdsd_parse_log_level(arg);
+	case OPT_METRICS:
+		return imdsd_parse_metrics(d, arg);
 	case OPT_INGRESS:
 		if (strcmp(arg, "tc") == 0) {
 			d->ingress = DATAPLANE_INGRESS_TC;
@@ -274,7 +314,7 @@ static void imdsd_pin_port(struct imdsd *d, int ifindex)
 	n = store_pin_port(&d->store, (uint32_t)ifindex, name);
 	store_unlock(&d->store);
 	if (n > 0)
-		fprintf(stderr, "imdsd: port %s (ifindex %d): %d pinned VM(s) bound\n", name, ifindex, n);
+		log_info("port %s (ifindex %d): %d pinned VM(s) bound", name, ifindex, n);
 }
 
 /* A port that is on the bridge and not known yet: attach, log the outcome
@@ -289,7 +329,7 @@ static void imdsd_port_joined(struct imdsd *d, int ifindex)
 	if (imdsd_find_port(d, ifindex))
 		return;
 	if (d->nports == IMDSD_MAX_PORTS) {
-		fprintf(stderr, "imdsd: port %s (ifindex %d) skipped: more than %d ports\n",
+		log_warn("port %s (ifindex %d) skipped: more than %d ports",
 			imdsd_port_name(ifindex, name), ifindex, IMDSD_MAX_PORTS);
 		return;
 	}
@@ -297,20 +337,21 @@ static void imdsd_port_joined(struct imdsd *d, int ifindex)
 	p = imdsd_insert_port(d, ifindex);
 	p->attached = rc == 0;
 	if (rc < 0) {
-		fprintf(stderr, "imdsd: port %s (ifindex %d): data plane not attached: %s\n",
+		__atomic_add_fetch(&d->ports_unattached, 1, __ATOMIC_RELAXED);
+		log_error("port %s (ifindex %d): data plane not attached: %s",
 			imdsd_port_name(ifindex, name), ifindex, err);
 		return;
 	}
 	if (err[0]) /* attached, with something worth knowing */
-		fprintf(stderr, "imdsd: port %s (ifindex %d): %s\n", imdsd_port_name(ifindex, name), ifindex, err);
+		log_info("port %s (ifindex %d): %s", imdsd_port_name(ifindex, name), ifindex, err);
 	imdsd_pin_port(d, ifindex);
 	if (d->ingress == DATAPLANE_INGRESS_TC) {
-		fprintf(stderr, "imdsd: port %s (ifindex %d): TC ingress and TC egress attached\n",
+		log_info("port %s (ifindex %d): TC ingress and TC egress attached",
 			imdsd_port_name(ifindex, name), ifindex);
 		return;
 	}
 	dataplane_mode(&d->store, ifindex, &mode);
-	fprintf(stderr, "imdsd: port %s (ifindex %d): XDP (%s mode) and TC egress attached\n",
+	log_info("port %s (ifindex %d): XDP (%s mode) and TC egress attached",
 		imdsd_port_name(ifindex, name), ifindex, mode);
 }
 
@@ -325,12 +366,14 @@ static void imdsd_port_left(struct imdsd *d, struct imdsd_port *p)
 
 	if (p->attached)
 		dataplane_detach(&d->store, ifindex); /* -ENODEV when deleted: nothing to undo */
+	else
+		__atomic_sub_fetch(&d->ports_unattached, 1, __ATOMIC_RELAXED);
 	imdsd_remove_port(d, p);
 	if (d->nleft == IMDSD_PORT_SLOTS) /* churn within one batch of events */
 		imdsd_flush_left(d);
 	d->left[d->nleft++] = (uint32_t)ifindex;
 	/* The name is gone when the port was deleted rather than unenslaved. */
-	fprintf(stderr, "imdsd: port %s (ifindex %d) left the bridge\n", imdsd_port_name(ifindex, name), ifindex);
+	log_info("port %s (ifindex %d) left the bridge", imdsd_port_name(ifindex, name), ifindex);
 }
 
 /* Forgets what the store learned on the ports that left: the VMs bound to
@@ -348,9 +391,9 @@ static void imdsd_flush_left(struct imdsd *d)
 		store_unlock(&d->store);
 	}
 	if (rc < 0)
-		fprintf(stderr, "imdsd: cannot forget the VMs of %zu departed port(s): %s\n", d->nleft, strerror(-rc));
+		log_error("cannot forget the VMs of %zu departed port(s): %s", d->nleft, strerror(-rc));
 	else if (rc > 0)
-		fprintf(stderr, "imdsd: released the port binding of %d VM(s)\n", rc);
+		log_info("released the port binding of %d VM(s)", rc);
 	d->nleft = 0;
 }
 
@@ -381,9 +424,9 @@ static void imdsd_release_absent(struct imdsd *d, const int *list, size_t n)
 		store_unlock(&d->store);
 	}
 	if (rc < 0)
-		fprintf(stderr, "imdsd: cannot release bindings to absent ports: %s\n", strerror(-rc));
+		log_error("cannot release bindings to absent ports: %s", strerror(-rc));
 	else if (rc > 0)
-		fprintf(stderr, "imdsd: released the port binding of %d VM(s) whose port is gone\n", rc);
+		log_info("released the port binding of %d VM(s) whose port is gone", rc);
 }
 
 /* Brings the known set in line with a fresh port list: at start, and after
@@ -431,17 +474,17 @@ static void imdsd_raise_nofile(void)
 	rlim_t soft;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
-		fprintf(stderr, "imdsd: RLIMIT_NOFILE: %s\n", strerror(errno));
+		log_error("RLIMIT_NOFILE: %s", strerror(errno));
 		return;
 	}
 	soft = rl.rlim_cur;
 	rl.rlim_cur = rl.rlim_max;
 	if (soft != rl.rlim_max && setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-		fprintf(stderr, "imdsd: RLIMIT_NOFILE: cannot raise the soft limit %llu to the hard limit %llu: %s\n",
+		log_warn("RLIMIT_NOFILE: cannot raise the soft limit %llu to the hard limit %llu: %s",
 			(unsigned long long)soft, (unsigned long long)rl.rlim_max, strerror(errno));
 		return;
 	}
-	fprintf(stderr, "imdsd: open files: soft limit %llu, hard limit %llu: using %llu\n", (unsigned long long)soft,
+	log_info("open files: soft limit %llu, hard limit %llu: using %llu", (unsigned long long)soft,
 		(unsigned long long)rl.rlim_max, (unsigned long long)rl.rlim_max);
 }
 
@@ -469,13 +512,13 @@ static int imdsd_open_store(struct imdsd *d, uint8_t key[IMDS_TOKEN_KEY_LEN])
 	rc = store_open(&d->store, d->pin_dir, STORE_PROGRAMS | (d->first_use_all ? STORE_FIRST_USE_ALL : 0), err,
 			sizeof(err));
 	if (rc < 0) {
-		fprintf(stderr, "imdsd: %s: %s\n", d->pin_dir, err[0] ? err : strerror(-rc));
+		log_error("%s: %s", d->pin_dir, err[0] ? err : strerror(-rc));
 		return rc;
 	}
 	d->store_ready = true;
 	rc = store_token_key(&d->store, key);
 	if (rc < 0)
-		fprintf(stderr, "imdsd: token key: %s\n", strerror(-rc));
+		log_error("token key: %s", strerror(-rc));
 	return rc;
 }
 
@@ -485,7 +528,7 @@ static int imdsd_find_bridge(struct imdsd *d)
 	int ifindex = nl_ifindex(d->bridge_name);
 
 	if (ifindex < 0 || nl_link_kind(ifindex, kind, sizeof(kind)) < 0 || strcmp(kind, "bridge") != 0) {
-		fprintf(stderr, "imdsd: no bridge named %s\n", d->bridge_name);
+		log_error("no bridge named %s", d->bridge_name);
 		return -ENODEV;
 	}
 	d->bridge = ifindex;
@@ -499,7 +542,7 @@ static int imdsd_add_address(struct imdsd *d)
 	if (rc == -EEXIST)
 		return 0; /* somebody else's: left in place on exit */
 	if (rc < 0) {
-		fprintf(stderr, "imdsd: cannot add 169.254.169.254/32 to %s: %s\n", d->bridge_name, strerror(-rc));
+		log_error("cannot add 169.254.169.254/32 to %s: %s", d->bridge_name, strerror(-rc));
 		return rc;
 	}
 	d->added_addr = true;
@@ -523,16 +566,52 @@ static int imdsd_start_server(struct imdsd *d, const uint8_t key[IMDS_TOKEN_KEY_
 	memcpy(cfg.token_key, key, IMDS_TOKEN_KEY_LEN);
 	rc = server_start(&d->srv, &cfg);
 	if (rc < 0) {
-		fprintf(stderr, "imdsd: cannot serve on 169.254.169.254:%d: %s\n", IMDS_TCP_PORT, strerror(-rc));
+		log_error("cannot serve on 169.254.169.254:%d: %s", IMDS_TCP_PORT, strerror(-rc));
 		return rc;
 	}
 	total = server_max_conns_total(d->srv);
 	if (d->max_conns_total && total < (unsigned)d->max_conns_total)
-		fprintf(stderr, "imdsd: --max-connections-total %d is more than the open-file limit allows: %u\n",
+		log_warn("--max-connections-total %d is more than the open-file limit allows: %u",
 			d->max_conns_total, total);
-	fprintf(stderr, "imdsd: at most %u connections at once (all VMs), header timeout %d ms, idle timeout %d ms\n",
+	log_info("at most %u connections at once (all VMs), header timeout %d ms, idle timeout %d ms",
 		total, d->header_timeout_ms, d->idle_timeout_ms);
 	return 0;
+}
+
+/* /healthz's question to imdsd (the admin thread asks): is the data plane
+ * on every port of the bridge? */
+static int imdsd_health(void *ctx, char *why, size_t len)
+{
+	struct imdsd *d = ctx;
+	unsigned failed = __atomic_load_n(&d->ports_unattached, __ATOMIC_RELAXED);
+
+	if (!failed)
+		return 0;
+	snprintf(why, len, "the data plane is not attached to %u port(s) of %s (see the log)", failed,
+		 d->bridge_name);
+	return -1;
+}
+
+static int imdsd_start_admin(struct imdsd *d)
+{
+	struct admin_config cfg = {
+		.addr = d->metrics_set ? &d->metrics_addr : NULL,
+		.srv = d->srv,
+		.store = &d->store,
+		.health = imdsd_health,
+		.health_ctx = d,
+	};
+	char err[256] = "";
+	int rc = admin_start(&d->admin, &cfg, err, sizeof(err));
+
+	if (rc < 0)
+		log_error("--metrics: cannot serve metrics: %s", err);
+	else if (d->metrics_set && d->metrics_addr.is_unix)
+		log_info("metrics on unix:%s", d->metrics_addr.path);
+	else if (d->metrics_set)
+		log_info("metrics on %s:%u", inet_ntoa((struct in_addr){ d->metrics_addr.addr_be }),
+			 d->metrics_addr.port);
+	return rc;
 }
 
 static int imdsd_start(struct imdsd *d)
@@ -557,10 +636,12 @@ static int imdsd_start(struct imdsd *d)
 		d->nl_fd = nl_monitor_open();
 		rc = d->nl_fd < 0 ? d->nl_fd : imdsd_sync_ports(d);
 		if (rc < 0)
-			fprintf(stderr, "imdsd: cannot list the ports of %s: %s\n", d->bridge_name, strerror(-rc));
+			log_error("cannot list the ports of %s: %s", d->bridge_name, strerror(-rc));
 	}
 	if (rc == 0)
 		rc = imdsd_start_server(d, key);
+	if (rc == 0)
+		rc = imdsd_start_admin(d);
 	memset(key, 0, sizeof(key));
 	return rc;
 }
@@ -569,6 +650,8 @@ static void imdsd_stop(struct imdsd *d)
 {
 	int rc;
 
+	admin_stop(d->admin); /* it reads the server's counters */
+	d->admin = NULL;
 	server_stop(d->srv);
 	d->srv = NULL;
 	for (size_t i = 0; d->ports && i < IMDSD_PORT_SLOTS; i++)
@@ -578,7 +661,7 @@ static void imdsd_stop(struct imdsd *d)
 	if (d->added_addr) {
 		rc = nl_addr_del(d->bridge, IMDSD_ADDR_BE, 32);
 		if (rc < 0)
-			fprintf(stderr, "imdsd: cannot remove 169.254.169.254/32: %s\n", strerror(-rc));
+			log_error("cannot remove 169.254.169.254/32: %s", strerror(-rc));
 	}
 	if (d->store_ready)
 		store_close(&d->store);
@@ -603,11 +686,11 @@ static int imdsd_run(struct imdsd *d)
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
-			fprintf(stderr, "imdsd: poll: %s\n", strerror(-rc));
+			log_error("poll: %s", strerror(-rc));
 			return rc;
 		}
 		if (fds[0].revents && read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
-			fprintf(stderr, "imdsd: %s, stopping\n", strsignal((int)si.ssi_signo));
+			log_always(LOG_LEVEL_INFO, "%s, stopping", strsignal((int)si.ssi_signo));
 			return 0;
 		}
 		if (!fds[1].revents)
@@ -615,11 +698,11 @@ static int imdsd_run(struct imdsd *d)
 		rc = nl_monitor_read(d->nl_fd, d->bridge, imdsd_on_link, d);
 		imdsd_flush_left(d);
 		if (rc == -ENOBUFS) {
-			fprintf(stderr, "imdsd: link events were lost, re-reading the ports\n");
+			log_warn("link events were lost, re-reading the ports");
 			rc = imdsd_sync_ports(d);
 		}
 		if (rc < 0)
-			fprintf(stderr, "imdsd: link events: %s\n", strerror(-rc));
+			log_error("link events: %s", strerror(-rc));
 	}
 }
 
@@ -636,13 +719,14 @@ int main(int argc, char **argv)
 	};
 	int rc;
 
+	log_init("imdsd");
 	rc = imdsd_parse_args(&d, argc, argv);
 	if (rc)
 		return rc;
 	imdsd_raise_nofile();
 	rc = imdsd_start(&d);
 	if (rc == 0) {
-		fprintf(stderr, "imdsd: ready\n");
+		log_always(LOG_LEVEL_INFO, "ready");
 		rc = imdsd_run(&d);
 	}
 	imdsd_stop(&d);

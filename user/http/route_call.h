@@ -21,8 +21,21 @@ struct route_ctx {
 	uint32_t tree_generation;     /* bumped by every update of the VM (store's tree_ref) */
 };
 
+/* Which API answered, for the metrics (docs/metrics.md). */
+enum route_flavor {
+	ROUTE_FLAVOR_NONE = 0, /* not routed: the request was not HTTP, or no tree */
+	ROUTE_FLAVOR_EC2 = 1,
+	ROUTE_FLAVOR_OPENSTACK = 2,
+	ROUTE_FLAVOR_GCE = 3,
+	ROUTE_FLAVOR_AZURE = 4,
+	ROUTE_FLAVOR_COUNT = 5,
+};
+
 struct route_result {
 	int status;
+	uint8_t flavor;	   /* enum route_flavor */
+	bool tokenless;	   /* EC2 data served without a token: IMDSv1 */
+	bool token_issued; /* a new IMDSv2 session token */
 	bool close;	  /* close the connection after this response */
 	/* The response carries a secret that leaves under the VM's hop limit
 	 * and closes the connection: a new IMDSv2 token, or a flavor's answer

@@ -198,6 +198,7 @@ static void route_token_put(struct route_ec2 *rc)
 		/* EC2 closes after a token reply; the data plane also limits the
 		 * IP TTL of this connection's replies to the hop limit. */
 		rc->c->res->token_reply = true;
+		rc->c->res->token_issued = true;
 		rc->c->res->close = true;
 	}
 }
@@ -228,8 +229,10 @@ static int route_check_token(struct route_ec2 *rc)
 	uint64_t now = (uint64_t)rc->c->ctx->now, expiry;
 
 	if (!tok->present) {
-		if (rc->c->meta->http_tokens != IMDS_TOKENS_REQUIRED)
+		if (rc->c->meta->http_tokens != IMDS_TOKENS_REQUIRED) {
+			rc->c->res->tokenless = true;
 			return 0;
+		}
 		route_unauthorized(rc);
 		return -EACCES;
 	}

@@ -41,6 +41,7 @@ struct fr_flavor {
 	int (*route)(struct fr_call *f); /* 0 with the reply set, or -ENOMEM */
 	const struct fr_style *style;
 	bool (*claims_root)(const struct route_call *c);
+	uint8_t id; /* enum route_flavor */
 };
 
 /* One flavor request. */

@@ -16,15 +16,15 @@
 #include "http/route_gce.h"
 #include "http/route_openstack.h"
 
-#define ROUTE_FLAVOR(segment, route, style, claims_root) \
-	{ segment, sizeof(segment) - 1, route, style, claims_root }
+#define ROUTE_FLAVOR(segment, route, style, claims_root, id) \
+	{ segment, sizeof(segment) - 1, route, style, claims_root, id }
 
 /* Each flavor: the first path segment it owns, its rules, how its server
  * answers, and whether it may take "/" (GCE: google-auth's root ping). */
 static const struct fr_flavor route_flavors[] = {
-	ROUTE_FLAVOR("openstack", os_route, &os_style, NULL),
-	ROUTE_FLAVOR("computeMetadata", gce_route, &gce_style, gce_claims_root),
-	ROUTE_FLAVOR("metadata", azure_route, &azure_style, NULL),
+	ROUTE_FLAVOR("openstack", os_route, &os_style, NULL, ROUTE_FLAVOR_OPENSTACK),
+	ROUTE_FLAVOR("computeMetadata", gce_route, &gce_style, gce_claims_root, ROUTE_FLAVOR_GCE),
+	ROUTE_FLAVOR("metadata", azure_route, &azure_style, NULL, ROUTE_FLAVOR_AZURE),
 };
 
 /* The flavor that owns c->path, or NULL for EC2. */
@@ -70,8 +70,11 @@ int route_request(const struct route_ctx *ctx, const struct http_request *req, s
 	}
 	route_set_path(&c);
 	flavor = c.path_len < 0 ? NULL : route_flavor_of(&c);
-	if (flavor)
+	if (flavor) {
+		res->flavor = flavor->id;
 		return fr_route(&c, flavor, out);
+	}
+	res->flavor = ROUTE_FLAVOR_EC2;
 	route_ec2(&c);
 	return route_finish(&c, out);
 }

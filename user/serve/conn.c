@@ -317,9 +317,9 @@ static void srv_log_events(struct server *srv, uint32_t slot)
 	if (!ev[LIMITS_EV_EVICTED] && !ev[LIMITS_EV_OVER_TOTAL] && !ev[LIMITS_EV_SLOW])
 		return;
 	srv_instance_id(srv->cfg.store, slot, generation, iid, sizeof(iid));
-	fprintf(stderr,
-		"imdsd: descriptors: %s (slot %u): %llu connections evicted, %llu refused at the total cap, "
-		"%llu header timeouts\n",
+	log_warn(
+		"descriptors: %s (slot %u): %llu connections evicted, %llu refused at the total cap, "
+		"%llu header timeouts",
 		iid, slot, (unsigned long long)ev[LIMITS_EV_EVICTED], (unsigned long long)ev[LIMITS_EV_OVER_TOTAL],
 		(unsigned long long)ev[LIMITS_EV_SLOW]);
 }
@@ -348,9 +348,9 @@ static void srv_log_totals(struct srv_worker *w)
 	if (now.evicted == w->logged.evicted && now.refused_total == w->logged.refused_total &&
 	    now.header_timeouts == w->logged.header_timeouts)
 		return;
-	fprintf(stderr,
-		"imdsd: descriptors: %llu connections open of %u; since start %llu evicted, %llu refused at the "
-		"total cap, %llu header timeouts, %llu idle timeouts\n",
+	log_warn(
+		"descriptors: %llu connections open of %u; since start %llu evicted, %llu refused at the "
+		"total cap, %llu header timeouts, %llu idle timeouts",
 		(unsigned long long)now.conns_open, w->srv->max_conns_total, (unsigned long long)now.evicted,
 		(unsigned long long)now.refused_total, (unsigned long long)now.header_timeouts,
 		(unsigned long long)now.idle_timeouts);
@@ -374,8 +374,8 @@ static void srv_log_limits(struct srv_worker *w, uint64_t now_ms)
 		generation = limits_take_counts(srv->limits, slot, &throttled, &refused);
 		if (throttled || refused) {
 			srv_instance_id(srv->cfg.store, slot, generation, iid, sizeof(iid));
-			fprintf(stderr,
-				"imdsd: limits: %s (slot %u): %llu requests answered 429, %llu connections refused\n",
+			log_warn(
+				"limits: %s (slot %u): %llu requests answered 429, %llu connections refused",
 				iid, slot, (unsigned long long)throttled, (unsigned long long)refused);
 		}
 		srv_log_events(srv, slot);

@@ -107,7 +107,7 @@ void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms)
 		/* Zero linger: close() drops the queue and sends a RST
 		 * (tcp_disconnect) instead of retransmitting on. */
 		if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) < 0)
-			fprintf(stderr, "imdsd: worker %d: SO_LINGER: %s\n", w->index, strerror(errno));
+			log_error("worker %d: SO_LINGER: %s", w->index, strerror(errno));
 		srv_conn_close(w, c);
 	}
 }

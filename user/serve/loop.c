@@ -67,7 +67,7 @@ static void srv_handle_accept(struct srv_worker *w, int res, bool more)
 	else if (res == -ENOBUFS || res == -ENOMEM)
 		w->accept_paused = true; /* re-armed on the next tick, not in a busy loop */
 	else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED)
-		fprintf(stderr, "imdsd: worker %d: accept: %s\n", w->index, strerror(-res));
+		log_error("worker %d: accept: %s", w->index, strerror(-res));
 	if (!more && !w->stopping && !w->accept_paused)
 		srv_arm_accept(w);
 }
@@ -149,7 +149,7 @@ void *srv_worker_main(void *arg)
 			break;
 		rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, w->stopping ? &wait : NULL, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-			fprintf(stderr, "imdsd: worker %d: io_uring wait: %s\n", w->index, strerror(-rc));
+			log_error("worker %d: io_uring wait: %s", w->index, strerror(-rc));
 			break;
 		}
 		srv_drain(w);

@@ -174,10 +174,10 @@ static int srv_write_throttled(struct srv_conn *c, const struct http_request *re
 	return http_write_response(&c->out, &r, time(NULL));
 }
 
-/* http_feed's callback, once per complete request, in order. */
-static int srv_on_request(void *ctx, const struct http_request *req)
+/* Answers one complete request; *a says what the answer was (status 0:
+ * none), *end_ns when it was built (0: not read). */
+static int srv_answer(struct srv_conn *c, const struct http_request *req, struct stats_answer *a, uint64_t *end_ns)
 {
-	struct srv_conn *c = ctx;
 	struct srv_vm_facts facts = { 0 };
 	struct route_result res;
 	size_t mark = c->out.len;
@@ -200,16 +200,22 @@ static int srv_on_request(void *ctx, const struct http_request *req)
 		/* 503: the tree kept changing under us, the client may retry;
 		 * 500: the published image is not a tree (a bug, logged). */
 		if (rc == -EINVAL)
-			fprintf(stderr, "imdsd: slot %u: the published tree is invalid\n", c->slot);
-		return srv_write_status(c, rc ? 500 : 503) ? FEED_FAIL : FEED_STOP;
+			log_error("slot %u: the published tree is invalid", c->slot);
+		a->status = rc ? 500 : 503;
+		return srv_write_status(c, a->status) ? FEED_FAIL : FEED_STOP;
 	}
 	if (rc < 0)
 		return FEED_FAIL;
 	/* Charged once the request is routed against a valid tree, because
 	 * the budget is part of that tree; over it, the routed response is
 	 * dropped (routing is side-effect free) and 429 goes instead. */
-	wait = limits_charge(c->w->srv->limits, c->slot, facts.limits.rate, facts.limits.burst, srv_now_ns());
+	*a = (struct stats_answer){
+		.flavor = res.flavor, .tokenless = res.tokenless, .token_issued = res.token_issued, .status = res.status
+	};
+	*end_ns = srv_now_ns();
+	wait = limits_charge(c->w->srv->limits, c->slot, facts.limits.rate, facts.limits.burst, *end_ns);
 	if (wait) {
+		*a = (struct stats_answer){ .flavor = res.flavor, .status = 429 };
 		c->out.len = mark;
 		if (srv_write_throttled(c, req, wait))
 			return FEED_FAIL;
@@ -231,12 +237,29 @@ static int srv_on_request(void *ctx, const struct http_request *req)
 	return 0;
 }
 
+/* http_feed's callback, once per complete request, in order: answers it
+ * and counts the answer (stats.h) with the time from the bytes that
+ * completed it to its response. */
+static int srv_on_request(void *ctx, const struct http_request *req)
+{
+	struct srv_conn *c = ctx;
+	struct stats_answer a = { 0 };
+	uint64_t end = 0;
+	int rc = srv_answer(c, req, &a, &end);
+
+	if (a.status)
+		stats_count(&c->w->stats, c->slot, c->generation, &a, (end ? end : srv_now_ns()) - c->w->input_ns);
+	return rc;
+}
+
 /* Feeds received bytes and queues the responses. */
 static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const char *data, size_t len)
 {
+	struct stats_answer bad = { .flavor = ROUTE_FLAVOR_NONE };
 	int rc;
 
-	c->last_active_ms = srv_now_ms();
+	w->input_ns = srv_now_ns();
+	c->last_active_ms = w->input_ns / 1000000u;
 	fair_touch(&w->fair, &c->fair);
 	if (c->close_after_send)
 		return; /* a response said close: later requests are not answered */
@@ -251,8 +274,11 @@ static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const char 
 	/* rc < 0: not HTTP (-400, -413, -414, -431): answer that status and
 	 * close.  FEED_GONE also covers a client that is not reading
 	 * (srv_on_request). */
-	if (rc < 0)
-		rc = srv_write_status(c, -rc <= 599 && -rc >= 400 ? -rc : 400) < 0 ? FEED_FAIL : 0;
+	if (rc < 0) {
+		bad.status = -rc <= 599 && -rc >= 400 ? -rc : 400;
+		stats_count(&w->stats, c->slot, c->generation, &bad, srv_now_ns() - w->input_ns);
+		rc = srv_write_status(c, bad.status) < 0 ? FEED_FAIL : 0;
+	}
 	if (rc == FEED_GONE || rc == FEED_FAIL)
 		srv_conn_close(w, c);
 	else

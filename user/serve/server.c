@@ -120,6 +120,9 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 	rc = fair_init(&w->fair, IMDS_MAX_VMS);
 	if (rc < 0)
 		return rc;
+	w->stats.vms = calloc(IMDS_MAX_VMS, sizeof(*w->stats.vms));
+	if (!w->stats.vms)
+		return -ENOMEM;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0)
 		return -errno;
@@ -136,6 +139,7 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 static void srv_worker_destroy(struct srv_worker *w)
 {
 	fair_destroy(&w->fair);
+	free(w->stats.vms);
 	if (w->ring_ready)
 		io_uring_queue_exit(&w->ring); /* also unregisters the buffer ring */
 	if (w->br)
@@ -157,7 +161,7 @@ void server_stop(struct server *srv)
 		struct srv_worker *w = &srv->workers[i];
 
 		if (w->thread_started && write(w->wake_fd, &one, sizeof(one)) < 0)
-			fprintf(stderr, "imdsd: worker %d: wake: %s\n", i, strerror(errno));
+			log_error("worker %d: wake: %s", i, strerror(errno));
 	}
 	for (int i = 0; i < srv->nworkers; i++) {
 		struct srv_worker *w = &srv->workers[i];

@@ -32,11 +32,13 @@
 
 #include "http/http.h"
 #include "imds.h"
+#include "lib/log.h"
 #include "lib/outbuf.h"
 #include "lib/tree.h"
 #include "serve/config.h"
 #include "serve/counters.h"
 #include "serve/fair.h"
+#include "serve/stats.h"
 #include "serve/vmlimits.h"
 #include "store/store.h"
 
@@ -113,6 +115,8 @@ struct srv_worker {
 	 * atomics: no lock prefix, no torn reads). */
 	struct server_counters counts;
 	struct server_counters logged; /* worker 0: the sums at the last log */
+	struct stats_worker stats;     /* its answers, by VM (stats.h) */
+	uint64_t input_ns;	       /* when the bytes being fed were received */
 };
 
 struct server {
@@ -179,7 +183,7 @@ static inline struct io_uring_sqe *srv_sqe(struct srv_worker *w)
 		sqe = io_uring_get_sqe(&w->ring);
 	}
 	if (!sqe) {
-		fprintf(stderr, "imdsd: worker %d: submission queue exhausted\n", w->index);
+		log_error("worker %d: submission queue exhausted", w->index);
 		return NULL;
 	}
 	w->inflight++;

@@ -212,3 +212,11 @@ uint32_t limits_take_events(struct limits *l, uint32_t slot, uint64_t out[LIMITS
 		out[i] = s ? __atomic_exchange_n(&s->events[i], 0, __ATOMIC_RELAXED) : 0;
 	return s ? (uint32_t)(__atomic_load_n(&s->conns, __ATOMIC_RELAXED) >> 32) : 0;
 }
+
+uint32_t limits_conns_of(const struct limits *l, uint32_t slot, uint32_t generation)
+{
+	const struct limits_slot *s = lim_slot(l, slot);
+	uint64_t word = s ? __atomic_load_n(&s->conns, __ATOMIC_RELAXED) : 0;
+
+	return (uint32_t)(word >> 32) == generation ? (uint32_t)word : 0;
+}

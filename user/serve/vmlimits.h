@@ -52,6 +52,9 @@ enum limits_open limits_conn_open(struct limits *l, uint32_t slot, uint32_t gene
 void limits_conn_close(struct limits *l, uint32_t slot, uint32_t generation);
 /* Connections counted for the slot's current VM. */
 uint32_t limits_conns(const struct limits *l, uint32_t slot);
+/* Connections counted for VM (slot, generation): 0 when the slot counts
+ * another VM's (for the metrics). */
+uint32_t limits_conns_of(const struct limits *l, uint32_t slot, uint32_t generation);
 
 /* Charges one request to the slot's bucket.  0 when it may be served,
  * otherwise the ns until a request would fit (answer 429). */
