@@ -144,7 +144,7 @@ def conn(kind):
 log = open(f"{out}/imdsd.log").read()
 totals = re.findall(r"since start (\d+) evicted, (\d+) refused at the total cap, (\d+) header timeouts, (\d+) idle", log)
 cap = re.search(r"at most (\d+) connections", log)
-quiet_lost = [ln for ln in log.splitlines() if ln.startswith("imdsd: descriptors: ") and "(slot 1)" in ln]
+quiet_lost = [ln for ln in log.splitlines() if ln.startswith("warn imdsd: descriptors: ") and "(slot 1)" in ln]
 abuse = [ld(f"{out}/abuse-{r}.json")["groups"] for r in range(1, reps + 1)]
 res = {"nofile": nofile, "reopen_delay": reopen, "cap": int(cap.group(1)) if cap else None, "hoard": hoard,
        "unloaded": steady("unloaded"), "loaded": steady("loaded"),

@@ -17,6 +17,8 @@ packages=(
 	libxml2-dev pkg-config libvirt-daemon-system libvirt-clients
 	# make fuzz and make test's fuzz smoke: libFuzzer for Debian's clang 14
 	libclang-rt-14-dev
+	# issue 14, metrics: the real Prometheus and promtool of tests/system/test_metrics.py
+	prometheus
 )
 
 missing=()

@@ -3,9 +3,10 @@
 namespace with `ip netns exec`.  Prints one JSON object on stdout.
 
   spoof.py syn --src-mac M --src-ip A --dst-mac B --first-port P --count N --listen S
-      Sends N TCP SYNs to 169.254.169.254:80 from ports P..P+N-1 with the
+             [--dst-ip D --dst-port Q]
+      Sends N TCP SYNs to 169.254.169.254:80 (or D:Q) from ports P..P+N-1 with the
       given (possibly forged) source MAC and IPv4, and reports every TCP
-      segment from 169.254.169.254:80 to those ports seen on eth0 within S
+      segment from that address and port to those ports seen on eth0 within S
       seconds (eth0 is put in promiscuous mode: an answer addressed to the
       forged MAC still shows up if the bridge sends it here).
   spoof.py sniff --ports LO-HI --seconds S
@@ -29,8 +30,8 @@ from scapy.all import IP, TCP, AsyncSniffer, Ether, conf, sendp  # noqa: E402
 IMDS = "169.254.169.254"
 
 
-def is_answer(pkt, lo, hi):
-    return (IP in pkt and TCP in pkt and pkt[IP].src == IMDS and pkt[TCP].sport == 80
+def is_answer(pkt, lo, hi, src=IMDS, sport=80):
+    return (IP in pkt and TCP in pkt and pkt[IP].src == src and pkt[TCP].sport == sport
             and lo <= pkt[TCP].dport <= hi)
 
 
@@ -39,9 +40,10 @@ def describe(pkt):
             "flags": str(pkt[TCP].flags), "payload": len(pkt[TCP].payload)}
 
 
-def start_sniffer(lo, hi):
+def start_sniffer(lo, hi, src=IMDS, sport=80):
     started = threading.Event()
-    sniffer = AsyncSniffer(iface="eth0", promisc=True, store=True, lfilter=lambda p: is_answer(p, lo, hi),
+    sniffer = AsyncSniffer(iface="eth0", promisc=True, store=True,
+                           lfilter=lambda p: is_answer(p, lo, hi, src, sport),
                            started_callback=started.set)
     sniffer.start()
     # The capture socket is opened in the sniffer's thread: wait for it.
@@ -52,9 +54,9 @@ def start_sniffer(lo, hi):
 
 def cmd_syn(a):
     lo, hi = a.first_port, a.first_port + a.count - 1
-    sniffer = start_sniffer(lo, hi)
-    frames = [Ether(src=a.src_mac, dst=a.dst_mac) / IP(src=a.src_ip, dst=IMDS, ttl=64) /
-              TCP(sport=port, dport=80, flags="S", seq=random.getrandbits(32), window=64240)
+    sniffer = start_sniffer(lo, hi, a.dst_ip, a.dst_port)
+    frames = [Ether(src=a.src_mac, dst=a.dst_mac) / IP(src=a.src_ip, dst=a.dst_ip, ttl=64) /
+              TCP(sport=port, dport=a.dst_port, flags="S", seq=random.getrandbits(32), window=64240)
               for port in range(lo, hi + 1)]
     sendp(frames, iface="eth0", verbose=False)
     time.sleep(a.listen)
@@ -82,6 +84,8 @@ def main():
     s.add_argument("--first-port", type=int, required=True)
     s.add_argument("--count", type=int, default=3)
     s.add_argument("--listen", type=float, default=1.0)
+    s.add_argument("--dst-ip", default=IMDS)
+    s.add_argument("--dst-port", type=int, default=80)
     f = sub.add_parser("sniff")
     f.add_argument("--ports", required=True)
     f.add_argument("--seconds", type=float, required=True)

@@ -139,7 +139,7 @@ def start_abusers(lab):
 
 
 def descriptor_lines(lab):
-    return [ln for ln in lab.log_text().splitlines() if ln.startswith("imdsd: descriptors:")]
+    return [ln for ln in lab.log_text().splitlines() if ln.startswith("warn imdsd: descriptors:")]
 
 
 def test_quiet_vm_is_served_under_abuse(lab):

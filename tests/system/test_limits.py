@@ -173,9 +173,9 @@ def test_connection_cap(lab):
 def test_operator_log_names_the_vms(lab):
     """imdsd logs, every few seconds, who was answered 429 or refused."""
     deadline = time.monotonic() + 15
-    want = [f"imdsd: limits: {iid(1)} ", f"imdsd: limits: {iid(3)} "]
+    want = [f"warn imdsd: limits: {iid(1)} ", f"warn imdsd: limits: {iid(3)} "]
     while True:
-        lines = [ln for ln in lab.log_text().splitlines() if ln.startswith("imdsd: limits:")]
+        lines = [ln for ln in lab.log_text().splitlines() if ln.startswith("warn imdsd: limits:")]
         if all(any(ln.startswith(w) for ln in lines) for w in want):
             break
         assert time.monotonic() < deadline, lines

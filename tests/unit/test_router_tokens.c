@@ -46,6 +46,9 @@ static void test_token_put_ok(void **state)
 	assert_memory_equal(r.out.data, head, strlen(head));
 	assert_int_equal(r.res.status, 200);
 	assert_true(r.res.token_reply);
+	assert_true(r.res.token_issued); /* counted for the metrics */
+	assert_false(r.res.tokenless);
+	assert_int_equal(r.res.flavor, ROUTE_FLAVOR_EC2);
 	assert_true(r.res.close);
 	memcpy(tok, r.body, 56);
 	tok[56] = '\0';
@@ -117,6 +120,7 @@ static void test_token_put_forwarded(void **state)
 	expect_status_line(&r, "HTTP/1.1 403 Forbidden");
 	expect_body(&r, "");
 	assert_false(r.res.token_reply);
+	assert_false(r.res.token_issued);
 	reply_free(&r);
 }
 
