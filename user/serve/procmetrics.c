@@ -1,12 +1,12 @@
 /* procmetrics.c: the process_* metrics every Prometheus exporter gives
  * (CPU time, memory, descriptors, start time), from /proc/self. */
-#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "serve/metrics.h"
+#include "serve/server_int.h"
 
 struct proc_self {
 	double cpu_seconds;
@@ -59,20 +59,6 @@ static int proc_read_stat(struct proc_self *p)
 	return 0;
 }
 
-static int proc_open_fds(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!dir)
-		return -1;
-	while ((e = readdir(dir)))
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	return n - 1; /* the directory's own */
-}
-
 int metrics_process(struct outbuf *out)
 {
 	struct proc_self p = { 0 };
@@ -81,7 +67,7 @@ int metrics_process(struct outbuf *out)
 
 	if (proc_read_stat(&p) < 0)
 		return 0; /* no /proc: no process metrics, the rest stands */
-	p.open_fds = proc_open_fds();
+	p.open_fds = srv_fds_open();
 	p.max_fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0;
 	rc |= outbuf_printf(out,
 			    "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"

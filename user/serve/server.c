@@ -194,8 +194,7 @@ static void srv_presize_fd_table(int fd)
 		close(dup);
 }
 
-/* Descriptors this process has open now, or -errno. */
-static int srv_fds_open(void)
+int srv_fds_open(void)
 {
 	DIR *dir = opendir("/proc/self/fd");
 	struct dirent *e;

@@ -235,6 +235,10 @@ static inline void srv_list_push(struct srv_conn *head, struct srv_conn *c)
 	head->next = c;
 }
 
+/* ---- server.c ---- */
+/* Descriptors this process has open now, or -errno. */
+int srv_fds_open(void);
+
 /* ---- loop.c ---- */
 /* A worker thread: runs its ring until server_stop wakes it. */
 void *srv_worker_main(void *arg);
