@@ -21,7 +21,8 @@
 #include "hoplimit.h"
 
 /* A packet to 169.254.169.254: only TCP port 80, untagged, from a verified
- * VM within its budget; a verified SYN is recorded for imdsd. */
+ * VM within its budget; a verified SYN is recorded for imdsd, unless imdsd
+ * refuses the VM's connections for now. */
 static __always_inline enum imds_reason ingress_metadata(const struct imds_frame *f, struct iphdr *ip, void *end,
 							 __u32 ingress, __u32 *slot)
 {
@@ -46,6 +47,8 @@ static __always_inline enum imds_reason ingress_metadata(const struct imds_frame
 	if (reason == IMDS_PASS_VERIFIED && vm)
 		reason = budget_consume(*slot, vm);
 	if (reason == IMDS_PASS_VERIFIED && vm && pkt.tcp->syn && !pkt.tcp->ack) {
+		if (connection_gated(*slot, vm))
+			return IMDS_DROP_CONN_LIMIT;
 		hop_forget(&pkt);
 		record_connection(&pkt, *slot, vm);
 	}

@@ -91,6 +91,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } IMDS_MAP_VM_BUDGET_ID SEC(".maps");
 
+/* Per VM slot: until when its new connections are refused (struct
+ * imds_conn_gate): written by imdsd, read at ingress. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IMDS_MAX_VMS);
+	__type(key, __u32);
+	__type(value, struct imds_conn_gate);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IMDS_MAP_CONN_GATE_ID SEC(".maps");
+
 /* Port names of pinned VMs (struct imds_vm_port): user space only, pinned
  * here with the rest.  mmap-able so imdsd scans it without a syscall per
  * slot when a port joins. */

@@ -69,6 +69,15 @@ static __always_inline enum imds_reason verify_sender(__u32 ingress, const struc
 	return check_port_and_address(vm, pkt, ingress);
 }
 
+/* imdsd refuses this VM's connections for now (struct imds_conn_gate):
+ * its SYN goes no further than here. */
+static __always_inline bool connection_gated(__u32 slot, const struct imds_vm *vm)
+{
+	struct imds_conn_gate *gate = bpf_map_lookup_elem(&IMDS_MAP_CONN_GATE_ID, &slot);
+
+	return gate && gate->generation == vm->generation && bpf_ktime_get_ns() < gate->until_ns;
+}
+
 /* The server only serves connections whose SYN passed here. */
 static __always_inline void record_connection(const struct imds_pkt *pkt, __u32 slot, const struct imds_vm *vm)
 {

@@ -36,13 +36,14 @@
 #define IMDS_MAP_VM_TABLE_ID vm_table
 #define IMDS_MAP_MAC_INDEX_ID mac_index
 #define IMDS_MAP_CONN_TABLE_ID conn_table
-#define IMDS_MAP_VM_COUNTERS_ID vm_counters_v2 /* v2: IMDS_REASON_MAX 8 -> 14 */
+#define IMDS_MAP_VM_COUNTERS_ID vm_counters_v3 /* v2: IMDS_REASON_MAX 8 -> 14; v3: 15 */
 #define IMDS_MAP_ARENA_ID arena
 #define IMDS_MAP_TOKEN_KEY_ID token_key
 #define IMDS_MAP_HOP_MARKS_ID hop_marks
 #define IMDS_MAP_VM_BUDGET_ID vm_budget
 #define IMDS_MAP_VM_PORTS_ID vm_ports
 #define IMDS_MAP_IPV4_INDEX_ID ipv4_index
+#define IMDS_MAP_CONN_GATE_ID conn_gate
 
 #define IMDS_STR_(x) #x
 #define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
@@ -56,6 +57,7 @@
 #define IMDS_MAP_VM_BUDGET IMDS_STR(IMDS_MAP_VM_BUDGET_ID)
 #define IMDS_MAP_VM_PORTS IMDS_STR(IMDS_MAP_VM_PORTS_ID)
 #define IMDS_MAP_IPV4_INDEX IMDS_STR(IMDS_MAP_IPV4_INDEX_ID)
+#define IMDS_MAP_CONN_GATE IMDS_STR(IMDS_MAP_CONN_GATE_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536
@@ -113,7 +115,8 @@ enum imds_reason {
 	IMDS_DROP_TAGGED = 11,	  /* VLAN-tagged frame toward 169.254.169.254, or tags too deep to see under */
 	IMDS_DROP_NOT_METADATA_PORT = 12, /* to 169.254.169.254, but not TCP port 80 */
 	IMDS_DROP_MISDIRECTED_REPLY = 13, /* TC egress: a reply to a VM on another port or to another MAC */
-	IMDS_REASON_MAX = 14,
+	IMDS_DROP_CONN_LIMIT = 14,	  /* verified SYN while imdsd refuses the VM's connections (conn_gate) */
+	IMDS_REASON_MAX = 15,
 };
 
 /* mac_index key -> __u32 slot.  ipv4_index: __be32 address -> __u32 slot,
@@ -197,6 +200,25 @@ struct imds_hop_mark {
 };
 _Static_assert(sizeof(struct imds_hop_mark) == 16, "imds_hop_mark layout");
 
+/* conn_gate: written by imdsd when it refuses a VM's connection (over its
+ * max-connections, or a hoarder at the total cap; docs/limits.md), read by
+ * the ingress program, which drops the VM's verified SYNs until until_ns
+ * (IMDS_DROP_CONN_LIMIT).  Without it, a VM that reconnects at once makes
+ * imdsd accept and close thousands of connections a second, each after a
+ * full handshake; with it, the VM's clients wait out a SYN retransmission
+ * and imdsd sees at most one refusal per VM per gate.  generation is
+ * vm_table[slot].generation: a gate never outlives its VM. */
+struct imds_conn_gate {
+	__u32 generation;
+	__u32 pad;
+	__u64 until_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+};
+_Static_assert(sizeof(struct imds_conn_gate) == 16, "imds_conn_gate layout");
+/* How long one refusal closes the door.  A client's first SYN
+ * retransmission comes after 1 s (Linux's initial RTO), so a shorter gate
+ * would rarely drop more than the first SYN. */
+#define IMDS_CONN_GATE_NS (1000ull * 1000000ull)
+
 /* vm_budget: the token bucket of each VM slot, owned by the data plane.
  * It is not in vm_table because imds-loadmap rewrites those records.  One
  * bucket per slot, not per CPU: a per-CPU bucket would give a VM whose
@@ -250,6 +272,7 @@ static const char *const imds_reason_names[IMDS_REASON_MAX] = {
 	[IMDS_DROP_TAGGED] = "drop_tagged",
 	[IMDS_DROP_NOT_METADATA_PORT] = "drop_not_metadata_port",
 	[IMDS_DROP_MISDIRECTED_REPLY] = "drop_misdirected_reply",
+	[IMDS_DROP_CONN_LIMIT] = "drop_conn_limit",
 };
 #endif
 

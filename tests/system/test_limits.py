@@ -4,8 +4,9 @@ bridge, XDP and imdsd with several workers.
 VM 1 has request-rate 20 and request-burst 20: after its burst it gets 429
 with Retry-After, whichever worker serves its connection, while VM 2 (the
 defaults) is served 200 throughout.  VM 3 has max-connections 4: a fifth
-connection is closed without a byte while four are open, and is let in
-again once one of them closes.  The data-plane packet budget of VMs 1 and 3
+connection is closed without a byte while four are open, its next SYNs
+are dropped in the data plane for a second (drop_conn_limit), and it is
+let in again once one of them closes.  The data-plane packet budget of VMs 1 and 3
 is raised so that only imdsd's limits are under test."""
 
 import time
@@ -13,6 +14,7 @@ import time
 import pytest
 
 import vmdata
+from imdslab import counter_delta
 from vmhttp import Connection, NoResponse, get
 
 iid = vmdata.instance_id
@@ -165,6 +167,36 @@ def test_connection_cap(lab):
         for c in held:
             r = c.request("GET", PATH)
             assert (r.status, r.body) == (200, iid(3).encode()), r
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_refusal_gates_the_vm_in_the_data_plane(lab):
+    """A refused connection closes the door for a while (conn_gate): the
+    VM's next SYN is dropped before the kernel answers it, so a client
+    that reconnects at once costs imdsd no accept; other VMs are not held,
+    and the VM's connections reach imdsd again once the gate runs out."""
+    held = []
+    try:
+        for _ in range(MAX_CONNS):
+            c = try_open(lab, 3)
+            assert c is not None, f"connection {len(held) + 1} of {MAX_CONNS} refused"
+            held.append(c)
+        before = lab.stats()
+        assert refused(lab, 3)
+        with pytest.raises(NoResponse) as e:
+            Connection(lab.vm_ns(3), timeout=0.5).close()
+        assert e.value.kind == "timeout", e.value
+        assert get(lab.vm_ns(2), PATH).status == 200
+        after = lab.stats()
+        assert counter_delta(before, after, iid(3), "drop_conn_limit") >= 1, after
+        assert counter_delta(before, after, iid(2), "drop_conn_limit") == 0, after
+        held.pop().close()
+        time.sleep(1.2)  # the gate (1 s) has run out
+        c = try_open(lab, 3)
+        assert c is not None, "VM 3 still refused after its gate and a free place"
+        held.append(c)
     finally:
         for c in held:
             c.close()

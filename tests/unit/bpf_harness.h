@@ -33,7 +33,7 @@ enum harness_verdict {
 
 struct harness {
 	struct imds_bpf *skel;
-	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd, ipv4_fd;
+	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd;
 	int ncpus;
 	char why[256]; /* why the data plane could not be loaded */
 };
@@ -72,6 +72,7 @@ static inline int harness_load(void)
 	harness.budget_fd = bpf_map__fd(harness.skel->maps.vm_budget);
 	harness.marks_fd = bpf_map__fd(harness.skel->maps.hop_marks);
 	harness.ipv4_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_IPV4_INDEX_ID);
+	harness.gate_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_CONN_GATE_ID);
 	harness.ncpus = libbpf_num_possible_cpus();
 	return 0;
 }
@@ -98,12 +99,14 @@ static inline void harness_reset(void)
 	struct imds_counters zero_counters[harness.ncpus];
 	struct imds_budget zero_budget = {0};
 	struct imds_vm zero_vm = {0};
+	struct imds_conn_gate zero_gate = {0};
 
 	memset(zero_counters, 0, sizeof(zero_counters));
 	for (uint32_t slot = 0; slot < 8; slot++) {
 		bpf_map_update_elem(harness.vm_fd, &slot, &zero_vm, BPF_ANY);
 		bpf_map_update_elem(harness.counters_fd, &slot, zero_counters, BPF_ANY);
 		bpf_map_update_elem(harness.budget_fd, &slot, &zero_budget, BPF_ANY);
+		bpf_map_update_elem(harness.gate_fd, &slot, &zero_gate, BPF_ANY);
 	}
 	harness_clear_hash(harness.mac_fd);
 	harness_clear_hash(harness.conn_fd);

@@ -695,6 +695,49 @@ static void test_verified_syn_forgets_hop_mark(void **state)
 	assert_false(mark_present(VM1_IPV4, VM1_SPORT));
 }
 
+/* imdsd refuses VM 1's connections for now (conn_gate): its SYNs stop
+ * here, its established connections go on; a gate of an older VM of the
+ * slot, or one that has run out, stops nothing. */
+static void put_gate(uint32_t generation, uint64_t until_ns)
+{
+	struct imds_conn_gate gate = {.generation = generation, .until_ns = until_ns};
+	uint32_t slot = VM1_SLOT;
+
+	assert_int_equal(bpf_map_update_elem(harness.gate_fd, &slot, &gate, BPF_ANY), 0);
+}
+
+static void test_gated_vm_syn_is_dropped(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+	struct imds_conn conn;
+	uint64_t now = harness_now_ns();
+
+	put_vm1(LO_IFINDEX);
+	put_gate(VM1_GENERATION, now + 60 * SEC_NS);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	assert_false(conn_recorded(VM1_IPV4, VM1_SPORT, &conn));
+	s.tcp_flags = BPF_TCP_ACK; /* a connection imdsd holds already */
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	expect_counts(VM1_SLOT, COUNTS([IMDS_PASS_VERIFIED] = 1, [IMDS_DROP_CONN_LIMIT] = 1));
+	expect_counts(0, COUNTS([IMDS_PASS_VERIFIED] = 1, [IMDS_DROP_CONN_LIMIT] = 1));
+}
+
+static void test_stale_gate_lets_syn_in(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+	struct imds_conn conn;
+
+	put_vm1(LO_IFINDEX);
+	put_gate(VM1_GENERATION - 1, harness_now_ns() + 60 * SEC_NS); /* the slot's previous VM */
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	assert_true(conn_recorded(VM1_IPV4, VM1_SPORT, &conn));
+	put_gate(VM1_GENERATION, harness_now_ns() - 1); /* run out */
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	expect_counts(VM1_SLOT, COUNTS([IMDS_PASS_VERIFIED] = 2, [IMDS_PASS_SYN_RECORDED] = 2));
+}
+
 /* ---- the packet budget ---- */
 
 static void put_vm1_budget(uint32_t rate_pps, uint32_t rate_burst)
@@ -1067,6 +1110,8 @@ int main(void)
 		INGRESS(test_first_verified_packet_binds_port),
 		INGRESS(test_unbound_is_dropped),
 		INGRESS(test_verified_syn_forgets_hop_mark),
+		INGRESS(test_gated_vm_syn_is_dropped),
+		INGRESS(test_stale_gate_lets_syn_in),
 		INGRESS(test_budget_overflow_drops),
 		INGRESS(test_budget_refills_with_time),
 		INGRESS(test_budget_refill_is_capped),

@@ -212,6 +212,28 @@ static bool srv_evict_for(struct srv_worker *w, uint32_t slot)
 	return false;
 }
 
+/* The VM's new connections stop at the data plane for a while
+ * (IMDS_CONN_GATE_NS, struct imds_conn_gate): a client that reconnects at
+ * once would otherwise cost a handshake, an accept and a close each time,
+ * thousands a second, on the cores every other VM is served from. */
+static void srv_gate(struct srv_worker *w, uint32_t slot, uint32_t generation)
+{
+	if (store_gate_conns(w->srv->cfg.store, slot, generation, IMDS_CONN_GATE_NS) == 0)
+		srv_count(&w->counts.gated);
+}
+
+/* Refused at the total cap, the VM is a hoarder only if it is among those
+ * holding most here; a VM with one or no connection was crowded out, and
+ * closing the newcomer (clients retry at once) serves it sooner than a
+ * dropped SYN would (retried after a second). */
+static bool srv_holds_most(const struct srv_worker *w, uint32_t slot)
+{
+	uint32_t most, held = fair_count(&w->fair, slot);
+
+	fair_top(&w->fair, &most);
+	return held >= 2 && held + 1 >= most;
+}
+
 /* Counts a newcomer in the total: under the cap; or over it, by at most
  * SRV_EVICT_SLACK descriptors, when connections already closing will give
  * theirs back within a few completions (the idle tick may close hundreds
@@ -239,6 +261,8 @@ static int srv_admit(struct srv_worker *w, uint32_t slot, uint32_t generation)
 	__atomic_sub_fetch(&srv->conns_open, 1, __ATOMIC_RELAXED);
 	srv_count(&w->counts.refused_total);
 	limits_count(srv->limits, slot, generation, LIMITS_EV_OVER_TOTAL);
+	if (srv_holds_most(w, slot))
+		srv_gate(w, slot, generation);
 	return -EMFILE;
 }
 
@@ -265,8 +289,15 @@ void srv_conn_open(struct srv_worker *w, int fd)
 		goto reject;
 	if (srv_accept_facts(w, slot, generation, &facts) < 0)
 		goto reject;
-	if (limits_conn_open(limits, slot, generation, facts.limits.max_conns) != LIMITS_OPEN_OK)
+	switch (limits_conn_open(limits, slot, generation, facts.limits.max_conns)) {
+	case LIMITS_OPEN_OK:
+		break;
+	case LIMITS_OPEN_FULL:
+		srv_gate(w, slot, generation);
 		goto reject;
+	default:
+		goto reject;
+	}
 	if (srv_admit(w, slot, generation) < 0) {
 		limits_conn_close(limits, slot, generation);
 		goto reject;
@@ -335,6 +366,7 @@ void srv_sum_counters(const struct server *srv, struct server_counters *out)
 		out->evicted += __atomic_load_n(&c->evicted, __ATOMIC_RELAXED);
 		out->header_timeouts += __atomic_load_n(&c->header_timeouts, __ATOMIC_RELAXED);
 		out->idle_timeouts += __atomic_load_n(&c->idle_timeouts, __ATOMIC_RELAXED);
+		out->gated += __atomic_load_n(&c->gated, __ATOMIC_RELAXED);
 	}
 }
 
@@ -346,14 +378,14 @@ static void srv_log_totals(struct srv_worker *w)
 
 	srv_sum_counters(w->srv, &now);
 	if (now.evicted == w->logged.evicted && now.refused_total == w->logged.refused_total &&
-	    now.header_timeouts == w->logged.header_timeouts)
+	    now.header_timeouts == w->logged.header_timeouts && now.gated == w->logged.gated)
 		return;
 	log_warn(
 		"descriptors: %llu connections open of %u; since start %llu evicted, %llu refused at the "
-		"total cap, %llu header timeouts, %llu idle timeouts",
+		"total cap, %llu header timeouts, %llu idle timeouts, %llu refusals gated in the data plane",
 		(unsigned long long)now.conns_open, w->srv->max_conns_total, (unsigned long long)now.evicted,
 		(unsigned long long)now.refused_total, (unsigned long long)now.header_timeouts,
-		(unsigned long long)now.idle_timeouts);
+		(unsigned long long)now.idle_timeouts, (unsigned long long)now.gated);
 	w->logged = now;
 }
 

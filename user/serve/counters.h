@@ -11,6 +11,7 @@ struct server_counters {
 	uint64_t evicted;	  /* idle connections closed to admit another VM's */
 	uint64_t header_timeouts; /* requests not complete within the header timeout */
 	uint64_t idle_timeouts;	  /* connections idle longer than the idle timeout */
+	uint64_t gated;		  /* refusals that stopped the VM's SYNs in the data plane a while */
 };
 
 #endif

@@ -176,6 +176,7 @@ static int store_load_maps(struct store *s, unsigned flags, char *err, size_t er
 	s->arena_fd = bpf_map__fd(s->skel->maps.arena);
 	s->key_fd = bpf_map__fd(s->skel->maps.token_key);
 	s->hop_fd = bpf_map__fd(s->skel->maps.hop_marks);
+	s->gate_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_CONN_GATE_ID);
 	s->ports_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_VM_PORTS_ID);
 	return 0;
 }
@@ -228,7 +229,7 @@ int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, 
 
 	memset(s, 0, sizeof(*s));
 	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
-	s->hop_fd = s->ports_fd = -1;
+	s->hop_fd = s->gate_fd = s->ports_fd = -1;
 	if (strlen(pin_dir) >= sizeof(s->pin_dir) || pin_dir[0] != '/') {
 		snprintf(err, errlen, "pin directory must be an absolute path shorter than %zu bytes",
 			 sizeof(s->pin_dir));
@@ -276,7 +277,7 @@ void store_close(struct store *s)
 	s->ports = NULL;
 	s->skel = NULL;
 	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
-	s->hop_fd = s->ports_fd = -1;
+	s->hop_fd = s->gate_fd = s->ports_fd = -1;
 }
 
 int store_lock(struct store *s)

@@ -430,6 +430,19 @@ void store_hop_forget(const struct store *s, const struct imds_conn_key *peer)
 		bpf_map_delete_elem(s->hop_fd, peer);
 }
 
+int store_gate_conns(const struct store *s, uint32_t slot, uint32_t generation, uint64_t ns)
+{
+	struct imds_conn_gate gate = { .generation = generation, .until_ns = store_monotonic_ns() + ns };
+
+	if (s->gate_fd < 0)
+		return -EBADF;
+	if (slot == 0 || slot >= IMDS_MAX_VMS)
+		return -EINVAL;
+	if (bpf_map_update_elem(s->gate_fd, &slot, &gate, BPF_ANY) < 0)
+		return -errno;
+	return 0;
+}
+
 int store_snapshot(const struct store *s, uint32_t slot, uint32_t generation, struct vm_snapshot *snap)
 {
 	const struct imds_vm *r;

@@ -28,6 +28,7 @@ struct store {
 	struct arena arena;  /* mmap of arena */
 	int vm_fd, mac_fd, conn_fd, counters_fd, arena_fd, key_fd;
 	int hop_fd;   /* hop_marks */
+	int gate_fd;  /* conn_gate */
 	int ports_fd; /* vm_ports */
 	struct imds_vm_port *ports; /* mmap of vm_ports, IMDS_MAX_VMS entries */
 };
@@ -179,6 +180,11 @@ bool store_snapshot_valid(const struct store *s, const struct vm_snapshot *snap)
 int store_hop_mark(const struct store *s, const struct imds_conn_key *peer, uint32_t slot, uint8_t hop_limit);
 /* Removes the mark of `peer` (once the kernel holds nothing more to send). */
 void store_hop_forget(const struct store *s, const struct imds_conn_key *peer);
+
+/* Refuses VM (slot, generation)'s new connections in the data plane for
+ * the next `ns` (struct imds_conn_gate).  0, -EBADF without the data
+ * plane's maps, or -errno. */
+int store_gate_conns(const struct store *s, uint32_t slot, uint32_t generation, uint64_t ns);
 
 /* The host token key; generated and pinned on first use.  0 or -errno.
  * Call it without the store lock held: it takes the lock to generate. */
