@@ -144,6 +144,7 @@ def conn(kind):
 log = open(f"{out}/imdsd.log").read()
 totals = re.findall(r"since start (\d+) evicted, (\d+) refused at the total cap, (\d+) header timeouts, (\d+) idle", log)
 cap = re.search(r"at most (\d+) connections", log)
+gated = re.findall(r"(\d+) refusals gated in the data plane", log)
 quiet_lost = [ln for ln in log.splitlines() if ln.startswith("warn imdsd: descriptors: ") and "(slot 1)" in ln]
 abuse = [ld(f"{out}/abuse-{r}.json")["groups"] for r in range(1, reps + 1)]
 res = {"nofile": nofile, "reopen_delay": reopen, "cap": int(cap.group(1)) if cap else None, "hoard": hoard,
@@ -153,7 +154,7 @@ res = {"nofile": nofile, "reopen_delay": reopen, "cap": int(cap.group(1)) if cap
        "header_timeouts": int(totals[-1][2]) if totals else 0, "idle_timeouts": int(totals[-1][3]) if totals else 0,
        "hoarder_closed": sum(g[0]["closed_by_server"] for g in abuse),
        "tricklers_closed": sum(x["closed_by_server"] for g in abuse for x in g[1:]),
-       "quiet_vm_lines": quiet_lost}
+       "gated": int(gated[-1]) if gated else 0, "quiet_vm_lines": quiet_lost}
 res["p99_ratio"] = res["loaded"]["p99"] / res["unloaded"]["p99"]
 res["ok"] = (res["p99_ratio"] <= 1.20 and res["loaded"]["errors"] == 0 and res["loaded_conn"]["errors"] == 0
              and not quiet_lost and res["evicted"] + res["refused_total"] > 0 and res["header_timeouts"] > 0)
@@ -167,7 +168,8 @@ print(f"abuse: connection-per-request crawls ({lc['crawls']} loaded): p99 median
       f"{lc['p99_median']:.0f} us, completion median {uc['completion_s_median'] * 1000:.1f} / "
       f"{lc['completion_s_median'] * 1000:.1f} ms, errors {uc['errors']} / {lc['errors']}")
 print(f"abuse: imdsd closed {res['evicted']} evicted, {res['refused_total']} refused at the cap, "
-      f"{res['header_timeouts']} header timeouts, {res['idle_timeouts']} idle timeouts; the hoarder saw "
+      f"{res['header_timeouts']} header timeouts, {res['idle_timeouts']} idle timeouts, {res['gated']} refusals "
+      f"gated in the data plane; the hoarder saw "
       f"{res['hoarder_closed']} of its connections closed, the tricklers {res['tricklers_closed']}")
 print(f"abuse: quiet VM lost nothing: {'yes' if not quiet_lost else 'NO: ' + '; '.join(quiet_lost)}")
 sys.exit(0 if res["ok"] else 1)
