@@ -16,7 +16,8 @@
 
 #include "libvirt/domxml.h"
 
-static const char *const bridges[] = { "br-imds", "virbr9" };
+/* As IMDS_BRIDGES="br-imds virbr9 tenant-*" gives them: names and a pattern. */
+static const char *const bridges[] = { "br-imds", "virbr9", "tenant-*" };
 static char netdir[64];
 static const char *dirs[] = { "/nonexistent", netdir };
 
@@ -61,7 +62,7 @@ static int remove_network(void **state)
 
 static int record_of(const char *xml, bool need_port, json_t **rec, struct domxml_error *err)
 {
-	struct domxml_conf conf = { bridges, 2, dirs, 2, need_port, false };
+	struct domxml_conf conf = { bridges, 3, dirs, 2, need_port, false };
 
 	err->text[0] = '\0';
 	return domxml_record(xml, strlen(xml), &conf, rec, err);
@@ -130,6 +131,20 @@ static void test_mac_and_port_from_the_interface(void **state)
 	    IF_BRIDGE("52:54:00:00:00:07", "br-imds", "") DOM_TAIL, true, "has no <target dev=…>");
 	bad(DOM_HEAD DOM_VM("{\"instance-id\":\"i-1\",\"ipv4\":\"10.0.0.7\"}") DOM_DEVICES
 	    IF_BRIDGE("52:54:00:00:00:07", "br-other", "") DOM_TAIL, false, "no <interface type='bridge'|'network'>");
+}
+
+/* A bridge matched by a pattern is served as imdsd serves it (the same
+ * rule, lib/namelist.c); one that only looks alike is not. */
+static void test_bridge_matched_by_a_pattern(void **state)
+{
+	json_t *rec = good(DOM_HEAD DOM_VM("{\"instance-id\":\"i-1\",\"ipv4\":\"10.0.0.7\"}") DOM_DEVICES
+			   IF_BRIDGE("52:54:00:00:00:08", "tenant", TARGET("vnet1"))
+			   IF_BRIDGE("52:54:00:00:00:07", "tenant-42", TARGET("vnet4")) DOM_TAIL, true);
+
+	(void)state;
+	assert_string_equal(str(rec, "mac"), "52:54:00:00:00:07");
+	assert_string_equal(str(rec, "port"), "vnet4");
+	json_decref(rec);
 }
 
 static void test_ipv4_from_the_network_dhcp_host(void **state)
@@ -211,6 +226,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_complete_record_is_kept),
 		cmocka_unit_test(test_mac_and_port_from_the_interface),
+		cmocka_unit_test(test_bridge_matched_by_a_pattern),
 		cmocka_unit_test(test_ipv4_from_the_network_dhcp_host),
 		cmocka_unit_test(test_cdata),
 		cmocka_unit_test(test_no_element_is_not_ours),

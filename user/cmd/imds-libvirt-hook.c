@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/namelist.h"
 #include "libvirt/domxml.h"
 
 #define HOOK_MAX_LIST 32
@@ -128,7 +129,7 @@ static void hook_conf_read(struct hook_conf *c)
 	c->tmpdir = hook_setting(text, "TMPDIR", "/tmp");
 	free(text);
 	c->dx.bridges = c->bridge_v;
-	c->dx.n_bridges = hook_split(c->bridges, " ,\t", c->bridge_v, HOOK_MAX_LIST);
+	c->dx.n_bridges = hook_split(c->bridges, NAMELIST_SEPARATORS, c->bridge_v, HOOK_MAX_LIST);
 	c->dx.network_dirs = c->dir_v;
 	c->dx.n_network_dirs = hook_split(c->network_dirs, ":", c->dir_v, HOOK_MAX_LIST);
 }

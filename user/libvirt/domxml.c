@@ -13,6 +13,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "lib/namelist.h"
 #include "libvirt/domxml.h"
 
 #define DOMXML_MAX_IFACES 32
@@ -205,7 +206,7 @@ static int domxml_network_bridge(const struct domxml_conf *conf, struct domxml_i
 static bool domxml_served(const struct domxml_conf *conf, const char *bridge)
 {
 	for (size_t i = 0; bridge[0] && i < conf->n_bridges; i++)
-		if (strcmp(conf->bridges[i], bridge) == 0)
+		if (namelist_entry_matches(conf->bridges[i], bridge)) /* imdsd's rule: names or patterns */
 			return true;
 	return false;
 }

@@ -17,7 +17,7 @@
 #define DOMXML_NS "urn:imds:libvirt:v1"
 
 struct domxml_conf {
-	const char *const *bridges; /* the bridges imdsd serves */
+	const char *const *bridges; /* the bridges imdsd serves: names or patterns (lib/namelist.h) */
 	size_t n_bridges;
 	const char *const *network_dirs; /* where NAME.xml of a network is, in order */
 	size_t n_network_dirs;
