@@ -28,7 +28,7 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror 
 LAYERS := lib compile store control http serve ports libvirt storm
 PROGS  := imdsd imds-loadmap imds-storm imds-libvirt-hook
 imdsd_LAYERS        := serve ports http store lib
-imds-loadmap_LAYERS := control compile store lib
+imds-loadmap_LAYERS := control compile ports store lib
 imds-storm_LAYERS   := storm compile store lib
 imds-libvirt-hook_LAYERS := libvirt lib
 imds-libvirt-hook_LDLIBS := $(XML_LIBS)

@@ -420,7 +420,7 @@ lv_boot() {
 lv_list_row() { awk -v id="$instance_id" '$1 == id' "$1"; }
 lv_pinned() { # LIST-FILE: pinned to the domain's tap
 	lv_list_row "$1" | awk -v tap="$tap" -v mac="$vm_mac" -v ip="$vm_ip" \
-		'$2 == mac && $3 == ip && $4 == tap && $5 == "pinned" && $6 == "required" {ok = 1} END {exit !ok}'
+		'$2 == mac && $3 == ip && $5 == tap && $6 == "pinned" && $7 == "required" {ok = 1} END {exit !ok}'
 }
 lv_pinned_at_start() { lv_pinned "$run/list-started.txt"; }
 lv_pinned_running() { lv_pinned "$run/list.txt"; }

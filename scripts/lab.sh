@@ -16,6 +16,10 @@
 #                         route 169.254.169.254 dev eth0
 #   pin dir               /sys/fs/bpf/imds-t-SFX
 #
+# More bridges (`add-bridge SFX BR`, tests of several bridges) live in the
+# same host namespace; a VM added on one (`add-vm SFX I BR`) keeps its
+# 10.77 address, and the host reaches it by a /32 route on BR.
+#
 # Address plan.  VMs 1..244 fill 10.77.0.11-254/24, as they always have.
 # A bigger lab (up to LAB_MAX_VM = 4000 VMs; the store holds 4095)
 # continues in blocks of 244 addresses: VM 245 is 10.77.1.11, VM 1000 is
@@ -44,8 +48,10 @@ usage() {
 	cat >&2 <<'EOF'
 usage: lab.sh COMMAND SFX [ARGS]
   up SFX N [--static-neigh]  create the host namespace, the bridge and VMs 1..N
-  add-vm SFX I          add VM I (1..4000) to a lab that is up
+  add-vm SFX I [BR]     add VM I (1..4000) to a lab that is up, on bridge BR (default br-imds)
   del-vm SFX I          remove VM I (its port leaves the bridge)
+  add-bridge SFX BR     add another bridge BR to the host namespace (several bridges, issue 17)
+  del-bridge SFX BR     delete bridge BR (its ports leave it)
   down SFX              stop what the lab runs, delete namespaces and pins (idempotent)
   host SFX CMD...       run CMD in the host namespace (nsenter --net)
   vm SFX I CMD...       run CMD in VM I's namespace (ip netns exec)
@@ -152,8 +158,20 @@ lab_vm_batch() { # I NEIGH
 	[ -z "$2" ] || echo "neigh replace 169.254.169.254 lladdr $LAB_BRIDGE_MAC dev eth0 nud permanent"
 }
 
-lab_add_vm() { # SFX I
-	local sfx=$1 i=$2 host vm
+# Another bridge in the host namespace, up, without an address of its own:
+# its VMs keep their 10.77 addresses, and the host reaches each through a
+# /32 route on their bridge (add-vm), as a routed libvirt network would.
+# A fixed MAC derived from the name, for the reason lab_up gives.
+lab_add_bridge() { # SFX BR
+	local host sum
+	host=$(lab_host_ns "$1")
+	sum=$(printf '%s' "$2" | cksum | cut -d' ' -f1)
+	ip -n "$host" link add "$2" address "$(printf '02:00:0a:4e:%02x:%02x' $((sum >> 8 & 255)) $((sum & 255)))" type bridge
+	ip -n "$host" link set "$2" up
+}
+
+lab_add_vm() { # SFX I [BR]
+	local sfx=$1 i=$2 br=${3:-$LAB_BRIDGE} host vm
 	lab_check_vm_index "$i"
 	host=$(lab_host_ns "$sfx")
 	vm=$(lab_vm_ns "$sfx" "$i")
@@ -168,9 +186,13 @@ lab_add_vm() { # SFX I
 	ip -n "$vm" route add 169.254.169.254 dev eth0
 	# No IPv6 chatter (router solicitations, DAD) in captures of the tests.
 	ip netns exec "$vm" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || true
-	ip -n "$host" link set "vm$i" master "$LAB_BRIDGE"
+	ip -n "$host" link set "vm$i" master "$br"
 	ip -n "$host" link set "vm$i" up
-	[ "$i" -le 244 ] || ip -n "$host" route replace 10.77.0.0/16 dev "$LAB_BRIDGE"
+	if [ "$br" != "$LAB_BRIDGE" ]; then
+		ip -n "$host" route replace "$(lab_vm_ip "$i")/32" dev "$br"
+	elif [ "$i" -gt 244 ]; then
+		ip -n "$host" route replace 10.77.0.0/16 dev "$LAB_BRIDGE"
+	fi
 }
 
 lab_del_vm() { # SFX I
@@ -321,7 +343,9 @@ shift 2
 lab_check_suffix "$sfx"
 case "$cmd" in
 up) [ $# -eq 1 ] || [ $# -eq 2 ] || usage; lab_up "$sfx" "$@" ;;
-add-vm) [ $# -eq 1 ] || usage; lab_add_vm "$sfx" "$1" ;;
+add-vm) [ $# -eq 1 ] || [ $# -eq 2 ] || usage; lab_add_vm "$sfx" "$@" ;;
+add-bridge) [ $# -eq 1 ] || usage; lab_add_bridge "$sfx" "$1" ;;
+del-bridge) [ $# -eq 1 ] || usage; ip -n "$(lab_host_ns "$sfx")" link del "$1" ;;
 del-vm) [ $# -eq 1 ] || usage; lab_del_vm "$sfx" "$1" ;;
 down) [ $# -eq 0 ] || usage; lab_down "$sfx" ;;
 host) [ $# -ge 1 ] || usage; lab_host "$sfx" "$@" ;;

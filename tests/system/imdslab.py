@@ -71,9 +71,17 @@ class Lab:
         run([LAB_SH, "up", self.suffix, str(self.n)])
         self.vms = list(range(1, self.n + 1))
 
-    def add_vm(self, i):
-        run([LAB_SH, "add-vm", self.suffix, str(i)])
+    def add_vm(self, i, bridge=None):
+        """VM i joins the lab's bridge, or `bridge` (made by add_bridge)."""
+        run([LAB_SH, "add-vm", self.suffix, str(i), *([bridge] if bridge else [])])
         self.vms.append(i)
+
+    def add_bridge(self, name):
+        """Another bridge in the host namespace (up, no address)."""
+        run([LAB_SH, "add-bridge", self.suffix, name])
+
+    def del_bridge(self, name):
+        run([LAB_SH, "del-bridge", self.suffix, name])
 
     def del_vm(self, i):
         run([LAB_SH, "del-vm", self.suffix, str(i)])
@@ -180,8 +188,17 @@ class Lab:
             self.forget_neighbours()
 
     # --- imdsd ----------------------------------------------------------
-    def start_imdsd(self, *args, timeout=20, wrapper=()):
-        """wrapper: a command imdsd runs under (e.g. prlimit ... --)."""
+    def imdsd_cmd(self, *args, bridges=None, pin_dir=None):
+        """The imdsd command line in the host namespace: the lab's bridge
+        and pin directory unless `bridges` (each one --bridge value) or
+        `pin_dir` say otherwise."""
+        bridge_args = [a for b in (bridges or [self.bridge]) for a in ("--bridge", b)]
+        return ["nsenter", f"--net=/run/netns/{self.host_ns}", IMDSD, *bridge_args,
+                "--pin-dir", pin_dir or self.pin_dir, *args]
+
+    def start_imdsd(self, *args, timeout=20, wrapper=(), bridges=None):
+        """wrapper: a command imdsd runs under (e.g. prlimit ... --);
+        bridges: the --bridge values (default: the lab's bridge)."""
         assert self.imdsd is None, "imdsd already runs"
         self.imdsd_runs += 1
         self.ingress_hook = ingress_hook(args)
@@ -189,8 +206,7 @@ class Lab:
         log.write(f"--- imdsd run {self.imdsd_runs} ---\n")
         log.flush()
         start = self.imdsd_log_start = os.path.getsize(self.imdsd_log)
-        cmd = [*wrapper, "nsenter", f"--net=/run/netns/{self.host_ns}", IMDSD, "--bridge", self.bridge,
-               "--pin-dir", self.pin_dir, *args]
+        cmd = [*wrapper, *self.imdsd_cmd(*args, bridges=bridges)]
         self.imdsd = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                       env=dict(SANITIZER_ENV, **os.environ))
         log.close()
@@ -277,12 +293,24 @@ class Lab:
                 out[(fields[0], fields[1])] = int(fields[2])
         return out
 
+    LIST_COLUMNS = ["INSTANCE-ID", "MAC", "IPV4", "BRIDGE", "PORT", "BINDING", "TOKENS", "HOP-LIMIT"]
+
     def list_rows(self):
         p = self.loadmap("list")
         assert p.returncode == 0, f"list exited {p.returncode}: {p.stderr}"
         lines = p.stdout.splitlines()
-        assert lines and lines[0].split() == ["INSTANCE-ID", "MAC", "IPV4", "PORT", "BINDING", "TOKENS", "HOP-LIMIT"], p.stdout
+        assert lines and lines[0].split() == self.LIST_COLUMNS, p.stdout
         return [line.split() for line in lines[1:] if line.strip()]
+
+    def list_row(self, instance_id):
+        """VM instance_id's row of `imds-loadmap list` by column name."""
+        rows = {r[0]: dict(zip(self.LIST_COLUMNS, r)) for r in self.list_rows()}
+        return rows[instance_id]
+
+    def port_binding(self, instance_id):
+        """(PORT, BINDING) of `imds-loadmap list` for one VM."""
+        row = self.list_row(instance_id)
+        return (row["PORT"], row["BINDING"])
 
     # --- crafted frames (scapy, in a VM's namespace) --------------------
     def bind_ports(self):

@@ -195,8 +195,7 @@ def test_bulk_ports_attached_then_forgotten(lab, peers):
 
 def vm_port(lab, i):
     """(PORT, BINDING) of `imds-loadmap list` for VM i."""
-    rows = {r[0]: r for r in lab.list_rows()}
-    return tuple(rows[vmdata.instance_id(i)][3:5])
+    return lab.port_binding(vmdata.instance_id(i))
 
 
 def conn_entries(lab):

@@ -144,13 +144,13 @@ def test_counters_after_serving(lab):
 
 
 def test_list_and_show(lab):
-    rows = {r[0]: r for r in lab.list_rows()}
     for i in FIRST:
-        row = rows[vmdata.instance_id(i)]
-        assert row[1].lower() == vmdata.vm_mac(i) and row[2] == vmdata.vm_ipv4(i), row
+        row = lab.list_row(vmdata.instance_id(i))
+        assert row["MAC"].lower() == vmdata.vm_mac(i) and row["IPV4"] == vmdata.vm_ipv4(i), row
         # pinned to its lab port by its record, and bound since that port is on the bridge
-        assert row[3] == vmdata.vm_port(i) and row[4] == "pinned", row
-        assert row[5] == "optional" and row[6] == "1", row
+        assert row["PORT"] == vmdata.vm_port(i) and row["BINDING"] == "pinned", row
+        assert row["BRIDGE"] == lab.bridge, row
+        assert row["TOKENS"] == "optional" and row["HOP-LIMIT"] == "1", row
     p = lab.loadmap("show", vmdata.instance_id(2))
     assert p.returncode == 0, p.stderr
     shown = json.loads(p.stdout)

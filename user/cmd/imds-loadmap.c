@@ -17,6 +17,7 @@
 
 #include "store/arena.h"
 #include "lib/cli.h"
+#include "ports/netlink.h"
 #include "lib/smbios.h"
 #include "control/control.h"
 #include "compile/identity.h"
@@ -446,7 +447,7 @@ static int loadmap_cmd_unbind(struct loadmap_ctx *ctx, int argc, char **argv)
 
 /* ---- list ---- */
 
-#define LIST_COLS 7
+#define LIST_COLS 8
 
 struct list_row {
 	char col[LIST_COLS][IMDS_INSTANCE_ID_MAX];
@@ -462,6 +463,21 @@ static void loadmap_port_name(uint32_t ifindex, char *out, size_t outlen)
 		snprintf(out, outlen, "%s", name);
 	else
 		snprintf(out, outlen, "if%u", ifindex); /* the port is gone */
+}
+
+/* The bridge a VM's port is on: the port's master as the kernel says it
+ * now, so nothing is recorded that could go stale; "-" while the VM has
+ * no port or its port is on no bridge. */
+static void loadmap_bridge_name(uint32_t ifindex, char *out, size_t outlen)
+{
+	struct nl_link port;
+	char name[IF_NAMESIZE];
+
+	if (ifindex && nl_link_get((int)ifindex, &port) == 0 && port.master &&
+	    if_indextoname((unsigned)port.master, name))
+		snprintf(out, outlen, "%s", name);
+	else
+		snprintf(out, outlen, "-");
 }
 
 static const char *loadmap_tokens_name(uint8_t http_tokens)
@@ -491,10 +507,11 @@ static void loadmap_list_row(const struct store *s, uint32_t slot, struct list_r
 	snprintf(row->col[0], sizeof(row->col[0]), "%s", r->instance_id);
 	snprintf(row->col[1], sizeof(row->col[1]), "%s", mac);
 	snprintf(row->col[2], sizeof(row->col[2]), "%s", ip);
-	loadmap_port_column(s, slot, row->col[3], sizeof(row->col[3]));
-	snprintf(row->col[4], sizeof(row->col[4]), "%s", store_binding_state(s, slot));
-	snprintf(row->col[5], sizeof(row->col[5]), "%s", loadmap_tokens_name(r->http_tokens));
-	snprintf(row->col[6], sizeof(row->col[6]), "%u", r->hop_limit);
+	loadmap_bridge_name(__atomic_load_n(&r->ifindex, __ATOMIC_ACQUIRE), row->col[3], sizeof(row->col[3]));
+	loadmap_port_column(s, slot, row->col[4], sizeof(row->col[4]));
+	snprintf(row->col[5], sizeof(row->col[5]), "%s", store_binding_state(s, slot));
+	snprintf(row->col[6], sizeof(row->col[6]), "%s", loadmap_tokens_name(r->http_tokens));
+	snprintf(row->col[7], sizeof(row->col[7]), "%u", r->hop_limit);
 }
 
 static void loadmap_print_rows(const struct list_row *rows, size_t n)
@@ -514,8 +531,8 @@ static void loadmap_print_rows(const struct list_row *rows, size_t n)
 
 static int loadmap_cmd_list(struct loadmap_ctx *ctx, int argc, char **argv)
 {
-	static const struct list_row header = { { "INSTANCE-ID", "MAC", "IPV4", "PORT", "BINDING", "TOKENS",
-						       "HOP-LIMIT" } };
+	static const struct list_row header = { { "INSTANCE-ID", "MAC", "IPV4", "BRIDGE", "PORT", "BINDING",
+						       "TOKENS", "HOP-LIMIT" } };
 	struct list_row *rows;
 	size_t n = 0;
 
@@ -572,7 +589,7 @@ static void loadmap_rfc3339(uint64_t unix_time, char out[32])
 static json_t *loadmap_show_json(const struct store *s, int slot, const struct vm_snapshot *snap)
 {
 	const struct imds_vm *r = &s->vms[slot];
-	char mac[18], ip[INET_ADDRSTRLEN], port[IF_NAMESIZE + 16], updated[32];
+	char mac[18], ip[INET_ADDRSTRLEN], port[IF_NAMESIZE + 16], updated[32], bridge[IF_NAMESIZE];
 	json_t *doc;
 
 	vmconf_format_mac(r->mac, mac);
@@ -589,8 +606,11 @@ static json_t *loadmap_show_json(const struct store *s, int slot, const struct v
 			 (json_int_t)(snap->tree_ref >> 32), "tree-bytes", (json_int_t)snap->tree.len,
 			 "tree-pages", (json_int_t)arena_pages_for(snap->tree.len), "arena-bytes-used",
 			 (json_int_t)arena_used_bytes(&s->arena), "paths", loadmap_tree_paths(&snap->tree));
-	if (doc)
+	loadmap_bridge_name(r->ifindex, bridge, sizeof(bridge));
+	if (doc) {
 		json_object_set_new(doc, "binding", json_string(store_binding_state(s, (uint32_t)slot)));
+		json_object_set_new(doc, "bridge", strcmp(bridge, "-") ? json_string(bridge) : json_null());
+	}
 	return doc;
 }
 

@@ -1,10 +1,10 @@
 /* imdsd.c: the metadata daemon.  Opens the pinned store with the data-plane
- * programs, puts the metadata address on the bridge, attaches the data
- * plane (the ingress check, at TC ingress by default or at XDP, and TC
- * egress) to every bridge port (and to ports that join later), serves HTTP
- * with the io_uring server, and undoes its own changes on SIGINT/SIGTERM.
- * Pinned maps stay: a restarted imdsd finds every VM and the same token
- * key. */
+ * programs and claims it (one imdsd per store), puts the metadata address
+ * on every served bridge, attaches the data plane (the ingress check, at
+ * TC ingress by default or at XDP, and TC egress) to their ports (and to
+ * bridges and ports that appear later: ports/watch.c), serves HTTP with the
+ * io_uring server, and undoes its own changes on SIGINT/SIGTERM.  Pinned
+ * maps stay: a restarted imdsd finds every VM and the same token key. */
 #include <errno.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -21,33 +21,21 @@
 
 #include "lib/cli.h"
 #include "lib/log.h"
+#include "lib/namelist.h"
 #include "ports/dataplane.h"
 #include "imds.h"
-#include "ports/netlink.h"
+#include "ports/watch.h"
 #include "serve/admin.h"
 #include "serve/server.h"
 #include "store/store.h"
 
-#define IMDSD_MAX_PORTS 4096
-/* Open-addressing table of known ports: a power of two, at most half full. */
-#define IMDSD_PORT_SLOTS (2 * IMDSD_MAX_PORTS)
 #define IMDSD_ERR_LEN 512
 /* IMDS_IPV4_ADDR is in host order (0xA9FEA9FE is not a byte palindrome). */
 #define IMDSD_ADDR_BE htonl(IMDS_IPV4_ADDR)
 
-/* A bridge port we know of.  `attached` is false when the attach failed:
- * the port is still known, so a later link event does not retry it (and a
- * test that detaches the ingress check on purpose is not undone).  ifindex
- * 0 marks a free slot of the table. */
-struct imdsd_port {
-	int ifindex;
-	bool attached;
-	unsigned seen; /* sync round that last listed the port */
-};
-
 struct imdsd {
 	/* options */
-	const char *bridge_name;
+	struct namelist bridges; /* --bridge, each a list of names and patterns */
 	const char *pin_dir;
 	int workers;
 	int idle_timeout_ms;
@@ -61,19 +49,11 @@ struct imdsd {
 	/* state */
 	struct store store;
 	bool store_ready;
-	int bridge;
-	bool added_addr; /* we added 169.254.169.254 and remove it on exit */
-	struct imdsd_port *ports; /* IMDSD_PORT_SLOTS, hashed by ifindex */
-	size_t nports;
-	unsigned sync_round;
-	/* Ports that left since the last flush: their VMs are released in one
-	 * pass over the store (one lock, one scan) per batch of link events. */
-	uint32_t *left;
-	size_t nleft;
+	int claim_fd; /* store_claim's lock, held while we run */
+	struct watch *watch;
 	struct server *srv;
 	struct admin *admin;	     /* the metrics endpoint and the per-VM event log */
-	unsigned ports_unattached; /* known ports the data plane failed on (atomic: /healthz reads it) */
-	int sig_fd, nl_fd;
+	int sig_fd;
 };
 
 enum imdsd_opt {
@@ -91,7 +71,9 @@ enum imdsd_opt {
 };
 
 static const struct cli_option imdsd_options[] = {
-	[OPT_BRIDGE] = { "bridge", 'b', "BR", "bridge whose ports carry the VMs (required)" },
+	[OPT_BRIDGE] = { "bridge", 'b', "LIST",
+			 "bridges whose ports carry the VMs: names or patterns (virbr*), separated by commas or "
+			 "spaces; repeatable; at least one (docs/ports.md)" },
 	[OPT_PIN_DIR] = { "pin-dir", 'p', "DIR", "pin directory of the maps (default " IMDS_DEFAULT_PIN_DIR ")" },
 	[OPT_WORKERS] = { "workers", 'w', "N", "server threads, 1..64 (default 2)" },
 	[OPT_IDLE] = { "idle-timeout", 't', "MS", "close connections idle this long (default 10000)" },
@@ -115,7 +97,7 @@ static const struct cli_option imdsd_options[] = {
 };
 
 static const char imdsd_synopsis[] =
-	"--bridge BR [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--header-timeout MS] "
+	"--bridge LIST [--bridge LIST...] [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--header-timeout MS] "
 	"[--max-connections-total N] [--xdp-mode MODE] [--ingress HOOK] [--bind-first-use] [--log-level LEVEL] [--metrics ADDR]";
 
 static int imdsd_parse_int(const char *name, const char *text, long min, long max, int *out)
@@ -175,14 +157,23 @@ static int imdsd_parse_metrics(struct imdsd *d, const char *text)
 	return 0;
 }
 
+static int imdsd_add_bridges(struct imdsd *d, const char *list)
+{
+	char err[IMDSD_ERR_LEN];
+
+	if (namelist_add(&d->bridges, list, err, sizeof(err)) == 0)
+		return 0;
+	fprintf(stderr, "imdsd: --bridge: %s\n", err);
+	return -1;
+}
+
 static int imdsd_on_option(void *ctx, int index, const char *arg)
 {
 	struct imdsd *d = ctx;
 
 	switch (index) {
 	case OPT_BRIDGE:
-		d->bridge_name = arg;
-		return 0;
+		return imdsd_add_bridges(d, arg);
 	case OPT_PIN_DIR:
 		d->pin_dir = arg;
 		return 0;
@@ -226,8 +217,9 @@ static int imdsd_parse_args(struct imdsd *d, int argc, char **argv)
 
 	if (optind_ < 0)
 		return 2;
-	if (optind_ < argc || !d->bridge_name) {
-		fprintf(stderr, "imdsd: %s\n", optind_ < argc ? "unexpected argument" : "--bridge is required");
+	if (optind_ < argc || d->bridges.n == 0) {
+		fprintf(stderr, "imdsd: %s\n",
+			optind_ < argc ? "unexpected argument" : "--bridge is required (and names no bridge when empty)");
 		cli_usage(stderr, argv[0], imdsd_synopsis, imdsd_options);
 		return 2;
 	}
@@ -238,227 +230,6 @@ static int imdsd_parse_args(struct imdsd *d, int argc, char **argv)
 		return 2;
 	}
 	dataplane_set_ingress(d->ingress);
-	return 0;
-}
-
-static const char *imdsd_port_name(int ifindex, char buf[IF_NAMESIZE])
-{
-	return if_indextoname((unsigned)ifindex, buf) ? buf : "?";
-}
-
-/* ---- known ports ----
- *
- * A hash table keyed by ifindex (linear probing, deletion by backward
- * shift), so a link event costs O(1) whatever the number of ports, and a
- * resynchronisation O(ports). */
-
-static size_t imdsd_port_hash(int ifindex)
-{
-	return ((unsigned)ifindex * 2654435761u) & (IMDSD_PORT_SLOTS - 1);
-}
-
-static struct imdsd_port *imdsd_find_port(struct imdsd *d, int ifindex)
-{
-	for (size_t i = imdsd_port_hash(ifindex);; i = (i + 1) & (IMDSD_PORT_SLOTS - 1)) {
-		if (d->ports[i].ifindex == ifindex)
-			return &d->ports[i];
-		if (d->ports[i].ifindex == 0)
-			return NULL;
-	}
-}
-
-static struct imdsd_port *imdsd_insert_port(struct imdsd *d, int ifindex)
-{
-	size_t i = imdsd_port_hash(ifindex);
-
-	while (d->ports[i].ifindex)
-		i = (i + 1) & (IMDSD_PORT_SLOTS - 1);
-	d->ports[i] = (struct imdsd_port){ .ifindex = ifindex, .seen = d->sync_round };
-	d->nports++;
-	return &d->ports[i];
-}
-
-/* Empties slot p and moves later entries of its probe run back, so every
- * entry stays reachable from its home slot without tombstones. */
-static void imdsd_remove_port(struct imdsd *d, struct imdsd_port *p)
-{
-	size_t hole = (size_t)(p - d->ports), i = hole;
-
-	for (;;) {
-		size_t home;
-
-		i = (i + 1) & (IMDSD_PORT_SLOTS - 1);
-		if (d->ports[i].ifindex == 0)
-			break;
-		home = imdsd_port_hash(d->ports[i].ifindex);
-		/* Entry i may fill the hole unless its home lies cyclically
-		 * in (hole, i]. */
-		if (((i - home) & (IMDSD_PORT_SLOTS - 1)) >= ((i - hole) & (IMDSD_PORT_SLOTS - 1))) {
-			d->ports[hole] = d->ports[i];
-			hole = i;
-		}
-	}
-	d->ports[hole] = (struct imdsd_port){ 0 };
-	d->nports--;
-}
-
-/* The VMs pinned to a port's name are bound to it as it joins: from then on
- * they are served there and nowhere else. */
-static void imdsd_pin_port(struct imdsd *d, int ifindex)
-{
-	char name[IF_NAMESIZE];
-	int n = 0;
-
-	if (!if_indextoname((unsigned)ifindex, name) || store_lock(&d->store) < 0)
-		return;
-	n = store_pin_port(&d->store, (uint32_t)ifindex, name);
-	store_unlock(&d->store);
-	if (n > 0)
-		log_info("port %s (ifindex %d): %d pinned VM(s) bound", name, ifindex, n);
-}
-
-/* A port that is on the bridge and not known yet: attach, log the outcome
- * and remember the port either way. */
-static void imdsd_port_joined(struct imdsd *d, int ifindex)
-{
-	char err[IMDSD_ERR_LEN] = "", name[IF_NAMESIZE];
-	const char *mode = "none";
-	struct imdsd_port *p;
-	int rc;
-
-	if (imdsd_find_port(d, ifindex))
-		return;
-	if (d->nports == IMDSD_MAX_PORTS) {
-		log_warn("port %s (ifindex %d) skipped: more than %d ports",
-			imdsd_port_name(ifindex, name), ifindex, IMDSD_MAX_PORTS);
-		return;
-	}
-	rc = dataplane_attach(&d->store, ifindex, err, sizeof(err));
-	p = imdsd_insert_port(d, ifindex);
-	p->attached = rc == 0;
-	if (rc < 0) {
-		__atomic_add_fetch(&d->ports_unattached, 1, __ATOMIC_RELAXED);
-		log_error("port %s (ifindex %d): data plane not attached: %s",
-			imdsd_port_name(ifindex, name), ifindex, err);
-		return;
-	}
-	if (err[0]) /* attached, with something worth knowing */
-		log_info("port %s (ifindex %d): %s", imdsd_port_name(ifindex, name), ifindex, err);
-	imdsd_pin_port(d, ifindex);
-	if (d->ingress == DATAPLANE_INGRESS_TC) {
-		log_info("port %s (ifindex %d): TC ingress and TC egress attached",
-			imdsd_port_name(ifindex, name), ifindex);
-		return;
-	}
-	dataplane_mode(&d->store, ifindex, &mode);
-	log_info("port %s (ifindex %d): XDP (%s mode) and TC egress attached",
-		imdsd_port_name(ifindex, name), ifindex, mode);
-}
-
-static void imdsd_flush_left(struct imdsd *d);
-
-/* A known port left the bridge or was deleted: detach from it now (it may
- * live on outside the bridge), and queue it for imdsd_flush_left. */
-static void imdsd_port_left(struct imdsd *d, struct imdsd_port *p)
-{
-	char name[IF_NAMESIZE];
-	int ifindex = p->ifindex;
-
-	if (p->attached)
-		dataplane_detach(&d->store, ifindex); /* -ENODEV when deleted: nothing to undo */
-	else
-		__atomic_sub_fetch(&d->ports_unattached, 1, __ATOMIC_RELAXED);
-	imdsd_remove_port(d, p);
-	if (d->nleft == IMDSD_PORT_SLOTS) /* churn within one batch of events */
-		imdsd_flush_left(d);
-	d->left[d->nleft++] = (uint32_t)ifindex;
-	/* The name is gone when the port was deleted rather than unenslaved. */
-	log_info("port %s (ifindex %d) left the bridge", imdsd_port_name(ifindex, name), ifindex);
-}
-
-/* Forgets what the store learned on the ports that left: the VMs bound to
- * them (a pinned VM binds again when a port of its name joins; a first-use
- * one on its next packet) and their pending connections and hop marks. */
-static void imdsd_flush_left(struct imdsd *d)
-{
-	int rc;
-
-	if (d->nleft == 0)
-		return;
-	rc = store_lock(&d->store);
-	if (rc == 0) {
-		rc = store_forget_ports(&d->store, d->left, d->nleft);
-		store_unlock(&d->store);
-	}
-	if (rc < 0)
-		log_error("cannot forget the VMs of %zu departed port(s): %s", d->nleft, strerror(-rc));
-	else if (rc > 0)
-		log_info("released the port binding of %d VM(s)", rc);
-	d->nleft = 0;
-}
-
-static void imdsd_on_link(void *ctx, int ifindex, bool joined)
-{
-	struct imdsd *d = ctx;
-	struct imdsd_port *p = imdsd_find_port(d, ifindex);
-
-	if (joined && !p)
-		imdsd_port_joined(d, ifindex);
-	else if (!joined && p)
-		imdsd_port_left(d, p);
-}
-
-/* Bindings to ports that are not on the bridge now (they left while no
- * imdsd watched, or while events were lost) are released with their
- * connections and hop marks; pinned VMs bind again when their port joins. */
-static void imdsd_release_absent(struct imdsd *d, const int *list, size_t n)
-{
-	static uint32_t present[IMDSD_MAX_PORTS];
-	int rc;
-
-	for (size_t i = 0; i < n; i++)
-		present[i] = (uint32_t)list[i];
-	rc = store_lock(&d->store);
-	if (rc == 0) {
-		rc = store_release_absent(&d->store, present, n);
-		store_unlock(&d->store);
-	}
-	if (rc < 0)
-		log_error("cannot release bindings to absent ports: %s", strerror(-rc));
-	else if (rc > 0)
-		log_info("released the port binding of %d VM(s) whose port is gone", rc);
-}
-
-/* Brings the known set in line with a fresh port list: at start, and after
- * the monitor socket overflowed and events were lost.  Ports listed are
- * stamped with this round; known ports left unstamped have gone. */
-static int imdsd_sync_ports(struct imdsd *d)
-{
-	static int list[IMDSD_MAX_PORTS];
-	size_t n = 0;
-	int rc;
-
-	rc = nl_bridge_ports(d->bridge, list, IMDSD_MAX_PORTS, &n);
-	if (rc < 0 && rc != -ENOSPC)
-		return rc;
-	d->sync_round++;
-	for (size_t j = 0; j < n; j++) {
-		struct imdsd_port *p = imdsd_find_port(d, list[j]);
-
-		if (p)
-			p->seen = d->sync_round;
-	}
-	/* Departed ports go first, so they do not count against the limit
-	 * when the new ones join. */
-	for (size_t i = 0; i < IMDSD_PORT_SLOTS; i++) {
-		/* A removal may shift a later entry into slot i: look again. */
-		while (d->ports[i].ifindex && d->ports[i].seen != d->sync_round)
-			imdsd_port_left(d, &d->ports[i]);
-	}
-	imdsd_flush_left(d);
-	imdsd_release_absent(d, list, n);
-	for (size_t j = 0; j < n; j++)
-		imdsd_port_joined(d, list[j]); /* known ones are skipped */
 	return 0;
 }
 
@@ -522,31 +293,42 @@ static int imdsd_open_store(struct imdsd *d, uint8_t key[IMDS_TOKEN_KEY_LEN])
 	return rc;
 }
 
-static int imdsd_find_bridge(struct imdsd *d)
+/* One imdsd per store and per address: a second one would attach its own
+ * programs to the same ports and share 169.254.169.254:80 with the first
+ * through SO_REUSEPORT (docs/ports.md, "Several bridges").  Checked before
+ * anything is attached or added, so a refused imdsd changes nothing. */
+static int imdsd_claim(struct imdsd *d)
 {
-	char kind[32] = "";
-	int ifindex = nl_ifindex(d->bridge_name);
+	int holder = 0, rc = store_claim(&d->store, &d->claim_fd, &holder);
 
-	if (ifindex < 0 || nl_link_kind(ifindex, kind, sizeof(kind)) < 0 || strcmp(kind, "bridge") != 0) {
-		log_error("no bridge named %s", d->bridge_name);
-		return -ENODEV;
-	}
-	d->bridge = ifindex;
-	return 0;
-}
-
-static int imdsd_add_address(struct imdsd *d)
-{
-	int rc = nl_addr_add(d->bridge, IMDSD_ADDR_BE, 32);
-
-	if (rc == -EEXIST)
-		return 0; /* somebody else's: left in place on exit */
-	if (rc < 0) {
-		log_error("cannot add 169.254.169.254/32 to %s: %s", d->bridge_name, strerror(-rc));
+	if (rc == -EBUSY) {
+		log_error("another imdsd (PID %d) already serves the store %s; one imdsd serves every bridge of a "
+			  "host (--bridge A,B)", holder, d->pin_dir);
 		return rc;
 	}
-	d->added_addr = true;
-	return 0;
+	if (rc < 0) {
+		log_error("%s: cannot take the lock %s/imdsd-lock: %s", d->pin_dir, d->pin_dir, strerror(-rc));
+		return rc;
+	}
+	rc = server_address_free(IMDSD_ADDR_BE, IMDS_TCP_PORT, &holder);
+	if (rc == -EADDRINUSE)
+		log_error("169.254.169.254:%d is already served in this network namespace by PID %d (another imdsd, "
+			  "with another --pin-dir?); one imdsd serves every bridge of a host", IMDS_TCP_PORT, holder);
+	else if (rc < 0)
+		log_error("cannot bind 169.254.169.254:%d: %s", IMDS_TCP_PORT, strerror(-rc));
+	return rc;
+}
+
+static int imdsd_watch(struct imdsd *d)
+{
+	struct watch_config cfg = {
+		.store = &d->store,
+		.bridges = &d->bridges,
+		.addr_be = IMDSD_ADDR_BE,
+		.ingress = d->ingress,
+	};
+
+	return watch_start(&d->watch, &cfg);
 }
 
 static int imdsd_start_server(struct imdsd *d, const uint8_t key[IMDS_TOKEN_KEY_LEN])
@@ -579,16 +361,16 @@ static int imdsd_start_server(struct imdsd *d, const uint8_t key[IMDS_TOKEN_KEY_
 }
 
 /* /healthz's question to imdsd (the admin thread asks): is the data plane
- * on every port of the bridge? */
+ * on every port of the served bridges? */
 static int imdsd_health(void *ctx, char *why, size_t len)
 {
 	struct imdsd *d = ctx;
-	unsigned failed = __atomic_load_n(&d->ports_unattached, __ATOMIC_RELAXED);
+	unsigned failed = watch_unattached(d->watch);
 
 	if (!failed)
 		return 0;
-	snprintf(why, len, "the data plane is not attached to %u port(s) of %s (see the log)", failed,
-		 d->bridge_name);
+	snprintf(why, len, "the data plane is not attached to %u port(s) of the served bridges (see the log)",
+		 failed);
 	return -1;
 }
 
@@ -619,25 +401,13 @@ static int imdsd_start(struct imdsd *d)
 	uint8_t key[IMDS_TOKEN_KEY_LEN];
 	int rc;
 
-	d->ports = calloc(IMDSD_PORT_SLOTS, sizeof(*d->ports));
-	d->left = calloc(IMDSD_PORT_SLOTS, sizeof(*d->left));
-	if (!d->ports || !d->left)
-		return -ENOMEM;
 	rc = imdsd_block_signals(d);
 	if (rc == 0)
 		rc = imdsd_open_store(d, key);
 	if (rc == 0)
-		rc = imdsd_find_bridge(d);
+		rc = imdsd_claim(d);
 	if (rc == 0)
-		rc = imdsd_add_address(d);
-	if (rc == 0) {
-		/* Subscribe before listing, so a port that joins in between
-		 * is not missed (a duplicate is absorbed by the known set). */
-		d->nl_fd = nl_monitor_open();
-		rc = d->nl_fd < 0 ? d->nl_fd : imdsd_sync_ports(d);
-		if (rc < 0)
-			log_error("cannot list the ports of %s: %s", d->bridge_name, strerror(-rc));
-	}
+		rc = imdsd_watch(d);
 	if (rc == 0)
 		rc = imdsd_start_server(d, key);
 	if (rc == 0)
@@ -648,36 +418,25 @@ static int imdsd_start(struct imdsd *d)
 
 static void imdsd_stop(struct imdsd *d)
 {
-	int rc;
-
 	admin_stop(d->admin); /* it reads the server's counters */
 	d->admin = NULL;
 	server_stop(d->srv);
 	d->srv = NULL;
-	for (size_t i = 0; d->ports && i < IMDSD_PORT_SLOTS; i++)
-		if (d->ports[i].ifindex && d->ports[i].attached)
-			dataplane_detach(&d->store, d->ports[i].ifindex);
-	d->nports = 0;
-	if (d->added_addr) {
-		rc = nl_addr_del(d->bridge, IMDSD_ADDR_BE, 32);
-		if (rc < 0)
-			log_error("cannot remove 169.254.169.254/32: %s", strerror(-rc));
-	}
+	watch_stop(d->watch);
+	d->watch = NULL;
 	if (d->store_ready)
 		store_close(&d->store);
-	if (d->nl_fd >= 0)
-		close(d->nl_fd);
+	if (d->claim_fd >= 0)
+		close(d->claim_fd); /* last: the next imdsd may start */
 	if (d->sig_fd >= 0)
 		close(d->sig_fd);
-	free(d->ports);
-	free(d->left);
 }
 
 /* ---- control loop ---- */
 
 static int imdsd_run(struct imdsd *d)
 {
-	struct pollfd fds[2] = { { .fd = d->sig_fd, .events = POLLIN }, { .fd = d->nl_fd, .events = POLLIN } };
+	struct pollfd fds[2] = { { .fd = d->sig_fd, .events = POLLIN }, { .fd = watch_fd(d->watch), .events = POLLIN } };
 	struct signalfd_siginfo si;
 	int rc;
 
@@ -693,16 +452,8 @@ static int imdsd_run(struct imdsd *d)
 			log_always(LOG_LEVEL_INFO, "%s, stopping", strsignal((int)si.ssi_signo));
 			return 0;
 		}
-		if (!fds[1].revents)
-			continue;
-		rc = nl_monitor_read(d->nl_fd, d->bridge, imdsd_on_link, d);
-		imdsd_flush_left(d);
-		if (rc == -ENOBUFS) {
-			log_warn("link events were lost, re-reading the ports");
-			rc = imdsd_sync_ports(d);
-		}
-		if (rc < 0)
-			log_error("link events: %s", strerror(-rc));
+		if (fds[1].revents)
+			watch_events(d->watch);
 	}
 }
 
@@ -715,7 +466,7 @@ int main(int argc, char **argv)
 		.header_timeout_ms = 5000,
 		.ingress = DATAPLANE_INGRESS_TC,
 		.sig_fd = -1,
-		.nl_fd = -1,
+		.claim_fd = -1,
 	};
 	int rc;
 

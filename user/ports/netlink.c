@@ -28,14 +28,6 @@ struct nl_req {
 	char attrs[256];
 };
 
-/* What one RTM_NEWLINK/RTM_DELLINK message says about a link. */
-struct nl_link {
-	int ifindex;
-	int master; /* 0 when none */
-	char kind[32];
-	struct nl_xdp xdp;
-};
-
 typedef int (*nl_msg_cb)(void *ctx, const struct nlmsghdr *nh);
 
 static int nl_socket(unsigned groups)
@@ -174,6 +166,9 @@ static void nl_parse_link(const struct nlmsghdr *nh, struct nl_link *link)
 	for (const struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		if (a->rta_type == IFLA_MASTER && RTA_PAYLOAD(a) >= sizeof(__u32)) {
 			link->master = (int)*(const __u32 *)RTA_DATA(a);
+		} else if (a->rta_type == IFLA_IFNAME) {
+			snprintf(link->name, sizeof(link->name), "%.*s", (int)strnlen(RTA_DATA(a), RTA_PAYLOAD(a)),
+				 (const char *)RTA_DATA(a));
 		} else if (a->rta_type == IFLA_XDP) {
 			nl_parse_xdp(a, &link->xdp);
 		} else if (a->rta_type == IFLA_LINKINFO) {
@@ -223,15 +218,9 @@ int nl_ifindex(const char *name)
 	return rc < 0 ? rc : link.ifindex;
 }
 
-int nl_link_kind(int ifindex, char *kind, size_t len)
+int nl_link_get(int ifindex, struct nl_link *link)
 {
-	struct nl_link link;
-	int rc = nl_get_link(ifindex, NULL, &link);
-
-	if (rc < 0)
-		return rc;
-	snprintf(kind, len, "%s", link.kind);
-	return 0;
+	return nl_get_link(ifindex, NULL, link);
 }
 
 int nl_xdp_query(int ifindex, struct nl_xdp *xdp)
@@ -287,6 +276,34 @@ int nl_bridge_ports(int bridge_ifindex, int *ports, size_t max, size_t *n)
 	return rc;
 }
 
+struct nl_dump_ctx {
+	int (*cb)(void *ctx, const struct nl_link *link);
+	void *ctx;
+};
+
+static int nl_dump_one(void *ctx, const struct nlmsghdr *nh)
+{
+	struct nl_dump_ctx *d = ctx;
+	struct nl_link link;
+
+	if (nh->nlmsg_type != RTM_NEWLINK || nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg)))
+		return 0;
+	nl_parse_link(nh, &link);
+	return d->cb(d->ctx, &link);
+}
+
+int nl_link_dump(int (*cb)(void *ctx, const struct nl_link *link), void *ctx)
+{
+	struct nl_dump_ctx d = { cb, ctx };
+	struct nl_req req = { 0 };
+
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(req.ifi));
+	req.nh.nlmsg_type = RTM_GETLINK;
+	req.nh.nlmsg_flags = NLM_F_DUMP;
+	req.ifi.ifi_family = AF_UNSPEC;
+	return nl_transact(&req, nl_dump_one, &d);
+}
+
 static int nl_addr_request(int type, int flags, int ifindex, uint32_t addr_be, int prefixlen)
 {
 	struct nl_req req = { 0 };
@@ -332,11 +349,8 @@ int nl_monitor_open(void)
 	return fd;
 }
 
-/* A link event as the caller sees it.  Bridge port changes come twice:
- * once as an AF_UNSPEC link message and once as an AF_BRIDGE one (whose
- * RTM_DELLINK means "left the bridge", not "deleted"); both read the same
- * here, and the caller's known-port set absorbs the duplicate. */
-static void nl_dispatch_event(const struct nlmsghdr *nh, int bridge, void (*cb)(void *, int, bool), void *ctx)
+/* A link event as the caller sees it (netlink.h says how to read it). */
+static void nl_dispatch_event(const struct nlmsghdr *nh, void (*cb)(void *, const struct nl_link *, bool), void *ctx)
 {
 	struct nl_link link;
 
@@ -345,12 +359,12 @@ static void nl_dispatch_event(const struct nlmsghdr *nh, int bridge, void (*cb)(
 	if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg)))
 		return;
 	nl_parse_link(nh, &link);
-	if (link.ifindex <= 0 || link.ifindex == bridge)
+	if (link.ifindex <= 0)
 		return;
-	cb(ctx, link.ifindex, nh->nlmsg_type == RTM_NEWLINK && link.master == bridge);
+	cb(ctx, &link, nh->nlmsg_type == RTM_DELLINK);
 }
 
-int nl_monitor_read(int fd, int bridge_ifindex, void (*cb)(void *ctx, int ifindex, bool joined), void *ctx)
+int nl_monitor_read(int fd, void (*cb)(void *ctx, const struct nl_link *link, bool deleted), void *ctx)
 {
 	char *buf = malloc(NL_BUF_SIZE);
 	bool lost = false;
@@ -380,7 +394,7 @@ int nl_monitor_read(int fd, int bridge_ifindex, void (*cb)(void *ctx, int ifinde
 			break;
 		}
 		for (const struct nlmsghdr *nh = (const void *)buf; NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len))
-			nl_dispatch_event(nh, bridge_ifindex, cb, ctx);
+			nl_dispatch_event(nh, cb, ctx);
 	}
 	free(buf);
 	return rc == 0 && lost ? -ENOBUFS : rc;

@@ -5,17 +5,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Interface index of `name`, or -ENODEV. */
-int nl_ifindex(const char *name);
-/* The link's IFLA_INFO_KIND ("bridge", "veth", ...; "" when it has none).
- * 0, -ENODEV or -errno. */
-int nl_link_kind(int ifindex, char *kind, size_t len);
 /* The XDP programs attached to a link, per mode (0 = none), and the link's
  * kind (IFLA_INFO_KIND: "veth", "tun", ...; "" when it has none). */
 struct nl_xdp {
 	uint32_t drv_id, skb_id, hw_id;
 	char kind[32];
 };
+/* What an RTM_NEWLINK/RTM_DELLINK message says about a link. */
+struct nl_link {
+	int ifindex;
+	int master; /* IFLA_MASTER: the bridge it is a port of; 0 when none */
+	char name[16]; /* IFLA_IFNAME (IFNAMSIZ) */
+	char kind[32]; /* IFLA_INFO_KIND ("bridge", "veth", ...; "" when none) */
+	struct nl_xdp xdp;
+};
+
+/* Interface index of `name`, or -ENODEV. */
+int nl_ifindex(const char *name);
+/* The link `ifindex` (one RTM_GETLINK).  0, -ENODEV or -errno. */
+int nl_link_get(int ifindex, struct nl_link *link);
+/* Calls cb for every link of the network namespace (one dump); a negative
+ * return of cb ends the dump with that error.  0 or -errno. */
+int nl_link_dump(int (*cb)(void *ctx, const struct nl_link *link), void *ctx);
 /* One RTM_GETLINK for that link alone: libbpf's bpf_xdp_query dumps every
  * link of the namespace to find one, which makes attaching n ports O(n^2).
  * 0, -ENODEV or -errno. */
@@ -31,13 +42,14 @@ int nl_addr_del(int ifindex, uint32_t addr_be, int prefixlen);
 
 /* A non-blocking socket subscribed to link events, or -errno. */
 int nl_monitor_open(void);
-/* Drains pending events and calls cb(ctx, ifindex, joined) for each link
- * event: joined = true when the link's master is the bridge (it joined, or
- * an already known port changed), false when the link was deleted or its
- * master is not the bridge.  netlink.c keeps no state: the caller decides
- * whether a "false" concerns one of its ports, and whether a "true" is new.
- * 0, -ENOBUFS when events were lost (the socket has been drained:
- * resynchronise now with nl_bridge_ports), or -errno. */
-int nl_monitor_read(int fd, int bridge_ifindex, void (*cb)(void *ctx, int ifindex, bool joined), void *ctx);
+/* Drains pending events and calls cb(ctx, link, deleted) for each link
+ * event: deleted is true for RTM_DELLINK.  A port's bridge changes come
+ * twice: once as an AF_UNSPEC link message and once as an AF_BRIDGE one,
+ * whose RTM_DELLINK means "left the bridge", not "deleted"; so a caller
+ * reads "deleted, or link.master is not my bridge" as "not my port now",
+ * and absorbs the duplicates with its own known set.  netlink.c keeps no
+ * state.  0, -ENOBUFS when events were lost (the socket has been drained:
+ * resynchronise now from a dump), or -errno. */
+int nl_monitor_read(int fd, void (*cb)(void *ctx, const struct nl_link *link, bool deleted), void *ctx);
 
 #endif

@@ -10,6 +10,11 @@
 
 struct server;
 
+/* Whether addr:port is free for this server: nobody listens there in this
+ * network namespace (probe.c).  0, -EADDRINUSE with *owner the PID of a
+ * process listening there (0 when not found), or -errno. */
+int server_address_free(uint32_t addr_be, uint16_t port, int *owner);
+
 /* Binds every worker's listener, then starts the threads.  0 or -errno. */
 int server_start(struct server **out, const struct server_config *cfg);
 /* Stops the workers, closes every connection, frees. */

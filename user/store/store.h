@@ -84,6 +84,12 @@ int store_record(const struct store *s, uint32_t slot, const char **text, size_t
 int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, size_t errlen);
 void store_close(struct store *s);
 
+/* One imdsd per store (claim.c): an exclusive flock on PIN_DIR/imdsd-lock,
+ * held while *fd stays open (the kernel drops it when the process ends,
+ * however it ends).  0 with *fd; -EBUSY when another process holds it,
+ * *holder its PID (0 when /proc/locks does not say); or -errno. */
+int store_claim(const struct store *s, int *fd, int *holder);
+
 /* Exclusive lock for writers (imds-loadmap, imdsd's port bookkeeping). */
 int store_lock(struct store *s);
 void store_unlock(struct store *s);
