@@ -88,6 +88,9 @@ def test_every_vm_of_both_bridges_is_served_its_own_data(lab):
     for i in (VM_C, VM_X):
         row = lab.list_row(iid(i))
         assert (row["BRIDGE"], row["PORT"], row["BINDING"]) == ("-", f"vm{i}", "waiting"), row
+    shown = json.loads(lab.loadmap("show", iid(3)).stdout)
+    assert (shown["bridge"], shown["port"]) == (BRIDGE_B, "vm3"), shown
+    assert json.loads(lab.loadmap("show", iid(VM_C)).stdout)["bridge"] is None
     log = lab.log_text()
     assert f"no bridge named {BRIDGE_C} yet" in log and f"no bridge matches {PATTERN} yet" in log, log
 
@@ -175,6 +178,11 @@ def test_stop_takes_the_address_off_every_bridge(lab):
         assert IMDS_ADDR not in addresses(lab, bridge), f"imdsd left the metadata address on {bridge}"
     for i in ON_A + ON_B + (VM_X,):
         assert lab.port_ingress_hooks(f"vm{i}") == set(), f"imdsd left its check on vm{i}"
-    # The claim went with the process: a new imdsd takes the store.
+    # The claim went with the process: a new imdsd takes the store.  It
+    # serves br-imds only, so the VMs bound on the other bridges' ports
+    # are released at its start (waiting), and br-imds's VMs are served.
     lab.start_imdsd(bridges=[lab.bridge])
     assert_served(lab, 1)
+    for i in ON_B + (VM_X,):
+        row = lab.list_row(iid(i))
+        assert (row["BRIDGE"], row["BINDING"]) == ("-", "waiting"), row

@@ -9,7 +9,6 @@
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,20 +188,15 @@ static int nl_store_link(void *ctx, const struct nlmsghdr *nh)
 	return 0;
 }
 
-/* RTM_GETLINK for one link, by index or (ifindex 0) by name. */
-static int nl_get_link(int ifindex, const char *name, struct nl_link *link)
+int nl_link_get(int ifindex, struct nl_link *link)
 {
 	struct nl_req req = { 0 };
 	int rc;
 
-	if (name && strlen(name) >= IFNAMSIZ)
-		return -ENODEV;
 	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(req.ifi));
 	req.nh.nlmsg_type = RTM_GETLINK;
 	req.ifi.ifi_family = AF_UNSPEC;
 	req.ifi.ifi_index = ifindex;
-	if (name)
-		nl_add_attr(&req, IFLA_IFNAME, name, strlen(name) + 1);
 	memset(link, 0, sizeof(*link));
 	rc = nl_transact(&req, nl_store_link, link);
 	if (rc == -ENODEV || (rc == 0 && link->ifindex == 0))
@@ -210,23 +204,10 @@ static int nl_get_link(int ifindex, const char *name, struct nl_link *link)
 	return rc;
 }
 
-int nl_ifindex(const char *name)
-{
-	struct nl_link link;
-	int rc = nl_get_link(0, name, &link);
-
-	return rc < 0 ? rc : link.ifindex;
-}
-
-int nl_link_get(int ifindex, struct nl_link *link)
-{
-	return nl_get_link(ifindex, NULL, link);
-}
-
 int nl_xdp_query(int ifindex, struct nl_xdp *xdp)
 {
 	struct nl_link link;
-	int rc = nl_get_link(ifindex, NULL, &link);
+	int rc = nl_link_get(ifindex, &link);
 
 	*xdp = rc < 0 ? (struct nl_xdp){ 0 } : link.xdp;
 	if (rc == 0)

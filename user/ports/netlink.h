@@ -20,8 +20,6 @@ struct nl_link {
 	struct nl_xdp xdp;
 };
 
-/* Interface index of `name`, or -ENODEV. */
-int nl_ifindex(const char *name);
 /* The link `ifindex` (one RTM_GETLINK).  0, -ENODEV or -errno. */
 int nl_link_get(int ifindex, struct nl_link *link);
 /* Calls cb for every link of the network namespace (one dump); a negative
