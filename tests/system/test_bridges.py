@@ -18,6 +18,7 @@ br-imds-c) and 6 (for br-x1) are loaded, pinned to ports that come later.
 """
 
 import json
+import os
 import re
 import shutil
 import time
@@ -141,6 +142,20 @@ def test_deleting_a_bridge_leaves_the_others_served(lab):
     for i in ON_A + ON_B + (VM_X,):
         assert_served(lab, i)
     assert lab.list_row(iid(VM_C))["BRIDGE"] == "-"
+
+
+@pytest.mark.parametrize("value,message", [
+    ("br0 a-name-of-16-bytes", '--bridge: "a-name-of-16-bytes" is longer than an interface name'),
+    ("br/0", '--bridge: "br/0" is not an interface name'),
+    (" , ", "--bridge is required (and names no bridge when empty)"),
+], ids=["too-long", "slash", "empty"])
+def test_bad_bridge_lists_are_refused_naming_the_entry(lab, value, message):
+    """What an IMDS_BRIDGES with a typo, or an empty one, gives: exit 2
+    before anything is touched, the entry named."""
+    never = lab.pin_dir + "-never"
+    p = run(lab.imdsd_cmd(bridges=[value], pin_dir=never), check=False, timeout=20)
+    assert p.returncode == 2 and message in p.stderr, (p.returncode, p.stderr)
+    assert not os.path.exists(never), "a refused imdsd created its pin directory"
 
 
 def test_second_imdsd_on_the_same_store_is_refused(lab):
