@@ -8,7 +8,8 @@
 #include <stddef.h>
 
 /* Entries are separated by any run of these: a systemd unit passes
- * --bridge ${IMDS_BRIDGES} as one word or several, and either works. */
+ * --bridge ${IMDS_BRIDGES} as one argument, spaces and all, and the
+ * configuration file may use commas as well. */
 #define NAMELIST_SEPARATORS ", \t\n"
 #define NAMELIST_MAX 32	      /* entries in one list */
 #define NAMELIST_ENTRY_MAX 64 /* bytes of one entry, with its NUL */
