@@ -36,6 +36,12 @@ imds-storm_EXTRA := $(BUILD)/lib/libllhttp.a
 # The llhttp parser belongs to the http layer.
 imdsd_EXTRA := $(BUILD)/lib/libllhttp.a
 
+# The version's one place is the VERSION file (docs/operations.md,
+# "Versions"): cli.c compiles it in for every program's --version, and
+# make deb writes it into the package's changelog.
+VERSION := $(shell cat VERSION)
+CLI_OBJS := $(BUILD)/obj/lib/cli.o $(BUILD)/san/lib/cli.o $(BUILD)/fuzz/obj/lib/cli.o
+
 layer_srcs = $(wildcard user/$(1)/*.c)
 layer_lib  = $(BUILD)/lib/libimds_$(1).a
 san_lib    = $(BUILD)/san/libimds_$(1).a
@@ -52,6 +58,9 @@ SKEL     := $(BUILD)/imds.skel.h
 .PHONY: all deps demo test unit-test system-test clean bench e2e e2e-cloudinit e2e-cloudinit-libvirt
 all: $(PROG_BINS)
 
+$(CLI_OBJS): VERSION
+$(CLI_OBJS): COMMON_CFLAGS += -DIMDS_VERSION='"$(VERSION)"'
+
 deps:
 	./scripts/install-deps.sh
 
@@ -65,9 +74,10 @@ $(BPF_OBJ): bpf/imds.bpf.c $(BUILD)/vmlinux.h
 $(SKEL): $(BPF_OBJ)
 	$(BPFTOOL) gen skeleton $< name imds_bpf > $@.tmp && mv $@.tmp $@
 
+# CPPFLAGS and LDFLAGS: empty here; dpkg-buildflags' hardening in make deb.
 $(BUILD)/obj/%.o: user/%.c | $(SKEL)
 	@mkdir -p $(@D)
-	$(CC) $(COMMON_CFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(COMMON_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/san/%.o: user/%.c | $(SKEL)
 	@mkdir -p $(@D)
@@ -94,7 +104,7 @@ $(foreach l,$(LAYERS),$(eval $(call layer_rules,$(l))))
 
 define prog_rule
 $(BUILD)/$(1): user/cmd/$(1).c $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) | $(SKEL)
-	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $$< $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) -o $$@ $(LDLIBS) $($(1)_LDLIBS)
+	$(CC) $(COMMON_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $$< $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) -o $$@ $(LDLIBS) $($(1)_LDLIBS)
 endef
 $(foreach p,$(PROGS),$(eval $(call prog_rule,$(p))))
 
@@ -190,6 +200,63 @@ e2e-cloudinit: deps
 e2e-cloudinit-libvirt: deps
 	$(MAKE) all
 	./scripts/e2e-cloudinit.sh libvirt
+
+# ---- man pages, install, the Debian package (docs/operations.md) ----
+# The man pages are help2man's reading of each program's --help and
+# --version: the option tables themselves, so they cannot drift.
+MAN_PROGS := imdsd imds-loadmap imds-storm
+MAN_PAGES := $(patsubst %,$(BUILD)/man/%.8,$(MAN_PROGS))
+HELP2MAN  ?= help2man
+all: $(MAN_PAGES)
+$(BUILD)/man/%.8: $(BUILD)/% dist/man/%.h2m
+	@mkdir -p $(@D)
+	$(HELP2MAN) --no-info --section 8 --include dist/man/$*.h2m --output $@.tmp $< && mv $@.tmp $@
+
+# PREFIX moves everything but what must be where others look: libvirt runs
+# hooks from /etc/libvirt/hooks only, and the configuration is /etc/default/imds.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+LIBEXECDIR ?= $(PREFIX)/libexec
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/imds
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+HOOKDIR    ?= $(SYSCONFDIR)/libvirt/hooks/qemu.d
+INSTALL_DOCS := README.md $(wildcard docs/*.md)
+INSTALL_SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' \
+	-e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+.PHONY: install uninstall deb
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/imds $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(UNITDIR) $(DESTDIR)$(HOOKDIR) $(DESTDIR)$(SYSCONFDIR)/default
+	install -m 755 $(BUILD)/imdsd $(BUILD)/imds-loadmap $(BUILD)/imds-storm $(DESTDIR)$(SBINDIR)/
+	install -m 755 $(BUILD)/imds-libvirt-hook dist/imds-wait-bridges $(DESTDIR)$(LIBEXECDIR)/imds/
+	ln -sf $(LIBEXECDIR)/imds/imds-libvirt-hook $(DESTDIR)$(HOOKDIR)/imds
+	install -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(INSTALL_DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 644 examples/vms.json examples/vms-flavors.json $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL_SUBST) dist/imdsd.service.in > $(DESTDIR)$(UNITDIR)/imdsd.service
+	$(INSTALL_SUBST) dist/default-imds.in > $(DESTDIR)$(DOCDIR)/examples/default-imds
+	@# an operator's settings are never overwritten
+	test -e $(DESTDIR)$(SYSCONFDIR)/default/imds || \
+		install -m 644 $(DESTDIR)$(DOCDIR)/examples/default-imds $(DESTDIR)$(SYSCONFDIR)/default/imds
+
+# Removes what install put there; /etc/default/imds only if unchanged.
+uninstall:
+	if cmp -s $(DESTDIR)$(SYSCONFDIR)/default/imds $(DESTDIR)$(DOCDIR)/examples/default-imds; then \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/default/imds; fi
+	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,imdsd imds-loadmap imds-storm) \
+		$(addprefix $(DESTDIR)$(LIBEXECDIR)/imds/,imds-libvirt-hook imds-wait-bridges) \
+		$(DESTDIR)$(HOOKDIR)/imds $(DESTDIR)$(UNITDIR)/imdsd.service \
+		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(addsuffix .8,$(MAN_PROGS)))
+	rm -rf $(DESTDIR)$(DOCDIR)
+	rmdir $(DESTDIR)$(LIBEXECDIR)/imds 2>/dev/null || true
+
+# imds_$(VERSION)_amd64.deb in $(BUILD)/deb, built by dpkg-buildpackage in a
+# copy of the tree (scripts/make-deb.sh), so the tree stays clean.
+deb: deps
+	./scripts/make-deb.sh $(BUILD)/deb
 
 clean:
 	rm -rf $(BUILD)

@@ -19,6 +19,8 @@ packages=(
 	libclang-rt-14-dev
 	# issue 14, metrics: the real Prometheus and promtool of tests/system/test_metrics.py
 	prometheus
+	# issue 14: man pages (make), make deb, lintian, systemd-analyze (docs/operations.md)
+	help2man debhelper dpkg-dev lintian systemd
 )
 
 missing=()

@@ -765,7 +765,7 @@ static const char *loadmap_synopsis(void)
 		char left[64];
 
 		snprintf(left, sizeof(left), "%s %s", c->name, c->args);
-		off += (size_t)snprintf(text + off, sizeof(text) - off, "\n  %-28s %s", left, c->help);
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "\n  %-28s  %s", left, c->help); /* two spaces: cli_usage_line */
 	}
 	return text;
 }
