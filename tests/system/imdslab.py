@@ -59,6 +59,10 @@ class Lab:
         self.imdsd_runs = 0
         self.imdsd_log_start = 0  # where the current run's part of the log starts
         self.ingress_hook = None  # where the running imdsd checks VMs: "tc" or "xdp"
+        # The programs this lab runs: the build's, or installed ones
+        # (test_packaging.py); imdsd_prog may start with a wrapper (setpriv).
+        self.imdsd_prog = [IMDSD]
+        self.loadmap_bin = LOADMAP
         info = run([LAB_SH, "info", self.suffix]).stdout
         names = dict(line.split("=", 1) for line in info.split())
         self.host_ns = names["LAB_HOST_NS"]
@@ -193,7 +197,7 @@ class Lab:
         and pin directory unless `bridges` (each one --bridge value) or
         `pin_dir` say otherwise."""
         bridge_args = [a for b in (bridges or [self.bridge]) for a in ("--bridge", b)]
-        return ["nsenter", f"--net=/run/netns/{self.host_ns}", IMDSD, *bridge_args,
+        return ["nsenter", f"--net=/run/netns/{self.host_ns}", *self.imdsd_prog, *bridge_args,
                 "--pin-dir", pin_dir or self.pin_dir, *args]
 
     def start_imdsd(self, *args, timeout=20, wrapper=(), bridges=None):
@@ -268,7 +272,7 @@ class Lab:
 
     # --- imds-loadmap ---------------------------------------------------
     def loadmap(self, *args, check=False):
-        return self.host(LOADMAP, "--pin-dir", self.pin_dir, *args, check=check)
+        return self.host(self.loadmap_bin, "--pin-dir", self.pin_dir, *args, check=check)
 
     def write_json(self, name, text):
         path = os.path.join(self.workdir, name)
