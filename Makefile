@@ -231,7 +231,7 @@ install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/imds $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(UNITDIR) $(DESTDIR)$(HOOKDIR) $(DESTDIR)$(SYSCONFDIR)/default
 	install -m 755 $(BUILD)/imdsd $(BUILD)/imds-loadmap $(BUILD)/imds-storm $(DESTDIR)$(SBINDIR)/
-	install -m 755 $(BUILD)/imds-libvirt-hook dist/imds-wait-bridges $(DESTDIR)$(LIBEXECDIR)/imds/
+	install -m 755 $(BUILD)/imds-libvirt-hook $(DESTDIR)$(LIBEXECDIR)/imds/
 	ln -sf $(LIBEXECDIR)/imds/imds-libvirt-hook $(DESTDIR)$(HOOKDIR)/imds
 	install -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 $(INSTALL_DOCS) $(DESTDIR)$(DOCDIR)/
@@ -247,7 +247,7 @@ uninstall:
 	if cmp -s $(DESTDIR)$(SYSCONFDIR)/default/imds $(DESTDIR)$(DOCDIR)/examples/default-imds; then \
 		rm -f $(DESTDIR)$(SYSCONFDIR)/default/imds; fi
 	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,imdsd imds-loadmap imds-storm) \
-		$(addprefix $(DESTDIR)$(LIBEXECDIR)/imds/,imds-libvirt-hook imds-wait-bridges) \
+		$(DESTDIR)$(LIBEXECDIR)/imds/imds-libvirt-hook \
 		$(DESTDIR)$(HOOKDIR)/imds $(DESTDIR)$(UNITDIR)/imdsd.service \
 		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(addsuffix .8,$(MAN_PROGS)))
 	rm -rf $(DESTDIR)$(DOCDIR)
