@@ -294,6 +294,39 @@ def test_deleted_vm_leaves_the_metrics(lab, prom):
     assert prom.query(vm_q("imds_vm_requests_total", 4))
 
 
+FOREIGN_C = """
+#define SEC(s) __attribute__((section(s), used))
+SEC("xdp") int h14_foreign(void *ctx) { return 2; /* XDP_PASS */ }
+char _license[] SEC("license") = "GPL";
+"""
+
+
+def test_healthz_503_while_a_port_lacks_the_data_plane(lab):
+    """With --ingress xdp, a port joining with somebody else's XDP program
+    is left without imds (docs/ports.md): /healthz says 503 and why, and
+    200 again once that port is gone."""
+    src, obj = os.path.join(lab.workdir, "foreign.c"), os.path.join(lab.workdir, "foreign.o")
+    with open(src, "w") as f:
+        f.write(FOREIGN_C)
+    imdslab.run(["clang", "-O2", "-g", "-target", "bpf", "-c", src, "-o", obj])
+    lab.stop_imdsd()
+    lab.start_imdsd("--metrics", f"127.0.0.1:{METRICS_PORT}", "--ingress", "xdp")
+    port = "h14m0"
+    try:
+        lab.ip_host("link", "add", port, "type", "veth", "peer", "name", "h14m1")
+        lab.ip_host("link", "set", "dev", port, "xdpgeneric", "obj", obj, "sec", "xdp")
+        assert scrape(lab, "/healthz") == (200, "ok\n")
+        lab.ip_host("link", "set", port, "master", lab.bridge, "up")
+        code, body = wait_until("/healthz 503", lambda: (lambda r: r if r[0] == 503 else None)(
+            scrape(lab, "/healthz")), timeout=5)
+        assert f"the data plane is not attached to 1 port(s) of {lab.bridge}" in body, body
+        assert any("error imdsd: port h14m0" in ln and "data plane not attached" in ln
+                   for ln in lab.log_text().splitlines())
+    finally:
+        lab.ip_host("link", "del", port, check=False)
+    wait_until("/healthz 200", lambda: scrape(lab, "/healthz") == (200, "ok\n"), timeout=5)
+
+
 def test_unix_socket_endpoint(lab):
     sock = os.path.join(lab.workdir, "metrics.sock")
     lab.stop_imdsd()
