@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -90,6 +91,46 @@ int flavor_check_text_list(struct schema_ctx *c, void *target, json_t *v, const 
 			return -EINVAL;
 	}
 	return 0;
+}
+
+int flavor_check_access_token(struct schema_ctx *c, const json_t *v, const char *path, size_t max)
+{
+	const char *s;
+	size_t len;
+
+	if (!json_is_string(v))
+		return schema_expect(c, path, v, "a string");
+	s = json_string_value(v);
+	len = json_string_length(v);
+	if (len == 0 || len > max)
+		return schema_fail(c, path, "must be 1 to %zu bytes long", max);
+	for (size_t i = 0; i < len; i++)
+		if (s[i] <= ' ' || s[i] >= 0x7f || s[i] == '"' || s[i] == '\\')
+			return schema_fail(c, path, "may only contain printable ASCII other than spaces, '\"' and '\\'");
+	return 0;
+}
+
+int flavor_check_utc_time(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	char q[SCHEMA_QUOTE_MAX];
+
+	(void)target;
+	if (!json_is_string(v))
+		return schema_expect(c, path, v, "a string");
+	if (vmconf_check_time(json_string_value(v), json_string_length(v))) {
+		schema_quote_json(v, q);
+		return schema_fail(c, path, "%s is not a valid UTC time of the form YYYY-MM-DDTHH:MM:SSZ", q);
+	}
+	return 0;
+}
+
+long long flavor_utc_seconds(const json_t *v)
+{
+	struct tm tm = { 0 };
+
+	if (!json_is_string(v) || !strptime(json_string_value(v), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return -1;
+	return (long long)timegm(&tm);
 }
 
 int flavor_check_string_map(struct schema_ctx *c, const json_t *v, const char *path, const char *key_chars,

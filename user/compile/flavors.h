@@ -57,6 +57,16 @@ schema_check_fn flavor_check_bool;
 int flavor_check_string_map(struct schema_ctx *c, const json_t *v, const char *path, const char *key_chars,
 			    size_t max_value);
 
+/* An OAuth 2.0 bearer token an operator gives (GCE's account tokens,
+ * Azure's managed identities): 1 to `max` bytes of printable ASCII without
+ * spaces, '"' or '\\' (RFC 6750's b64token and more), so that it goes into
+ * a JSON answer as it is. */
+int flavor_check_access_token(struct schema_ctx *c, const json_t *v, const char *path, size_t max);
+/* A UTC time "YYYY-MM-DDTHH:MM:SSZ", as IAM credentials give expiries. */
+schema_check_fn flavor_check_utc_time;
+/* Such a time (checked) in unix seconds, or -1. */
+long long flavor_utc_seconds(const json_t *v);
+
 /* Compiling. */
 /* Appends base64 (RFC 4648, padded) of data.  0 or -ENOMEM. */
 int flavor_base64(const void *data, size_t len, struct outbuf *out);

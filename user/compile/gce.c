@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define GCE_KEY_CHARS SCHEMA_ALNUM "-_"
 #define GCE_ATTR_VALUE_MAX (256 * 1024) /* GCE's limit per metadata value */
@@ -49,44 +48,15 @@ static int gce_check_email(struct schema_ctx *c, void *target, json_t *v, const 
 	return 0;
 }
 
-/* An OAuth 2.0 access token as Google issues them (RFC 6750's b64token
- * and more): printable ASCII without spaces, '"' or '\\', so it goes into
- * the JSON answer as it is. */
 static int gce_check_access_token(struct schema_ctx *c, void *target, json_t *v, const char *path)
 {
-	const char *s;
-	size_t len;
-
 	(void)target;
-	if (!json_is_string(v))
-		return schema_expect(c, path, v, "a string");
-	s = json_string_value(v);
-	len = json_string_length(v);
-	if (len == 0 || len > GCE_ACCESS_TOKEN_MAX)
-		return schema_fail(c, path, "must be 1 to %d bytes long", GCE_ACCESS_TOKEN_MAX);
-	for (size_t i = 0; i < len; i++)
-		if (s[i] <= ' ' || s[i] >= 0x7f || s[i] == '"' || s[i] == '\\')
-			return schema_fail(c, path, "may only contain printable ASCII other than spaces, '\"' and '\\'");
-	return 0;
-}
-
-static int gce_check_expires_at(struct schema_ctx *c, void *target, json_t *v, const char *path)
-{
-	char q[SCHEMA_QUOTE_MAX];
-
-	(void)target;
-	if (!json_is_string(v))
-		return schema_expect(c, path, v, "a string");
-	if (vmconf_check_time(json_string_value(v), json_string_length(v))) {
-		schema_quote_json(v, q);
-		return schema_fail(c, path, "%s is not a valid UTC time of the form YYYY-MM-DDTHH:MM:SSZ", q);
-	}
-	return 0;
+	return flavor_check_access_token(c, v, path, GCE_ACCESS_TOKEN_MAX);
 }
 
 static const struct schema_field gce_token_fields[] = {
 	{ "access-token", true, gce_check_access_token },
-	{ "expires-at", true, gce_check_expires_at },
+	{ "expires-at", true, flavor_check_utc_time },
 };
 
 static int gce_check_token(struct schema_ctx *c, void *target, json_t *v, const char *path)
@@ -307,7 +277,7 @@ static json_t *gce_project(struct gce_ctx *g)
 static int gce_token_body(const json_t *given, const char *email, struct outbuf *out)
 {
 	const json_t *el, *tok = NULL;
-	struct tm tm = { 0 };
+	long long expiry;
 	size_t i;
 
 	json_array_foreach(given, i, el)
@@ -315,11 +285,10 @@ static int gce_token_body(const json_t *given, const char *email, struct outbuf 
 			tok = json_object_get(el, "token");
 	if (!tok)
 		return 0;
-	/* checked: YYYY-MM-DDTHH:MM:SSZ (gce_check_expires_at) */
-	if (!strptime(json_string_value(json_object_get(tok, "expires-at")), "%Y-%m-%dT%H:%M:%SZ", &tm))
+	expiry = flavor_utc_seconds(json_object_get(tok, "expires-at"));
+	if (expiry < 0)
 		return -EINVAL;
-	return outbuf_printf(out, "%lld %s", (long long)timegm(&tm),
-			     json_string_value(json_object_get(tok, "access-token")));
+	return outbuf_printf(out, "%lld %s", expiry, json_string_value(json_object_get(tok, "access-token")));
 }
 
 /* A "token" leaf per account ("default" too), for the listings and the
