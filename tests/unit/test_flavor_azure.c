@@ -41,8 +41,13 @@ static void test_azure_rules(void **state)
 	expect(&r, 200, NULL);
 	assert_non_null(strstr(r.body, "\"2021-02-01\""));
 	reply_free(&r);
-	get("/metadata/identity/oauth2/token" AZV, AZ, &r);
+	get("/metadata/scheduledevents" AZV, AZ, &r);
 	expect(&r, 404, "{\"error\":\"Not found\"}");
+	reply_free(&r);
+	/* The token endpoint of a VM without managed identities (the rest:
+	 * test_flavor_azure_identity.c). */
+	get("/metadata/identity/oauth2/token" AZV "&resource=https://management.azure.com/", AZ, &r);
+	expect(&r, 400, "{\"error\":\"invalid_request\",\"error_description\":\"Identity not found\"}");
 	reply_free(&r);
 	get("/metadata/instance/compute/nothing" AZV, AZ, &r);
 	expect(&r, 404, NULL);

@@ -82,6 +82,69 @@ static void test_section_errors(void **state)
 	expect_parse_error("\"azure\": {\"location\": \"\"}", "t.json:6:23: vms[0].azure.location: must be 1 to 255 bytes long");
 }
 
+/* azure.managed-identities: each error with its exact message and position. */
+#define MI(body) "\"azure\": {\"managed-identities\": " body "}"
+#define G1 "11111111-1111-4111-8111-111111111111"
+#define G2 "22222222-2222-4222-8222-222222222222"
+#define SYS_IDS "\"client-id\": \"" G1 "\", \"object-id\": \"" G2 "\""
+#define T2030 "\"expires-on\": \"2030-01-01T00:00:00Z\""
+#define SYS_TOKENS(tokens) MI("{\"system-assigned\": {" SYS_IDS ", \"tokens\": " tokens "}}")
+
+static void test_identity_errors(void **state)
+{
+	(void)state;
+	expect_parse_error(MI("[]"), "t.json:6:33: vms[0].azure.managed-identities: expected an object, not an array");
+	expect_parse_error(MI("{\"system\": {}}"), "t.json:6:44: vms[0].azure.managed-identities.system: unknown field");
+	expect_parse_error(MI("{\"system-assigned\": {\"object-id\": \"" G2 "\"}}"),
+			   "t.json:6:53: vms[0].azure.managed-identities.system-assigned: missing required field \"client-id\"");
+	expect_parse_error(MI("{\"system-assigned\": {\"client-id\": \"1111\", \"object-id\": \"" G2 "\"}}"),
+			   "t.json:6:67: vms[0].azure.managed-identities.system-assigned.client-id: \"1111\" is not a GUID "
+			   "(8-4-4-4-12 hexadecimal digits)");
+	expect_parse_error(MI("{\"tenant-id\": \"x\"}"),
+			   "t.json:6:47: vms[0].azure.managed-identities.tenant-id: \"x\" is not a GUID (8-4-4-4-12 "
+			   "hexadecimal digits)");
+	expect_parse_error(MI("{\"user-assigned\": [{" SYS_IDS "}]}"),
+			   "t.json:6:52: vms[0].azure.managed-identities.user-assigned[0]: missing required field "
+			   "\"resource-id\"");
+	expect_parse_error(MI("{\"user-assigned\": [{" SYS_IDS ", \"resource-id\": \"subscriptions/x\"}]}"),
+			   "t.json:6:174: vms[0].azure.managed-identities.user-assigned[0].resource-id: an Azure resource "
+			   "ID starts with '/' (/subscriptions/...)");
+	/* Ids name one identity, in any letter case. */
+	expect_parse_error(MI("{\"system-assigned\": {\"client-id\": \"aaaaaaaa-0000-4000-8000-00000000000a\", "
+			      "\"object-id\": \"" G2 "\"}, \"user-assigned\": [{\"client-id\": "
+			      "\"AAAAAAAA-0000-4000-8000-00000000000A\", \"object-id\": \"bbbbbbbb-0000-4000-8000-00000000000b\", "
+			      "\"resource-id\": \"/r/a\"}]}"),
+			   "t.json:6:193: vms[0].azure.managed-identities.user-assigned[0].client-id: duplicates "
+			   "vms[0].azure.managed-identities.system-assigned.client-id");
+	expect_parse_error(MI("{\"user-assigned\": [{" SYS_IDS ", \"resource-id\": \"/r/a\"}, {\"client-id\": "
+			      "\"aaaaaaaa-0000-4000-8000-00000000000a\", \"object-id\": \"bbbbbbbb-0000-4000-8000-00000000000b\", "
+			      "\"resource-id\": \"/R/A\"}]}"),
+			   "t.json:6:305: vms[0].azure.managed-identities.user-assigned[1].resource-id: duplicates "
+			   "vms[0].azure.managed-identities.user-assigned[0].resource-id");
+	expect_parse_error(SYS_TOKENS("{\"https://management.azure.com/.default\": {\"access-token\": \"t\", " T2030 "}}"),
+			   "t.json:6:212: vms[0].azure.managed-identities.system-assigned.tokens[\"https://management.azure."
+			   "com/.default\"]: a resource, not a scope: give it without \"/.default\"");
+	expect_parse_error(SYS_TOKENS("{\"https://m/\": {\"access-token\": \"t\", " T2030 "}, \"https://m\": "
+				      "{\"access-token\": \"u\", " T2030 "}}"),
+			   "t.json:6:259: vms[0].azure.managed-identities.system-assigned.tokens.https://m: the same "
+			   "resource as \"https://m/\"");
+	expect_parse_error(SYS_TOKENS("{\"https://m/\": {\"access-token\": \"a b\", " T2030 "}}"),
+			   "t.json:6:202: vms[0].azure.managed-identities.system-assigned.tokens.https://m/.access-token: "
+			   "may only contain printable ASCII other than spaces, '\"' and '\\'");
+	expect_parse_error(SYS_TOKENS("{\"https://m/\": {\"access-token\": \"t\", \"expires-on\": 1700000000}}"),
+			   "t.json:6:221: vms[0].azure.managed-identities.system-assigned.tokens.https://m/.expires-on: "
+			   "expected a string, not an integer");
+	expect_parse_error(SYS_TOKENS("{\"https://m/\": {\"access-token\": \"t\"}}"),
+			   "t.json:6:185: vms[0].azure.managed-identities.system-assigned.tokens.https://m/: missing "
+			   "required field \"expires-on\"");
+	expect_parse_error(SYS_TOKENS("{\"a b\": {\"access-token\": \"t\", " T2030 "}}"),
+			   "t.json:6:178: vms[0].azure.managed-identities.system-assigned.tokens.a b: may only contain "
+			   "printable ASCII other than spaces, '\"' and '\\'");
+	expect_parse_error(SYS_TOKENS("[]"),
+			   "t.json:6:170: vms[0].azure.managed-identities.system-assigned.tokens: expected an object of "
+			   "resources, not an array");
+}
+
 /* Common fields given in a flavor section too: refused, not silently
  * shadowed. */
 static void test_compile_conflict(void **state)
@@ -127,6 +190,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_section_errors),
+		cmocka_unit_test(test_identity_errors),
 		cmocka_unit_test(test_compile_conflict),
 		cmocka_unit_test(test_compile_meta_conflict),
 	};

@@ -12,11 +12,17 @@
 
 #include "flavor_fixture.h"
 
-/* Every flavor section; opt-in per flavor as `optin` names them. */
+/* Every flavor section; opt-in per flavor as `optin` names them (Azure's
+ * after its managed identity, whose token is a secret too). */
 #define SECTIONS(os, gce, az)                                                                                   \
 	"\"user-data\": \"#cloud-config secret\",\n"                                                            \
-	"\"openstack\": {" os "},\n\"gce\": {" gce "},\n\"azure\": {" az "}\n"
+	"\"openstack\": {" os "},\n\"gce\": {" gce "},\n\"azure\": {" AZ_MI az "}\n"
 #define OPTIN "\"serve-without-token\": true"
+#define AZ_OPTIN ", " OPTIN
+#define AZ_MI                                                                                                   \
+	"\"managed-identities\": {\"system-assigned\": {\"client-id\": \"11111111-1111-4111-8111-111111111111\", " \
+	"\"object-id\": \"22222222-2222-4222-8222-222222222222\", \"tokens\": {\"https://management.azure.com/\": " \
+	"{\"access-token\": \"eyJ.secret\", \"expires-on\": \"2030-01-01T00:00:00Z\"}}}}"
 
 static struct vm_tree required_vm, optin_vm, optional_vm, proxy_vm;
 
@@ -33,7 +39,7 @@ static int tokens_setup(void **state)
 {
 	setup(state);
 	compile_text("\"http-tokens\": \"required\"", SECTIONS("", "", ""), &required_vm);
-	compile_text("\"http-tokens\": \"required\", \"hop-limit\": 2", SECTIONS(OPTIN, OPTIN, OPTIN), &optin_vm);
+	compile_text("\"http-tokens\": \"required\", \"hop-limit\": 2", SECTIONS(OPTIN, OPTIN, AZ_OPTIN), &optin_vm);
 	compile_text("\"http-tokens\": \"optional\"", SECTIONS(OPTIN, "", ""), &optional_vm);
 	compile_text("\"http-tokens\": \"required\", \"proxied-token-requests\": \"allow\"", SECTIONS(OPTIN, "", ""),
 		     &proxy_vm);
@@ -67,6 +73,8 @@ static const struct {
 	{ "/metadata/instance" AZV, AZ, az_403, "application/json" },
 	{ "/openstack", "", os_403, "text/html" },
 	{ "/", GOOGLE, gce_403, "text/plain" },
+	{ "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/", AZ, az_403,
+	  "application/json" },
 };
 #define N_REQS (sizeof(flavor_reqs) / sizeof(flavor_reqs[0]))
 

@@ -4,8 +4,10 @@
  * format=text, and each directory's JSON (the instance document and every
  * part of it a request may ask for) is precompiled under "azure-json/", so
  * http/route_azure.c only looks it up.  The copies are small but for
- * compute/, which repeats the base64 user data.  Schema: docs/flavors.md. */
+ * compute/, which repeats the base64 user data.  The managed identities'
+ * tokens: azure_identity.c.  Schema: docs/flavors.md. */
 #include "compile/flavors.h"
+#include "compile/azure_identity.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -54,6 +56,7 @@ static const struct schema_field azure_fields[] = {
 	{ "os-type", false, azure_check_os_type },
 	{ "public-ipv4", false, flavor_check_id },
 	{ "tags", false, azure_check_tags },
+	{ "managed-identities", false, azure_check_identities },
 };
 
 int azure_check(struct schema_ctx *c, void *target, json_t *section, const char *path)
@@ -188,7 +191,9 @@ int azure_compile(struct tree_builder *b, const struct flavor_common *fc, char *
 		return -ENOMEM;
 	rc = flavor_emit_tree(&e, root);
 	json_decref(root);
-	if (rc && rc != -ENOMEM)
+	if (!rc)
+		rc = azure_compile_identities(b, fc, err, errlen);
+	if (rc && rc != -ENOMEM && !err[0])
 		snprintf(err, errlen, "%s.azure: cannot be compiled into the metadata tree", fc->vm->json_path);
 	return rc;
 }

@@ -1,14 +1,18 @@
 /* route_azure.c: Azure IMDS's request rules (/metadata/instance/...,
  * /metadata/versions) over the "azure/" and "azure-json/" subtrees
  * (lib/flavor_layout.h): JSON by default, each directory's precompiled,
- * leaves with format=text.  Rules and
- * sources: docs/flavors.md. */
+ * leaves with format=text.  The managed identities' token endpoint meets
+ * the same header rules here, with its own error bodies, and is answered
+ * by route_azure_identity.c.  Rules and sources: docs/flavors.md. */
 #include "http/route_azure.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "http/route_azure_identity.h"
 #include "lib/flavor_layout.h"
 
 /* Azure's answers keep the shared layer's Server: EC2ws (their headers
@@ -56,21 +60,40 @@ static int azure_versions_doc(struct fr_call *f)
 	return rc;
 }
 
-/* 0 when the request names a known api-version, else the 400 is set. */
-static int azure_check_version(struct fr_call *f)
+/* A 400 in the style of the endpoint asked: the instance endpoint's
+ * {"error":"Bad request. <msg>"}, the token endpoint's error code and
+ * description. */
+static void azure_bad_request(struct fr_call *f, bool identity, const char *code, const char *msg)
+{
+	char text[256];
+
+	if (identity) {
+		azure_mi_error(f, 400, code, msg);
+		return;
+	}
+	snprintf(text, sizeof(text), "Bad request. %s", msg);
+	azure_error(f, 400, text);
+}
+
+/* 0 when the request names a known api-version (for tokens, one from
+ * AZURE_MI_MIN_VERSION on), else the 400 is set. */
+static int azure_check_version(struct fr_call *f, bool identity)
 {
 	char v[FR_PARAM_CAP];
 
 	if (!fr_param(f, "api-version", v, sizeof(v))) {
-		azure_error(f, 400, "Bad request. api-version was not specified in the request. "
-				    "For more information refer to aka.ms/azureimds");
+		azure_bad_request(f, identity, "invalid_request",
+				  identity ? "Required query variable 'api-version' is missing"
+					   : "api-version was not specified in the request. "
+					     "For more information refer to aka.ms/azureimds");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < AZURE_N_VERSIONS; i++)
-		if (!strcmp(v, azure_versions[i]))
+		if (!strcmp(v, azure_versions[i]) && (!identity || strcmp(v, AZURE_MI_MIN_VERSION) >= 0))
 			return 0;
-	azure_error(f, 400, "Bad request. api-version is invalid or was not specified in the request. "
-			    "For more information refer to aka.ms/azureimds");
+	azure_bad_request(f, identity, "invalid_request",
+			  "api-version is invalid or was not specified in the request. "
+			  "For more information refer to aka.ms/azureimds");
 	return -EINVAL;
 }
 
@@ -108,28 +131,32 @@ static int azure_data(struct fr_call *f, const char *rel)
 }
 
 /* Azure requires "Metadata: true" (400 without), refuses proxied requests
- * and needs a known api-version for everything but /metadata/versions. */
+ * and needs a known api-version for everything but /metadata/versions;
+ * the token endpoint answers these with its own error bodies. */
 int azure_route(struct fr_call *f)
 {
 	static const char inst[] = "/metadata/instance";
 	const struct http_request *req = f->c->req;
 	const char *path = f->c->path;
+	bool identity = !strcmp(path, AZURE_MI_TOKEN_PATH);
 
 	if (!req->metadata.present || req->metadata.count != 1 || strcasecmp(req->metadata.value, "true")) {
-		azure_error(f, 400, "Bad request. Required metadata header not specified");
+		azure_bad_request(f, identity, "bad_request_102", "Required metadata header not specified");
 		return 0;
 	}
 	if (req->forwarded_for.present) {
-		azure_error(f, 400, "Bad request. Requests with X-Forwarded-For are not accepted");
+		azure_bad_request(f, identity, "invalid_request", "Requests with X-Forwarded-For are not accepted");
 		return 0;
 	}
 	if (!strcmp(path, "/metadata/versions"))
 		return azure_versions_doc(f);
+	if (identity)
+		return azure_check_version(f, true) ? 0 : azure_mi_route(f);
 	if (strncmp(path, inst, sizeof(inst) - 1) || (path[sizeof(inst) - 1] && path[sizeof(inst) - 1] != '/')) {
 		fr_not_found(f);
 		return 0;
 	}
-	if (azure_check_version(f))
+	if (azure_check_version(f, false))
 		return 0;
 	return azure_data(f, path + strlen("/metadata/"));
 }
