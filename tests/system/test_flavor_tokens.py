@@ -15,6 +15,9 @@ the container gets no reply (a capture on the VM's eth0 sees the reply's
 data at TTL 1); with hop limit 2 the container gets it.  A VM with
 optional tokens is served as before, at the normal TTL, as its IMDSv1 is.
 
+The Azure managed identity's token (issue 18) is one of those secrets:
+refused (403) without the opt-in, hop-limited with it.
+
 The nested-NAT "container" is test_hoplimit.py's fixture."""
 
 import json
@@ -26,8 +29,15 @@ from test_hoplimit import NORMAL_TTL, VM, _captured_request, container  # noqa: 
 from vmhttp import NoResponse, fetch
 
 GOOGLE = {"Metadata-Flavor": "Google"}
+AZURE = {"Metadata": "true"}
 OS_USER_DATA = "/openstack/latest/user_data"
 GCE_ALL = "/computeMetadata/v1/?recursive=true"
+# Issue 18: the Azure managed identity's token is a secret too.
+AZ_TOKEN = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/"
+MI_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.managed-identity.c2lnbmF0dXJl"
+MANAGED_IDENTITIES = {"system-assigned": {
+    "client-id": "11111111-1111-4111-8111-111111111111", "object-id": "22222222-2222-4222-8222-222222222222",
+    "tokens": {"https://management.azure.com/": {"access-token": MI_TOKEN, "expires-on": "2099-01-01T00:00:00Z"}}}}
 
 
 def record(tokens="required", hop_limit=1, optin=False):
@@ -35,6 +45,7 @@ def record(tokens="required", hop_limit=1, optin=False):
     section = {"serve-without-token": True} if optin else {}
     rec["openstack"] = dict(section)
     rec["gce"] = dict(section)
+    rec["azure"] = {**section, "managed-identities": MANAGED_IDENTITIES}
     return rec
 
 
@@ -61,6 +72,8 @@ def test_tokens_required_refuses_openstack_user_data(lab, container):
         r = fetch(who, "GET", GCE_ALL, GOOGLE)
         assert r.status == 403 and r.header("Metadata-Flavor") == "Google", r
         assert _user_data().decode() not in r.text, r
+        r = fetch(who, "GET", AZ_TOKEN, AZURE)
+        assert r.status == 403 and MI_TOKEN not in r.text, r
 
 
 def test_optin_hop_limit_1_keeps_user_data_inside_the_vm(lab, container):
@@ -72,8 +85,10 @@ def test_optin_hop_limit_1_keeps_user_data_inside_the_vm(lab, container):
     r = fetch(lab.vm_ns(VM), "GET", GCE_ALL, GOOGLE)
     assert r.status == 200, r
     assert json.loads(r.body)["instance"]["attributes"]["user-data"] == _user_data().decode()
-    # The container, behind the VM's NAT: no reply for either flavor.
-    for path, headers in ((OS_USER_DATA, None), (GCE_ALL, GOOGLE)):
+    r = fetch(lab.vm_ns(VM), "GET", AZ_TOKEN, AZURE)
+    assert r.status == 200 and json.loads(r.body)["access_token"] == MI_TOKEN, r
+    # The container, behind the VM's NAT: no reply for any flavor.
+    for path, headers in ((OS_USER_DATA, None), (GCE_ALL, GOOGLE), (AZ_TOKEN, AZURE)):
         result, syn_acks, data = _captured_request(lab, container, "GET", path, headers, timeout=2.0)
         assert isinstance(result, NoResponse), f"the container got {path} through the VM: {result!r}"
         assert syn_acks == {NORMAL_TTL}, syn_acks
