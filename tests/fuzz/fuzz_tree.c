@@ -31,6 +31,7 @@ static const char *const tree_requests[] = {
 	"GET /openstack/latest/meta_data.json HTTP/1.1\r\n\r\n",
 	"GET /computeMetadata/v1/instance/?recursive=true HTTP/1.1\r\nMetadata-Flavor: Google\r\n\r\n",
 	"GET /metadata/instance?api-version=2021-02-01 HTTP/1.1\r\nMetadata: true\r\n\r\n",
+	"GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net HTTP/1.1\r\nMetadata: true\r\n\r\n",
 };
 
 static void tree_collect(const struct tree_view *v, const char *dir)
@@ -63,7 +64,7 @@ static void tree_collect(const struct tree_view *v, const char *dir)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	static const char *const roots[] = { "ec2/", "openstack/", "gce/", "azure/" };
+	static const char *const roots[] = { "ec2/", "openstack/", "gce/", "azure/", "azure-mi/" };
 
 	(void)argc;
 	(void)argv;
