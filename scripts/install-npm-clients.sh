@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the npm metadata clients that the system tests run (the AWS SDK
-# for JavaScript v3 IMDS packages and gcp-metadata) into build/clients, from
-# tests/clients/package.json and its package-lock.json (exact versions).
+# for JavaScript v3 IMDS packages, gcp-metadata and @azure/identity) into
+# build/clients, from tests/clients/package.json and its package-lock.json
+# (exact versions).
 #
 # The npm registry is not reachable everywhere the tests run (CI has only
 # Debian's repositories): then this prints why and exits 0, and the tests
