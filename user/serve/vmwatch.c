@@ -156,7 +156,8 @@ void vmwatch_tick(struct vmwatch *w, uint64_t now_ms)
 		uint32_t gen, ifindex;
 
 		if (!store_vm_active(r)) {
-			v->generation = 0;
+			if (v->generation) /* written only then: free slots' pages stay untouched */
+				v->generation = 0;
 			continue;
 		}
 		gen = __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE);
