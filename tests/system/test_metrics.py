@@ -294,6 +294,32 @@ def test_deleted_vm_leaves_the_metrics(lab, prom):
     assert prom.query(vm_q("imds_vm_requests_total", 4))
 
 
+def test_port_flaps_logged_once_per_kind(lab):
+    """VM 4's port leaves the bridge and comes back three times, each seen
+    by imdsd's once-a-second look: one 'lost' and one 'bound' line, the
+    later flaps held back (at most one line a minute per VM and kind)."""
+    port = vmdata.vm_port(4)
+    log_start = len(lab.log_text())
+
+    def lines(kind):
+        return [ln for ln in lab.log_text()[log_start:].splitlines() if f"vm {iid(4)} " in ln and kind in ln]
+
+    for _ in range(3):
+        lab.ip_host("link", "set", port, "nomaster")
+        wait_until("VM 4 lost its port", lambda: lab.list_rows() and
+                   [r for r in lab.list_rows() if r[0] == iid(4) and "waiting" in r], timeout=5)
+        time.sleep(1.1)
+        lab.ip_host("link", "set", port, "master", lab.bridge, "up")
+        wait_until("VM 4 bound again", lambda: [r for r in lab.list_rows() if r[0] == iid(4) and "pinned" in r],
+                   timeout=5)
+        time.sleep(1.1)
+    assert len(lines("lost its port")) == 1, lines("lost its port")
+    bound = lines("bound to port")
+    assert len(bound) == 1 and bound[0].startswith("info imdsd: ") and f"port {port} " in bound[0], bound
+    r = get(lab.vm_ns(4), PATH)
+    assert (r.status, r.body) == (200, iid(4).encode())
+
+
 FOREIGN_C = """
 #define SEC(s) __attribute__((section(s), used))
 SEC("xdp") int h14_foreign(void *ctx) { return 2; /* XDP_PASS */ }

@@ -22,8 +22,9 @@
 enum vmwatch_kind {
 	VMWATCH_DROPS = 0,  /* dropped as spoofed, misdirected, malformed or unbound */
 	VMWATCH_BUDGET = 1, /* dropped over the VM's packet budget */
-	VMWATCH_PORT = 2,   /* the VM's port bound or lost */
-	VMWATCH_KINDS = 3,
+	VMWATCH_BOUND = 2,  /* the VM was bound to a port */
+	VMWATCH_LOST = 3,   /* the VM lost its port */
+	VMWATCH_KINDS = 4,
 };
 
 struct vmwatch_vm {
@@ -120,10 +121,13 @@ static void vmwatch_port(struct vmwatch_vm *v, const char *iid, uint32_t slot, u
 	if (ifindex == was)
 		return;
 	v->ifindex = ifindex;
-	if (!log_limit_allow(&v->limit[VMWATCH_PORT], now, VMWATCH_LINE_SEC * 1000u, &suppressed))
+	/* Bound and lost are limited apart: a flapping port's first loss
+	 * and first return both show. */
+	if (!log_limit_allow(&v->limit[ifindex ? VMWATCH_BOUND : VMWATCH_LOST], now, VMWATCH_LINE_SEC * 1000u,
+			     &suppressed))
 		return;
 	if (suppressed)
-		snprintf(more, sizeof(more), " (%llu port change(s) before not logged)", (unsigned long long)suppressed);
+		snprintf(more, sizeof(more), " (%llu more since the last such line)", (unsigned long long)suppressed);
 	if (ifindex) {
 		if_indextoname(ifindex, name);
 		log_info("vm %s (slot %u): bound to port %s (ifindex %u)%s", iid, slot, name, ifindex, more);
