@@ -7,7 +7,8 @@ namespace against imdsd through the bridge path.
   identity by default, and for a user-assigned one selected by client id
   (object id and resource id too); DefaultAzureCredential (its probe of the
   endpoint without the Metadata header first) gets the same;
-- after a reload with a new token, a new client gets the new one;
+- after a reload with a new token, a new client gets the new one, and
+  after `imds-loadmap update --set` of one identity's tokens too;
 - Azure's status codes and error bodies without the Metadata header, for
   an unknown identity and for a resource the identity has no token for,
   both on the wire and as the client reports them;
@@ -122,7 +123,7 @@ def identity(lab, node, i, *jobs):
     for theirs in VMS:
         if theirs != i:
             for who in ("sys", "app"):
-                for gen in (1, 2):
+                for gen in (1, 2, 3):
                     assert token(theirs, who, gen) not in p.stdout, f"vm{i} got vm{theirs}'s {who} token"
     return out
 
@@ -167,6 +168,14 @@ def test_reload_gives_the_new_token(lab, node):
     expect_token(app_tok, 1, "app", 2)
     r = fetch(lab.vm_ns(2), "GET", f"{TOKEN_PATH}&resource={ARM}", META)
     assert json.loads(r.body)["access_token"] == token(2, "sys", 2)
+    # A rotation of one identity's tokens alone, as docs/flavors.md shows it.
+    tokens = {ARM: {"access-token": token(1, "sys", 3), "expires-on": utc(expiry(3))}}
+    lab.loadmap("update", vmdata.instance_id(1), "--set",
+                f"azure.managed-identities.system-assigned.tokens={json.dumps(tokens)}", check=True)
+    sys_tok, app_tok = identity(lab, node, 1, {"cred": "mi", "scope": ARM_SCOPE},
+                                {"cred": "mi", "scope": ARM_SCOPE, "clientId": guid(1, "app-client")})
+    expect_token(sys_tok, 1, "sys", 3)
+    expect_token(app_tok, 1, "app", 2)
 
 
 def expect_error(r, status, body):
