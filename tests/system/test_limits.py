@@ -142,13 +142,18 @@ def refused(lab, i):
     return False
 
 
+def fill_cap(lab, held):
+    """VM 3 opens connections up to its cap, each kept in held."""
+    for _ in range(MAX_CONNS):
+        c = try_open(lab, 3)
+        assert c is not None, f"connection {len(held) + 1} of {MAX_CONNS} refused"
+        held.append(c)
+
+
 def test_connection_cap(lab):
     held = []
     try:
-        for _ in range(MAX_CONNS):
-            c = try_open(lab, 3)
-            assert c is not None, f"connection {len(held) + 1} of {MAX_CONNS} refused"
-            held.append(c)
+        fill_cap(lab, held)
         assert refused(lab, 3)
         assert refused(lab, 3)
         # Other VMs are not held to VM 3's cap.
@@ -179,10 +184,7 @@ def test_refusal_gates_the_vm_in_the_data_plane(lab):
     and the VM's connections reach imdsd again once the gate runs out."""
     held = []
     try:
-        for _ in range(MAX_CONNS):
-            c = try_open(lab, 3)
-            assert c is not None, f"connection {len(held) + 1} of {MAX_CONNS} refused"
-            held.append(c)
+        fill_cap(lab, held)
         before = lab.stats()
         assert refused(lab, 3)
         with pytest.raises(NoResponse) as e:
