@@ -21,8 +21,9 @@ deb=$out/imds_${version}_${arch}.deb
 rm -rf "$src" "$deb"
 mkdir -p "$src"
 if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	# (a file deleted but not yet committed is still listed: skip it)
 	(cd "$root" && git ls-files -z --cached --others --exclude-standard |
-		xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' |
+		while IFS= read -r -d '' f; do [ ! -e "$f" ] || printf '%s\0' "$f"; done |
 		tar --null -T - -cf -) | tar -C "$src" -xf -
 else
 	tar -C "$root" --exclude=./build -cf - . | tar -C "$src" -xf -
