@@ -187,6 +187,17 @@ bench: deps
 	$(MAKE) all
 	./scripts/bench.sh $(BENCH_ARGS)
 
+# Arena fragmentation under 1,000,000 random updates over 1,000 VMs of mixed
+# sizes (issue 13; docs/performance.md, "Arena fragmentation").
+BENCH_ARENA := $(BUILD)/bench/bench_arena
+$(BENCH_ARENA): tests/bench/bench_arena.c $(call layer_lib,store) | $(SKEL)
+	@mkdir -p $(@D)
+	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $< $(call layer_lib,store) -o $@
+.PHONY: bench-arena
+bench-arena: $(BENCH_ARENA)
+	$(BENCH_ARENA) 1000000 1000 16384
+	$(BENCH_ARENA) 1000000 1000 12288
+
 # QEMU guests on TAP devices (tests/e2e, docs/e2e.md).
 e2e: deps
 	$(MAKE) all

@@ -156,7 +156,7 @@ int imds_tc_egress(struct __sk_buff *skb)
 	/* Only ever lower a TTL (a reply already below the limit is fine). */
 	if (ip->ttl <= mark->hop_limit)
 		return TC_ACT_OK;
-	slot = mark->slot < IMDS_MAX_VMS ? mark->slot : 0;
+	slot = mark->slot; /* count_reason's lookup bounds it by the map's size */
 	/* Fail closed: a token reply that cannot be limited does not leave
 	 * (TCP retransmits it and the next attempt is rewritten). */
 	if (hop_rewrite_ttl(skb, ip, mark->hop_limit) < 0)

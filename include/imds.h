@@ -21,6 +21,9 @@
 #define IMDS_TCP_PORT 80
 #define IMDS_DEFAULT_PIN_DIR "/sys/fs/bpf/imds"
 
+/* The defaults of a new store (imds-loadmap --max-vms, --arena-size choose
+ * others; every per-slot map and the arena take the store's own size,
+ * docs/control-plane.md "Sizing"). */
 #define IMDS_MAX_VMS 4096	/* vm_table slots; slot 0 is never a VM */
 #define IMDS_CONN_MAX 65536	/* verified connections awaiting accept */
 #define IMDS_INSTANCE_ID_MAX 64 /* including the NUL */

@@ -3,7 +3,10 @@ a directory of records (only changed VMs republished, the rest deleted, a
 summary line, --dry-run changing nothing), an invalid record anywhere
 changes nothing, `update --set/--unset` edits one VM's kept record, `watch`
 follows a directory with inotify, and `fsck` finds the store consistent
-after all of it.  imdsd runs the whole time; VMs 1..3."""
+after all of it.  The store is created small (--max-vms 8, --arena-size
+1M) before imdsd starts, so imdsd serves a store of another size than the
+default, and a full VM table or arena is refused precisely.  imdsd runs the
+whole time; VMs 1..3."""
 
 import json
 import os
@@ -21,11 +24,13 @@ from vmhttp import get
 
 iid = vmdata.instance_id
 HOSTNAME = "/latest/meta-data/hostname"
+MAX_VMS = 8
 
 
 @pytest.fixture(scope="module")
 def lab(make_lab):
     lab = make_lab(3)
+    ok(lab.loadmap("--max-vms", str(MAX_VMS), "--arena-size", "1M", "usage"))
     lab.start_imdsd()
     return lab
 
@@ -182,3 +187,40 @@ def test_watch_follows_a_directory(lab):
 def test_fsck_finds_the_store_consistent(lab):
     out = ok(lab.loadmap("fsck"))
     assert out.startswith("fsck: consistent:"), out
+
+
+def usage(lab):
+    return dict((line.split()[0], int(line.split()[1])) for line in ok(lab.loadmap("usage")).splitlines())
+
+
+def test_the_store_has_the_size_it_was_created_with(lab):
+    out = ok(lab.loadmap("usage"))
+    assert re.match(rf"vms \d+ of {MAX_VMS}\n", out), out
+    assert usage(lab)["arena_bytes"] == 1 << 20
+    p = lab.loadmap("--max-vms", "100", "usage")
+    assert p.returncode == 1
+    assert f"was created with --max-vms {MAX_VMS}; it cannot be changed to 100" in p.stderr, p.stderr
+    assert "remove " + lab.pin_dir in p.stderr, p.stderr
+
+
+def test_a_full_vm_table_or_arena_changes_nothing(lab):
+    d = write_dir(lab, "full", {"a.json": [vmdata.vm_record(i, port=(i <= 3)) for i in range(1, MAX_VMS + 2)]})
+    ok(lab.loadmap("apply", write_dir(lab, "three", {"a.json": [vmdata.vm_record(i) for i in (1, 2, 3)]})))
+    before = lab.list_rows()
+    p = lab.loadmap("apply", d)
+    assert p.returncode == 1
+    assert p.stderr.startswith(f"VM table full: this change adds {MAX_VMS - 2} VMs, {MAX_VMS - 3} slots are free "
+                               f"(at most {MAX_VMS} VMs)"), p.stderr
+    assert lab.list_rows() == before
+
+    big = vmdata.vm_record(1)
+    big["options"]["user-data-max"] = 1048576
+    big.pop("user-data", None)
+    big["user-data"] = "x" * 1000000
+    p = lab.loadmap("apply", write_dir(lab, "big", {"a.json": [big, vmdata.vm_record(2), vmdata.vm_record(3)]}))
+    assert p.returncode == 1
+    assert re.search(r"a\.json:\d+:\d+: vms\[0\]: arena full: " + re.escape(iid(1)) +
+                     r" needs \d+ bytes \(\d+ pages of 4096\), \d+ bytes are free", p.stderr), p.stderr
+    assert lab.list_rows() == before
+    assert hostname_of(lab, 1) == vmdata.hostname(1)
+    ok(lab.loadmap("fsck"))

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -181,7 +182,7 @@ static void test_plan_matches_alloc(void **state)
 	c = put(&f->a, 1, 3);
 	(void)a;
 	(void)c;
-	arena_plan_init(&f->a, &plan);
+	assert_int_equal(arena_plan_init(&f->a, &plan), 0);
 	arena_plan_free(&plan, &f->a, b);
 	/* The plan frees b's four pages; the real arena still holds them. */
 	assert_int_equal(arena_plan_alloc(&plan, 4 * IMDS_ARENA_PAGE - 16), 0);
@@ -190,6 +191,7 @@ static void test_plan_matches_alloc(void **state)
 	assert_int_equal(arena_plan_alloc(&plan, IMDS_ARENA_PAGE), 0); /* 2 pages: 30..31 */
 	assert_int_equal(arena_plan_alloc(&plan, 0), -ENOSPC);
 	assert_int_equal(arena_used_bytes(&f->a), 6 * IMDS_ARENA_PAGE);
+	arena_plan_release(&plan);
 	/* Doing the same for real gives the same answers. */
 	arena_free(&f->a, b);
 	assert_int_equal(arena_alloc(&f->a, 4 * IMDS_ARENA_PAGE - 16, 1, &page), 0);
@@ -335,6 +337,63 @@ static void test_reclaim_frees_unowned_pages_only(void **state)
 	assert_int_equal(arena_largest_free_run(&f->a), TEST_PAGES - 1 - 3);
 }
 
+/* An arena larger than one page's bitmap covers: the header takes two
+ * pages, blocks start after them, and attaching again reads the same.
+ * Anonymous memory, so only the pages touched are resident. */
+static void test_large_arena_has_a_longer_header(void **state)
+{
+	uint32_t npages = 33000, page = 0;
+	size_t size = (size_t)npages * IMDS_ARENA_PAGE;
+	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct arena a, again;
+
+	(void)state;
+	assert_true(mem != MAP_FAILED);
+	assert_int_equal(arena_header_pages(32640), 1);
+	assert_int_equal(arena_header_pages(32641), 2);
+	assert_int_equal(arena_attach(&a, mem, size), 0);
+	assert_int_equal(a.first, 2);
+	assert_int_equal(arena_free_pages(&a), npages - 2);
+	assert_int_equal(arena_alloc(&a, 100, 1, &page), 0);
+	assert_int_equal(page, 2);
+	assert_int_equal(arena_alloc(&a, (size_t)(npages - 5) * IMDS_ARENA_PAGE, 1, &page), 0); /* npages - 4 pages */
+	assert_int_equal(page, 3);
+	assert_int_equal(arena_free_pages(&a), 1);
+	assert_int_equal(arena_attach(&again, mem, size), 0);
+	assert_int_equal(arena_free_pages(&again), 1);
+	assert_null(arena_read_begin(&again, 1, &page, &page)); /* a header page is never a block */
+	munmap(mem, size);
+}
+
+/* Free pages enough but scattered: compaction empties a window for the
+ * request, moving blocks to runs outside it, never onto themselves. */
+static void test_relocation_makes_a_run(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t pages[15], from, to, page, moves = 0;
+
+	/* 15 blocks of 2 pages (1..30), then every other one freed: 7 holes of
+	 * 2 pages and one of 3 (29..31), 17 free pages, no run of 4. */
+	for (int i = 0; i < 15; i++)
+		pages[i] = put(&f->a, IMDS_ARENA_PAGE, (uint8_t)i);
+	for (int i = 0; i < 15; i += 2)
+		arena_free(&f->a, pages[i]);
+	assert_int_equal(arena_alloc(&f->a, 3 * IMDS_ARENA_PAGE, 1, &page), -ENOSPC);
+	while (arena_alloc(&f->a, 3 * IMDS_ARENA_PAGE, 1, &page) == -ENOSPC) {
+		const struct arena_block *b;
+
+		assert_int_equal(arena_relocation(&f->a, 4, &from, &to), 0);
+		b = (const struct arena_block *)(f->a.base + (size_t)from * IMDS_ARENA_PAGE);
+		assert_true(to + 2 <= from || from + 2 <= to); /* never overlapping */
+		memcpy(arena_data(&f->a, to), arena_data(&f->a, from), b->len);
+		arena_publish(&f->a, to);
+		arena_free(&f->a, from);
+		assert_true(++moves <= 2);
+	}
+	assert_int_equal(moves, 1);
+	assert_int_equal(arena_free_pages(&f->a), 17 - 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +409,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reader_straddling_free_realloc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_straddling_unpublished_realloc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim_frees_unowned_pages_only, setup, teardown),
+		cmocka_unit_test(test_large_arena_has_a_longer_header),
+		cmocka_unit_test_setup_teardown(test_relocation_makes_a_run, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,6 +35,7 @@ struct loadmap_ctx {
 	const char *key_dir;
 	struct store store;
 	struct identity_key *identity; /* signs the trees `load` writes */
+	struct store_size size;	       /* --max-vms, --arena-size: a new store's size */
 	bool opened;
 };
 
@@ -66,7 +67,7 @@ static int loadmap_open(struct loadmap_ctx *ctx)
 	char err[LOADMAP_ERRLEN] = "";
 	int ret;
 
-	ret = store_open(&ctx->store, ctx->pin_dir, 0, err, sizeof(err));
+	ret = store_open_sized(&ctx->store, ctx->pin_dir, 0, &ctx->size, err, sizeof(err));
 	if (ret) {
 		loadmap_err("%s", err);
 		return ret;
@@ -319,7 +320,7 @@ static int loadmap_cmd_watch(struct loadmap_ctx *ctx, int argc, char **argv)
 	(void)argc;
 	if (loadmap_identity(ctx))
 		return LOADMAP_FAIL;
-	ret = store_open(&ctx->store, ctx->pin_dir, 0, err, sizeof(err));
+	ret = store_open_sized(&ctx->store, ctx->pin_dir, 0, &ctx->size, err, sizeof(err));
 	if (ret) {
 		loadmap_err("%s", err);
 		return LOADMAP_FAIL;
@@ -329,6 +330,29 @@ static int loadmap_cmd_watch(struct loadmap_ctx *ctx, int argc, char **argv)
 	ret = control_watch(&ctx->store, argv[0], ctx->identity, &loadmap_stop);
 	store_close(&ctx->store);
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
+}
+
+/* Every loaded VM's kept record, as a file `load` and `apply` read. */
+static int loadmap_cmd_export(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	json_t *doc;
+	int missing = 0, ret;
+
+	(void)argc;
+	(void)argv;
+	if (loadmap_open(ctx))
+		return LOADMAP_FAIL;
+	doc = record_export(&ctx->store, &missing);
+	loadmap_close(ctx);
+	ret = doc && json_dumpf(doc, stdout, JSON_INDENT(2)) == 0 ? 0 : -ENOMEM;
+	json_decref(doc);
+	if (ret)
+		loadmap_err("cannot format the records");
+	else
+		putchar('\n');
+	if (missing)
+		loadmap_err("%d loaded VMs have no kept record (loaded by an older version): load them again", missing);
+	return ret || missing ? LOADMAP_FAIL : LOADMAP_OK;
 }
 
 /* ---- fsck, usage ---- */
@@ -538,17 +562,16 @@ static int loadmap_cmd_list(struct loadmap_ctx *ctx, int argc, char **argv)
 
 	(void)argc;
 	(void)argv;
-	rows = calloc(IMDS_MAX_VMS, sizeof(*rows));
+	if (loadmap_open(ctx))
+		return LOADMAP_FAIL;
+	rows = calloc(ctx->store.max_slots, sizeof(*rows));
 	if (!rows) {
+		loadmap_close(ctx);
 		loadmap_err("out of memory");
 		return LOADMAP_FAIL;
 	}
-	if (loadmap_open(ctx)) {
-		free(rows);
-		return LOADMAP_FAIL;
-	}
 	rows[n++] = header;
-	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
+	for (int slot = 1; slot < (int)ctx->store.max_slots; slot++)
 		if (ctx->store.vms[slot].state == IMDS_VM_ACTIVE)
 			loadmap_list_row(&ctx->store, (uint32_t)slot, &rows[n++]);
 	loadmap_close(ctx);
@@ -670,7 +693,7 @@ static int loadmap_cmd_stats(struct loadmap_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	ret = loadmap_print_counters(s, 0, "total");
-	for (slot = 1; slot < IMDS_MAX_VMS && !ret; slot++)
+	for (slot = 1; slot < (int)s->max_slots && !ret; slot++)
 		if (s->vms[slot].state == IMDS_VM_ACTIVE)
 			ret = loadmap_print_counters(s, (uint32_t)slot, s->vms[slot].instance_id);
 out:
@@ -720,6 +743,7 @@ static const struct loadmap_cmd loadmap_cmds[] = {
 	{ "update", "ID --set P=V|--unset P ...", 3, 255, "change members of a loaded VM's record",
 	  loadmap_cmd_update },
 	{ "watch", "DIR", 1, 1, "apply DIR/*.json as files change (until SIGTERM)", loadmap_cmd_watch },
+	{ "export", "", 0, 0, "every loaded VM's record, as a file load reads", loadmap_cmd_export },
 	{ "fsck", "", 0, 0, "check the store: arena pages, tables, indexes", loadmap_cmd_fsck },
 	{ "usage", "", 0, 0, "VM slots and arena bytes in use", loadmap_cmd_usage },
 	{ "delete", "INSTANCE-ID", 1, 1, "remove a loaded VM", loadmap_cmd_delete },
@@ -734,23 +758,67 @@ static const struct loadmap_cmd loadmap_cmds[] = {
 	{ 0 },
 };
 
-enum { OPT_PIN_DIR, OPT_KEY_DIR };
+enum { OPT_PIN_DIR, OPT_KEY_DIR, OPT_MAX_VMS, OPT_ARENA_SIZE };
 
 static const struct cli_option loadmap_options[] = {
 	[OPT_PIN_DIR] = { "pin-dir", 0, "DIR", "pin directory of the maps (default " IMDS_DEFAULT_PIN_DIR ")" },
 	[OPT_KEY_DIR] = { "key-dir", 0, "DIR",
 			  "identity keys and certificates (default $" IDENTITY_DIR_ENV " or " IDENTITY_DEFAULT_DIR ")" },
+	[OPT_MAX_VMS] = { "max-vms", 0, "N", "VM slots of a store created now (default 4095; docs/control-plane.md)" },
+	[OPT_ARENA_SIZE] = { "arena-size", 0, "BYTES", "arena of a store created now: 64M, 1G... (default 64M)" },
 	{ 0 },
 };
+
+/* "64M", "1G", "65536": bytes, or -1. */
+static long long loadmap_bytes(const char *text)
+{
+	char *end;
+	unsigned long long n;
+	int shift = 0;
+
+	errno = 0;
+	n = strtoull(text, &end, 10);
+	if (errno || end == text)
+		return -1;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (shift)
+		end++;
+	if (*end || n > (1ull << 40) >> shift)
+		return -1;
+	return (long long)(n << shift);
+}
 
 static int loadmap_on_option(void *arg, int index, const char *optarg)
 {
 	struct loadmap_ctx *ctx = arg;
+	char err[256];
+	long long n;
 
 	if (index == OPT_PIN_DIR)
 		ctx->pin_dir = optarg;
 	else if (index == OPT_KEY_DIR)
 		ctx->key_dir = optarg;
+	if (index != OPT_MAX_VMS && index != OPT_ARENA_SIZE)
+		return 0;
+	n = index == OPT_MAX_VMS ? strtoll(optarg, NULL, 10) : loadmap_bytes(optarg);
+	if (n <= 0 || (index == OPT_MAX_VMS && n > UINT32_MAX)) {
+		loadmap_err("--%s %s: not a positive %s", loadmap_options[index].name, optarg,
+			    index == OPT_MAX_VMS ? "number" : "size (bytes, or with K, M or G)");
+		return -1;
+	}
+	if (index == OPT_MAX_VMS)
+		ctx->size.max_vms = (uint32_t)n;
+	else
+		ctx->size.arena_bytes = (uint64_t)n;
+	if (store_check_size(&ctx->size, err, sizeof(err))) {
+		loadmap_err("%s", err);
+		return -1;
+	}
 	return 0;
 }
 

@@ -74,9 +74,9 @@ static int vc_parse_vms(struct schema_ctx *c, void *target, json_t *vms, const c
 
 	if (!json_is_array(vms))
 		return schema_expect(c, path, vms, "an array");
-	if (json_array_size(vms) > IMDS_MAX_VMS - 1) /* slot 0 is never a VM */
-		return schema_fail(c, path, "%zu VMs, more than the %d a host holds", json_array_size(vms),
-				   IMDS_MAX_VMS - 1);
+	if (json_array_size(vms) > VMCONF_VMS_MAX)
+		return schema_fail(c, path, "%zu VMs, more than the %d the largest store holds", json_array_size(vms),
+				   VMCONF_VMS_MAX);
 	set->vms = calloc(json_array_size(vms) ? json_array_size(vms) : 1, sizeof(*set->vms));
 	f = vc_record_fields(&n);
 	if (!set->vms || !f) {

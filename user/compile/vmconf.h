@@ -9,6 +9,11 @@
 
 #include "compile/vmconf_desc.h"
 
+/* The most VMs one file may describe: the largest VM table a store can be
+ * created with (store.h, STORE_MAX_VMS_LIMIT); whether they fit the store
+ * at hand is the loader's check. */
+#define VMCONF_VMS_MAX 1048575
+
 struct vm_set {
 	char *source; /* file name as given, for messages */
 	char *text;   /* the whole input, for error positions */

@@ -35,6 +35,10 @@ int record_batch_parse(struct record_batch *b, const char *source, const char *t
 /* Cross-file duplicates (record_batch_read calls it). */
 int record_batch_check(const struct record_batch *b, struct conf_error *err);
 void record_batch_free(struct record_batch *b);
+/* Every loaded VM's kept record, as a file `load` reads ({"vms": [...]}),
+ * in slot order; *missing counts VMs that have none (loaded by an older
+ * version).  NULL if out of memory. */
+json_t *record_export(const struct store *s, int *missing);
 /* A name `load DIR` and `watch DIR` read: *.json, not hidden (a writer's
  * temporary such as .vms.json.tmp is skipped). */
 bool record_file_name_ok(const char *name);

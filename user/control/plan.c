@@ -74,7 +74,7 @@ static bool plan_names(const struct plan *p, const char *instance_id)
 static int plan_deletes(struct plan *p, const struct store *s, enum plan_mode mode, const char *const *doomed,
 			size_t n_doomed)
 {
-	for (int slot = 1; mode == PLAN_APPLY && slot < IMDS_MAX_VMS; slot++) {
+	for (int slot = 1; mode == PLAN_APPLY && slot < (int)s->max_slots; slot++) {
 		const char *id = s->vms[slot].instance_id;
 
 		if (store_vm_active(&s->vms[slot]) && !plan_names(p, id) && plan_push(p, PLAN_DELETE, id, NULL, NULL, NULL))
@@ -128,8 +128,8 @@ static int plan_check_slots(const struct plan *p, const struct store *s, struct 
 		return 0;
 	snprintf(err->text, sizeof(err->text),
 		 "VM table full: this change adds %d VMs, %d slots are free (at most %d VMs); "
-		 "delete VMs first or recreate the store with more slots",
-		 p->count[PLAN_ADD], free_slots, IMDS_MAX_VMS - 1);
+		 "delete VMs first or recreate the store with a larger --max-vms",
+		 p->count[PLAN_ADD], free_slots, (int)s->max_slots - 1);
 	return -ENOSPC;
 }
 
@@ -155,24 +155,23 @@ static int plan_block_len(const struct plan_step *st, const struct identity_key 
 
 static int plan_no_room(const struct plan_step *st, size_t len, const struct arena_plan *ap, struct conf_error *err)
 {
-	uint32_t total = ap->hdr.npages, used = ap->hdr.used_pages;
+	uint32_t total = ap->hdr->npages, used = ap->hdr->used_pages;
 
 	return vmconf_error_at(st->set, err, st->vm->json_path,
 			       "arena full: %s needs %zu bytes (%u pages of %d), %zu bytes are free after the "
-			       "changes before it; delete VMs or recreate the store with a larger arena",
+			       "changes before it; delete VMs or recreate the store with a larger --arena-size",
 			       st->instance_id, len, arena_pages_for(len), IMDS_ARENA_PAGE,
-			       (size_t)(total - 1 - used) * IMDS_ARENA_PAGE);
+			       (size_t)(total - ap->first - used) * IMDS_ARENA_PAGE);
 }
 
-static int plan_check_room(const struct plan *p, const struct store *s, const struct identity_key *key,
-			   struct conf_error *err)
+static int plan_replay_room(const struct plan *p, const struct store *s, const struct identity_key *key,
+			    size_t *short_len, struct conf_error *err)
 {
-	struct arena_plan *ap = malloc(sizeof(*ap));
+	struct arena_plan plan, *ap = &plan;
 	int ret = 0;
 
-	if (!ap)
+	if (arena_plan_init(&s->arena, ap))
 		return -ENOMEM;
-	arena_plan_init(&s->arena, ap);
 	for (size_t i = 0; i < p->n; i++)
 		if (p->steps[i].action == PLAN_DELETE)
 			arena_plan_free(ap, &s->arena, (uint32_t)s->vms[store_find(s, p->steps[i].instance_id)].tree_ref);
@@ -184,13 +183,33 @@ static int plan_check_room(const struct plan *p, const struct store *s, const st
 		if (st->action != PLAN_ADD && st->action != PLAN_UPDATE)
 			continue;
 		ret = plan_block_len(st, key, &len, err);
-		if (!ret && (ret = arena_plan_alloc(ap, len)) == -ENOSPC)
+		if (!ret && (ret = arena_plan_alloc(ap, len)) == -ENOSPC) {
 			plan_no_room(st, len, ap, err);
+			*short_len = ap->hdr->npages - ap->first - ap->hdr->used_pages >= arena_pages_for(len) ? len : 0;
+		}
 		slot = store_find(s, st->instance_id);
 		if (!ret && slot >= 0)
 			arena_plan_free(ap, &s->arena, (uint32_t)s->vms[slot].tree_ref);
 	}
-	free(ap);
+	arena_plan_release(ap);
+	return ret;
+}
+
+/* The plan's room, replayed on a copy of the bitmap; when a tree finds no
+ * run although enough pages would be free, the arena is compacted for it
+ * (other VMs' trees move, each atomically) and the replay starts again. */
+static int plan_check_room(const struct plan *p, struct store *s, const struct identity_key *key,
+			   struct conf_error *err)
+{
+	size_t short_len = 0;
+	int ret = plan_replay_room(p, s, key, &short_len, err);
+
+	for (int tries = 0; ret == -ENOSPC && short_len && tries < 8; tries++) {
+		if (store_make_room(s, short_len))
+			break;
+		short_len = 0;
+		ret = plan_replay_room(p, s, key, &short_len, err);
+	}
 	return ret;
 }
 

@@ -200,3 +200,24 @@ void record_batch_free(struct record_batch *b)
 	b->files = NULL;
 	b->n = 0;
 }
+
+json_t *record_export(const struct store *s, int *missing)
+{
+	json_t *vms = json_array(), *doc = json_pack("{s:o}", "vms", vms);
+
+	*missing = 0;
+	for (uint32_t slot = 1; doc && slot < s->max_slots; slot++) {
+		const char *text;
+		json_t *rec;
+		size_t len;
+
+		if (!store_vm_active(&s->vms[slot]))
+			continue;
+		if (store_record(s, slot, &text, &len) < 0 || !(rec = json_loadb(text, len, 0, NULL))) {
+			(*missing)++;
+			continue;
+		}
+		json_array_append_new(vms, rec);
+	}
+	return doc;
+}

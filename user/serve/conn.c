@@ -402,7 +402,7 @@ static void srv_log_limits(struct srv_worker *w, uint64_t now_ms)
 	if (w->index != 0 || now_ms - w->limits_logged_ms < SRV_LIMITS_LOG_SEC * 1000u)
 		return;
 	w->limits_logged_ms = now_ms;
-	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (uint32_t slot = 1; slot < srv->cfg.store->max_slots; slot++) {
 		generation = limits_take_counts(srv->limits, slot, &throttled, &refused);
 		if (throttled || refused) {
 			srv_instance_id(srv->cfg.store, slot, generation, iid, sizeof(iid));

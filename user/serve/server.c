@@ -117,7 +117,7 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 	w->listen_fd = -1;
 	w->conns.next = w->conns.prev = &w->conns;
 	w->acking.next = w->acking.prev = &w->acking;
-	rc = fair_init(&w->fair, IMDS_MAX_VMS);
+	rc = fair_init(&w->fair, srv->cfg.store->max_slots);
 	if (rc < 0)
 		return rc;
 	w->stats.vms = calloc(IMDS_MAX_VMS, sizeof(*w->stats.vms));
@@ -252,7 +252,7 @@ int server_start(struct server **out, const struct server_config *cfg)
 	if (!srv)
 		return -ENOMEM;
 	srv->cfg = *cfg;
-	srv->limits = limits_new(IMDS_MAX_VMS);
+	srv->limits = limits_new(cfg->store->max_slots);
 	srv->workers = calloc((size_t)cfg->workers, sizeof(*srv->workers));
 	if (!srv->limits || !srv->workers) {
 		limits_free(srv->limits);

@@ -20,14 +20,19 @@
 
 #define ARENA_MAGIC 0x41444d49u /* "IMDA" */
 
+/* The header takes the first page, or as many as its bitmap needs (an
+ * arena of up to 32,640 pages, 127.5 MiB, has a one-page header, so a
+ * store made before arenas were sized reads the same). */
 struct arena_header {
 	uint32_t magic;
 	uint32_t npages;
-	uint32_t used_pages; /* allocated pages, page 0 not counted */
+	uint32_t used_pages; /* allocated pages, the header's not counted */
 	uint32_t pad;
-	uint64_t bitmap[IMDS_ARENA_PAGES / 64]; /* bit set = page in use */
+	uint64_t bitmap[]; /* one bit per page, set = in use; the header's pages are set */
 };
-_Static_assert(sizeof(struct arena_header) <= IMDS_ARENA_PAGE, "arena header fits page 0");
+_Static_assert(sizeof(struct arena_header) == 16, "arena_header layout");
+/* The most pages an arena may have: tree_ref keeps a page in 32 bits. */
+#define ARENA_MAX_PAGES (1u << 24) /* 64 GiB */
 
 struct arena_block {
 	uint32_t seq;	 /* seqlock, see above */
@@ -39,8 +44,12 @@ _Static_assert(sizeof(struct arena_block) == 16, "arena_block layout");
 
 struct arena {
 	uint8_t *base;
-	size_t size; /* bytes; a multiple of IMDS_ARENA_PAGE */
+	size_t size;	 /* bytes; a multiple of IMDS_ARENA_PAGE */
+	uint32_t first; /* the first page after the header: blocks start at or after it */
 };
+
+/* Pages the header of an arena of npages takes. */
+uint32_t arena_header_pages(uint32_t npages);
 
 /* Attaches to memory; formats the header if it has no magic yet.
  * -EINVAL if size is not a multiple of the page size or too small. */
@@ -60,9 +69,11 @@ size_t arena_used_bytes(const struct arena *a);
 const void *arena_read_begin(const struct arena *a, uint32_t page, uint32_t *seq, uint32_t *len);
 bool arena_read_valid(const struct arena *a, uint32_t page, uint32_t seq);
 
+/* True if a block of `len` bytes finds a run now (nothing is changed). */
+bool arena_plan_fits(const struct arena *a, size_t len);
 /* Pages an allocation of `len` data bytes takes (header included). */
 uint32_t arena_pages_for(size_t len);
-/* Pages not yet allocated (page 0 excluded). */
+/* Pages not yet allocated (the header's excluded). */
 uint32_t arena_free_pages(const struct arena *a);
 
 /* --- consistency (the store's fsck and recovery) --- */
@@ -82,13 +93,30 @@ uint32_t arena_bitmap_pages(const struct arena *a);
 /* The longest run of free pages: the largest tree that fits now. */
 uint32_t arena_largest_free_run(const struct arena *a);
 
+/* --- compaction (docs/control-plane.md, "Fragmentation") --- */
+/* One step of compaction, for a block of `need` pages that finds no run
+ * although enough pages are free: of the windows of `need` pages, the one
+ * whose blocks are the fewest pages to move is chosen, and one block
+ * reaching into it gets a new block outside it (first fit), allocated like
+ * arena_alloc (seq odd, same length and slot).  The caller copies the data,
+ * publishes the new block, points its owner at it, frees the old one and
+ * calls again until the run exists.  0 with *from and *to, -ENOENT when no
+ * block can move, -ENOMEM. */
+int arena_relocation(struct arena *a, uint32_t need, uint32_t *from, uint32_t *to);
+/* The most blocks one allocation moves: compaction is bounded, so a change
+ * that does not fit after it is refused rather than moving trees for ever. */
+#define ARENA_COMPACT_MOVES 64
+
 /* A dry run of allocations on a copy of the bitmap, so the control plane can
  * check that a whole batch of trees fits (first fit, fragmentation included)
  * before it changes anything. */
 struct arena_plan {
-	struct arena_header hdr;
+	struct arena_header *hdr; /* a copy of the header and its bitmap */
+	uint32_t first;
 };
-void arena_plan_init(const struct arena *a, struct arena_plan *p);
+/* 0 or -ENOMEM; release it with arena_plan_release. */
+int arena_plan_init(const struct arena *a, struct arena_plan *p);
+void arena_plan_release(struct arena_plan *p);
 /* 0 or -ENOSPC, exactly as arena_alloc would answer at this point. */
 int arena_plan_alloc(struct arena_plan *p, size_t len);
 /* Frees, in the plan, the block that starts at `page` in the real arena. */

@@ -74,7 +74,7 @@ int store_pin_port(struct store *s, uint32_t ifindex, const char *name)
 {
 	int bound = 0;
 
-	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (uint32_t slot = 1; slot < s->max_slots; slot++) {
 		if (!binding_names(s, slot, name))
 			continue;
 		__atomic_store_n(&s->vms[slot].ifindex, ifindex, __ATOMIC_RELEASE);
@@ -93,7 +93,7 @@ static int binding_cmp_u32(const void *a, const void *b)
 int store_release_absent(struct store *s, const uint32_t *present, size_t n)
 {
 	uint32_t *sorted = malloc((n ? n : 1) * sizeof(*sorted));
-	uint32_t *gone = malloc(IMDS_MAX_VMS * sizeof(*gone));
+	uint32_t *gone = malloc(s->max_slots * sizeof(*gone));
 	size_t ngone = 0;
 	int ret;
 
@@ -104,7 +104,7 @@ int store_release_absent(struct store *s, const uint32_t *present, size_t n)
 	}
 	memcpy(sorted, present, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), binding_cmp_u32);
-	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (uint32_t slot = 1; slot < s->max_slots; slot++) {
 		uint32_t bound = __atomic_load_n(&s->vms[slot].ifindex, __ATOMIC_ACQUIRE);
 
 		if (bound && store_vm_active(&s->vms[slot]) &&

@@ -53,7 +53,7 @@ static void fsck_say(struct fsck_log *log, const char *fmt, ...)
  * each page); problems with a VM's block go to log (may be NULL). */
 static void fsck_owned(const struct store *s, uint8_t *owned, struct fsck_log *log)
 {
-	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (uint32_t slot = 1; slot < s->max_slots; slot++) {
 		const struct imds_vm *r = &s->vms[slot];
 		uint32_t page = (uint32_t)r->tree_ref;
 		struct arena_block b;
@@ -90,7 +90,7 @@ static bool fsck_entry_ok(const struct store *s, bool ipv4, const void *key, uin
 {
 	const struct imds_vm *r;
 
-	if (slot == 0 || slot >= IMDS_MAX_VMS || !store_vm_active(&s->vms[slot]))
+	if (slot == 0 || slot >= s->max_slots || !store_vm_active(&s->vms[slot]))
 		return false;
 	r = &s->vms[slot];
 	return ipv4 ? memcmp(key, &r->ipv4, 4) == 0 : memcmp(key, r->mac, 6) == 0;
@@ -131,7 +131,7 @@ static int fsck_index(struct store *s, bool ipv4, bool repair, struct fsck_log *
 		if (repair && bpf_map_delete_elem(fd, key) == 0)
 			prev = NULL; /* the walk restarts: the deleted key cannot lead on */
 	}
-	for (slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (slot = 1; slot < s->max_slots; slot++) {
 		uint32_t got;
 
 		if (!store_vm_active(&s->vms[slot]))
@@ -186,7 +186,7 @@ static void fsck_pages(const struct store *s, const uint8_t *owned, struct fsck_
 
 static void fsck_trees(const struct store *s, struct fsck_log *log)
 {
-	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (uint32_t slot = 1; slot < s->max_slots; slot++) {
 		const struct imds_vm *r = &s->vms[slot];
 		struct vm_snapshot snap;
 		int ret;
@@ -196,7 +196,7 @@ static void fsck_trees(const struct store *s, struct fsck_log *log)
 		ret = store_snapshot(s, slot, r->generation, &snap);
 		if (ret)
 			fsck_say(log, "%s (slot %u): its tree cannot be read: %s", r->instance_id, slot, strerror(-ret));
-		for (uint32_t other = slot + 1; other < IMDS_MAX_VMS; other++)
+		for (uint32_t other = slot + 1; other < s->max_slots; other++)
 			if (store_vm_active(&s->vms[other]) &&
 			    strncmp(s->vms[other].instance_id, r->instance_id, IMDS_INSTANCE_ID_MAX) == 0)
 				fsck_say(log, "%s is loaded twice (slots %u and %u)", r->instance_id, slot, other);

@@ -23,9 +23,8 @@
 #include "imds.skel.h"
 
 #define STORE_BPFFS "/sys/fs/bpf"
-#define STORE_VM_TABLE_BYTES ((size_t)IMDS_MAX_VMS * sizeof(struct imds_vm))
-#define STORE_VM_PORTS_BYTES ((size_t)IMDS_MAX_VMS * sizeof(struct imds_vm_port))
-#define STORE_ARENA_BYTES ((size_t)IMDS_ARENA_PAGES * IMDS_ARENA_PAGE)
+#define STORE_VM_TABLE_BYTES(s) ((size_t)(s)->max_slots * sizeof(struct imds_vm))
+#define STORE_VM_PORTS_BYTES(s) ((size_t)(s)->max_slots * sizeof(struct imds_vm_port))
 
 /* The first TC attach on a port asks the kernel for the clsact filter chain
  * before it exists; libbpf relays the kernel's "Cannot find specified filter
@@ -147,7 +146,65 @@ static bool store_explain_mismatch(const struct store *s, char *err, size_t errl
 	return false;
 }
 
-static int store_load_maps(struct store *s, unsigned flags, char *err, size_t errlen)
+/* max_entries of the pinned map `name`, or 0 when it is not pinned yet. */
+static uint32_t store_pinned_entries(const struct store *s, const char *name)
+{
+	struct bpf_map_info info = { 0 };
+	__u32 info_len = sizeof(info);
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", s->pin_dir, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_obj_get_info_by_fd(fd, &info, &info_len) < 0)
+		info.max_entries = 0;
+	close(fd);
+	return info.max_entries;
+}
+
+/* A size asked for that differs from the store's, which was fixed when the
+ * store was created. */
+static int store_size_differs(const struct store *s, const char *what, unsigned long long asked,
+			      unsigned long long has, char *err, size_t errlen)
+{
+	snprintf(err, errlen,
+		 "the store under %s was created with %s %llu; it cannot be changed to %llu in place: "
+		 "export the records, remove %s (this forgets every loaded VM and the token key) and "
+		 "load them again with the new size (docs/control-plane.md, \"Sizing\")",
+		 s->pin_dir, what, has, asked, s->pin_dir);
+	return -EEXIST;
+}
+
+/* The maps' sizes: those of the pins when the store exists, else what the
+ * creator asked for, else the defaults (include/imds.h). */
+static int store_size_maps(struct store *s, const struct store_size *want, char *err, size_t errlen)
+{
+	struct bpf_map *per_slot[] = { s->skel->maps.IMDS_MAP_VM_TABLE_ID, s->skel->maps.IMDS_MAP_MAC_INDEX_ID,
+				       s->skel->maps.IMDS_MAP_IPV4_INDEX_ID, s->skel->maps.IMDS_MAP_VM_COUNTERS_ID,
+				       s->skel->maps.IMDS_MAP_VM_BUDGET_ID, s->skel->maps.IMDS_MAP_VM_PORTS_ID };
+	uint32_t slots = store_pinned_entries(s, IMDS_MAP_VM_TABLE);
+	uint32_t pages = store_pinned_entries(s, IMDS_MAP_ARENA);
+	uint32_t want_slots = want && want->max_vms ? want->max_vms + 1 : 0;
+	uint32_t want_pages = want && want->arena_bytes ? (uint32_t)(want->arena_bytes / IMDS_ARENA_PAGE) : 0;
+
+	if (slots && want_slots && slots != want_slots)
+		return store_size_differs(s, "--max-vms", want_slots - 1, slots - 1, err, errlen);
+	if (pages && want_pages && pages != want_pages)
+		return store_size_differs(s, "--arena-size (bytes)", (unsigned long long)want_pages * IMDS_ARENA_PAGE,
+					  (unsigned long long)pages * IMDS_ARENA_PAGE, err, errlen);
+	slots = slots ? slots : want_slots ? want_slots : IMDS_MAX_VMS;
+	pages = pages ? pages : want_pages ? want_pages : IMDS_ARENA_PAGES;
+	for (size_t i = 0; i < sizeof(per_slot) / sizeof(per_slot[0]); i++)
+		bpf_map__set_max_entries(per_slot[i], slots);
+	bpf_map__set_max_entries(s->skel->maps.IMDS_MAP_ARENA_ID, pages);
+	s->max_slots = slots;
+	return 0;
+}
+
+static int store_load_maps(struct store *s, unsigned flags, const struct store_size *want, char *err,
+			   size_t errlen)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = s->pin_dir);
 	struct bpf_program *prog;
@@ -162,6 +219,9 @@ static int store_load_maps(struct store *s, unsigned flags, char *err, size_t er
 	if (!(flags & STORE_PROGRAMS))
 		bpf_object__for_each_program(prog, s->skel->obj) bpf_program__set_autoload(prog, false);
 	s->skel->rodata->first_use_all = !!(flags & STORE_FIRST_USE_ALL);
+	ret = store_size_maps(s, want, err, errlen);
+	if (ret)
+		return ret;
 	ret = imds_bpf__load(s->skel);
 	if (ret) {
 		ret = ret < 0 ? ret : -EINVAL;
@@ -200,22 +260,24 @@ static int store_map_shared(const struct store *s, int fd, size_t bytes, const c
 static int store_map_memory(struct store *s, char *err, size_t errlen)
 {
 	void *vms, *ports, *arena;
+	size_t arena_bytes;
 	int ret;
 
-	ret = store_map_shared(s, s->vm_fd, STORE_VM_TABLE_BYTES, IMDS_MAP_VM_TABLE, &vms, err, errlen);
+	ret = store_map_shared(s, s->vm_fd, STORE_VM_TABLE_BYTES(s), IMDS_MAP_VM_TABLE, &vms, err, errlen);
 	if (ret)
 		return ret;
 	s->vms = vms;
-	ret = store_map_shared(s, s->ports_fd, STORE_VM_PORTS_BYTES, IMDS_MAP_VM_PORTS, &ports, err, errlen);
+	ret = store_map_shared(s, s->ports_fd, STORE_VM_PORTS_BYTES(s), IMDS_MAP_VM_PORTS, &ports, err, errlen);
 	if (ret)
 		return ret;
 	s->ports = ports;
-	ret = store_map_shared(s, s->arena_fd, STORE_ARENA_BYTES, IMDS_MAP_ARENA, &arena, err, errlen);
+	arena_bytes = (size_t)bpf_map__max_entries(s->skel->maps.IMDS_MAP_ARENA_ID) * IMDS_ARENA_PAGE;
+	ret = store_map_shared(s, s->arena_fd, arena_bytes, IMDS_MAP_ARENA, &arena, err, errlen);
 	if (ret)
 		return ret;
-	ret = arena_attach(&s->arena, arena, STORE_ARENA_BYTES);
+	ret = arena_attach(&s->arena, arena, arena_bytes);
 	if (ret) {
-		munmap(arena, STORE_ARENA_BYTES);
+		munmap(arena, arena_bytes);
 		snprintf(err, errlen, "%s/%s does not hold an arena of this version", s->pin_dir,
 			 IMDS_MAP_ARENA);
 		return ret;
@@ -224,6 +286,28 @@ static int store_map_memory(struct store *s, char *err, size_t errlen)
 }
 
 int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, size_t errlen)
+{
+	return store_open_sized(s, pin_dir, flags, NULL, err, errlen);
+}
+
+int store_check_size(const struct store_size *want, char *err, size_t errlen)
+{
+	if (want->max_vms > STORE_MAX_VMS_LIMIT) {
+		snprintf(err, errlen, "--max-vms %u: at most %u", want->max_vms, STORE_MAX_VMS_LIMIT);
+		return -EINVAL;
+	}
+	if (want->arena_bytes % IMDS_ARENA_PAGE || (want->arena_bytes && want->arena_bytes < STORE_MIN_ARENA) ||
+	    want->arena_bytes > (uint64_t)ARENA_MAX_PAGES * IMDS_ARENA_PAGE) {
+		snprintf(err, errlen, "--arena-size %llu: a multiple of %d bytes from %d KiB to %llu GiB",
+			 (unsigned long long)want->arena_bytes, IMDS_ARENA_PAGE, STORE_MIN_ARENA / 1024,
+			 (unsigned long long)ARENA_MAX_PAGES * IMDS_ARENA_PAGE >> 30);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int store_open_sized(struct store *s, const char *pin_dir, unsigned flags, const struct store_size *want,
+		     char *err, size_t errlen)
 {
 	int ret;
 
@@ -247,7 +331,7 @@ int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, 
 		snprintf(err, errlen, "cannot lock %s: %s", s->pin_dir, strerror(-ret));
 		goto out;
 	}
-	ret = store_load_maps(s, flags, err, errlen);
+	ret = store_load_maps(s, flags, want, err, errlen);
 	if (!ret)
 		ret = store_map_memory(s, err, errlen);
 	if (!ret && (ret = store_ipv4_index_fill(s)) < 0)
@@ -264,9 +348,9 @@ void store_close(struct store *s)
 	if (s->arena.base)
 		munmap(s->arena.base, s->arena.size);
 	if (s->vms)
-		munmap(s->vms, STORE_VM_TABLE_BYTES);
+		munmap(s->vms, STORE_VM_TABLE_BYTES(s));
 	if (s->ports)
-		munmap(s->ports, STORE_VM_PORTS_BYTES);
+		munmap(s->ports, STORE_VM_PORTS_BYTES(s));
 	/* The map fds belong to the skeleton's object and close with it. */
 	if (s->skel)
 		imds_bpf__destroy(s->skel);

@@ -49,7 +49,7 @@ int store_record(const struct store *s, uint32_t slot, const char **text, size_t
 	uint32_t seq, block_len;
 	size_t off;
 
-	if (slot == 0 || slot >= IMDS_MAX_VMS || !store_vm_active(&s->vms[slot]))
+	if (slot == 0 || slot >= s->max_slots || !store_vm_active(&s->vms[slot]))
 		return -ENOENT;
 	r = &s->vms[slot];
 	data = arena_read_begin(&s->arena, (uint32_t)r->tree_ref, &seq, &block_len);

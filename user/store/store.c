@@ -17,6 +17,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,7 @@
 
 int store_find(const struct store *s, const char *instance_id)
 {
-	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (int slot = 1; slot < (int)s->max_slots; slot++) {
 		const struct imds_vm *r = &s->vms[slot];
 
 		if (store_vm_active(r) && strncmp(r->instance_id, instance_id, sizeof(r->instance_id)) == 0)
@@ -43,7 +44,7 @@ int store_find(const struct store *s, const char *instance_id)
 
 int store_find_mac(const struct store *s, const uint8_t mac[6])
 {
-	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
+	for (int slot = 1; slot < (int)s->max_slots; slot++)
 		if (store_vm_active(&s->vms[slot]) && memcmp(s->vms[slot].mac, mac, 6) == 0)
 			return slot;
 	return -ENOENT;
@@ -51,7 +52,7 @@ int store_find_mac(const struct store *s, const uint8_t mac[6])
 
 int store_find_ipv4(const struct store *s, uint32_t ipv4_be)
 {
-	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
+	for (int slot = 1; slot < (int)s->max_slots; slot++)
 		if (store_vm_active(&s->vms[slot]) && s->vms[slot].ipv4 == ipv4_be)
 			return slot;
 	return -ENOENT;
@@ -61,9 +62,48 @@ int store_free_slots(const struct store *s)
 {
 	int n = 0;
 
-	for (int slot = 1; slot < IMDS_MAX_VMS; slot++)
+	for (int slot = 1; slot < (int)s->max_slots; slot++)
 		n += !store_vm_active(&s->vms[slot]);
 	return n;
+}
+
+/* Moves one VM's tree to the block arena_relocation prepared: the same
+ * bytes, published, then the same atomic switch as an update (the tree
+ * generation moves on, so readers of the old block retry). */
+static int store_move_tree(struct store *s, uint32_t from, uint32_t to)
+{
+	struct arena_block b;
+	struct imds_vm *r;
+	uint64_t ref;
+
+	if (arena_block_info(&s->arena, from, &b) < 0 || b.slot == 0 || b.slot >= s->max_slots)
+		goto refuse;
+	r = &s->vms[b.slot];
+	ref = __atomic_load_n(&r->tree_ref, __ATOMIC_ACQUIRE);
+	if (!store_vm_active(r) || (uint32_t)ref != from)
+		goto refuse; /* an orphan: store_recover's to reclaim */
+	memcpy(arena_data(&s->arena, to), arena_data(&s->arena, from), b.len);
+	arena_publish(&s->arena, to);
+	__atomic_store_n(&r->tree_ref, (((ref >> 32) + 1) << 32) | to, __ATOMIC_RELEASE);
+	arena_free(&s->arena, from);
+	return 0;
+refuse:
+	arena_free(&s->arena, to);
+	return -EINVAL;
+}
+
+int store_make_room(struct store *s, size_t bytes)
+{
+	uint32_t need = arena_pages_for(bytes), from, to;
+
+	for (int moves = 0; moves < ARENA_COMPACT_MOVES; moves++) {
+		if (arena_plan_fits(&s->arena, bytes))
+			return 0;
+		if (arena_free_pages(&s->arena) < need || arena_relocation(&s->arena, need, &from, &to) ||
+		    store_move_tree(s, from, to))
+			return -ENOSPC;
+	}
+	return arena_plan_fits(&s->arena, bytes) ? 0 : -ENOSPC;
 }
 
 /* Copies the image for `slot` into a new arena block, names its owner in
@@ -77,10 +117,12 @@ static int store_write_tree(struct store *s, const struct store_vm *vm, const st
 	int ret;
 
 	ret = arena_alloc(&s->arena, need, slot, page);
+	if (ret == -ENOSPC && store_make_room(s, need) == 0)
+		ret = arena_alloc(&s->arena, need, slot, page);
 	if (ret) {
 		snprintf(err, errlen,
 			 "arena full: %s: this update needs %zu bytes (%u pages), %zu free; "
-			 "recreate the store with a larger arena",
+			 "recreate the store with a larger --arena-size",
 			 vm->instance_id, need, arena_pages_for(need),
 			 (size_t)arena_free_pages(&s->arena) * IMDS_ARENA_PAGE);
 		return ret;
@@ -131,7 +173,7 @@ int store_ipv4_index_fill(struct store *s)
 
 	if (bpf_map_get_next_key(store_ipv4_fd(s), NULL, &key) == 0 || errno != ENOENT)
 		return 0; /* filled, by this version's loader */
-	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (uint32_t slot = 1; slot < s->max_slots; slot++) {
 		if (!store_vm_active(&s->vms[slot]))
 			continue;
 		ret = store_index_ipv4(s, s->vms[slot].ipv4, slot);
@@ -147,7 +189,7 @@ static int store_check_unique(const struct store *s, const struct store_vm *vm, 
 {
 	char text[INET_ADDRSTRLEN > MACADDR_TEXT_LEN ? INET_ADDRSTRLEN : MACADDR_TEXT_LEN];
 
-	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (int slot = 1; slot < (int)s->max_slots; slot++) {
 		const struct imds_vm *r = &s->vms[slot];
 
 		if (slot == self || !store_vm_active(r))
@@ -192,11 +234,11 @@ static int store_add(struct store *s, const struct store_vm *vm, const struct st
 	uint32_t slot, page, gen;
 	int ret;
 
-	for (slot = 1; slot < IMDS_MAX_VMS && !r; slot++)
+	for (slot = 1; slot < s->max_slots && !r; slot++)
 		if (!store_vm_active(&s->vms[slot]))
 			r = &s->vms[slot];
 	if (!r) {
-		snprintf(err, errlen, "%s: all %d VM slots are in use", vm->instance_id, IMDS_MAX_VMS - 1);
+		snprintf(err, errlen, "%s: all %d VM slots are in use", vm->instance_id, (int)s->max_slots - 1);
 		return -ENOSPC;
 	}
 	slot = (uint32_t)(r - s->vms);
@@ -260,6 +302,19 @@ static int store_change_mac(struct store *s, uint32_t slot, const uint8_t mac[6]
 	return 0;
 }
 
+/* Fault injection for the crash tests (tests/system/test_crash.py): with
+ * IMDS_TEST_KILL_AT=written the writer kills itself once the new tree is
+ * written and before the switch, with =switched after the switch and before
+ * the old tree is freed: the two instants that leave arena pages no VM
+ * owns, too short to hit by chance. */
+static void store_test_kill(const char *at)
+{
+	const char *want = getenv("IMDS_TEST_KILL_AT");
+
+	if (want && strcmp(want, at) == 0)
+		raise(SIGKILL);
+}
+
 static int store_update(struct store *s, uint32_t slot, const struct store_vm *vm, const struct store_image *image,
 			char *err, size_t errlen)
 {
@@ -299,8 +354,10 @@ static int store_update(struct store *s, uint32_t slot, const struct store_vm *v
 	__atomic_store_n(&r->rate_pps, vm->rate_pps, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->rate_burst, vm->rate_burst, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->updated_unix, (uint64_t)time(NULL), __ATOMIC_RELAXED);
+	store_test_kill("written");
 	/* The switch: one store, new tree generation in the high half. */
 	__atomic_store_n(&r->tree_ref, (((old_ref >> 32) + 1) << 32) | page, __ATOMIC_RELEASE);
+	store_test_kill("switched");
 	arena_free(&s->arena, (uint32_t)old_ref);
 	return 0;
 }
@@ -312,7 +369,7 @@ void store_arena_usage(const struct store *s, struct store_usage *out)
 		.used_bytes = arena_used_bytes(&s->arena),
 		.free_bytes = (size_t)arena_free_pages(&s->arena) * IMDS_ARENA_PAGE,
 		.largest_free_bytes = (size_t)arena_largest_free_run(&s->arena) * IMDS_ARENA_PAGE,
-		.max_vms = IMDS_MAX_VMS - 1,
+		.max_vms = s->max_slots - 1,
 	};
 	out->vms = out->max_vms - (uint32_t)store_free_slots(s);
 }
@@ -395,7 +452,7 @@ int store_take_conn(struct store *s, uint32_t saddr_be, uint16_t sport_be, uint3
 
 	if (bpf_map_lookup_and_delete_elem(s->conn_fd, &key, &conn) < 0)
 		return errno == ENOENT ? -ENOENT : -errno;
-	if (conn.slot == 0 || conn.slot >= IMDS_MAX_VMS)
+	if (conn.slot == 0 || conn.slot >= s->max_slots)
 		return -ENOENT;
 	r = &s->vms[conn.slot];
 	if (!store_vm_active(r) || __atomic_load_n(&r->generation, __ATOMIC_RELAXED) != conn.generation)
@@ -450,7 +507,7 @@ int store_snapshot(const struct store *s, uint32_t slot, uint32_t generation, st
 	const void *data;
 	uint32_t len;
 
-	if (slot == 0 || slot >= IMDS_MAX_VMS)
+	if (slot == 0 || slot >= s->max_slots)
 		return -ENOENT;
 	r = &s->vms[slot];
 	if (!store_vm_active(r) || __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE) != generation)
@@ -536,7 +593,7 @@ static int store_cmp_u32(const void *a, const void *b)
  * and one batch delete, so a full map costs two system calls, not two per
  * entry.  Returns the number of entries deleted or -errno. */
 static int store_purge_slots(int fd, uint32_t max_entries, size_t value_size, size_t slot_off,
-			     const uint8_t *slots)
+			     const uint8_t *slots, uint32_t max_slots)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	struct imds_conn_key *keys, *doomed;
@@ -555,7 +612,7 @@ static int store_purge_slots(int fd, uint32_t max_entries, size_t value_size, si
 		uint32_t slot;
 
 		memcpy(&slot, values + (size_t)i * value_size + slot_off, sizeof(slot));
-		if (slot < IMDS_MAX_VMS && slots[slot])
+		if (slot < max_slots && slots[slot])
 			doomed[n++] = keys[i];
 	}
 	if (ret == 0 && n && bpf_map_delete_batch(fd, doomed, &n, &opts) < 0 && errno != ENOENT)
@@ -568,13 +625,16 @@ static int store_purge_slots(int fd, uint32_t max_entries, size_t value_size, si
 
 int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n)
 {
-	uint8_t slots[IMDS_MAX_VMS] = { 0 };
+	uint8_t *slots;
 	int unbound = 0, ret;
 
 	if (n == 0)
 		return 0;
+	slots = calloc(s->max_slots, 1);
+	if (!slots)
+		return -ENOMEM;
 	qsort(ifindexes, n, sizeof(*ifindexes), store_cmp_u32);
-	for (int slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (int slot = 1; slot < (int)s->max_slots; slot++) {
 		struct imds_vm *r = &s->vms[slot];
 		uint32_t bound = __atomic_load_n(&r->ifindex, __ATOMIC_ACQUIRE);
 
@@ -587,14 +647,17 @@ int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n)
 			unbound++;
 		}
 	}
-	if (unbound == 0 || !s->skel)
+	if (unbound == 0 || !s->skel) {
+		free(slots);
 		return unbound;
+	}
 	/* Connections verified on the port and never accepted, and hop marks
 	 * of token replies to it: nothing will ever consume them. */
 	ret = store_purge_slots(s->conn_fd, IMDS_CONN_MAX, sizeof(struct imds_conn),
-				offsetof(struct imds_conn, slot), slots);
+				offsetof(struct imds_conn, slot), slots, s->max_slots);
 	if (ret >= 0)
 		ret = store_purge_slots(s->hop_fd, IMDS_HOP_MARKS_MAX, sizeof(struct imds_hop_mark),
-					offsetof(struct imds_hop_mark, slot), slots);
+					offsetof(struct imds_hop_mark, slot), slots, s->max_slots);
+	free(slots);
 	return ret < 0 ? ret : unbound;
 }

@@ -24,14 +24,25 @@ struct store {
 	char pin_dir[256];
 	struct imds_bpf *skel;
 	int lock_fd; /* the pin directory, flock'ed by writers */
-	struct imds_vm *vms; /* mmap of vm_table, IMDS_MAX_VMS entries */
+	struct imds_vm *vms; /* mmap of vm_table, max_slots entries */
 	struct arena arena;  /* mmap of arena */
 	int vm_fd, mac_fd, conn_fd, counters_fd, arena_fd, key_fd;
 	int hop_fd;   /* hop_marks */
 	int gate_fd;  /* conn_gate */
 	int ports_fd; /* vm_ports */
-	struct imds_vm_port *ports; /* mmap of vm_ports, IMDS_MAX_VMS entries */
+	struct imds_vm_port *ports; /* mmap of vm_ports, max_slots entries */
+	uint32_t max_slots; /* vm_table's entries: VMs + 1 (slot 0 is never a VM) */
 };
+
+/* The size of a store, chosen when it is created (docs/control-plane.md,
+ * "Sizing"); 0 = the default (include/imds.h: IMDS_MAX_VMS - 1 VMs,
+ * IMDS_ARENA_PAGES pages).  An existing store keeps its size. */
+struct store_size {
+	uint32_t max_vms;
+	uint64_t arena_bytes;
+};
+#define STORE_MAX_VMS_LIMIT 1048575
+#define STORE_MIN_ARENA (64 * 1024)
 
 static inline bool store_vm_active(const struct imds_vm *r)
 {
@@ -82,6 +93,13 @@ int store_record(const struct store *s, uint32_t slot, const char **text, size_t
  * opens the pinned maps, creating and pinning any that do not exist yet.
  * 0 or a negative errno with err set. */
 int store_open(struct store *s, const char *pin_dir, unsigned flags, char *err, size_t errlen);
+/* store_open, creating a missing store with the size `want` (may be NULL);
+ * -EEXIST (err says what to do) when an existing store has another size
+ * than one `want` names. */
+int store_open_sized(struct store *s, const char *pin_dir, unsigned flags, const struct store_size *want,
+		     char *err, size_t errlen);
+/* 0, or -EINVAL with err when a size is out of range. */
+int store_check_size(const struct store_size *want, char *err, size_t errlen);
 void store_close(struct store *s);
 
 /* One imdsd per store (claim.c): an exclusive flock on PIN_DIR/imdsd-lock,
@@ -128,6 +146,12 @@ int store_recover(struct store *s, struct store_recovery *out);
  * are unique, and both indexes name exactly the live VMs.  The number of
  * problems (each a line in out), or -ENOMEM. */
 int store_fsck(struct store *s, char *out, size_t outlen);
+
+/* Compacts the arena until a block of `bytes` fits (docs/control-plane.md,
+ * "Fragmentation"): other VMs' trees move, each with an atomic switch like
+ * an update.  0, or -ENOSPC when too few pages are free or the bounded
+ * compaction found no way.  Call with the lock held. */
+int store_make_room(struct store *s, size_t bytes);
 
 /* What the arena holds (for imdsd's metrics and `imds-loadmap usage`). */
 struct store_usage {

@@ -130,7 +130,7 @@ void storm_read_memory(const long *pids, unsigned n, const char *pin_dir, struct
 		fprintf(stderr, "imds-storm: --pin-dir: %s\n", err);
 		return;
 	}
-	m->loaded_vms = IMDS_MAX_VMS - 1 - store_free_slots(&st);
+	m->loaded_vms = st.max_slots - 1 - store_free_slots(&st);
 	m->arena_bytes = (double)arena_used_bytes(&st.arena);
 	store_close(&st);
 }
