@@ -279,13 +279,13 @@ static int metrics_store(struct outbuf *out, const struct store *store, const st
 int metrics_render(const struct server *srv, struct outbuf *out)
 {
 	const struct store *store = srv->cfg.store;
-	struct metrics_vm *vms = malloc(IMDS_MAX_VMS * sizeof(*vms));
+	struct metrics_vm *vms = calloc(store->max_slots, sizeof(*vms));
 	size_t n = 0;
 	int rc;
 
 	if (!vms)
 		return -ENOMEM;
-	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++)
+	for (uint32_t slot = 1; slot < store->max_slots; slot++)
 		n += metrics_vm_read(store, slot, &vms[n]);
 	rc = metrics_vm_requests(out, srv, vms, n);
 	rc |= metrics_packets(out, store, vms, n, true);

@@ -120,7 +120,7 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 	rc = fair_init(&w->fair, srv->cfg.store->max_slots);
 	if (rc < 0)
 		return rc;
-	w->stats.vms = calloc(IMDS_MAX_VMS, sizeof(*w->stats.vms));
+	w->stats.vms = calloc(srv->cfg.store->max_slots, sizeof(*w->stats.vms));
 	if (!w->stats.vms)
 		return -ENOMEM;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);

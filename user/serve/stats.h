@@ -42,7 +42,7 @@ struct stats_latency {
 };
 
 struct stats_worker {
-	struct stats_vm *vms; /* IMDS_MAX_VMS, by slot */
+	struct stats_vm *vms; /* the store's max_slots, by slot */
 	struct stats_latency latency;
 };
 

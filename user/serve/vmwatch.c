@@ -38,12 +38,12 @@ struct vmwatch_vm {
 struct vmwatch {
 	const struct store *store;
 	bool started; /* a first look was taken: VMs seen then are not news */
-	struct vmwatch_vm vms[IMDS_MAX_VMS];
+	struct vmwatch_vm vms[]; /* the store's slots */
 };
 
 struct vmwatch *vmwatch_new(const struct store *store)
 {
-	struct vmwatch *w = calloc(1, sizeof(*w));
+	struct vmwatch *w = calloc(1, sizeof(*w) + store->max_slots * sizeof(w->vms[0]));
 
 	if (w)
 		w->store = store;
@@ -152,7 +152,7 @@ static void vmwatch_meet(struct vmwatch *w, struct vmwatch_vm *v, uint32_t gener
 
 void vmwatch_tick(struct vmwatch *w, uint64_t now_ms)
 {
-	for (uint32_t slot = 1; slot < IMDS_MAX_VMS; slot++) {
+	for (uint32_t slot = 1; slot < w->store->max_slots; slot++) {
 		const struct imds_vm *r = &w->store->vms[slot];
 		struct vmwatch_vm *v = &w->vms[slot];
 		char iid[IMDS_INSTANCE_ID_MAX];

@@ -181,9 +181,7 @@ static int store_size_differs(const struct store *s, const char *what, unsigned 
  * creator asked for, else the defaults (include/imds.h). */
 static int store_size_maps(struct store *s, const struct store_size *want, char *err, size_t errlen)
 {
-	struct bpf_map *per_slot[] = { s->skel->maps.IMDS_MAP_VM_TABLE_ID, s->skel->maps.IMDS_MAP_MAC_INDEX_ID,
-				       s->skel->maps.IMDS_MAP_IPV4_INDEX_ID, s->skel->maps.IMDS_MAP_VM_COUNTERS_ID,
-				       s->skel->maps.IMDS_MAP_VM_BUDGET_ID, s->skel->maps.IMDS_MAP_VM_PORTS_ID };
+	struct bpf_map *map;
 	uint32_t slots = store_pinned_entries(s, IMDS_MAP_VM_TABLE);
 	uint32_t pages = store_pinned_entries(s, IMDS_MAP_ARENA);
 	uint32_t want_slots = want && want->max_vms ? want->max_vms + 1 : 0;
@@ -196,8 +194,10 @@ static int store_size_maps(struct store *s, const struct store_size *want, char 
 					  (unsigned long long)pages * IMDS_ARENA_PAGE, err, errlen);
 	slots = slots ? slots : want_slots ? want_slots : IMDS_MAX_VMS;
 	pages = pages ? pages : want_pages ? want_pages : IMDS_ARENA_PAGES;
-	for (size_t i = 0; i < sizeof(per_slot) / sizeof(per_slot[0]); i++)
-		bpf_map__set_max_entries(per_slot[i], slots);
+	/* Every map bpf/maps.h declares with IMDS_MAX_VMS entries is per slot. */
+	bpf_object__for_each_map(map, s->skel->obj)
+		if (bpf_map__max_entries(map) == IMDS_MAX_VMS)
+			bpf_map__set_max_entries(map, slots);
 	bpf_map__set_max_entries(s->skel->maps.IMDS_MAP_ARENA_ID, pages);
 	s->max_slots = slots;
 	return 0;

@@ -493,7 +493,7 @@ int store_gate_conns(const struct store *s, uint32_t slot, uint32_t generation, 
 
 	if (s->gate_fd < 0)
 		return -EBADF;
-	if (slot == 0 || slot >= IMDS_MAX_VMS)
+	if (slot == 0 || slot >= s->max_slots)
 		return -EINVAL;
 	if (bpf_map_update_elem(s->gate_fd, &slot, &gate, BPF_ANY) < 0)
 		return -errno;
