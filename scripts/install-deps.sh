@@ -20,7 +20,7 @@ packages=(
 	# issue 14, metrics: the real Prometheus and promtool of tests/system/test_metrics.py
 	prometheus
 	# issue 14: man pages (make), make deb, lintian, systemd-analyze (docs/operations.md)
-	help2man debhelper dpkg-dev lintian systemd
+	help2man debhelper dpkg-dev lintian systemd man-db
 )
 
 missing=()
