@@ -5,6 +5,9 @@
  * from zero). */
 #include <arpa/inet.h>
 #include <setjmp.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +36,46 @@ static void test_levels(void **state)
 	assert_true(log_enabled(LOG_LEVEL_ERROR));
 	assert_false(log_enabled(LOG_LEVEL_INFO));
 	log_set_level(LOG_LEVEL_INFO);
+}
+
+/* What one log line looks like on stderr: `stderr_is_journal` sets
+ * JOURNAL_STREAM to stderr's device:inode, as systemd does. */
+static void capture_line(bool stderr_is_journal, char *out, size_t len)
+{
+	int fds[2], saved = dup(STDERR_FILENO);
+	struct stat st;
+	char env[64];
+	ssize_t n;
+
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(dup2(fds[1], STDERR_FILENO), STDERR_FILENO);
+	assert_int_equal(fstat(STDERR_FILENO, &st), 0);
+	snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino + (stderr_is_journal ? 0 : 1));
+	setenv("JOURNAL_STREAM", env, 1);
+	log_init("imdsd");
+	log_warn("vm %s: %d", "i-1", 7);
+	log_debug("not at the default level");
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fds[1]);
+	n = read(fds[0], out, len - 1);
+	close(fds[0]);
+	out[n > 0 ? n : 0] = '\0';
+	unsetenv("JOURNAL_STREAM");
+	log_init("imdsd");
+}
+
+static void test_line_format(void **state)
+{
+	char line[128];
+
+	(void)state;
+	capture_line(false, line, sizeof(line));
+	assert_string_equal(line, "warn imdsd: vm i-1: 7\n");
+	/* journald keeps <4> as the entry's priority (warning) and strips it */
+	capture_line(true, line, sizeof(line));
+	assert_string_equal(line, "<4>imdsd: vm i-1: 7\n");
 }
 
 /* One line, then nothing for the interval, then one line counting what
@@ -111,6 +154,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_levels),
+		cmocka_unit_test(test_line_format),
 		cmocka_unit_test(test_limit),
 		cmocka_unit_test(test_metrics_addresses),
 		cmocka_unit_test(test_stats_counts_per_vm),
