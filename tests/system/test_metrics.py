@@ -259,6 +259,10 @@ def test_promtool_accepts_a_raw_scrape(lab, prom):
     assert series(body, "imds_vms", binding="pinned") == [4.0]
     assert series(body, "imds_arena_used_bytes")[0] > 0
     assert series(body, "imds_vm_connections", instance_id=iid(1)) == [0.0]
+    # Every loaded VM has its tokenless and token series, used or not.
+    for i in range(1, 5):
+        assert len(series(body, "imds_vm_tokenless_requests_total", instance_id=iid(i))) == 1, i
+        assert len(series(body, "imds_vm_tokens_issued_total", instance_id=iid(i))) == 1, i
 
 
 def test_healthz(lab):

@@ -72,11 +72,9 @@ static int metrics_family(struct outbuf *out, const char *name, const char *type
 	return outbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* The workers' counts of one VM, summed; false when none has any. */
-static bool metrics_sum_vm(const struct server *srv, const struct metrics_vm *vm, struct stats_vm *sum)
+/* The workers' counts of one VM, summed (zero when none served it). */
+static void metrics_sum_vm(const struct server *srv, const struct metrics_vm *vm, struct stats_vm *sum)
 {
-	bool any = false;
-
 	memset(sum, 0, sizeof(*sum));
 	for (int i = 0; i < srv->nworkers; i++) {
 		const struct stats_vm *v = &srv->workers[i].stats.vms[vm->slot];
@@ -96,9 +94,7 @@ static bool metrics_sum_vm(const struct server *srv, const struct metrics_vm *vm
 			acc[k] += copy[k];
 		sum->tokenless += tokenless;
 		sum->tokens_issued += issued;
-		any = true;
 	}
-	return any;
 }
 
 static int metrics_request_line(struct outbuf *out, const char *label, unsigned flavor, unsigned code,
@@ -120,9 +116,10 @@ static int metrics_vm_requests(struct outbuf *out, const struct server *srv, con
 	struct stats_vm sum;
 	int rc = metrics_family(out, req, "counter", "HTTP requests answered, by API flavor and status code.");
 
+	/* Every loaded VM has its tokenless and tokens series, 0 until used,
+	 * so an alert on their increase sees a VM from its load on. */
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (!metrics_sum_vm(srv, &vms[i], &sum))
-			continue;
+		metrics_sum_vm(srv, &vms[i], &sum);
 		for (unsigned f = 0; f < ROUTE_FLAVOR_COUNT; f++)
 			for (unsigned k = 0; k < STATS_CODES; k++)
 				if (sum.requests[f][k])
