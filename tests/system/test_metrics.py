@@ -78,9 +78,12 @@ class Prometheus:
         """The instant vector of PromQL q: {frozenset(labels): value}."""
         url = f"http://127.0.0.1:{PROM_PORT}/api/v1/query?" + urllib.parse.urlencode({"query": q})
         p = self.lab.host("curl", "-sS", "--max-time", "5", url, check=False)
-        if p.returncode != 0:
+        try:
+            doc = json.loads(p.stdout) if p.returncode == 0 else None
+        except ValueError:
+            doc = None  # "Service Unavailable" while Prometheus starts
+        if doc is None:
             return None
-        doc = json.loads(p.stdout)
         assert doc["status"] == "success", doc
         return {frozenset(r["metric"].items()): float(r["value"][1]) for r in doc["data"]["result"]}
 
