@@ -16,6 +16,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Dumps interrupted by link changes are taken again, this many times at
+ * most (each is a few ms even with thousands of links). */
+#define NL_DUMP_TRIES 10
 #define NL_BUF_SIZE 32768 /* >= one page of dump messages (the kernel caps a dump batch at this) */
 
 struct nl_req {
@@ -56,10 +59,13 @@ static void nl_add_attr(struct nl_req *r, unsigned short type, const void *data,
 }
 
 /* Handles one datagram of replies.  Returns 1 when the request is complete
- * (NLMSG_DONE or the ack), 0 to read more, or -errno (from the ack or cb). */
-static int nl_handle_replies(const char *buf, size_t len, nl_msg_cb cb, void *ctx)
+ * (NLMSG_DONE or the ack), 0 to read more, or -errno (from the ack or cb).
+ * *intr is set when the kernel marks the dump inconsistent. */
+static int nl_handle_replies(const char *buf, size_t len, nl_msg_cb cb, void *ctx, bool *intr)
 {
 	for (const struct nlmsghdr *nh = (const void *)buf; NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+		if (nh->nlmsg_flags & NLM_F_DUMP_INTR)
+			*intr = true;
 		if (nh->nlmsg_type == NLMSG_DONE)
 			return 1;
 		if (nh->nlmsg_type == NLMSG_ERROR) {
@@ -78,10 +84,13 @@ static int nl_handle_replies(const char *buf, size_t len, nl_msg_cb cb, void *ct
 }
 
 /* Sends `req` and feeds every reply message to cb until the dump ends or the
- * kernel acks.  0 or -errno. */
+ * kernel acks.  0, -EAGAIN when links changed during a dump (the kernel
+ * sets NLM_F_DUMP_INTR: the dump may have missed some; dump again), or
+ * -errno. */
 static int nl_transact(struct nl_req *req, nl_msg_cb cb, void *ctx)
 {
 	int fd, rc = 0;
+	bool intr = false;
 	char *buf;
 
 	buf = malloc(NL_BUF_SIZE);
@@ -107,10 +116,10 @@ static int nl_transact(struct nl_req *req, nl_msg_cb cb, void *ctx)
 			rc = e == EINTR ? 0 : -e;
 			continue;
 		}
-		rc = nl_handle_replies(buf, (size_t)n, cb, ctx);
+		rc = nl_handle_replies(buf, (size_t)n, cb, ctx, &intr);
 	}
 	if (rc > 0)
-		rc = 0;
+		rc = intr ? -EAGAIN : 0;
 out_close:
 	close(fd);
 out:
@@ -252,7 +261,12 @@ int nl_bridge_ports(int bridge_ifindex, int *ports, size_t max, size_t *n)
 	/* The kernel filters a link dump by IFLA_MASTER; older kernels ignore
 	 * the attribute, so nl_collect_port filters again. */
 	nl_add_attr(&req, IFLA_MASTER, &master, sizeof(master));
-	rc = nl_transact(&req, nl_collect_port, &pl);
+	for (int tries = 0; tries < NL_DUMP_TRIES; tries++) {
+		pl.n = 0;
+		rc = nl_transact(&req, nl_collect_port, &pl);
+		if (rc != -EAGAIN)
+			break;
+	}
 	*n = pl.n;
 	return rc;
 }

@@ -23,15 +23,18 @@ struct nl_link {
 /* The link `ifindex` (one RTM_GETLINK).  0, -ENODEV or -errno. */
 int nl_link_get(int ifindex, struct nl_link *link);
 /* Calls cb for every link of the network namespace (one dump); a negative
- * return of cb ends the dump with that error.  0 or -errno. */
+ * return of cb ends the dump with that error.  0, -EAGAIN when links
+ * changed during the dump (the kernel's NLM_F_DUMP_INTR: some may have
+ * been missed; the caller starts over), or -errno. */
 int nl_link_dump(int (*cb)(void *ctx, const struct nl_link *link), void *ctx);
 /* One RTM_GETLINK for that link alone: libbpf's bpf_xdp_query dumps every
  * link of the namespace to find one, which makes attaching n ports O(n^2).
  * 0, -ENODEV or -errno. */
 int nl_xdp_query(int ifindex, struct nl_xdp *xdp);
 /* Lists the ports enslaved to bridge `bridge_ifindex`: fills up to `max`
- * indexes, sets *n to the number found.  0, -ENOSPC (more than max) or
- * -errno. */
+ * indexes, sets *n to the number found.  0, -ENOSPC (more than max),
+ * -EAGAIN (links kept changing during each of several dumps: the list may
+ * miss some) or -errno. */
 int nl_bridge_ports(int bridge_ifindex, int *ports, size_t max, size_t *n);
 /* Adds/removes an IPv4 address.  nl_addr_add returns 0 when it added the
  * address and -EEXIST when it was already there. */

@@ -219,7 +219,7 @@ static void watch_bridge_ports(struct watch *w, const struct watch_bridge *b)
 	size_t n = 0;
 	int rc = nl_bridge_ports(b->ifindex, list, PORTSET_MAX, &n);
 
-	if (rc < 0 && rc != -ENOSPC)
+	if (rc < 0 && rc != -ENOSPC && rc != -EAGAIN)
 		log_error("cannot list the ports of %s: %s", b->name, strerror(-rc));
 	for (size_t i = 0; i < n; i++)
 		if (!portset_find(&w->ports, list[i]))
@@ -395,12 +395,22 @@ static int watch_sync_ports(struct watch *w, const struct watch_dump *d)
 	return 0;
 }
 
+/* A dump taken while links change may miss some (the kernel says so), and
+ * a port missed would be taken for gone: such a dump is taken again. */
+#define WATCH_DUMP_TRIES 10
+
 static int watch_sync(struct watch *w)
 {
 	struct watch_dump d = { 0 };
-	int rc = nl_link_dump(watch_dump_link, &d);
+	int rc = -EAGAIN;
 
-	if (rc == 0) {
+	for (int tries = 0; tries < WATCH_DUMP_TRIES && rc == -EAGAIN; tries++) {
+		d.n = 0;
+		rc = nl_link_dump(watch_dump_link, &d);
+	}
+	if (rc == -EAGAIN)
+		log_warn("the links kept changing during %d dumps: using the last", WATCH_DUMP_TRIES);
+	if (rc == 0 || rc == -EAGAIN) {
 		w->round++;
 		watch_sync_bridges(w, &d);
 		rc = watch_sync_ports(w, &d);
