@@ -287,8 +287,11 @@ lab_start_imdsd() { # SFX [ARG...]
 			>>"$run/imdsd.log" 2>&1 &
 		echo $! >"$run/imdsd.pid.tmp"
 		mv "$run/imdsd.pid.tmp" "$run/imdsd.pid"
-		wait $!
-		echo $? >"$run/imdsd.rc.tmp"
+		# set -e is inherited: a bare `wait` returning imdsd's failure
+		# would end the subshell before it records the status.
+		rc=0
+		wait $! || rc=$?
+		echo "$rc" >"$run/imdsd.rc.tmp"
 		mv "$run/imdsd.rc.tmp" "$run/imdsd.rc"
 	) </dev/null >/dev/null 2>&1 &
 	for ((i = 0; i < 200; i++)); do
