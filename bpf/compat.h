@@ -28,6 +28,24 @@
 #define ETH_P_8021AD 0x88a8 /* 802.1ad (QinQ) service tag */
 #endif
 
+/* linux/if_ether.h: IPv6. */
+#ifndef ETH_P_IPV6
+#define ETH_P_IPV6 0x86DD
+#endif
+
+/* linux/in6.h: a macro there, unlike IPPROTO_TCP's enum. */
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+
+/* linux/icmpv6.h and net/ndisc.h: the ICMPv6 types the guard reads. */
+#define ICMP6_ROUTER_ADVERT 134
+#define ICMP6_NEIGH_SOLICIT 135
+#define ICMP6_NEIGH_ADVERT 136
+#define ICMP6_REDIRECT 137
+#define ND_OPT_SOURCE_LL_ADDR 1
+#define ND_OPT_TARGET_LL_ADDR 2
+
 /* net/ip.h: the fragment bits of iphdr.frag_off (host order). */
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff

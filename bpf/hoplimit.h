@@ -65,30 +65,82 @@ static __always_inline int hop_carries_data(const struct iphdr *ip, const struct
 	return tot_len == 0 || tot_len > (__u32)ip->ihl * 4 + (__u32)tcp->doff * 4;
 }
 
-/* The mark of this reply's connection, or NULL.  Never limited, whatever
- * the map says: the SYN-ACK (the handshake is not a token reply, and EC2
- * completes it, capture C3), a RST (imdsd resets a connection whose token
- * reply was never acknowledged, and the client must hear it, as on EC2),
- * and other segments without data (a FIN or ACK tells the client nothing
- * of the token; EC2 limits "the response", docs/design.md). */
-static __always_inline struct imds_hop_mark *hop_find_mark(const struct iphdr *ip, const struct tcphdr *tcp)
+/* The mark of this reply's connection (the VM-side endpoint `key`), or
+ * NULL.  Never limited, whatever the map says: the SYN-ACK (the handshake
+ * is not a token reply, and EC2 completes it, capture C3), a RST (imdsd
+ * resets a connection whose token reply was never acknowledged, and the
+ * client must hear it, as on EC2), and other segments without data (a FIN
+ * or ACK tells the client nothing of the token; EC2 limits "the response",
+ * docs/design.md). */
+static __always_inline struct imds_hop_mark *hop_find_mark_of(const struct imds_conn_key *key,
+							     const struct tcphdr *tcp, bool carries_data)
 {
-	struct imds_conn_key key = {
-		.saddr = ip->daddr,
-		.sport = tcp->dest,
-	};
 	struct imds_hop_mark *mark;
 
-	if (tcp->syn || tcp->rst || !hop_carries_data(ip, tcp))
+	if (tcp->syn || tcp->rst || !carries_data)
 		return NULL;
-	mark = bpf_map_lookup_elem(&hop_marks, &key);
+	mark = bpf_map_lookup_elem(&IMDS_MAP_HOP_MARKS_ID, key);
 	if (!mark)
 		return NULL;
 	if (bpf_ktime_get_ns() > mark->expires_ns) {
-		bpf_map_delete_elem(&hop_marks, &key);
+		bpf_map_delete_elem(&IMDS_MAP_HOP_MARKS_ID, key);
 		return NULL;
 	}
 	return mark;
+}
+
+static __always_inline struct imds_hop_mark *hop_find_mark(const struct iphdr *ip, const struct tcphdr *tcp)
+{
+	struct imds_conn_key key;
+
+	conn_key_ipv4(&key, ip->daddr, tcp->dest);
+	return hop_find_mark_of(&key, tcp, hop_carries_data(ip, tcp));
+}
+
+/* IPv6: payload_len is 0 only in a jumbo GSO packet (BIG TCP), which
+ * certainly carries data. */
+static __always_inline struct imds_hop_mark *hop_find_mark6(const struct ipv6hdr *ip6, const struct tcphdr *tcp)
+{
+	__u32 payload = bpf_ntohs(ip6->payload_len);
+	struct imds_conn_key key;
+
+	conn_key_ipv6(&key, &ip6->daddr, tcp->dest);
+	return hop_find_mark_of(&key, tcp, payload == 0 || payload > (__u32)tcp->doff * 4);
+}
+
+/* A reply of ours over IPv6: TCP from [fd00:ec2::254]:80 right behind the
+ * fixed header (how the host's stack sends it).  0 when it is not. */
+static __always_inline int hop_parse_reply6(struct __sk_buff *skb, struct ipv6hdr **ip6_out,
+					    struct tcphdr **tcp_out)
+{
+	const __u32 need = HOP_ETH_LEN + sizeof(struct ipv6hdr) + sizeof(struct tcphdr);
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6;
+	struct tcphdr *tcp;
+
+	if (data + need > end) {
+		if (skb->len < need || bpf_skb_pull_data(skb, need))
+			return 0;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	ip6 = data + HOP_ETH_LEN;
+	if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP || !addr6_is_metadata(&ip6->saddr))
+		return 0;
+	tcp = (void *)(ip6 + 1);
+	if ((void *)(tcp + 1) > end || tcp->source != bpf_htons(IMDS_TCP_PORT))
+		return 0;
+	*ip6_out = ip6;
+	*tcp_out = tcp;
+	return 1;
+}
+
+/* IPv6 has no header checksum: the Hop Limit byte is simply rewritten. */
+static __always_inline int hop_rewrite_hop_limit(struct __sk_buff *skb, __u8 hop_limit)
+{
+	return bpf_skb_store_bytes(skb, HOP_ETH_LEN + __builtin_offsetof(struct ipv6hdr, hop_limit), &hop_limit,
+				   sizeof(hop_limit), 0);
 }
 
 /* Lowers the TTL to the hop limit and patches the header checksum
@@ -113,12 +165,10 @@ static __always_inline int hop_rewrite_ttl(struct __sk_buff *skb, struct iphdr *
  * earlier connection left behind does not apply to it. */
 static __always_inline void hop_forget(const struct imds_pkt *pkt)
 {
-	struct imds_conn_key key = {
-		.saddr = pkt->ip->saddr,
-		.sport = pkt->tcp->source,
-	};
+	struct imds_conn_key key;
 
-	bpf_map_delete_elem(&hop_marks, &key);
+	conn_key_of(&key, pkt);
+	bpf_map_delete_elem(&IMDS_MAP_HOP_MARKS_ID, &key);
 }
 
 #endif

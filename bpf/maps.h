@@ -37,6 +37,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } IMDS_MAP_IPV4_INDEX_ID SEC(".maps");
 
+/* A loaded VM's IPv6 addresses -> their owner (struct imds_ipv6_owner):
+ * the IPv6 counterpart of ipv4_index, up to IMDS_VM_IPV6_MAX per VM. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IMDS_MAX_VMS * IMDS_VM_IPV6_MAX);
+	__type(key, struct in6_addr);
+	__type(value, struct imds_ipv6_owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IMDS_MAP_IPV6_INDEX_ID SEC(".maps");
+
+/* Per VM slot: its IPv6 addresses and flags (struct imds_vm_ipv6). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IMDS_MAX_VMS);
+	__type(key, __u32);
+	__type(value, struct imds_vm_ipv6);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IMDS_MAP_VM_IPV6_ID SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, IMDS_CONN_MAX);

@@ -33,6 +33,7 @@ enum imds_frame_kind {
 	FRAME_ARP = 1,
 	FRAME_IPV4 = 2,
 	FRAME_TOO_DEEP = 3, /* more tags than FRAME_TAGS_MAX */
+	FRAME_IPV6 = 4,
 };
 
 static __always_inline bool frame_is_tag(__be16 proto)
@@ -75,14 +76,75 @@ static __always_inline enum imds_frame_kind parse_frame(void *data, void *end, _
 		return FRAME_IPV4;
 	if (proto == bpf_htons(ETH_P_ARP))
 		return FRAME_ARP;
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return FRAME_IPV6;
 	return frame_is_tag(proto) ? FRAME_TOO_DEEP : FRAME_OTHER;
 }
 
+/* A packet to the metadata service: ip for IPv4, ip6 for IPv6 (the other
+ * is NULL). */
 struct imds_pkt {
 	struct ethhdr *eth;
 	struct iphdr *ip;
+	struct ipv6hdr *ip6;
 	struct tcphdr *tcp;
 };
+
+/* IPv6 addresses as the 16 bytes they are in a packet or a map key. */
+static __always_inline bool addr6_eq(const void *a, const void *b)
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
+/* fd00:ec2::254 */
+static __always_inline bool addr6_is_metadata(const void *a)
+{
+	static const __u8 service[16] = IMDS_IPV6_ADDR_BYTES;
+
+	return addr6_eq(a, service);
+}
+
+static __always_inline bool addr6_is_unspecified(const void *a)
+{
+	__u64 a0, a1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	return (a0 | a1) == 0;
+}
+
+/* The VM-side endpoint of a connection as conn_table_v2 and hop_marks_v2
+ * key it (struct imds_conn_key): IPv4 mapped to ::ffff:a.b.c.d. */
+static __always_inline void conn_key_ipv4(struct imds_conn_key *key, __be32 addr, __be16 port)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->saddr[10] = 0xff;
+	key->saddr[11] = 0xff;
+	__builtin_memcpy(&key->saddr[12], &addr, 4);
+	key->sport = port;
+}
+
+static __always_inline void conn_key_ipv6(struct imds_conn_key *key, const void *addr, __be16 port)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	__builtin_memcpy(key->saddr, addr, 16);
+	key->sport = port;
+}
+
+/* The client's end of a packet to the service. */
+static __always_inline void conn_key_of(struct imds_conn_key *key, const struct imds_pkt *pkt)
+{
+	if (pkt->ip6)
+		conn_key_ipv6(key, &pkt->ip6->saddr, pkt->tcp->source);
+	else
+		conn_key_ipv4(key, pkt->ip->saddr, pkt->tcp->source);
+}
 
 enum imds_parse {
 	PARSE_METADATA = 1,   /* TCP to 169.254.169.254:80 */
@@ -109,8 +171,67 @@ static __always_inline enum imds_parse parse_metadata_packet(struct ethhdr *eth,
 		return PARSE_OTHER_PORT;
 	pkt->eth = eth;
 	pkt->ip = ip;
+	pkt->ip6 = NULL;
 	pkt->tcp = tcp;
 	return PARSE_METADATA;
+}
+
+/* Next-header values that are IPv6 extension headers (RFC 8200 4, the
+ * IANA list): hop-by-hop, routing, fragment, ESP, AH, destination
+ * options, mobility, HIP, shim6, and the two experimental ones. */
+static __always_inline bool parse_ipv6_ext(__u8 next)
+{
+	return next == 0 || next == 43 || next == 44 || next == 50 || next == 51 || next == 60 || next == 135 ||
+	       next == 139 || next == 140 || next == 253 || next == 254;
+}
+
+/* ip6: a whole IPv6 header inside the frame, addressed to fd00:ec2::254.
+ * The service is reached with TCP right behind the fixed header, as every
+ * stack sends it; a fragment or any extension header toward it cannot be
+ * matched to a port as surely, so it is PARSE_MALFORMED (dropped). */
+static __always_inline enum imds_parse parse_metadata_packet6(struct ethhdr *eth, struct ipv6hdr *ip6, void *end,
+							      struct imds_pkt *pkt)
+{
+	struct tcphdr *tcp;
+
+	if (ip6->nexthdr != IPPROTO_TCP)
+		return parse_ipv6_ext(ip6->nexthdr) ? PARSE_MALFORMED : PARSE_OTHER_PORT;
+	tcp = (void *)(ip6 + 1);
+	if ((void *)(tcp + 1) > end)
+		return PARSE_MALFORMED;
+	if (tcp->dest != bpf_htons(IMDS_TCP_PORT))
+		return PARSE_OTHER_PORT;
+	pkt->eth = eth;
+	pkt->ip = NULL;
+	pkt->ip6 = ip6;
+	pkt->tcp = tcp;
+	return PARSE_METADATA;
+}
+
+/* Neighbour Discovery the guard reads: ICMPv6 header, target address and
+ * up to ND_OPTS_MAX options of 8 bytes (a link-layer address option). */
+#define ND_OPTS_MAX 4
+#define ND_MSG_LEN (8 + 16)
+#define ND_READ_MAX (ND_MSG_LEN + ND_OPTS_MAX * 8)
+
+/* The headers an IPv6 packet is checked on: TCP behind the header of one
+ * to the service, and the ND message of ICMPv6 (guard6.h).  Other IPv6 is
+ * checked on its fixed header only, which the first pull covered. */
+static __always_inline void tc_pull_ipv6(struct __sk_buff *skb, const struct imds_frame *f, void *data, void *end)
+{
+	struct ipv6hdr *ip6 = f->l3;
+	__u32 full;
+
+	if ((void *)(ip6 + 1) > end)
+		return;
+	if (ip6->nexthdr == IPPROTO_ICMPV6)
+		full = f->l3_off + sizeof(*ip6) + ND_READ_MAX;
+	else if (addr6_is_metadata(&ip6->daddr))
+		full = f->l3_off + sizeof(*ip6) + sizeof(struct tcphdr);
+	else
+		return;
+	if (data + full > end && skb->len > (__u32)(end - data))
+		bpf_skb_pull_data(skb, skb->len < full ? skb->len : full);
 }
 
 /* TC ingress sees an skb whose linear part may end before the headers (a
@@ -135,8 +256,15 @@ static __always_inline void tc_pull_headers(struct __sk_buff *skb)
 		data = (void *)(long)skb->data;
 		end = (void *)(long)skb->data_end;
 	}
-	if (parse_frame(data, end, 0, &f) != FRAME_IPV4)
+	switch (parse_frame(data, end, 0, &f)) {
+	case FRAME_IPV4:
+		break;
+	case FRAME_IPV6:
+		tc_pull_ipv6(skb, &f, data, end);
 		return;
+	default:
+		return;
+	}
 	ip = f.l3;
 	if ((void *)(ip + 1) > end || ip->daddr != bpf_htonl(IMDS_IPV4_ADDR) || ip->ihl <= 5)
 		return;

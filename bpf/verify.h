@@ -1,6 +1,7 @@
 /* verify.h: who is talking.  A packet to the metadata service is accepted
  * only if its source MAC belongs to a loaded VM, it arrived on that VM's
- * port, and its source IPv4 is the VM's bound address.  Helpers return a
+ * port, and its source address is the VM's: its IPv4, or one of its IPv6
+ * addresses (ipv6_index).  Helpers return a
  * reason from enum imds_reason; one exit path in the entry program turns
  * it into a verdict and a counter. */
 #ifndef IMDS_BPF_VERIFY_H
@@ -31,8 +32,20 @@ static __always_inline bool may_bind_first_use(const struct imds_vm *vm)
  * first fully verified packet arrives on (compare-and-swap, so two racing
  * ports cannot both win); the address is checked before binding so that a
  * frame with a borrowed MAC but the wrong IPv4 cannot claim the VM's port. */
+/* Whether `addr` is one of the VM's IPv6 addresses: ipv6_index names its
+ * slot, for the generation that holds the slot now. */
+static __always_inline bool verify_ipv6_owned(const void *addr, __u32 slot, const struct imds_vm *vm)
+{
+	struct imds_ipv6_owner *owner;
+	struct in6_addr key;
+
+	__builtin_memcpy(&key, addr, sizeof(key));
+	owner = bpf_map_lookup_elem(&IMDS_MAP_IPV6_INDEX_ID, &key);
+	return owner && owner->slot == slot && owner->generation == vm->generation;
+}
+
 static __always_inline enum imds_reason check_port_and_address(struct imds_vm *vm, const struct imds_pkt *pkt,
-								 __u32 ingress)
+								 __u32 ingress, __u32 slot)
 {
 	__u32 bound = vm->ifindex;
 
@@ -40,8 +53,12 @@ static __always_inline enum imds_reason check_port_and_address(struct imds_vm *v
 		return IMDS_DROP_WRONG_PORT;
 	if (!bound && !may_bind_first_use(vm))
 		return IMDS_DROP_UNBOUND;
-	if (pkt->ip->saddr != vm->ipv4)
+	if (pkt->ip6) {
+		if (!verify_ipv6_owned(&pkt->ip6->saddr, slot, vm))
+			return IMDS_DROP_WRONG_IPV6;
+	} else if (pkt->ip->saddr != vm->ipv4) {
 		return IMDS_DROP_WRONG_IPV4;
+	}
 	if (!bound) {
 		bound = __sync_val_compare_and_swap(&vm->ifindex, 0, ingress);
 		if (bound && bound != ingress)
@@ -58,15 +75,15 @@ static __always_inline enum imds_reason verify_sender(__u32 ingress, const struc
 	__u32 *slot;
 
 	__builtin_memcpy(key.addr, pkt->eth->h_source, 6);
-	slot = bpf_map_lookup_elem(&mac_index, &key);
+	slot = bpf_map_lookup_elem(&IMDS_MAP_MAC_INDEX_ID, &key);
 	if (!slot)
 		return IMDS_DROP_UNKNOWN_MAC;
-	vm = bpf_map_lookup_elem(&vm_table, slot);
+	vm = bpf_map_lookup_elem(&IMDS_MAP_VM_TABLE_ID, slot);
 	if (!vm || vm->state != IMDS_VM_ACTIVE)
 		return IMDS_DROP_UNKNOWN_MAC;
 	*slot_out = *slot;
 	*vm_out = vm;
-	return check_port_and_address(vm, pkt, ingress);
+	return check_port_and_address(vm, pkt, ingress, *slot);
 }
 
 /* imdsd refuses this VM's connections for now (struct imds_conn_gate):
@@ -81,17 +98,15 @@ static __always_inline bool connection_gated(__u32 slot, const struct imds_vm *v
 /* The server only serves connections whose SYN passed here. */
 static __always_inline void record_connection(const struct imds_pkt *pkt, __u32 slot, const struct imds_vm *vm)
 {
-	struct imds_conn_key key = {
-		.saddr = pkt->ip->saddr,
-		.sport = pkt->tcp->source,
-	};
+	struct imds_conn_key key;
 	struct imds_conn conn = {
 		.slot = slot,
 		.generation = vm->generation,
 		.verified_ns = bpf_ktime_get_ns(),
 	};
 
-	if (bpf_map_update_elem(&conn_table, &key, &conn, BPF_ANY) == 0)
+	conn_key_of(&key, pkt);
+	if (bpf_map_update_elem(&IMDS_MAP_CONN_TABLE_ID, &key, &conn, BPF_ANY) == 0)
 		count_reason(slot, IMDS_PASS_SYN_RECORDED);
 }
 

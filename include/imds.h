@@ -19,6 +19,9 @@
  * comparing it with an address from a packet or a sockaddr. */
 #define IMDS_IPV4_ADDR 0xA9FEA9FEu
 #define IMDS_TCP_PORT 80
+/* fd00:ec2::254, EC2's IPv6 endpoint, as the 16 bytes of the address. */
+#define IMDS_IPV6_ADDR_BYTES {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54}
+#define IMDS_IPV6_ADDR_TEXT "fd00:ec2::254"
 #define IMDS_DEFAULT_PIN_DIR "/sys/fs/bpf/imds"
 
 /* The defaults of a new store (imds-loadmap --max-vms, --arena-size choose
@@ -31,6 +34,7 @@
 #define IMDS_ARENA_PAGE 4096
 #define IMDS_ARENA_PAGES 16384	/* 64 MiB of compiled metadata trees */
 #define IMDS_TOKEN_KEY_LEN 32
+#define IMDS_VM_IPV6_MAX 8	/* IPv6 addresses of one VM (the record's "ipv6") */
 
 /* Each map is spelled once, here.  The _ID macro is the map's identifier in
  * bpf/maps.h, hence its BPF name, its pin name under the pin directory and
@@ -38,15 +42,17 @@
  * same name as a string, for paths and messages in user space. */
 #define IMDS_MAP_VM_TABLE_ID vm_table
 #define IMDS_MAP_MAC_INDEX_ID mac_index
-#define IMDS_MAP_CONN_TABLE_ID conn_table
-#define IMDS_MAP_VM_COUNTERS_ID vm_counters_v3 /* v2: IMDS_REASON_MAX 8 -> 14; v3: 15 */
+#define IMDS_MAP_CONN_TABLE_ID conn_table_v2 /* v2: 16-byte address key (IPv4 and IPv6) */
+#define IMDS_MAP_VM_COUNTERS_ID vm_counters_v4 /* v2: IMDS_REASON_MAX 8 -> 14; v3: 15; v4: 18 */
 #define IMDS_MAP_ARENA_ID arena
 #define IMDS_MAP_TOKEN_KEY_ID token_key
-#define IMDS_MAP_HOP_MARKS_ID hop_marks
+#define IMDS_MAP_HOP_MARKS_ID hop_marks_v2 /* v2: 16-byte address key, as conn_table_v2 */
 #define IMDS_MAP_VM_BUDGET_ID vm_budget
 #define IMDS_MAP_VM_PORTS_ID vm_ports
 #define IMDS_MAP_IPV4_INDEX_ID ipv4_index
 #define IMDS_MAP_CONN_GATE_ID conn_gate
+#define IMDS_MAP_IPV6_INDEX_ID ipv6_index
+#define IMDS_MAP_VM_IPV6_ID vm_ipv6
 
 #define IMDS_STR_(x) #x
 #define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
@@ -61,6 +67,8 @@
 #define IMDS_MAP_VM_PORTS IMDS_STR(IMDS_MAP_VM_PORTS_ID)
 #define IMDS_MAP_IPV4_INDEX IMDS_STR(IMDS_MAP_IPV4_INDEX_ID)
 #define IMDS_MAP_CONN_GATE IMDS_STR(IMDS_MAP_CONN_GATE_ID)
+#define IMDS_MAP_IPV6_INDEX IMDS_STR(IMDS_MAP_IPV6_INDEX_ID)
+#define IMDS_MAP_VM_IPV6 IMDS_STR(IMDS_MAP_VM_IPV6_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536
@@ -106,7 +114,7 @@ enum imds_reason {
 	IMDS_DROP_UNKNOWN_MAC = 2,  /* no VM has this source MAC */
 	IMDS_DROP_WRONG_PORT = 3,   /* VM's MAC seen on another port than its own */
 	IMDS_DROP_WRONG_IPV4 = 4,   /* source IPv4 is not the VM's bound address */
-	IMDS_DROP_MALFORMED = 5,    /* truncated or non-initial-fragment packet */
+	IMDS_DROP_MALFORMED = 5,    /* truncated, a fragment, or IPv6 behind extension headers */
 	IMDS_DROP_BUDGET = 6,	  /* verified, but over the VM's packet budget */
 	IMDS_PASS_HOP_LIMITED = 7,  /* TC egress: token reply sent with TTL = hop limit */
 	IMDS_DROP_UNBOUND = 8,	  /* the VM has no port yet: pinned to one that is absent, or not pinned */
@@ -119,7 +127,10 @@ enum imds_reason {
 	IMDS_DROP_NOT_METADATA_PORT = 12, /* to 169.254.169.254, but not TCP port 80 */
 	IMDS_DROP_MISDIRECTED_REPLY = 13, /* TC egress: a reply to a VM on another port or to another MAC */
 	IMDS_DROP_CONN_LIMIT = 14,	  /* verified SYN while imdsd refuses the VM's connections (conn_gate) */
-	IMDS_REASON_MAX = 15,
+	IMDS_DROP_WRONG_IPV6 = 15,	  /* to fd00:ec2::254: source IPv6 is not one of the VM's */
+	IMDS_DROP_ND_SPOOF = 16,	  /* Neighbour Discovery claiming fd00:ec2::254, or a VM's IPv6 not from its port and MAC */
+	IMDS_DROP_ROUTER_MESSAGE = 17,	  /* Router Advertisement or Redirect from a VM that is not an ipv6-router */
+	IMDS_REASON_MAX = 18,
 };
 
 /* mac_index key -> __u32 slot.  ipv4_index: __be32 address -> __u32 slot,
@@ -176,13 +187,16 @@ struct imds_vm_port {
 };
 _Static_assert(sizeof(struct imds_vm_port) == 24, "imds_vm_port layout");
 
-/* conn_table: one entry per verified SYN, consumed by imdsd on accept. */
+/* conn_table: one entry per verified SYN, consumed by imdsd on accept.
+ * saddr is the VM's address as 16 bytes: an IPv6 address as it is, an
+ * IPv4 one mapped (::ffff:a.b.c.d, RFC 4291 2.5.5.2), so one table holds
+ * both families and a key of one can never equal a key of the other. */
 struct imds_conn_key {
-	__be32 saddr;
+	__u8 saddr[16];
 	__be16 sport;
 	__u16 pad;
 };
-_Static_assert(sizeof(struct imds_conn_key) == 8, "imds_conn_key layout");
+_Static_assert(sizeof(struct imds_conn_key) == 20, "imds_conn_key layout");
 
 struct imds_conn {
 	__u32 slot;
@@ -221,6 +235,31 @@ _Static_assert(sizeof(struct imds_conn_gate) == 16, "imds_conn_gate layout");
  * retransmission comes after 1 s (Linux's initial RTO), so a shorter gate
  * would rarely drop more than the first SYN. */
 #define IMDS_CONN_GATE_NS (1000ull * 1000000ull)
+
+/* ipv6_index: a loaded VM's IPv6 address (16 bytes) -> its owner.  The
+ * generation is vm_table[slot].generation when the entry was written, so an
+ * entry the store has not removed yet never speaks for the slot's next VM
+ * (vm_table holds no IPv6 address to check it against, unlike ipv4). */
+struct imds_ipv6_owner {
+	__u32 slot;
+	__u32 generation;
+};
+_Static_assert(sizeof(struct imds_ipv6_owner) == 8, "imds_ipv6_owner layout");
+
+/* vm_ipv6 flags */
+#define IMDS_VM_IPV6_ROUTER 1u /* options."ipv6-router": its RAs and Redirects pass */
+
+/* vm_ipv6: by slot, the VM's IPv6 addresses (what the store indexed in
+ * ipv6_index, so an update or delete removes exactly those) and its IPv6
+ * flags, read by the data plane for Router Advertisements. */
+struct imds_vm_ipv6 {
+	__u32 generation; /* vm_table[slot].generation when written */
+	__u8 count;	  /* addresses in addr, 0..IMDS_VM_IPV6_MAX */
+	__u8 flags;	  /* IMDS_VM_IPV6_* */
+	__u8 pad[2];
+	__u8 addr[IMDS_VM_IPV6_MAX][16];
+};
+_Static_assert(sizeof(struct imds_vm_ipv6) == 8 + 16 * IMDS_VM_IPV6_MAX, "imds_vm_ipv6 layout");
 
 /* vm_budget: the token bucket of each VM slot, owned by the data plane.
  * It is not in vm_table because imds-loadmap rewrites those records.  One
@@ -276,6 +315,9 @@ static const char *const imds_reason_names[IMDS_REASON_MAX] = {
 	[IMDS_DROP_NOT_METADATA_PORT] = "drop_not_metadata_port",
 	[IMDS_DROP_MISDIRECTED_REPLY] = "drop_misdirected_reply",
 	[IMDS_DROP_CONN_LIMIT] = "drop_conn_limit",
+	[IMDS_DROP_WRONG_IPV6] = "drop_wrong_ipv6",
+	[IMDS_DROP_ND_SPOOF] = "drop_nd_spoof",
+	[IMDS_DROP_ROUTER_MESSAGE] = "drop_router_message",
 };
 #endif
 

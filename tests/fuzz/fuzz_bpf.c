@@ -72,7 +72,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
  * live hop mark for VM 1's usual endpoint (so egress rewrites TTLs). */
 static void bpf_fuzz_reset(void)
 {
-	struct imds_conn_key key = { .saddr = htonl(FUZZ_VM1_IPV4), .sport = htons(FUZZ_VM1_SPORT) };
+	struct imds_conn_key key = harness_key4(FUZZ_VM1_IPV4, FUZZ_VM1_SPORT);
 	struct imds_hop_mark mark = { .expires_ns = harness_now_ns() + 60 * 1000000000ull,
 				      .slot = FUZZ_VM1_SLOT,
 				      .hop_limit = 1 };

@@ -199,7 +199,7 @@ def vm_port(lab, i):
 
 
 def conn_entries(lab):
-    path = os.path.join(lab.pin_dir, "conn_table")
+    path = os.path.join(lab.pin_dir, "conn_table_v2")
     out = run(["bpftool", "-j", "map", "dump", "pinned", path]).stdout
     return json.loads(out)
 

@@ -167,4 +167,58 @@ static inline void bpf_frame_build_arp(const struct bpf_frame_spec *eth, const s
 		f->len = 60; /* padded to Ethernet's minimum, as on the wire */
 }
 
+/* An Ethernet/IPv6 frame (its Ethernet header and tags from `eth`):
+ * TCP by default, ICMPv6 Neighbour Discovery or Router Advertisement when
+ * icmp_type is set, or any next header with nothing behind it but zeros. */
+struct bpf_frame6_spec {
+	uint8_t saddr[16], daddr[16];
+	uint8_t nexthdr;   /* 6 TCP (default when 0 and no icmp_type), 58 ICMPv6, ... */
+	uint8_t hop_limit; /* 0: 64 */
+	uint8_t icmp_type; /* 134 RA, 135 NS, 136 NA, 137 Redirect, 128 echo */
+	uint8_t target[16];   /* NS, NA, Redirect */
+	uint8_t opt_type;     /* 0 none, 1 source or 2 target link-layer address */
+	uint8_t opt_mac[6];
+	uint8_t tail;	      /* bytes after the fixed header for other next headers (0: 24) */
+	int raw_next;	      /* 1: nexthdr as given, even 0 (hop-by-hop options) */
+};
+
+static inline void bpf_frame_build6(const struct bpf_frame_spec *eth, const struct bpf_frame6_spec *s,
+				    struct bpf_frame *f)
+{
+	uint8_t next = s->raw_next || s->nexthdr ? s->nexthdr : s->icmp_type ? 58 : 6;
+	uint32_t plen;
+	uint8_t *ip, *p;
+
+	memset(f, 0, sizeof(*f));
+	f->ip_off = bpf_frame_eth(eth, f->b, 0x86dd);
+	ip = f->b + f->ip_off;
+	p = ip + 40;
+	if (next == 6) {
+		bpf_frame_tcp(eth, p);
+		plen = 20 + eth->payload;
+	} else if (next == 58) {
+		p[0] = s->icmp_type;
+		memcpy(p + 8, s->target, 16);
+		plen = s->icmp_type == 134 ? 16 : 24;
+		if (s->opt_type) {
+			p[plen] = s->opt_type;
+			p[plen + 1] = 1;
+			memcpy(p + plen + 2, s->opt_mac, 6);
+			plen += 8;
+		}
+	} else {
+		plen = s->tail ? s->tail : 24;
+		p[0] = 6; /* an extension header's own next header: TCP */
+	}
+	ip[0] = 0x60;
+	bpf_frame_put16(ip + 4, (uint16_t)plen);
+	ip[6] = next;
+	ip[7] = s->hop_limit ? s->hop_limit : 64;
+	memcpy(ip + 8, s->saddr, 16);
+	memcpy(ip + 24, s->daddr, 16);
+	f->len = f->ip_off + 40 + plen;
+	if (f->len < 60)
+		f->len = 60;
+}
+
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -33,7 +34,7 @@ enum harness_verdict {
 
 struct harness {
 	struct imds_bpf *skel;
-	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd;
+	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd, ipv6_fd, vm_ipv6_fd;
 	int ncpus;
 	char why[256]; /* why the data plane could not be loaded */
 };
@@ -67,10 +68,12 @@ static inline int harness_load(void)
 	}
 	harness.vm_fd = bpf_map__fd(harness.skel->maps.vm_table);
 	harness.mac_fd = bpf_map__fd(harness.skel->maps.mac_index);
-	harness.conn_fd = bpf_map__fd(harness.skel->maps.conn_table);
+	harness.conn_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_CONN_TABLE_ID);
 	harness.counters_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_VM_COUNTERS_ID);
 	harness.budget_fd = bpf_map__fd(harness.skel->maps.vm_budget);
-	harness.marks_fd = bpf_map__fd(harness.skel->maps.hop_marks);
+	harness.marks_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_HOP_MARKS_ID);
+	harness.ipv6_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_IPV6_INDEX_ID);
+	harness.vm_ipv6_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_VM_IPV6_ID);
 	harness.ipv4_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_IPV4_INDEX_ID);
 	harness.gate_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_CONN_GATE_ID);
 	harness.ncpus = libbpf_num_possible_cpus();
@@ -100,6 +103,7 @@ static inline void harness_reset(void)
 	struct imds_budget zero_budget = {0};
 	struct imds_vm zero_vm = {0};
 	struct imds_conn_gate zero_gate = {0};
+	struct imds_vm_ipv6 zero_ipv6 = {0};
 
 	memset(zero_counters, 0, sizeof(zero_counters));
 	for (uint32_t slot = 0; slot < 8; slot++) {
@@ -107,7 +111,9 @@ static inline void harness_reset(void)
 		bpf_map_update_elem(harness.counters_fd, &slot, zero_counters, BPF_ANY);
 		bpf_map_update_elem(harness.budget_fd, &slot, &zero_budget, BPF_ANY);
 		bpf_map_update_elem(harness.gate_fd, &slot, &zero_gate, BPF_ANY);
+		bpf_map_update_elem(harness.vm_ipv6_fd, &slot, &zero_ipv6, BPF_ANY);
 	}
+	harness_clear_hash(harness.ipv6_fd);
 	harness_clear_hash(harness.mac_fd);
 	harness_clear_hash(harness.conn_fd);
 	harness_clear_hash(harness.marks_fd);
@@ -128,6 +134,49 @@ static inline int harness_put_vm(uint32_t slot, const struct imds_vm *vm)
 	if (bpf_map_update_elem(harness.ipv4_fd, &vm->ipv4, &slot, BPF_ANY))
 		return -errno;
 	return 0;
+}
+
+/* One IPv6 address of the VM in slot (generation as in its record), and
+ * its flags (IMDS_VM_IPV6_*), as the store writes them. */
+static inline int harness_put_ipv6(uint32_t slot, const uint8_t addr[16], uint8_t flags)
+{
+	struct imds_vm vm = {0};
+	struct imds_vm_ipv6 list = {0};
+	struct imds_ipv6_owner owner = {.slot = slot};
+
+	bpf_map_lookup_elem(harness.vm_fd, &slot, &vm);
+	owner.generation = vm.generation;
+	bpf_map_lookup_elem(harness.vm_ipv6_fd, &slot, &list);
+	list.generation = vm.generation;
+	list.flags = flags;
+	if (list.count < IMDS_VM_IPV6_MAX)
+		memcpy(list.addr[list.count++], addr, 16);
+	if (bpf_map_update_elem(harness.vm_ipv6_fd, &slot, &list, BPF_ANY))
+		return -errno;
+	if (bpf_map_update_elem(harness.ipv6_fd, addr, &owner, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+/* conn_table_v2 / hop_marks_v2 key of an IPv4 endpoint (host order in). */
+static inline struct imds_conn_key harness_key4(uint32_t addr, uint16_t port)
+{
+	struct imds_conn_key key = {0};
+	uint32_t be = htonl(addr);
+
+	key.saddr[10] = key.saddr[11] = 0xff;
+	memcpy(&key.saddr[12], &be, 4);
+	key.sport = htons(port);
+	return key;
+}
+
+static inline struct imds_conn_key harness_key6(const uint8_t addr[16], uint16_t port)
+{
+	struct imds_conn_key key = {0};
+
+	memcpy(key.saddr, addr, 16);
+	key.sport = htons(port);
+	return key;
 }
 
 static inline struct imds_vm harness_get_vm(uint32_t slot)

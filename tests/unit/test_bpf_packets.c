@@ -4,7 +4,8 @@
  * hop limit runs through imds_tc_egress.  Each verdict is checked twice:
  * the program's return value and the per-reason counters in vm_counters
  * (slot 0 and the VM's slot), and the last test proves that every reason of
- * enum imds_reason was produced and asserted.  That proof is why this is
+ * enum imds_reason was produced and asserted (the IPv6 cases are in
+ * bpf_packets6.h, included).  That proof is why this is
  * one file over 800 lines: it needs every packet test in one binary, and the
  * tests read as one table of frames and verdicts.
  *
@@ -184,7 +185,7 @@ static enum harness_verdict send_frame(const struct hook *h, const struct bpf_fr
 
 static int conn_recorded(uint32_t saddr, uint16_t sport, struct imds_conn *out)
 {
-	struct imds_conn_key key = {.saddr = htonl(saddr), .sport = htons(sport)};
+	struct imds_conn_key key = harness_key4(saddr, sport);
 
 	return bpf_map_lookup_elem(harness.conn_fd, &key, out) == 0;
 }
@@ -658,7 +659,7 @@ static void test_unbound_is_dropped(void **state)
 
 static void put_mark(uint32_t vm_ipv4, uint16_t vm_port, uint32_t slot, uint8_t hop_limit, uint64_t expires_ns)
 {
-	struct imds_conn_key key = {.saddr = htonl(vm_ipv4), .sport = htons(vm_port)};
+	struct imds_conn_key key = harness_key4(vm_ipv4, vm_port);
 	struct imds_hop_mark mark = {.expires_ns = expires_ns, .slot = slot, .hop_limit = hop_limit};
 
 	assert_int_equal(bpf_map_update_elem(harness.marks_fd, &key, &mark, BPF_ANY), 0);
@@ -666,7 +667,7 @@ static void put_mark(uint32_t vm_ipv4, uint16_t vm_port, uint32_t slot, uint8_t 
 
 static int mark_present(uint32_t vm_ipv4, uint16_t vm_port)
 {
-	struct imds_conn_key key = {.saddr = htonl(vm_ipv4), .sport = htons(vm_port)};
+	struct imds_conn_key key = harness_key4(vm_ipv4, vm_port);
 	struct imds_hop_mark mark;
 
 	return bpf_map_lookup_elem(harness.marks_fd, &key, &mark) == 0;
@@ -1039,6 +1040,8 @@ static void test_egress_misdirected_reply_is_dropped(void **state)
 	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_MISDIRECTED_REPLY] = 4));
 }
 
+#include "bpf_packets6.h"
+
 /* ---- every reason asserted ---- */
 
 static void expect_covered(const struct hook *h, unsigned want)
@@ -1117,6 +1120,13 @@ int main(void)
 		INGRESS(test_budget_refill_is_capped),
 		INGRESS(test_budget_new_generation_starts_full),
 		INGRESS(test_budget_not_spent_by_forgeries),
+		INGRESS(test_ipv6_verified_syn_is_recorded),
+		INGRESS(test_ipv6_wrong_source_is_dropped),
+		INGRESS(test_ipv6_toward_metadata_other_than_tcp80),
+		INGRESS(test_ipv6_sources),
+		INGRESS(test_nd_claims),
+		INGRESS(test_router_messages),
+		EGRESS(test_egress_ipv6),
 		EGRESS(test_egress_data_segment_limited),
 		EGRESS(test_egress_segments_without_data_keep_ttl),
 		EGRESS(test_egress_unmarked_or_foreign_unchanged),

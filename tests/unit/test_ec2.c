@@ -265,6 +265,37 @@ static void test_given_values_propagate(void **state)
 	compiled_free(&c);
 }
 
+/* "ipv6": meta-data/ipv6 and the interface's ipv6s (as given, compressed),
+ * the /64s of the global and unique local ones (link-local has none) and
+ * the /56 of the first; a given ipv6-prefix is served beside them; the
+ * identity document does not change.  Without "ipv6", none of these. */
+static void test_ipv6_leaves(void **state)
+{
+	struct compiled c;
+
+	(void)state;
+	compile_doc(", \"ipv6\": [\"2001:DB8:1:0::11\", \"fe80::1\", \"2001:db8:1::12\", \"fd00:1:2:3::4\"],"
+		    " \"meta-data\": {\"network\": {\"interfaces\": {\"macs\": {\"52:54:00:aa:0b:0c\":"
+		    " {\"ipv6-prefix\": \"2001:db8:1:0:a::/80\"}}}}}",
+		    &c);
+	expect_node(&c, "ec2/meta-data/ipv6", "2001:db8:1::11");
+	expect_node(&c, ENI "ipv6s", "2001:db8:1::11\nfe80::1\n2001:db8:1::12\nfd00:1:2:3::4");
+	expect_node(&c, ENI "subnet-ipv6-cidr-blocks", "2001:db8:1::/64\nfd00:1:2:3::/64");
+	expect_node(&c, ENI "vpc-ipv6-cidr-blocks", "2001:db8:1::/56");
+	expect_node(&c, ENI "ipv6-prefix", "2001:db8:1:0:a::/80");
+	compiled_free(&c);
+	compile_doc("", &c);
+	expect_absent(&c, "ec2/meta-data/ipv6");
+	expect_absent(&c, ENI "ipv6s");
+	expect_absent(&c, ENI "subnet-ipv6-cidr-blocks");
+	compiled_free(&c);
+	compile_doc(", \"ipv6\": [\"fe80::1\"]", &c);
+	expect_node(&c, ENI "ipv6s", "fe80::1");
+	expect_absent(&c, ENI "subnet-ipv6-cidr-blocks");
+	expect_absent(&c, ENI "vpc-ipv6-cidr-blocks");
+	compiled_free(&c);
+}
+
 static void test_iam_documents(void **state)
 {
 	struct compiled c;
@@ -391,6 +422,7 @@ int main(void)
 		cmocka_unit_test(test_synthetic_ids_stable),
 		cmocka_unit_test(test_derived_regions),
 		cmocka_unit_test(test_given_values_propagate),
+		cmocka_unit_test(test_ipv6_leaves),
 		cmocka_unit_test(test_iam_documents),
 		cmocka_unit_test(test_iam_default_last_updated),
 		cmocka_unit_test(test_tags),

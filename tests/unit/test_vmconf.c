@@ -213,6 +213,39 @@ static void test_ipv4(void **state)
 	expect_ok(doc1(ID, MAC, "\"169.254.0.2\"", NULL));
 }
 
+/* "ipv6": global, unique local or link-local unicast, 1 to 8, no repeats;
+ * each refusal names the element. */
+static void test_ipv6(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": [\"2001:db8::1\", \"2001:db8::x\"]"),
+		     "t.json:6:25: vms[0].ipv6[1]: \"2001:db8::x\" is not an IPv6 address");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": [\"ff02::1\"]"), "t.json:6:10: vms[0].ipv6[0]: \"ff02::1\" is a multicast address");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": [\"::\"]"), "t.json:6:10: vms[0].ipv6[0]: \"::\" is the unspecified address");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": [\"::1\"]"), "t.json:6:10: vms[0].ipv6[0]: \"::1\" is the loopback address");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": [\"::ffff:10.0.0.1\"]"),
+		     "t.json:6:10: vms[0].ipv6[0]: \"::ffff:10.0.0.1\" is an IPv4-mapped address (give it as \"ipv4\")");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": [\"fd00:ec2::254\"]"),
+		     "t.json:6:10: vms[0].ipv6[0]: \"fd00:ec2::254\" is the metadata service's own address");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": [\"fec0::1\"]"),
+		     "t.json:6:10: vms[0].ipv6[0]: \"fec0::1\" is not a global, unique local or link-local unicast address");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": [\"2001:db8::1\", \"2001:DB8:0::1\"]"),
+		     "t.json:6:25: vms[0].ipv6[1]: \"2001:DB8:0::1\" duplicates vms[0].ipv6[0]");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": []"), "t.json:6:9: vms[0].ipv6: must hold 1 to 8 addresses, not 0");
+	expect_error(doc1(ID, MAC, IP, "\"ipv6\": \"2001:db8::1\""),
+		     "t.json:6:9: vms[0].ipv6: expected an array of IPv6 addresses, not a string");
+	text = doc1(ID, MAC, IP, "\"ipv6\": [\"2001:db8::1\", \"fd12::5\", \"fe80::5054:ff:fe00:1\"]");
+	parse_ok(text, &set);
+	assert_int_equal(set.vms[0].n_ipv6, 3);
+	assert_int_equal(set.vms[0].ipv6[1][0], 0xfd);
+	assert_int_equal(set.vms[0].ipv6[2][15], 1);
+	vmconf_free(&set);
+	free(text);
+}
+
 /* --- whole file --- */
 
 static char *doc2(const char *id2, const char *mac2, const char *ip2)
@@ -239,6 +272,12 @@ static void test_duplicates(void **state)
 	expect_error(doc2("\"i-2\"", "\"52:54:00:00:00:02\"", "\"10.0.0.1\""),
 		     "t.json:3:62: vms[1].ipv4: \"10.0.0.1\" duplicates vms[0].ipv4");
 	expect_ok(doc2("\"i-2\"", "\"52:54:00:00:00:02\"", "\"10.0.0.2\""));
+	/* One IPv6 address in two VMs, however spelled. */
+	expect_error_text("{\"vms\": [\n"
+			  "  {\"instance-id\": \"i-1\", \"mac\": \"52:54:00:00:00:01\", \"ipv4\": \"10.0.0.1\", \"ipv6\": [\"2001:db8::1\"]},\n"
+			  "  {\"instance-id\": \"i-2\", \"mac\": \"52:54:00:00:00:02\", \"ipv4\": \"10.0.0.2\", \"ipv6\": [\"fd00::9\", \"2001:db8:0::1\"]}\n"
+			  "]}\n",
+			  "t.json:3:94: vms[1].ipv6[1]: \"2001:db8::1\" duplicates vms[0].ipv6[0]");
 }
 
 static void test_error_at(void **state)
@@ -272,6 +311,7 @@ int main(void)
 		cmocka_unit_test(test_mac),
 		cmocka_unit_test(test_mac_helpers),
 		cmocka_unit_test(test_ipv4),
+		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_duplicates),
 		cmocka_unit_test(test_error_at),
 	};

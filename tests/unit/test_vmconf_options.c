@@ -133,6 +133,27 @@ static void test_port(void **state)
 		     "t.json:6:29: vms[0].options.port-binding: \"first\" is not \"first-use\" or \"pinned\"");
 }
 
+/* ipv6-router: a boolean, false unless given. */
+static void test_ipv6_router(void **state)
+{
+	struct vm_set set;
+	char *text;
+
+	(void)state;
+	text = doc1(ID, MAC, IP, "\"options\": {\"ipv6-router\": true}");
+	parse_ok(text, &set);
+	assert_true(set.vms[0].ipv6_router);
+	vmconf_free(&set);
+	free(text);
+	text = doc1(ID, MAC, IP, "\"options\": {}");
+	parse_ok(text, &set);
+	assert_false(set.vms[0].ipv6_router);
+	vmconf_free(&set);
+	free(text);
+	expect_error(doc1(ID, MAC, IP, "\"options\": {\"ipv6-router\": \"yes\"}"),
+		     "t.json:6:28: vms[0].options.ipv6-router: expected true or false, not a string");
+}
+
 /* --- IAM --- */
 
 #define CREDS                                                                                                        \
@@ -207,6 +228,7 @@ int main(void)
 		cmocka_unit_test(test_rate_options),
 		cmocka_unit_test(test_user_data_max),
 		cmocka_unit_test(test_port),
+		cmocka_unit_test(test_ipv6_router),
 		cmocka_unit_test(test_iam),
 		cmocka_unit_test(test_check_time),
 	};

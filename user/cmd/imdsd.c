@@ -337,6 +337,7 @@ static int imdsd_start_server(struct imdsd *d, const uint8_t key[IMDS_TOKEN_KEY_
 		.store = &d->store,
 		.addr_be = IMDSD_ADDR_BE,
 		.port = IMDS_TCP_PORT,
+		.ipv6 = true, /* docs/ipv6.md: beside IPv4 whenever the host has IPv6 */
 		.workers = d->workers,
 		.idle_timeout_ms = d->idle_timeout_ms,
 		.header_timeout_ms = d->header_timeout_ms,
@@ -348,7 +349,8 @@ static int imdsd_start_server(struct imdsd *d, const uint8_t key[IMDS_TOKEN_KEY_
 	memcpy(cfg.token_key, key, IMDS_TOKEN_KEY_LEN);
 	rc = server_start(&d->srv, &cfg);
 	if (rc < 0) {
-		log_error("cannot serve on 169.254.169.254:%d: %s", IMDS_TCP_PORT, strerror(-rc));
+		log_error("cannot serve on 169.254.169.254:%d%s: %s", IMDS_TCP_PORT,
+			  " and [" IMDS_IPV6_ADDR_TEXT "]", strerror(-rc));
 		return rc;
 	}
 	total = server_max_conns_total(d->srv);

@@ -327,6 +327,68 @@ static int ed_add_interface(struct ec2_ctx *c, const struct ec2_facts *f, const 
 	return rc;
 }
 
+/* "2001:db8:1::/64": the address's first `bits` bits as a CIDR block. */
+static void ed_ipv6_block(const uint8_t addr[16], int bits, char out[INET6_ADDRSTRLEN + 4])
+{
+	uint8_t net[16] = { 0 };
+	char text[INET6_ADDRSTRLEN];
+
+	memcpy(net, addr, (size_t)bits / 8);
+	inet_ntop(AF_INET6, net, text, sizeof(text));
+	snprintf(out, INET6_ADDRSTRLEN + 4, "%s/%d", text, bits);
+}
+
+/* Appends `line` to the newline-separated list `out` (room for
+ * IMDS_VM_IPV6_MAX lines) unless it is there already. */
+#define ED_IPV6_LIST_MAX (IMDS_VM_IPV6_MAX * (INET6_ADDRSTRLEN + 4))
+static void ed_list_add(char out[ED_IPV6_LIST_MAX], const char *line)
+{
+	size_t len = strlen(line), used = strlen(out);
+
+	for (const char *p = out; (p = strstr(p, line)); p += len)
+		if ((p == out || p[-1] == '\n') && (p[len] == '\n' || p[len] == '\0'))
+			return;
+	snprintf(out + used, ED_IPV6_LIST_MAX - used, "%s%s", used ? "\n" : "", line);
+}
+
+/* The VM's "ipv6" as EC2 serves an interface's IPv6 (docs/ipv6.md): the
+ * top-level ipv6 (its first address), the interface's ipv6s, and the /64
+ * subnets and /56 VPC block of its global and unique local addresses
+ * (a VPC's IPv6 block is a /56, its subnets /64s).  ipv6-prefix and the
+ * rest come only from the operator's meta-data. */
+static int ed_add_ipv6(struct ec2_ctx *c, const char *eni)
+{
+	const struct vm_desc *vm = c->vm;
+	char addrs[ED_IPV6_LIST_MAX] = "", subnets[ED_IPV6_LIST_MAX] = "", vpc[INET6_ADDRSTRLEN + 4] = "";
+	char text[INET6_ADDRSTRLEN + 4], rel[TREE_PATH_MAX + 1];
+	int rc;
+
+	if (!vm->n_ipv6)
+		return 0;
+	for (unsigned i = 0; i < vm->n_ipv6; i++) {
+		inet_ntop(AF_INET6, vm->ipv6[i], text, sizeof(text));
+		ed_list_add(addrs, text);
+		if (vm->ipv6[i][0] == 0xfe && (vm->ipv6[i][1] & 0xc0) == 0x80)
+			continue; /* link-local: in no subnet of the VPC */
+		ed_ipv6_block(vm->ipv6[i], 64, text);
+		ed_list_add(subnets, text);
+		if (!vpc[0])
+			ed_ipv6_block(vm->ipv6[i], 56, vpc);
+	}
+	inet_ntop(AF_INET6, vm->ipv6[0], text, sizeof(text));
+	rc = ed_add(c, "ipv6", text);
+	snprintf(rel, sizeof(rel), "%sipv6s", eni);
+	if (!rc)
+		rc = ed_add(c, rel, addrs);
+	snprintf(rel, sizeof(rel), "%ssubnet-ipv6-cidr-blocks", eni);
+	if (!rc && subnets[0])
+		rc = ed_add(c, rel, subnets);
+	snprintf(rel, sizeof(rel), "%svpc-ipv6-cidr-blocks", eni);
+	if (!rc && vpc[0])
+		rc = ed_add(c, rel, vpc);
+	return rc;
+}
+
 int ec2_add_derived(struct ec2_ctx *c)
 {
 	char eni[96];
@@ -342,5 +404,7 @@ int ec2_add_derived(struct ec2_ctx *c)
 		rc = ed_add_block_devices(c);
 	if (!rc)
 		rc = ed_add_interface(c, &f, eni);
+	if (!rc)
+		rc = ed_add_ipv6(c, eni);
 	return rc ? ec2_fail(c, ".meta-data", rc) : 0;
 }

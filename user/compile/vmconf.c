@@ -7,6 +7,7 @@
  * (lib/schema.h). */
 #include "compile/vmconf.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -120,6 +121,22 @@ static int vc_duplicate(struct schema_ctx *c, const struct vm_set *set, size_t i
 	return schema_fail(c, path, "%s duplicates %s.%s", q, set->vms[j].json_path, field);
 }
 
+/* One IPv6 address in two VMs' "ipv6" lists: the second is reported. */
+static int vc_check_ipv6_shared(struct schema_ctx *c, const struct vm_desc *v, size_t i, size_t j)
+{
+	char path[64], text[INET6_ADDRSTRLEN];
+
+	for (unsigned a = 0; a < v[i].n_ipv6; a++)
+		for (unsigned b = 0; b < v[j].n_ipv6; b++) {
+			if (memcmp(v[i].ipv6[a], v[j].ipv6[b], 16))
+				continue;
+			snprintf(path, sizeof(path), "%s.ipv6[%u]", v[i].json_path, a);
+			inet_ntop(AF_INET6, v[i].ipv6[a], text, sizeof(text));
+			return schema_fail(c, path, "\"%s\" duplicates %s.ipv6[%u]", text, v[j].json_path, b);
+		}
+	return 0;
+}
+
 /* Two VMs with one MAC or IPv4 would make the data plane's binding
  * ambiguous; one instance-id would make them one VM to the store. */
 static int vc_check_duplicates(struct schema_ctx *c, const struct vm_set *set)
@@ -134,6 +151,8 @@ static int vc_check_duplicates(struct schema_ctx *c, const struct vm_set *set)
 				return vc_duplicate(c, set, i, j, "mac");
 			if (v[i].ipv4 == v[j].ipv4)
 				return vc_duplicate(c, set, i, j, "ipv4");
+			if (vc_check_ipv6_shared(c, v, i, j))
+				return -EINVAL;
 		}
 	}
 	return 0;

@@ -44,6 +44,9 @@ struct vm_desc {
 	char instance_id[IMDS_INSTANCE_ID_MAX];
 	uint8_t mac[6];
 	uint32_t ipv4; /* network byte order */
+	uint8_t ipv6[IMDS_VM_IPV6_MAX][16]; /* "ipv6": the VM's IPv6 addresses, in record order */
+	uint8_t n_ipv6;
+	bool ipv6_router; /* options."ipv6-router": its RAs and Redirects pass (docs/ipv6.md) */
 	uint8_t http_tokens; /* enum imds_http_tokens */
 	uint8_t hop_limit;   /* 1..64 */
 	uint32_t rate_pps;   /* packet budget, 1..IMDS_RATE_MAX; 0 = default */

@@ -139,6 +139,71 @@ static int vc_parse_ipv4(struct schema_ctx *c, void *target, json_t *v, const ch
 	return 0;
 }
 
+/* Why `a` cannot be a VM's own IPv6 address, or NULL when it can: global
+ * unicast (2000::/3), unique local (fc00::/7) or link-local (fe80::/10),
+ * and not the service's own fd00:ec2::254. */
+static const char *vc_ipv6_refusal(const struct in6_addr *a)
+{
+	static const uint8_t service[16] = IMDS_IPV6_ADDR_BYTES;
+	const uint8_t *b = a->s6_addr;
+
+	if (IN6_IS_ADDR_UNSPECIFIED(a))
+		return "the unspecified address";
+	if (IN6_IS_ADDR_LOOPBACK(a))
+		return "the loopback address";
+	if (IN6_IS_ADDR_MULTICAST(a))
+		return "a multicast address";
+	if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a))
+		return "an IPv4-mapped address (give it as \"ipv4\")";
+	if (!memcmp(b, service, 16))
+		return "the metadata service's own address";
+	if ((b[0] & 0xe0) == 0x20 || (b[0] & 0xfe) == 0xfc || IN6_IS_ADDR_LINKLOCAL(a))
+		return NULL;
+	return "not a global, unique local or link-local unicast address";
+}
+
+static int vc_parse_ipv6_one(struct schema_ctx *c, struct vm_desc *vm, json_t *v, const char *path)
+{
+	char q[SCHEMA_QUOTE_MAX];
+	struct in6_addr a;
+	const char *why;
+
+	if (!json_is_string(v))
+		return schema_expect(c, path, v, "a string");
+	schema_quote_json(v, q);
+	if (inet_pton(AF_INET6, json_string_value(v), &a) != 1)
+		return schema_fail(c, path, "%s is not an IPv6 address", q);
+	why = vc_ipv6_refusal(&a);
+	if (why)
+		return schema_fail(c, path, "%s is %s", q, why);
+	for (unsigned i = 0; i < vm->n_ipv6; i++)
+		if (!memcmp(vm->ipv6[i], a.s6_addr, 16))
+			return schema_fail(c, path, "%s duplicates %s.ipv6[%u]", q, vm->json_path, i);
+	memcpy(vm->ipv6[vm->n_ipv6++], a.s6_addr, 16);
+	return 0;
+}
+
+/* "ipv6": the VM's IPv6 addresses (docs/ipv6.md), 1..IMDS_VM_IPV6_MAX. */
+static int vc_parse_ipv6(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	struct vm_desc *vm = target;
+	char sub[SCHEMA_PATH_MAX];
+	size_t i;
+	json_t *a;
+
+	if (!json_is_array(v))
+		return schema_expect(c, path, v, "an array of IPv6 addresses");
+	if (json_array_size(v) == 0 || json_array_size(v) > IMDS_VM_IPV6_MAX)
+		return schema_fail(c, path, "must hold 1 to %d addresses, not %zu", IMDS_VM_IPV6_MAX,
+				   json_array_size(v));
+	json_array_foreach(v, i, a) {
+		snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+		if (vc_parse_ipv6_one(c, vm, a, sub))
+			return -EINVAL;
+	}
+	return 0;
+}
+
 /* --- meta-data --- */
 
 struct vc_path {
@@ -569,6 +634,7 @@ const struct schema_field vmconf_ec2_fields[] = {
 	{ "name", false, vc_parse_name },
 	{ "mac", true, vc_parse_mac },
 	{ "ipv4", true, vc_parse_ipv4 },
+	{ "ipv6", false, vc_parse_ipv6 },
 	{ "port", false, vc_parse_port },
 	{ "options", false, vmconf_check_options },
 	{ "meta-data", false, vc_parse_meta_data },

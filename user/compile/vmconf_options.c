@@ -137,6 +137,16 @@ static int vc_parse_port_binding(struct schema_ctx *c, void *target, json_t *v, 
 	return vc_parse_choice(c, v, path, "first-use", "pinned", &((struct vm_desc *)target)->first_use);
 }
 
+/* A VM that routes IPv6 for others (docs/ipv6.md): its Router
+ * Advertisements and Redirects are not dropped. */
+static int vc_parse_ipv6_router(struct schema_ctx *c, void *target, json_t *v, const char *path)
+{
+	if (!json_is_boolean(v))
+		return schema_expect(c, path, v, "true or false");
+	((struct vm_desc *)target)->ipv6_router = json_is_true(v);
+	return 0;
+}
+
 static const struct schema_field vc_option_fields[] = {
 	{ "http-tokens", false, vc_parse_http_tokens },
 	{ "hop-limit", false, vc_parse_hop_limit },
@@ -149,6 +159,7 @@ static const struct schema_field vc_option_fields[] = {
 	{ "proxied-token-requests", false, vc_parse_proxied },
 	{ "user-data-max", false, vc_parse_user_data_max },
 	{ "port-binding", false, vc_parse_port_binding },
+	{ "ipv6-router", false, vc_parse_ipv6_router },
 };
 
 int vmconf_check_options(struct schema_ctx *c, void *target, json_t *v, const char *path)

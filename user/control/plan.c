@@ -89,8 +89,27 @@ static int plan_deletes(struct plan *p, const struct store *s, enum plan_mode mo
 	return 0;
 }
 
-/* A loaded VM that stays (not in the batch, not deleted) and holds the MAC
- * or IPv4 a record asks for. */
+/* The same for each of the record's IPv6 addresses. */
+static int plan_check_ipv6_conflicts(const struct plan *p, const struct store *s, const struct plan_step *st,
+				     struct conf_error *err)
+{
+	char path[64], text[INET6_ADDRSTRLEN];
+
+	for (unsigned a = 0; a < st->vm->n_ipv6; a++) {
+		int at = store_find_ipv6(s, st->vm->ipv6[a]);
+		const char *other = at >= 0 ? s->vms[at].instance_id : NULL;
+
+		if (!other || plan_names(p, other))
+			continue;
+		snprintf(path, sizeof(path), "%s.ipv6[%u]", st->vm->json_path, a);
+		inet_ntop(AF_INET6, st->vm->ipv6[a], text, sizeof(text));
+		return vmconf_error_at(st->set, err, path, "%s is already used by loaded VM %s", text, other);
+	}
+	return 0;
+}
+
+/* A loaded VM that stays (not in the batch, not deleted) and holds the MAC,
+ * IPv4 or an IPv6 address a record asks for. */
 static int plan_check_conflicts(const struct plan *p, const struct store *s, struct conf_error *err)
 {
 	char path[64], text[32];
@@ -116,6 +135,8 @@ static int plan_check_conflicts(const struct plan *p, const struct store *s, str
 			inet_ntop(AF_INET, &st->vm->ipv4, text, sizeof(text));
 			return vmconf_error_at(st->set, err, path, "%s is already used by loaded VM %s", text, other);
 		}
+		if (plan_check_ipv6_conflicts(p, s, st, err))
+			return -EINVAL;
 	}
 	return 0;
 }

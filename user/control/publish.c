@@ -26,6 +26,8 @@ static int publish_put(struct store *s, const struct identity_key *key, const st
 	const struct vm_desc *vm = st->vm;
 	struct store_vm rec = {
 		.ipv4 = vm->ipv4,
+		.n_ipv6 = vm->n_ipv6,
+		.ipv6_router = vm->ipv6_router,
 		.http_tokens = vm->http_tokens,
 		.hop_limit = vm->hop_limit,
 		.rate_pps = vm->rate_pps,
@@ -47,6 +49,7 @@ static int publish_put(struct store *s, const struct identity_key *key, const st
 		return ret;
 	snprintf(rec.instance_id, sizeof(rec.instance_id), "%s", vm->instance_id);
 	memcpy(rec.mac, vm->mac, sizeof(rec.mac));
+	memcpy(rec.ipv6, vm->ipv6, sizeof(rec.ipv6));
 	memcpy(rec.port, vm->port, sizeof(rec.port));
 	image.data = data;
 	ret = store_put(s, &rec, &image, err, errlen);

@@ -315,6 +315,37 @@ static int nl_addr_request(int type, int flags, int ifindex, uint32_t addr_be, i
 	return nl_transact(&req, NULL, NULL);
 }
 
+/* IPv6: IFA_F_NODAD, so the address is usable at once (no DAD wait: the
+ * host owns it on this bridge; docs/ipv6.md). */
+static int nl_addr6_request(int type, int flags, int ifindex, const uint8_t addr[16], int prefixlen)
+{
+	struct nl_req req = { 0 };
+	uint32_t ifa_flags = IFA_F_NODAD;
+
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(req.ifa));
+	req.nh.nlmsg_type = (unsigned short)type;
+	req.nh.nlmsg_flags = (unsigned short)flags;
+	req.ifa.ifa_family = AF_INET6;
+	req.ifa.ifa_prefixlen = (unsigned char)prefixlen;
+	req.ifa.ifa_flags = IFA_F_NODAD;
+	req.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
+	req.ifa.ifa_index = (unsigned)ifindex;
+	nl_add_attr(&req, IFA_LOCAL, addr, 16);
+	nl_add_attr(&req, IFA_ADDRESS, addr, 16);
+	nl_add_attr(&req, IFA_FLAGS, &ifa_flags, sizeof(ifa_flags));
+	return nl_transact(&req, NULL, NULL);
+}
+
+int nl_addr6_add(int ifindex, const uint8_t addr[16], int prefixlen)
+{
+	return nl_addr6_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifindex, addr, prefixlen);
+}
+
+int nl_addr6_del(int ifindex, const uint8_t addr[16], int prefixlen)
+{
+	return nl_addr6_request(RTM_DELADDR, 0, ifindex, addr, prefixlen);
+}
+
 int nl_addr_add(int ifindex, uint32_t addr_be, int prefixlen)
 {
 	/* NLM_F_EXCL makes an existing address -EEXIST, so the caller knows

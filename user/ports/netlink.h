@@ -40,6 +40,9 @@ int nl_bridge_ports(int bridge_ifindex, int *ports, size_t max, size_t *n);
  * address and -EEXIST when it was already there. */
 int nl_addr_add(int ifindex, uint32_t addr_be, int prefixlen);
 int nl_addr_del(int ifindex, uint32_t addr_be, int prefixlen);
+/* The same for an IPv6 address (added without duplicate detection). */
+int nl_addr6_add(int ifindex, const uint8_t addr[16], int prefixlen);
+int nl_addr6_del(int ifindex, const uint8_t addr[16], int prefixlen);
 
 /* A non-blocking socket subscribed to link events, or -errno. */
 int nl_monitor_open(void);

@@ -26,7 +26,8 @@
 struct watch_bridge {
 	int ifindex;
 	char name[IF_NAMESIZE];
-	bool added_addr; /* we added the address and remove it on stop */
+	bool added_addr;  /* we added the address and remove it on stop */
+	bool added_addr6; /* ... and fd00:ec2::254/128 (docs/ipv6.md) */
 	unsigned seen;	 /* sync round that last listed the bridge */
 };
 
@@ -184,6 +185,12 @@ static void watch_ports_leave(struct watch *w, int bridge)
 
 /* ---- bridges ---- */
 
+static const uint8_t watch_addr6[16] = IMDS_IPV6_ADDR_BYTES;
+
+/* 169.254.169.254/32 and fd00:ec2::254/128.  The IPv6 one always, not
+ * only when some VM has an "ipv6" (docs/ipv6.md): it costs nothing to
+ * guests that do not route to it; a bridge with IPv6 disabled is served
+ * over IPv4 only. */
 static void watch_add_address(struct watch *w, struct watch_bridge *b)
 {
 	int rc = nl_addr_add(b->ifindex, w->cfg.addr_be, 32);
@@ -191,6 +198,24 @@ static void watch_add_address(struct watch *w, struct watch_bridge *b)
 	b->added_addr = rc == 0;
 	if (rc < 0 && rc != -EEXIST) /* -EEXIST: somebody else's, left in place on stop */
 		log_error("bridge %s: cannot add the metadata address: %s", b->name, strerror(-rc));
+	rc = nl_addr6_add(b->ifindex, watch_addr6, 128);
+	b->added_addr6 = rc == 0;
+	if (rc < 0 && rc != -EEXIST)
+		log_warn("bridge %s: cannot add " IMDS_IPV6_ADDR_TEXT "/128 (%s): IPv4 only there", b->name,
+			 strerror(-rc));
+}
+
+static void watch_remove_addresses(struct watch *w, struct watch_bridge *b)
+{
+	int rc = b->added_addr ? nl_addr_del(b->ifindex, w->cfg.addr_be, 32) : 0;
+
+	/* -ENODEV: the bridge went away with its addresses. */
+	if (rc < 0 && rc != -ENODEV)
+		log_error("cannot remove the metadata address from %s: %s", b->name, strerror(-rc));
+	rc = b->added_addr6 ? nl_addr6_del(b->ifindex, watch_addr6, 128) : 0;
+	if (rc < 0 && rc != -ENODEV)
+		log_error("cannot remove " IMDS_IPV6_ADDR_TEXT " from %s: %s", b->name, strerror(-rc));
+	b->added_addr = b->added_addr6 = false;
 }
 
 /* A bridge that matches the configuration and is not served yet. */
@@ -234,8 +259,8 @@ static void watch_bridge_gone(struct watch *w, struct watch_bridge *b, bool exis
 	 * have usually left already; a renamed bridge keeps them. */
 	watch_ports_leave(w, b->ifindex);
 	watch_flush_left(w);
-	if (exists && b->added_addr)
-		nl_addr_del(b->ifindex, w->cfg.addr_be, 32);
+	if (exists)
+		watch_remove_addresses(w, b);
 	log_info("bridge %s (ifindex %d) %s: no longer served", b->name, b->ifindex,
 		exists ? "no longer matches --bridge" : "is gone");
 	*b = w->bridges[--w->nbridges];
@@ -496,13 +521,8 @@ void watch_stop(struct watch *w)
 	for (size_t i = 0; w->ports.slot && i < PORTSET_SLOTS; i++)
 		if (w->ports.slot[i].ifindex && w->ports.slot[i].attached)
 			dataplane_detach(w->cfg.store, w->ports.slot[i].ifindex);
-	for (size_t i = 0; i < w->nbridges; i++) {
-		int rc = w->bridges[i].added_addr ? nl_addr_del(w->bridges[i].ifindex, w->cfg.addr_be, 32) : 0;
-
-		if (rc < 0 && rc != -ENODEV)
-			log_error("cannot remove the metadata address from %s: %s", w->bridges[i].name,
-				strerror(-rc));
-	}
+	for (size_t i = 0; i < w->nbridges; i++)
+		watch_remove_addresses(w, &w->bridges[i]);
 	if (w->nl_fd >= 0)
 		close(w->nl_fd);
 	portset_free(&w->ports);

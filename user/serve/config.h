@@ -3,6 +3,7 @@
  * on the server's public API. */
 #ifndef IMDS_SERVE_CONFIG_H
 #define IMDS_SERVE_CONFIG_H
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "imds.h"
@@ -13,6 +14,9 @@ struct server_config {
 	struct store *store;
 	uint32_t addr_be; /* listen address, network order */
 	uint16_t port;	  /* host order */
+	/* Also listen on [fd00:ec2::254]:port, with as many listeners, one per
+	 * worker (docs/ipv6.md). */
+	bool ipv6;
 	int workers;
 	int idle_timeout_ms;   /* between requests */
 	int header_timeout_ms; /* from a request's first byte to its end */

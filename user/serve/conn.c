@@ -108,7 +108,7 @@ void srv_conn_close(struct srv_worker *w, struct srv_conn *c)
 	}
 }
 
-static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, const struct sockaddr_in *peer, uint32_t slot,
+static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, const struct imds_conn_key *peer, uint32_t slot,
 				     uint32_t generation)
 {
 	struct srv_conn *c = NULL;
@@ -121,8 +121,7 @@ static struct srv_conn *srv_conn_new(struct srv_worker *w, int fd, const struct 
 	c->fd = fd;
 	c->slot = slot;
 	c->generation = generation;
-	c->peer.saddr = peer->sin_addr.s_addr;
-	c->peer.sport = peer->sin_port;
+	c->peer = *peer;
 	c->last_active_ms = srv_now_ms();
 	if (fair_add(&w->fair, &c->fair, slot) < 0) {
 		free(c);
@@ -266,6 +265,34 @@ static int srv_admit(struct srv_worker *w, uint32_t slot, uint32_t generation)
 	return -EMFILE;
 }
 
+/* The VM-side endpoint of an accepted socket as conn_table_v2 keys it
+ * (struct imds_conn_key: IPv4 mapped into 16 bytes).  0 or -1. */
+static int srv_peer_key(int fd, struct imds_conn_key *key)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	memset(key, 0, sizeof(*key));
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)&ss;
+
+		key->saddr[10] = key->saddr[11] = 0xff;
+		memcpy(&key->saddr[12], &in->sin_addr, 4);
+		key->sport = in->sin_port;
+		return 0;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)&ss;
+
+		memcpy(key->saddr, &in6->sin6_addr, 16);
+		key->sport = in6->sin6_port;
+		return 0;
+	}
+	return -1;
+}
+
 /* A new socket: served only if the data plane verified its SYN, only
  * while its VM holds fewer than max-connections, and only while the
  * total holds room or room can be made fairly.  A refused connection is
@@ -275,17 +302,16 @@ static int srv_admit(struct srv_worker *w, uint32_t slot, uint32_t generation)
 void srv_conn_open(struct srv_worker *w, int fd)
 {
 	struct limits *limits = w->srv->limits;
-	struct sockaddr_in peer;
-	socklen_t len = sizeof(peer);
+	struct imds_conn_key peer;
 	struct srv_vm_facts facts;
 	uint32_t slot, generation;
 	struct srv_conn *c;
 
-	if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0 || peer.sin_family != AF_INET)
+	if (srv_peer_key(fd, &peer) < 0)
 		goto reject;
 	/* -ENOENT: no verified SYN for this (address, port): it did not come
 	 * through a port of ours from a loaded VM.  No response at all. */
-	if (store_take_conn(w->srv->cfg.store, peer.sin_addr.s_addr, peer.sin_port, &slot, &generation) < 0)
+	if (store_take_conn(w->srv->cfg.store, &peer, &slot, &generation) < 0)
 		goto reject;
 	if (srv_accept_facts(w, slot, generation, &facts) < 0)
 		goto reject;

@@ -12,16 +12,27 @@
 #define SRV_STOP_WAIT_MS 2000 /* give up draining completions after this */
 
 
+/* Arms the multishot accept of each listener that has none. */
 void srv_arm_accept(struct srv_worker *w)
 {
-	struct io_uring_sqe *sqe = srv_sqe(w);
+	const int fds[2] = { w->listen_fd, w->listen_fd6 };
+	static const enum srv_op ops[2] = { OP_ACCEPT, OP_ACCEPT6 };
 
-	if (!sqe)
-		return;
-	/* One SQE, one completion per accepted socket while IORING_CQE_F_MORE
-	 * is set; the kernel ends it on an error (e.g. EMFILE). */
-	io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	srv_set_data(sqe, NULL, OP_ACCEPT);
+	for (int i = 0; i < 2; i++) {
+		struct io_uring_sqe *sqe;
+
+		if (fds[i] < 0 || w->accept_armed[i])
+			continue;
+		sqe = srv_sqe(w);
+		if (!sqe)
+			return;
+		/* One SQE, one completion per accepted socket while
+		 * IORING_CQE_F_MORE is set; the kernel ends it on an error
+		 * (e.g. EMFILE). */
+		io_uring_prep_multishot_accept(sqe, fds[i], NULL, NULL, SOCK_CLOEXEC);
+		srv_set_data(sqe, NULL, ops[i]);
+		w->accept_armed[i] = true;
+	}
 	w->released_at_arm = w->fds_released;
 }
 
@@ -49,8 +60,10 @@ static void srv_arm_wake(struct srv_worker *w)
 
 /* ---- completions ---- */
 
-static void srv_handle_accept(struct srv_worker *w, int res, bool more)
+static void srv_handle_accept(struct srv_worker *w, int listener, int res, bool more)
 {
+	if (!more)
+		w->accept_armed[listener] = false;
 	if (res >= 0 && w->stopping)
 		close(res); /* accepted while the stop's cancel was on its way */
 	else if (res >= 0)
@@ -87,7 +100,10 @@ static void srv_dispatch(struct srv_worker *w, const struct io_uring_cqe *cqe)
 		w->inflight--;
 	switch (cqe->user_data & SRV_OP_MASK) {
 	case OP_ACCEPT:
-		srv_handle_accept(w, cqe->res, more);
+		srv_handle_accept(w, 0, cqe->res, more);
+		break;
+	case OP_ACCEPT6:
+		srv_handle_accept(w, 1, cqe->res, more);
 		break;
 	case OP_RECV:
 		srv_handle_recv(w, ptr, cqe, more);

@@ -33,14 +33,20 @@
 #define SRV_NOFILE_UNLIMITED (1u << 20) /* the kernel's default fs.nr_open */
 
 
-static int srv_listen(uint32_t addr_be, uint16_t port)
+/* One worker's listener on sa (IPv4 or IPv6). */
+static int srv_listen(const struct sockaddr *sa, socklen_t salen)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = addr_be, .sin_port = htons(port) };
 	int one = 1, fd, err;
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* The IPv6 listener takes IPv6 only: IPv4 has its own. */
+	if (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
 	/* REUSEPORT: one listener per worker, the kernel spreads connections.
 	 * FREEBIND: the address may be added to the bridge after we bind.
 	 * NODELAY is inherited by accepted sockets: every response is one
@@ -49,12 +55,38 @@ static int srv_listen(uint32_t addr_be, uint16_t port)
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, SRV_BACKLOG) < 0) {
+	    bind(fd, sa, salen) < 0 || listen(fd, SRV_BACKLOG) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
 	return fd;
+}
+
+/* The worker's IPv4 listener and, with cfg->ipv6, its IPv6 one. */
+static int srv_listen_all(struct srv_worker *w, const struct server_config *cfg)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = cfg->addr_be, .sin_port = htons(cfg->port) };
+	struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_addr = { .s6_addr = IMDS_IPV6_ADDR_BYTES },
+				    .sin6_port = htons(cfg->port) };
+	int rc = srv_listen((struct sockaddr *)&sa, sizeof(sa));
+
+	if (rc < 0)
+		return rc;
+	w->listen_fd = rc;
+	if (!cfg->ipv6)
+		return 0;
+	rc = srv_listen((struct sockaddr *)&sa6, sizeof(sa6));
+	if (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL) {
+		/* IPv6 is off in this host (ipv6.disable=1): IPv4 only. */
+		if (w->index == 0)
+			log_warn("no IPv6 in this host (%s): serving 169.254.169.254 only", strerror(-rc));
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	w->listen_fd6 = rc;
+	return 0;
 }
 
 static int srv_ring_init(struct srv_worker *w)
@@ -114,7 +146,7 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 
 	w->srv = srv;
 	w->index = index;
-	w->listen_fd = -1;
+	w->listen_fd = w->listen_fd6 = -1;
 	w->conns.next = w->conns.prev = &w->conns;
 	w->acking.next = w->acking.prev = &w->acking;
 	rc = fair_init(&w->fair, srv->cfg.store->max_slots);
@@ -126,10 +158,9 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0)
 		return -errno;
-	rc = srv_listen(srv->cfg.addr_be, srv->cfg.port);
+	rc = srv_listen_all(w, &srv->cfg);
 	if (rc < 0)
 		return rc;
-	w->listen_fd = rc;
 	rc = srv_ring_init(w);
 	if (rc < 0)
 		return rc;
@@ -147,6 +178,8 @@ static void srv_worker_destroy(struct srv_worker *w)
 	free(w->bufs);
 	if (w->listen_fd >= 0)
 		close(w->listen_fd);
+	if (w->listen_fd6 >= 0)
+		close(w->listen_fd6);
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
 }

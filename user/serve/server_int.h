@@ -56,6 +56,7 @@ enum srv_op {
 	OP_WAKE = 6,
 	OP_STOP = 7,
 	OP_ACK_POLL = 8,
+	OP_ACCEPT6 = 9, /* the IPv6 listener's accept (OP_ACCEPT: IPv4's) */
 };
 #define SRV_OP_MASK 15u
 
@@ -94,6 +95,8 @@ struct srv_worker {
 	struct io_uring ring;
 	bool ring_ready;
 	int listen_fd;
+	int listen_fd6; /* [fd00:ec2::254]:port, or -1 */
+	bool accept_armed[2]; /* the multishot accept of listen_fd, listen_fd6 */
 	int wake_fd;
 	uint64_t wake_buf;
 	struct io_uring_buf_ring *br;

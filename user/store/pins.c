@@ -198,6 +198,7 @@ static int store_size_maps(struct store *s, const struct store_size *want, char 
 	bpf_object__for_each_map(map, s->skel->obj)
 		if (bpf_map__max_entries(map) == IMDS_MAX_VMS)
 			bpf_map__set_max_entries(map, slots);
+	bpf_map__set_max_entries(s->skel->maps.IMDS_MAP_IPV6_INDEX_ID, slots * IMDS_VM_IPV6_MAX);
 	bpf_map__set_max_entries(s->skel->maps.IMDS_MAP_ARENA_ID, pages);
 	s->max_slots = slots;
 	return 0;
@@ -231,11 +232,11 @@ static int store_load_maps(struct store *s, unsigned flags, const struct store_s
 	}
 	s->vm_fd = bpf_map__fd(s->skel->maps.vm_table);
 	s->mac_fd = bpf_map__fd(s->skel->maps.mac_index);
-	s->conn_fd = bpf_map__fd(s->skel->maps.conn_table);
+	s->conn_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_CONN_TABLE_ID);
 	s->counters_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_VM_COUNTERS_ID);
 	s->arena_fd = bpf_map__fd(s->skel->maps.arena);
 	s->key_fd = bpf_map__fd(s->skel->maps.token_key);
-	s->hop_fd = bpf_map__fd(s->skel->maps.hop_marks);
+	s->hop_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_HOP_MARKS_ID);
 	s->gate_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_CONN_GATE_ID);
 	s->ports_fd = bpf_map__fd(s->skel->maps.IMDS_MAP_VM_PORTS_ID);
 	return 0;

@@ -268,6 +268,9 @@ static int store_add(struct store *s, const struct store_vm *vm, const struct st
 	} else if ((ret = store_index_ipv4(s, vm->ipv4, slot)) < 0) {
 		snprintf(err, errlen, "%s: cannot index its ipv4: %s", vm->instance_id, strerror(-ret));
 		bpf_map_delete_elem(s->mac_fd, &key);
+	} else if ((ret = store_ipv6_publish(s, slot, vm, err, errlen)) < 0) {
+		store_unindex_ipv4(s, vm->ipv4);
+		bpf_map_delete_elem(s->mac_fd, &key);
 	}
 	if (ret) {
 		__atomic_store_n(&r->state, IMDS_VM_FREE, __ATOMIC_RELEASE);
@@ -336,6 +339,8 @@ static int store_update(struct store *s, uint32_t slot, const struct store_vm *v
 	if (ret)
 		snprintf(err, errlen, "%s: cannot index its ipv4: %s", vm->instance_id, strerror(-ret));
 	else
+		ret = store_ipv6_publish(s, slot, vm, err, errlen);
+	if (!ret)
 		ret = store_change_mac(s, slot, vm->mac, err, errlen);
 	if (ret) {
 		if (vm->ipv4 != old_ipv4)
@@ -381,6 +386,8 @@ int store_put(struct store *s, const struct store_vm *vm, const struct store_ima
 	int ret;
 
 	ret = store_check_unique(s, vm, slot, err, errlen);
+	if (!ret)
+		ret = store_ipv6_check_unique(s, vm, slot, err, errlen);
 	if (ret)
 		return ret;
 	if (slot < 0)
@@ -401,6 +408,7 @@ int store_delete(struct store *s, const char *instance_id)
 	store_mac_key(&key, r->mac);
 	bpf_map_delete_elem(s->mac_fd, &key);
 	store_unindex_ipv4(s, r->ipv4);
+	store_ipv6_forget(s, (uint32_t)slot);
 	__atomic_store_n(&r->state, IMDS_VM_FREE, __ATOMIC_RELEASE);
 	old_ref = __atomic_exchange_n(&r->tree_ref, 0, __ATOMIC_ACQ_REL);
 	arena_free(&s->arena, (uint32_t)old_ref);
@@ -443,13 +451,14 @@ static uint64_t store_monotonic_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int store_take_conn(struct store *s, uint32_t saddr_be, uint16_t sport_be, uint32_t *slot, uint32_t *generation)
+int store_take_conn(struct store *s, const struct imds_conn_key *peer, uint32_t *slot, uint32_t *generation)
 {
-	struct imds_conn_key key = { .saddr = saddr_be, .sport = sport_be, .pad = 0 };
+	struct imds_conn_key key = *peer;
 	struct imds_conn conn;
 	const struct imds_vm *r;
 	uint64_t now;
 
+	key.pad = 0;
 	if (bpf_map_lookup_and_delete_elem(s->conn_fd, &key, &conn) < 0)
 		return errno == ENOENT ? -ENOENT : -errno;
 	if (conn.slot == 0 || conn.slot >= s->max_slots)

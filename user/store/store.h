@@ -57,6 +57,9 @@ struct store_vm {
 	char instance_id[IMDS_INSTANCE_ID_MAX];
 	uint8_t mac[6];
 	uint32_t ipv4;	     /* network byte order */
+	uint8_t ipv6[IMDS_VM_IPV6_MAX][16]; /* its IPv6 addresses (ipv6_index) */
+	uint8_t n_ipv6;
+	bool ipv6_router;    /* its RAs and Redirects pass (IMDS_VM_IPV6_ROUTER) */
 	uint8_t http_tokens; /* enum imds_http_tokens */
 	uint8_t hop_limit;   /* 1..64 */
 	uint32_t rate_pps;   /* packet budget; 0 = default */
@@ -116,6 +119,7 @@ void store_unlock(struct store *s);
 int store_find(const struct store *s, const char *instance_id);	 /* slot or -ENOENT */
 int store_find_mac(const struct store *s, const uint8_t mac[6]); /* slot or -ENOENT */
 int store_find_ipv4(const struct store *s, uint32_t ipv4_be);	 /* slot or -ENOENT */
+int store_find_ipv6(const struct store *s, const uint8_t addr[16]); /* slot or -ENOENT */
 int store_free_slots(const struct store *s); /* VM slots not in use */
 /* Publishes the VM with its compiled tree: a new slot, or an atomic switch
  * of an existing VM's tree (the old tree's pages are reclaimed).  -EEXIST
@@ -129,6 +133,18 @@ int store_delete(struct store *s, const char *instance_id); /* 0 or -ENOENT */
  * pin directory from a version without it); store_open calls it.  0 or
  * -errno. */
 int store_ipv4_index_fill(struct store *s);
+/* --- IPv6 addresses (ipv6.c; store_put's and store_delete's parts) --- */
+/* -EEXIST with err set when another loaded VM than `self` has one of the
+ * VM's IPv6 addresses. */
+int store_ipv6_check_unique(const struct store *s, const struct store_vm *vm, int self, char *err, size_t errlen);
+/* Indexes the VM's addresses for slot (whose generation is set) and drops
+ * those it no longer has.  0 or -errno with err set (nothing changed). */
+int store_ipv6_publish(struct store *s, uint32_t slot, const struct store_vm *vm, char *err, size_t errlen);
+/* Removes the slot's addresses from ipv6_index and its list. */
+void store_ipv6_forget(struct store *s, uint32_t slot);
+/* The slot's vm_ipv6 entry (empty when left by an earlier VM).  0 or -errno. */
+int store_vm_ipv6(const struct store *s, uint32_t slot, struct imds_vm_ipv6 *out);
+
 /* Sum over CPUs of vm_counters[slot] (slot 0 = totals). */
 int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out);
 
@@ -185,9 +201,10 @@ const char *store_binding_state(const struct store *s, uint32_t slot);
 const char *store_port_name(const struct store *s, uint32_t slot);
 
 /* --- data path (imdsd workers, lock-free) --- */
-/* Looks up and deletes the conn_table entry of a just-accepted connection.
+/* Looks up and deletes the conn_table entry of a just-accepted connection
+ * (peer: its VM-side endpoint, IPv4 mapped as struct imds_conn_key says).
  * 0 with slot/generation, or -ENOENT (SYN never verified). */
-int store_take_conn(struct store *s, uint32_t saddr_be, uint16_t sport_be, uint32_t *slot, uint32_t *generation);
+int store_take_conn(struct store *s, const struct imds_conn_key *peer, uint32_t *slot, uint32_t *generation);
 
 struct vm_snapshot {
 	uint32_t slot;
