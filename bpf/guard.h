@@ -61,6 +61,16 @@ static __always_inline struct imds_vm *guard_owner(__be32 addr, __u32 *slot_out)
 	return vm;
 }
 
+/* Whether a frame from port `ingress` with these MACs may speak for the VM
+ * (see guard_claim). */
+static __always_inline bool guard_speaks_for(const struct imds_vm *vm, const __u8 *src_mac, const __u8 *mac2,
+					     __u32 ingress)
+{
+	__u32 bound = vm->ifindex;
+
+	return (!bound || bound == ingress) && guard_mac_eq(src_mac, vm->mac) && guard_mac_eq(mac2, vm->mac);
+}
+
 /* The slot of the VM whose address `addr` is when this frame may not speak
  * for it, else 0.  It may when it comes from the VM's bound port with the
  * VM's MAC as Ethernet source and as `mac2` (ARP's sender hardware address;
@@ -71,15 +81,10 @@ static __always_inline struct imds_vm *guard_owner(__be32 addr, __u32 *slot_out)
 static __always_inline __u32 guard_claim(__be32 addr, const __u8 *src_mac, const __u8 *mac2, __u32 ingress)
 {
 	struct imds_vm *vm;
-	__u32 slot = 0, bound;
+	__u32 slot = 0;
 
 	vm = guard_owner(addr, &slot);
-	if (!vm)
-		return 0;
-	bound = vm->ifindex;
-	if ((bound && bound != ingress) || !guard_mac_eq(src_mac, vm->mac) || !guard_mac_eq(mac2, vm->mac))
-		return slot;
-	return 0;
+	return vm && !guard_speaks_for(vm, src_mac, mac2, ingress) ? slot : 0;
 }
 
 /* Whom a drop that claims no VM's address is counted on: the sender, when
@@ -139,6 +144,14 @@ static __always_inline enum imds_reason guard_ipv4_source(const struct imds_fram
 	return *slot ? IMDS_DROP_FORGED_SOURCE : GUARD_OTHER;
 }
 
+/* Whether a reply leaving by skb's port toward eth's destination reaches
+ * the VM itself: its bound port, its MAC. */
+static __always_inline bool guard_reply_reaches(const struct imds_vm *vm, const struct __sk_buff *skb,
+						const struct ethhdr *eth)
+{
+	return vm->ifindex == skb->ifindex && guard_mac_eq(eth->h_dest, vm->mac);
+}
+
 /* TC egress: the slot of the VM a reply from 169.254.169.254:80 is
  * addressed to when it is about to leave through another port than the
  * VM's or toward another MAC (a poisoned neighbour entry, a bridge that
@@ -151,11 +164,7 @@ static __always_inline __u32 guard_reply_misdirected(const struct __sk_buff *skb
 	__u32 slot = 0;
 
 	vm = guard_owner(ip->daddr, &slot);
-	if (!vm)
-		return 0;
-	if (vm->ifindex != skb->ifindex || !guard_mac_eq(eth->h_dest, vm->mac))
-		return slot;
-	return 0;
+	return vm && !guard_reply_reaches(vm, skb, eth) ? slot : 0;
 }
 
 #endif

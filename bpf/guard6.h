@@ -56,15 +56,10 @@ static __always_inline struct imds_vm *guard_owner6(const void *addr, __u32 *slo
 static __always_inline __u32 guard_claim6(const void *addr, const __u8 *src_mac, const __u8 *mac2, __u32 ingress)
 {
 	struct imds_vm *vm;
-	__u32 slot = 0, bound;
+	__u32 slot = 0;
 
 	vm = guard_owner6(addr, &slot);
-	if (!vm)
-		return 0;
-	bound = vm->ifindex;
-	if ((bound && bound != ingress) || !guard_mac_eq(src_mac, vm->mac) || !guard_mac_eq(mac2, vm->mac))
-		return slot;
-	return 0;
+	return vm && !guard_speaks_for(vm, src_mac, mac2, ingress) ? slot : 0;
 }
 
 /* The link-layer address option of `type` in an ND message whose options
@@ -176,11 +171,7 @@ static __always_inline __u32 guard_reply_misdirected6(const struct __sk_buff *sk
 	__u32 slot = 0;
 
 	vm = guard_owner6(&ip6->daddr, &slot);
-	if (!vm)
-		return 0;
-	if (vm->ifindex != skb->ifindex || !guard_mac_eq(eth->h_dest, vm->mac))
-		return slot;
-	return 0;
+	return vm && !guard_reply_reaches(vm, skb, eth) ? slot : 0;
 }
 
 #endif

@@ -337,9 +337,13 @@ class Lab:
 
 
 class Sniffer:
-    def __init__(self, lab, i, ports, seconds):
-        cmd = ["ip", "netns", "exec", lab.vm_ns(i), PYTHON, SPOOF_PY, "sniff",
-               "--ports", f"{ports[0]}-{ports[1]}", "--seconds", str(seconds)]
+    """A capture script in VM i that prints "ready", then its JSON result:
+    spoof.py's sniff of ports, or `script` with `args` (hostile6.py)."""
+
+    def __init__(self, lab, i, ports, seconds, script=None, args=()):
+        if script is None:
+            script, args = SPOOF_PY, ["sniff", "--ports", f"{ports[0]}-{ports[1]}", "--seconds", str(seconds)]
+        cmd = ["ip", "netns", "exec", lab.vm_ns(i), PYTHON, script, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if line.strip() != "ready":

@@ -29,7 +29,7 @@ import time
 import pytest
 
 import vmdata
-from imdslab import BUILD, PYTHON, ROOT, counter_delta
+from imdslab import BUILD, PYTHON, ROOT, Sniffer, counter_delta
 
 IMDS6 = "fd00:ec2::254"
 HOST6 = "2001:db8:77::1"
@@ -190,19 +190,8 @@ def hostile(lab, i, *args):
     return json.loads(p.stdout)
 
 
-class Sniffer6:
-    def __init__(self, lab, i, *args):
-        cmd = ["ip", "netns", "exec", lab.vm_ns(i), PYTHON, HOSTILE6_PY, "sniff", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if line.strip() != "ready":
-            self.proc.kill()
-            raise AssertionError(f"sniffer in vm{i} did not start: {line!r} {self.proc.stderr.read()}")
-
-    def result(self):
-        out, err = self.proc.communicate(timeout=60)
-        assert self.proc.returncode == 0, err
-        return json.loads(out)
+def Sniffer6(lab, i, *args):
+    return Sniffer(lab, i, None, None, script=HOSTILE6_PY, args=["sniff", *args])
 
 
 def test_taking_another_vms_ipv6_gets_nothing(lab):

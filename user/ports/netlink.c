@@ -299,63 +299,49 @@ int nl_link_dump(int (*cb)(void *ctx, const struct nl_link *link), void *ctx)
 	return nl_transact(&req, nl_dump_one, &d);
 }
 
-static int nl_addr_request(int type, int flags, int ifindex, uint32_t addr_be, int prefixlen)
+/* IPv6 addresses get IFA_F_NODAD, so they are usable at once (no DAD
+ * wait: the host owns them on this bridge; docs/ipv6.md). */
+static int nl_addr_request(int type, int flags, int ifindex, int family, const void *addr, int prefixlen)
 {
+	size_t len = family == AF_INET6 ? 16 : 4;
+	uint32_t ifa_flags = family == AF_INET6 ? IFA_F_NODAD : 0;
 	struct nl_req req = { 0 };
 
 	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(req.ifa));
 	req.nh.nlmsg_type = (unsigned short)type;
 	req.nh.nlmsg_flags = (unsigned short)flags;
-	req.ifa.ifa_family = AF_INET;
+	req.ifa.ifa_family = (unsigned char)family;
 	req.ifa.ifa_prefixlen = (unsigned char)prefixlen;
+	req.ifa.ifa_flags = (unsigned char)ifa_flags;
 	req.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
 	req.ifa.ifa_index = (unsigned)ifindex;
-	nl_add_attr(&req, IFA_LOCAL, &addr_be, sizeof(addr_be));
-	nl_add_attr(&req, IFA_ADDRESS, &addr_be, sizeof(addr_be));
+	nl_add_attr(&req, IFA_LOCAL, addr, len);
+	nl_add_attr(&req, IFA_ADDRESS, addr, len);
+	if (ifa_flags)
+		nl_add_attr(&req, IFA_FLAGS, &ifa_flags, sizeof(ifa_flags));
 	return nl_transact(&req, NULL, NULL);
 }
 
-/* IPv6: IFA_F_NODAD, so the address is usable at once (no DAD wait: the
- * host owns it on this bridge; docs/ipv6.md). */
-static int nl_addr6_request(int type, int flags, int ifindex, const uint8_t addr[16], int prefixlen)
-{
-	struct nl_req req = { 0 };
-	uint32_t ifa_flags = IFA_F_NODAD;
-
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(req.ifa));
-	req.nh.nlmsg_type = (unsigned short)type;
-	req.nh.nlmsg_flags = (unsigned short)flags;
-	req.ifa.ifa_family = AF_INET6;
-	req.ifa.ifa_prefixlen = (unsigned char)prefixlen;
-	req.ifa.ifa_flags = IFA_F_NODAD;
-	req.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
-	req.ifa.ifa_index = (unsigned)ifindex;
-	nl_add_attr(&req, IFA_LOCAL, addr, 16);
-	nl_add_attr(&req, IFA_ADDRESS, addr, 16);
-	nl_add_attr(&req, IFA_FLAGS, &ifa_flags, sizeof(ifa_flags));
-	return nl_transact(&req, NULL, NULL);
-}
-
-int nl_addr6_add(int ifindex, const uint8_t addr[16], int prefixlen)
-{
-	return nl_addr6_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifindex, addr, prefixlen);
-}
-
-int nl_addr6_del(int ifindex, const uint8_t addr[16], int prefixlen)
-{
-	return nl_addr6_request(RTM_DELADDR, 0, ifindex, addr, prefixlen);
-}
-
+/* NLM_F_EXCL makes an existing address -EEXIST, so the caller knows
+ * whether it owns the address and may delete it on exit. */
 int nl_addr_add(int ifindex, uint32_t addr_be, int prefixlen)
 {
-	/* NLM_F_EXCL makes an existing address -EEXIST, so the caller knows
-	 * whether it owns the address and may delete it on exit. */
-	return nl_addr_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifindex, addr_be, prefixlen);
+	return nl_addr_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifindex, AF_INET, &addr_be, prefixlen);
 }
 
 int nl_addr_del(int ifindex, uint32_t addr_be, int prefixlen)
 {
-	return nl_addr_request(RTM_DELADDR, 0, ifindex, addr_be, prefixlen);
+	return nl_addr_request(RTM_DELADDR, 0, ifindex, AF_INET, &addr_be, prefixlen);
+}
+
+int nl_addr6_add(int ifindex, const uint8_t addr[16], int prefixlen)
+{
+	return nl_addr_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifindex, AF_INET6, addr, prefixlen);
+}
+
+int nl_addr6_del(int ifindex, const uint8_t addr[16], int prefixlen)
+{
+	return nl_addr_request(RTM_DELADDR, 0, ifindex, AF_INET6, addr, prefixlen);
 }
 
 /* Adding 1,000 ports in one go queues several thousand link events (a few
