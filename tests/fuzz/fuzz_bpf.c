@@ -50,6 +50,7 @@ static struct imds_vm bpf_vm(uint32_t ifindex, uint32_t ipv4, const uint8_t mac[
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const uint8_t mac1[6] = FUZZ_VM1_MAC, mac2[6] = FUZZ_VM2_MAC;
+	static const uint8_t vm1_ipv6[16] = FUZZ_VM1_IPV6, vm2_ipv6[16] = FUZZ_VM2_IPV6;
 	struct imds_vm vm1 = bpf_vm(FUZZ_LO_IFINDEX, FUZZ_VM1_IPV4, mac1, "i-fuzz-1");
 	struct imds_vm vm2 = bpf_vm(FUZZ_OTHER_PORT, FUZZ_VM2_IPV4, mac2, "i-fuzz-2");
 
@@ -60,7 +61,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		exit(0);
 	}
 	harness_reset();
-	if (harness_put_vm(FUZZ_VM1_SLOT, &vm1) || harness_put_vm(FUZZ_VM2_SLOT, &vm2)) {
+	if (harness_put_vm(FUZZ_VM1_SLOT, &vm1) || harness_put_vm(FUZZ_VM2_SLOT, &vm2) ||
+	    harness_put_ipv6(FUZZ_VM1_SLOT, vm1_ipv6, 0) || harness_put_ipv6(FUZZ_VM2_SLOT, vm2_ipv6, 0)) {
 		fprintf(stderr, "fuzz_bpf: cannot write the VMs: %s\n", strerror(errno));
 		exit(2);
 	}
@@ -69,10 +71,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* Per-input state back to the start: no recorded SYNs, full buckets, a
- * live hop mark for VM 1's usual endpoint (so egress rewrites TTLs). */
+ * live hop mark for VM 1's usual endpoints, IPv4 and IPv6 (so egress
+ * rewrites TTLs and Hop Limits). */
 static void bpf_fuzz_reset(void)
 {
+	static const uint8_t vm1_ipv6[16] = FUZZ_VM1_IPV6;
 	struct imds_conn_key key = harness_key4(FUZZ_VM1_IPV4, FUZZ_VM1_SPORT);
+	struct imds_conn_key key6 = harness_key6(vm1_ipv6, FUZZ_VM1_SPORT);
 	struct imds_hop_mark mark = { .expires_ns = harness_now_ns() + 60 * 1000000000ull,
 				      .slot = FUZZ_VM1_SLOT,
 				      .hop_limit = 1 };
@@ -82,6 +87,7 @@ static void bpf_fuzz_reset(void)
 	for (uint32_t slot = FUZZ_VM1_SLOT; slot <= FUZZ_VM2_SLOT; slot++)
 		bpf_map_update_elem(harness.budget_fd, &slot, &zero, BPF_ANY);
 	bpf_map_update_elem(harness.marks_fd, &key, &mark, BPF_ANY);
+	bpf_map_update_elem(harness.marks_fd, &key6, &mark, BPF_ANY);
 }
 
 /* The reasons the last run counted, as coverage of hook `h`. */

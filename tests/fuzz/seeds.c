@@ -126,6 +126,43 @@ static void seeds_tagged(void)
 	seeds_frame("syn-qinq", &s);
 }
 
+static void seeds_frame6(const char *name, const struct bpf_frame_spec *eth, const struct bpf_frame6_spec *s)
+{
+	struct bpf_frame f;
+
+	bpf_frame_build6(eth, s, &f);
+	seeds_write("bpf", name, f.b, f.len);
+}
+
+/* IPv6 (docs/ipv6.md): a SYN to [fd00:ec2::254]:80 and what the guard
+ * judges: a wrong source, a fragment header, ND claims, an RA, a reply. */
+static void seeds_frames6(void)
+{
+	static const uint8_t vm2[6] = FUZZ_VM2_MAC, metadata[16] = IMDS_IPV6_ADDR_BYTES;
+	struct bpf_frame_spec eth = seeds_syn(), reply = seeds_reply();
+	struct bpf_frame6_spec s = { .saddr = FUZZ_VM1_IPV6, .daddr = IMDS_IPV6_ADDR_BYTES };
+	struct bpf_frame6_spec nd = { .saddr = FUZZ_VM1_IPV6, .daddr = IMDS_IPV6_ADDR_BYTES, .icmp_type = 136,
+				      .target = FUZZ_VM2_IPV6, .opt_type = 2, .opt_mac = FUZZ_VM1_MAC };
+
+	seeds_frame6("syn6-metadata-80", &eth, &s);
+	memcpy(s.saddr, (uint8_t[16])FUZZ_VM2_IPV6, 16);
+	seeds_frame6("syn6-wrong-ipv6", &eth, &s);
+	s = (struct bpf_frame6_spec){ .saddr = FUZZ_VM1_IPV6, .daddr = IMDS_IPV6_ADDR_BYTES, .nexthdr = 44 };
+	seeds_frame6("syn6-fragment-header", &eth, &s);
+	seeds_frame6("na-claims-vm2", &eth, &nd);
+	memcpy(nd.target, metadata, 16);
+	seeds_frame6("na-claims-metadata", &eth, &nd);
+	nd.icmp_type = 135, nd.opt_type = 1;
+	seeds_frame6("ns-for-metadata", &eth, &nd);
+	nd = (struct bpf_frame6_spec){ .saddr = { 0xfe, 0x80, [15] = 1 }, .daddr = { 0xff, 0x02, [15] = 1 },
+				       .icmp_type = 134, .opt_type = 1, .opt_mac = FUZZ_VM1_MAC };
+	seeds_frame6("ra-from-vm1", &eth, &nd);
+	s = (struct bpf_frame6_spec){ .saddr = IMDS_IPV6_ADDR_BYTES, .daddr = FUZZ_VM1_IPV6 };
+	seeds_frame6("reply6-to-vm1", &reply, &s);
+	memcpy(s.daddr, (uint8_t[16])FUZZ_VM2_IPV6, 16), memcpy(reply.dst_mac, vm2, 6);
+	seeds_frame6("reply6-to-vm2", &reply, &s);
+}
+
 static void seeds_frames(void)
 {
 	static const uint8_t vm1[6] = FUZZ_VM1_MAC, vm2[6] = FUZZ_VM2_MAC;
@@ -158,6 +195,7 @@ static void seeds_frames(void)
 	seeds_arp("arp-who-has-metadata", vm1, FUZZ_VM1_IPV4, FUZZ_METADATA_IPV4, 1);
 	seeds_arp("arp-claims-vm2", vm1, FUZZ_VM2_IPV4, FUZZ_VM1_IPV4, 2);
 	seeds_arp("arp-claims-metadata", vm1, FUZZ_METADATA_IPV4, FUZZ_VM2_IPV4, 2);
+	seeds_frames6();
 }
 
 int main(int argc, char **argv)
