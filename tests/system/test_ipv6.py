@@ -15,64 +15,26 @@ docs/ipv6.md tells guests); VM 1 has no IPv4 address at all.
   claiming VM 1's address or fd00:ec2::254 change nothing for VM 1 (a
   capture on VM 2 sees none of VM 1's replies while VM 1 is served); its
   Router Advertisement reaches nobody.
-- Acceptance 3: the hop limit over IPv6, with a container behind VM 1
-  (NAT66): hop limit 1 keeps the token from the container, the VM gets it.
+
+Acceptance 3 (the hop limit over IPv6, a container behind a VM with
+NAT66) is test_ipv6_hoplimit.py.
 """
 
-import base64
 import json
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
 import vmdata
 from imdslab import BUILD, PYTHON, ROOT, Sniffer, counter_delta
+from ipv6lab import HOST6, IMDS6, credentials, curl6, enable_ipv6, ipv6_of, record, region
 
-IMDS6 = "fd00:ec2::254"
-HOST6 = "2001:db8:77::1"
 HOSTILE6_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile6.py")
 CLIENTS = os.path.join(ROOT, "tests", "clients")
 NODE_MODULES = os.path.join(BUILD, "clients", "node_modules")
-CTR6 = "2001:db8:88::"  # the container link inside VM 1
 iid = vmdata.instance_id
-
-
-def ipv6_of(i):
-    return f"2001:db8:77::{10 + i}"
-
-
-def region(i):
-    return f"lab-{i}"
-
-
-def credentials(i):
-    return {"access-key-id": f"ASIALAB6000000000{i:03d}", "secret-access-key": f"lab/v6/secret/{i:02d}",
-            "token": base64.b64encode(f"v6-session-{i:02d}".encode()).decode(),
-            "expiration": "2099-01-01T00:00:00Z"}
-
-
-def record(i, hop_limit=1):
-    rec = vmdata.vm_record(i, hop_limit=hop_limit)
-    rec["ipv6"] = [ipv6_of(i)]
-    rec["meta-data"]["placement"] = {"availability-zone": region(i) + "b"}
-    rec["iam"] = {"role": f"lab-v6-role-{i:02d}",
-                  "instance-profile-arn": f"arn:aws:iam::123456789012:instance-profile/lab-v6-role-{i:02d}",
-                  "credentials": credentials(i)}
-    return rec
-
-
-def enable_ipv6(lab, i, ipv4=True):
-    """IPv6 on VM i's eth0 (the lab switches it off), its address and the
-    on-link route to the service; without ipv4, no IPv4 address at all."""
-    lab.in_vm(i, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0",
-              "net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.eth0.accept_ra=0")
-    lab.ip_vm(i, "-6", "addr", "add", f"{ipv6_of(i)}/64", "dev", "eth0", "nodad")
-    lab.ip_vm(i, "-6", "route", "add", IMDS6, "dev", "eth0")
-    if not ipv4:
-        lab.ip_vm(i, "-4", "addr", "flush", "dev", "eth0")
 
 
 @pytest.fixture(scope="module")
@@ -84,15 +46,6 @@ def lab(make_lab):
     enable_ipv6(lab, 1, ipv4=False)
     enable_ipv6(lab, 2)
     return lab
-
-
-def curl6(lab, i, path, *args, token=None, timeout=10):
-    """curl in VM i to http://[fd00:ec2::254]PATH: (exit code, body)."""
-    cmd = ["curl", "-sS", "-g", "--max-time", str(timeout), *args]
-    if token:
-        cmd += ["-H", f"X-aws-ec2-metadata-token: {token}"]
-    p = lab.in_vm(i, *cmd, f"http://[{IMDS6}]{path}", check=False, timeout=timeout + 20)
-    return p.returncode, p.stdout
 
 
 def token6(lab, i):
