@@ -11,7 +11,9 @@
 #
 # usage: scripts/bench-throughput.sh [REPS [SECONDS]]   (default 5 reps of 5 s)
 # Environment: IMDS_LAB_PREFIX (default "imdsbench") names the namespaces;
-# IMDSD_ARGS adds imdsd options ("--ingress xdp", "--ingress xdp --xdp-mode native").
+# IMDSD_ARGS adds imdsd options ("--ingress xdp", "--ingress xdp --xdp-mode native");
+# IMDS_BENCH_FAMILY=6 runs the flow over IPv6 (2001:db8:77::11 -> ::12, both
+# addresses in the VMs' records: the IPv6 path of the data plane, docs/ipv6.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +22,8 @@ REPS=${1:-5}
 SECS=${2:-5}
 export IMDS_LAB_PREFIX=${IMDS_LAB_PREFIX:-imdsbench}
 SFX=tp$$
+FAMILY=${IMDS_BENCH_FAMILY:-4}
+[[ "$FAMILY" = 4 || "$FAMILY" = 6 ]] || { echo "bench-throughput: IMDS_BENCH_FAMILY is 4 or 6" >&2; exit 2; }
 
 [ "$(id -u)" -eq 0 ] || { echo "bench-throughput: needs root" >&2; exit 1; }
 for f in "$ROOT/build/imdsd" "$ROOT/build/imds-loadmap"; do
@@ -37,12 +41,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+vm_ip() { # I
+	if [ "$FAMILY" = 6 ]; then echo "2001:db8:77::$((10 + $1))"; else echo "10.77.0.$((10 + $1))"; fi
+}
+
 vm_record() { # I
-	printf '{"instance-id":"i-bench%012d","mac":"52:54:00:77:00:%02x","ipv4":"10.77.0.%d","port":"vm%d","meta-data":{}}' \
-		"$1" "$1" "$((10 + $1))" "$1"
+	local v6=""
+	[ "$FAMILY" = 4 ] || v6=$(printf ',"ipv6":["%s"]' "$(vm_ip "$1")")
+	printf '{"instance-id":"i-bench%012d","mac":"52:54:00:77:00:%02x","ipv4":"10.77.0.%d","port":"vm%d"%s,"meta-data":{}}' \
+		"$1" "$1" "$((10 + $1))" "$1" "$v6"
 }
 
 "$LAB" up "$SFX" 2
+if [ "$FAMILY" = 6 ]; then # the lab switches IPv6 off in its VMs
+	for i in 1 2; do
+		"$LAB" vm "$SFX" "$i" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.eth0.disable_ipv6=0
+		"$LAB" vm "$SFX" "$i" ip -6 addr add "$(vm_ip "$i")/64" dev eth0 nodad
+	done
+fi
 printf '{"vms":[%s,%s]}\n' "$(vm_record 1)" "$(vm_record 2)" >"$WORK/vms.json"
 "$LAB" loadmap "$SFX" load "$WORK/vms.json" >/dev/null
 
@@ -51,7 +67,7 @@ run_once() {
 	local out
 	"$LAB" vm "$SFX" 2 iperf3 -s -D -1 >/dev/null 2>&1
 	sleep 0.3
-	out=$("$LAB" vm "$SFX" 1 iperf3 -c 10.77.0.12 -t "$SECS" -O 1 -J)
+	out=$("$LAB" vm "$SFX" 1 iperf3 -c "$(vm_ip 2)" -t "$SECS" -O 1 -J)
 	printf '%s' "$out" | /usr/bin/python3 -c \
 		'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
 }
@@ -74,7 +90,7 @@ for ((r = 1; r <= REPS; r++)); do
 			# shellcheck disable=SC2086 # IMDSD_ARGS is a list of words
 			"$LAB" start-imdsd "$SFX" ${IMDSD_ARGS:-} >/dev/null
 			attached || { echo "bench-throughput: the data plane is not attached to vm1" >&2; exit 1; }
-			[ "$r" -gt 1 ] || echo "ingress check on the ports: $(hook | tr '\n' ' ')"
+			[ "$r" -gt 1 ] || echo "IPv$FAMILY; ingress check on the ports: $(hook | tr '\n' ' ')"
 			g=$(run_once)
 			"$LAB" stop-imdsd "$SFX" >/dev/null
 			# imdsd leaves the clsact qdisc (other filters may use it);
