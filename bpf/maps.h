@@ -38,9 +38,12 @@ struct {
 } IMDS_MAP_IPV4_INDEX_ID SEC(".maps");
 
 /* A loaded VM's IPv6 addresses -> their owner (struct imds_ipv6_owner):
- * the IPv6 counterpart of ipv4_index, up to IMDS_VM_IPV6_MAX per VM. */
+ * the IPv6 counterpart of ipv4_index, up to IMDS_VM_IPV6_MAX per VM (the
+ * store sizes it to its slots times that).  Not preallocated: room for
+ * eight addresses per VM would be memory most stores never use. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, IMDS_MAX_VMS * IMDS_VM_IPV6_MAX);
 	__type(key, struct in6_addr);
 	__type(value, struct imds_ipv6_owner);
