@@ -53,6 +53,10 @@ def why_not_runnable():
         return f"{guests.QEMU} is not installed (scripts/install-deps.sh installs qemu-system-x86)"
     if subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode == 0:
         return "a libvirtd already runs on this host: the test needs its own (system paths)"
+    if os.path.lexists(HOOK_PATH):
+        # An installed package links its hook here: writing through the link
+        # would overwrite the packaged program, and the cleanup would remove it.
+        return f"{HOOK_PATH} already exists (an installed imds package?): the test does not replace it"
     return None
 
 
