@@ -79,7 +79,25 @@ static __always_inline const __u8 *guard_nd_lladdr(__u8 *opts, void *end, __u8 t
 	return fallback;
 }
 
-/* Router Advertisement or Redirect: only from a VM that routes. */
+/* The slot of a loaded VM bound to port `ingress`, or 0 (port_index). */
+static __always_inline __u32 guard_port_slot(__u32 ingress)
+{
+	struct imds_vm *vm;
+	__u32 *slot;
+
+	slot = bpf_map_lookup_elem(&IMDS_MAP_PORT_INDEX_ID, &ingress);
+	if (!slot)
+		return 0;
+	vm = bpf_map_lookup_elem(&IMDS_MAP_VM_TABLE_ID, slot);
+	if (!vm || vm->state != IMDS_VM_ACTIVE || vm->ifindex != ingress)
+		return 0;
+	return *slot;
+}
+
+/* Router Advertisement or Redirect: only from a VM that routes.  The
+ * sender is the VM whose MAC it carries on that VM's port, else the VM
+ * whose port it came in on, whatever MAC it carries; a port that is no
+ * VM's (an uplink with the network's router) is not judged. */
 static __always_inline enum imds_reason guard_router_message(const struct imds_frame *f, __u32 ingress, __u32 *slot)
 {
 	struct imds_vm_ipv6 *v6;
@@ -88,7 +106,9 @@ static __always_inline enum imds_reason guard_router_message(const struct imds_f
 
 	s = guard_sender_slot(f->eth, ingress);
 	if (!s)
-		return GUARD_OTHER; /* not a loaded VM's (docs/ipv6.md, "Known limits") */
+		s = guard_port_slot(ingress);
+	if (!s)
+		return GUARD_OTHER;
 	vm = bpf_map_lookup_elem(&IMDS_MAP_VM_TABLE_ID, &s);
 	v6 = bpf_map_lookup_elem(&IMDS_MAP_VM_IPV6_ID, &s);
 	if (vm && v6 && v6->generation == vm->generation && (v6->flags & IMDS_VM_IPV6_ROUTER))

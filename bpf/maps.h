@@ -59,6 +59,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } IMDS_MAP_VM_IPV6_ID SEC(".maps");
 
+/* Bridge port (ifindex) -> the slot of a VM bound to it: which ports are
+ * VMs' ports, whatever MAC a frame carries (bpf/guard6.h's Router
+ * Advertisement check).  Written wherever a VM is bound (the store, and
+ * the first-use binding here); an entry counts only while that VM is
+ * active and still bound to the port, so one left behind says nothing.
+ * LRU: ports come and go, and stale entries make room by themselves. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, IMDS_MAX_VMS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IMDS_MAP_PORT_INDEX_ID SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, IMDS_CONN_MAX);

@@ -63,6 +63,7 @@ static __always_inline enum imds_reason check_port_and_address(struct imds_vm *v
 		bound = __sync_val_compare_and_swap(&vm->ifindex, 0, ingress);
 		if (bound && bound != ingress)
 			return IMDS_DROP_WRONG_PORT;
+		bpf_map_update_elem(&IMDS_MAP_PORT_INDEX_ID, &ingress, &slot, BPF_ANY);
 	}
 	return IMDS_PASS_VERIFIED;
 }

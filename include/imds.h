@@ -53,6 +53,7 @@
 #define IMDS_MAP_CONN_GATE_ID conn_gate
 #define IMDS_MAP_IPV6_INDEX_ID ipv6_index
 #define IMDS_MAP_VM_IPV6_ID vm_ipv6
+#define IMDS_MAP_PORT_INDEX_ID port_index
 
 #define IMDS_STR_(x) #x
 #define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
@@ -69,6 +70,7 @@
 #define IMDS_MAP_CONN_GATE IMDS_STR(IMDS_MAP_CONN_GATE_ID)
 #define IMDS_MAP_IPV6_INDEX IMDS_STR(IMDS_MAP_IPV6_INDEX_ID)
 #define IMDS_MAP_VM_IPV6 IMDS_STR(IMDS_MAP_VM_IPV6_ID)
+#define IMDS_MAP_PORT_INDEX IMDS_STR(IMDS_MAP_PORT_INDEX_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536

@@ -34,7 +34,7 @@ enum harness_verdict {
 
 struct harness {
 	struct imds_bpf *skel;
-	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd, ipv6_fd, vm_ipv6_fd;
+	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd, ipv6_fd, vm_ipv6_fd, port_fd;
 	int ncpus;
 	char why[256]; /* why the data plane could not be loaded */
 };
@@ -74,6 +74,7 @@ static inline int harness_load(void)
 	harness.marks_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_HOP_MARKS_ID);
 	harness.ipv6_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_IPV6_INDEX_ID);
 	harness.vm_ipv6_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_VM_IPV6_ID);
+	harness.port_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_PORT_INDEX_ID);
 	harness.ipv4_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_IPV4_INDEX_ID);
 	harness.gate_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_CONN_GATE_ID);
 	harness.ncpus = libbpf_num_possible_cpus();
@@ -114,14 +115,15 @@ static inline void harness_reset(void)
 		bpf_map_update_elem(harness.vm_ipv6_fd, &slot, &zero_ipv6, BPF_ANY);
 	}
 	harness_clear_hash(harness.ipv6_fd);
+	harness_clear_hash(harness.port_fd);
 	harness_clear_hash(harness.mac_fd);
 	harness_clear_hash(harness.conn_fd);
 	harness_clear_hash(harness.marks_fd);
 	harness_clear_hash(harness.ipv4_fd);
 }
 
-/* A VM record as imds-loadmap writes it, its MAC in mac_index and its
- * IPv4 in ipv4_index. */
+/* A VM record as imds-loadmap writes it, its MAC in mac_index, its IPv4
+ * in ipv4_index and, when it is bound, its port in port_index. */
 static inline int harness_put_vm(uint32_t slot, const struct imds_vm *vm)
 {
 	struct imds_mac_key key = {0};
@@ -132,6 +134,8 @@ static inline int harness_put_vm(uint32_t slot, const struct imds_vm *vm)
 	if (bpf_map_update_elem(harness.mac_fd, &key, &slot, BPF_ANY))
 		return -errno;
 	if (bpf_map_update_elem(harness.ipv4_fd, &vm->ipv4, &slot, BPF_ANY))
+		return -errno;
+	if (vm->ifindex && bpf_map_update_elem(harness.port_fd, &vm->ifindex, &slot, BPF_ANY))
 		return -errno;
 	return 0;
 }

@@ -201,7 +201,8 @@ static void test_nd_claims(void **state)
 }
 
 /* A loaded VM's Router Advertisements and Redirects are dropped unless it
- * is an ipv6-router. */
+ * is an ipv6-router, whatever MAC they carry on its port (port_index);
+ * on a port that is no VM's (an uplink's router) they pass. */
 static void test_router_messages(void **state)
 {
 	const struct hook *h = begin(state);
@@ -213,8 +214,15 @@ static void test_router_messages(void **state)
 	assert_int_equal(send6(h, &eth, &ra), HARNESS_DROP);
 	ra.icmp_type = 137;
 	assert_int_equal(send6(h, &eth, &ra), HARNESS_DROP);
-	expect_counts(0, COUNTS([IMDS_DROP_ROUTER_MESSAGE] = 2));
-	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_ROUTER_MESSAGE] = 2));
+	memcpy(eth.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send6(h, &eth, &ra), HARNESS_DROP);
+	expect_counts(0, COUNTS([IMDS_DROP_ROUTER_MESSAGE] = 3));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_ROUTER_MESSAGE] = 3));
+	harness_reset();
+	put_vm1_v6(OTHER_PORT, 0); /* the frames' port is no VM's */
+	assert_int_equal(send6(h, &eth, &ra), HARNESS_PASS);
+	expect_counts(0, NONE);
+	memcpy(eth.src_mac, (uint8_t[6])VM1_MAC, 6);
 	harness_reset();
 	put_vm1_v6(LO_IFINDEX, IMDS_VM_IPV6_ROUTER);
 	assert_int_equal(send6(h, &eth, &ra), HARNESS_PASS);

@@ -6,17 +6,30 @@
  * compares ifindexes.  Call everything with the store's lock held. */
 #include "store/store.h"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <errno.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "imds.skel.h"
+
 static bool binding_name_ok(const char *port)
 {
 	size_t n = strlen(port);
 
 	return n > 0 && n < IMDS_PORT_NAME_MAX && !strchr(port, '/') && strcmp(port, ".") && strcmp(port, "..");
+}
+
+/* port_index: the data plane's answer to "is this port a VM's?" (Router
+ * Advertisements, docs/ipv6.md).  Best effort: without the entry only
+ * that check is weaker, and the entry is rewritten at the next binding. */
+static void binding_index_port(const struct store *s, uint32_t ifindex, uint32_t slot)
+{
+	if (ifindex && s->skel)
+		bpf_map_update_elem(bpf_map__fd(s->skel->maps.IMDS_MAP_PORT_INDEX_ID), &ifindex, &slot, BPF_ANY);
 }
 
 static uint32_t binding_resolve(const char *port)
@@ -41,6 +54,7 @@ void store_set_binding(struct store *s, uint32_t slot, uint8_t binding, const ch
 	if (binding == IMDS_BIND_PINNED)
 		snprintf(p->name, sizeof(p->name), "%s", port);
 	p->generation = r->generation;
+	binding_index_port(s, ifindex, slot);
 	__atomic_store_n(&r->ifindex, ifindex, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->binding, binding, __ATOMIC_RELEASE);
 }
@@ -77,6 +91,7 @@ int store_pin_port(struct store *s, uint32_t ifindex, const char *name)
 	for (uint32_t slot = 1; slot < s->max_slots; slot++) {
 		if (!binding_names(s, slot, name))
 			continue;
+		binding_index_port(s, ifindex, slot);
 		__atomic_store_n(&s->vms[slot].ifindex, ifindex, __ATOMIC_RELEASE);
 		bound++;
 	}
