@@ -186,3 +186,13 @@ def test_router_advertisement_reaches_nobody(lab):
     after = lab.stats()
     assert seen == [], f"vm1 saw a router advertisement: {seen}"
     assert counter_delta(before, after, iid(2), "drop_router_message") >= 6, after
+
+
+def test_loaded_vms_never_share_an_ipv6(lab):
+    rec = record(3)
+    rec["ipv6"] = ["2001:db8:77::99", "2001:DB8:77::11"]
+    path = lab.write_json("v6-clash.json", vmdata.dumps([rec]))
+    p = lab.loadmap("load", path)
+    assert p.returncode != 0
+    assert f"vms[0].ipv6[1]: 2001:db8:77::11 is already used by loaded VM {iid(1)}" in p.stderr, p.stderr
+    assert iid(3) not in lab.loadmap("list").stdout
