@@ -10,6 +10,9 @@
 #   e2e_ip=A.B.C.D      IPv4 (/24) of eth0
 #   e2e_mac=MAC         optional: replace the MAC QEMU gave eth0 (spoofing)
 #   e2e_wait=SEC        per-request time limit (default 10)
+#   e2e_ip6=ADDR        optional: also an IPv6 (/64) on eth0 and the on-link
+#                       route to fd00:ec2::254 (docs/ipv6.md): the guest is
+#                       dual-stack and asks over IPv6 too
 #
 # Output, one line each, bodies in base64 so any byte survives the console:
 #   IMDS-E2E begin
@@ -17,6 +20,9 @@
 #   IMDS-E2E notoken STATUS-LINE     (a GET without a token, raw HTTP)
 #   IMDS-E2E token RC BASE64
 #   IMDS-E2E get NAME RC BASE64      (for each path below, with the token)
+#   IMDS-E2E token6 RC BASE64        (with e2e_ip6: a token over IPv6)
+#   IMDS-E2E get6 NAME RC BASE64     (with e2e_ip6: instance-id and user-data
+#                                     over IPv6, with that token)
 #   IMDS-E2E end
 # busybox 1.35's `wget -T` crashes, so every request runs under `timeout`;
 # its wget cannot send PUT, so the token request is raw HTTP through nc.
@@ -47,6 +53,8 @@ for m in $(cat /lib/modules/order); do
 done
 
 ip=$(arg e2e_ip "")
+ip6=$(arg e2e_ip6 "")
+imds6=fd00:ec2::254
 mac=$(arg e2e_mac "")
 wait=$(arg e2e_wait 10)
 imds=169.254.169.254
@@ -63,34 +71,50 @@ ip link set lo up
 ip addr add "$ip/24" dev eth0 || die "cannot add $ip"
 ip link set eth0 up
 ip route add "$imds" dev eth0
+if [ -n "$ip6" ]; then
+	# No duplicate address detection: the address is usable at once.
+	echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad
+	ip -6 addr add "$ip6/64" dev eth0 || die "cannot add $ip6"
+	ip -6 route add "$imds6" dev eth0 || die "cannot route $imds6"
+fi
 
 say begin
 say eth0 "$(cat /sys/class/net/eth0/address)" "$ip"
 
-# raw HTTP over nc; prints the whole reply (headers and body)
+# raw HTTP over nc to $to (default 169.254.169.254); prints the whole reply
 raw() { # REQUEST-LINE [HEADER...]
-	local req="$1\r\nHost: $imds\r\n" h
+	local dst="${to:-$imds}" host req h
+	host=$dst
+	case "$dst" in *:*) host="[$dst]" ;; esac
+	req="$1\r\nHost: $host\r\n"
 	shift
 	for h in "$@"; do req="$req$h\r\n"; done
-	printf "$req\r\n" | timeout "$wait" nc "$imds" 80
+	printf "$req\r\n" | timeout "$wait" nc "$dst" 80
+}
+
+# A token: "RC TOKEN" from a PUT to $to
+put_token() {
+	local reply rc
+	reply=$(raw "PUT /latest/api/token HTTP/1.1" "X-aws-ec2-metadata-token-ttl-seconds: 300" "Connection: close")
+	rc=$?
+	case "$reply" in "HTTP/1.1 200"*) ;; *) rc=1 ;; esac
+	# the body is what follows the first empty (CRLF) line
+	echo "$rc $(echo "$reply" | tr -d '\r' | sed '1,/^$/d')"
 }
 
 status=$(raw "GET /latest/meta-data/instance-id HTTP/1.0" | head -n 1 | tr -d '\r')
 say notoken "${status:-none}"
 
-reply=$(raw "PUT /latest/api/token HTTP/1.1" "X-aws-ec2-metadata-token-ttl-seconds: 300" "Connection: close")
-rc=$?
-# the body is what follows the first empty (CRLF) line
-token=$(echo "$reply" | tr -d '\r' | sed '1,/^$/d')
-case "$reply" in "HTTP/1.1 200"*) ;; *) rc=1 ;; esac
+set -- $(put_token)
+rc=$1 token=${2:-}
 say token "$rc" "$(printf %s "$token" | base64 -w 0)"
 
-get() { # NAME PATH
+get() { # NAME PATH [KIND HOST]: KIND get6 and HOST [fd00:ec2::254] over IPv6
 	local out=/tmp/body rc
 	rm -f "$out"
-	timeout "$wait" wget -q -O "$out" --header "X-aws-ec2-metadata-token: $token" "http://$imds$2"
+	timeout "$wait" wget -q -O "$out" --header "X-aws-ec2-metadata-token: $token" "http://${4:-$imds}$2"
 	rc=$?
-	say get "$1" "$rc" "$(cat "$out" 2>/dev/null | base64 -w 0)"
+	say "${3:-get}" "$1" "$rc" "$(cat "$out" 2>/dev/null | base64 -w 0)"
 }
 
 get instance-id /latest/meta-data/instance-id
@@ -98,5 +122,12 @@ get hostname /latest/meta-data/hostname
 get public-keys /latest/meta-data/public-keys/
 get openssh-key /latest/meta-data/public-keys/0/openssh-key
 get user-data /latest/user-data
+if [ -n "$ip6" ]; then
+	set -- $(to=$imds6 put_token)
+	rc=$1 token=${2:-}
+	say token6 "$rc" "$(printf %s "$token" | base64 -w 0)"
+	get instance-id /latest/meta-data/instance-id get6 "[$imds6]"
+	get user-data /latest/user-data get6 "[$imds6]"
+fi
 say end
 poweroff -f

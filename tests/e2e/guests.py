@@ -55,8 +55,8 @@ def add_tap(lab, name):
 class Guest:
     """One QEMU guest: started by start(), finished by wait()."""
 
-    def __init__(self, lab, workdir, name, tap, nic_mac, ipv4, spoof_mac=None, wait=10):
-        self.lab, self.name, self.tap = lab, name, tap
+    def __init__(self, lab, workdir, name, tap, nic_mac, ipv4, spoof_mac=None, wait=10, ipv6=None):
+        self.lab, self.name, self.tap, self.ipv6 = lab, name, tap, ipv6
         self.nic_mac, self.ipv4, self.spoof_mac, self.wait_s = nic_mac, ipv4, spoof_mac, wait
         self.serial = os.path.join(str(workdir), f"serial-{name}.log")
         self.proc = None
@@ -66,6 +66,8 @@ class Guest:
         append = f"console=ttyS0 panic=-1 e2e_ip={self.ipv4} e2e_wait={self.wait_s}"
         if self.spoof_mac:
             append += f" e2e_mac={self.spoof_mac}"
+        if self.ipv6:
+            append += f" e2e_ip6={self.ipv6}"
         return ["nsenter", f"--net=/run/netns/{self.lab.host_ns}", QEMU,
                 "-accel", ACCEL, "-m", "192", "-nodefaults", "-no-user-config",
                 "-display", "none", "-monitor", "none", "-no-reboot",
@@ -123,6 +125,8 @@ class Report:
         self.notoken = None
         self.token = None  # (rc, bytes)
         self.bodies = {}  # name -> (rc, bytes)
+        self.token6 = None  # (rc, bytes), over IPv6 (a dual-stack guest)
+        self.bodies6 = {}  # name -> (rc, bytes), over IPv6
         self.errors = []
         lines = [line[line.index(MARK) + len(MARK):].strip() for line in text.splitlines() if MARK in line]
         assert "begin" in lines and "end" in lines, f"guest {name}: no complete report on the console:\n{text[-4000:]}"
@@ -138,13 +142,18 @@ class Report:
             self.token = (int(f[1]), _b64(f, 2))
         elif f[0] == "get":
             self.bodies[f[1]] = (int(f[2]), _b64(f, 3))
+        elif f[0] == "token6":
+            self.token6 = (int(f[1]), _b64(f, 2))
+        elif f[0] == "get6":
+            self.bodies6[f[1]] = (int(f[2]), _b64(f, 3))
         elif f[0] == "error":
             self.errors.append(" ".join(f[1:]))
 
     def all_bytes(self):
         """Every byte the guest received from the metadata service."""
-        out = [self.token[1] if self.token else b"", (self.notoken or "").encode()]
-        return b"\n".join(out + [body for _, body in self.bodies.values()])
+        out = [self.token[1] if self.token else b"", (self.notoken or "").encode(),
+               self.token6[1] if self.token6 else b""]
+        return b"\n".join(out + [body for _, body in [*self.bodies.values(), *self.bodies6.values()]])
 
     def __repr__(self):
         return f"<guest {self.name} eth0={self.eth0} token={self.token} bodies={self.bodies} errors={self.errors}>"

@@ -5,7 +5,10 @@ ingress check, TC ingress, on each TAP).
 
 - vm1 (tokens optional, tap1) and vm2 (tokens required, tap2) boot at once
   and each gets exactly its own instance-id, hostname, key and user-data.
-  Each record is pinned to its TAP (VM I's `port` is tapI).
+  Each record is pinned to its TAP (VM I's `port` is tapI).  vm1 is
+  dual-stack (issue 16, acceptance 4, with the lab's busybox guest rather
+  than cloud-init): it also gets a token, its instance-id and its user-data
+  from [fd00:ec2::254] (docs/ipv6.md).
 - Then two guests lie: one with vm3's own MAC on tap3 takes vm1's IPv4, one
   on tap4 takes vm2's MAC and IPv4 in its init.  Neither gets a token or a
   byte of anyone's data, and the data plane counts their drops.
@@ -24,6 +27,9 @@ from imdslab import counter_delta
 SPOOF_WAIT = 2
 # The VMs whose records are loaded.
 VMS = [1, 2, 3]
+# vm1's IPv6 (its record's "ipv6") and the bridge's, as in tests/system/ipv6lab.py
+VM1_IPV6 = "2001:db8:77::11"
+HOST6 = "2001:db8:77::1"
 
 
 def record(i, **kw):
@@ -38,7 +44,10 @@ def lab(make_lab):
     lab = make_lab()
     for i in (1, 2, 3, 4):
         guests.add_tap(lab, f"tap{i}")
-    lab.load([record(1), record(2, tokens="required"), record(3)])
+    lab.ip_host("-6", "addr", "add", f"{HOST6}/64", "dev", lab.bridge, "nodad")
+    vm1 = record(1)
+    vm1["ipv6"] = [VM1_IPV6]
+    lab.load([vm1, record(2, tokens="required"), record(3)])
     lab.start_imdsd()
     return lab
 
@@ -48,7 +57,8 @@ def served(lab, guest_image, tmp_path_factory):
     """vm1 and vm2 boot at once on their own TAPs; {i: Report}."""
     work = tmp_path_factory.mktemp("guests")
     before = lab.stats()
-    gs = [guests.Guest(lab, work, f"vm{i}", f"tap{i}", vmdata.vm_mac(i), vmdata.vm_ipv4(i)) for i in (1, 2)]
+    gs = [guests.Guest(lab, work, f"vm{i}", f"tap{i}", vmdata.vm_mac(i), vmdata.vm_ipv4(i),
+                       ipv6=VM1_IPV6 if i == 1 else None) for i in (1, 2)]
     reports = guests.run_guests(gs, *guest_image)
     return {1: reports[0], 2: reports[1]}, before, lab.stats()
 
@@ -86,6 +96,16 @@ def test_guest_gets_its_own_metadata(lab, served, i):
     vmdata.assert_no_leak(i, r.text.encode(), VMS, "on the serial console")
 
 
+def test_dual_stack_guest_over_ipv6(served):
+    """vm1 asks [fd00:ec2::254] too: a token and its own data."""
+    r = served[0][1]
+    rc, token = r.token6 or (None, b"")
+    assert rc == 0 and len(token) == 56, f"vm1 token over IPv6: {r!r}"
+    assert r.bodies6.get("instance-id") == (0, vmdata.instance_id(1).encode()), r
+    assert r.bodies6.get("user-data") == (0, vmdata.user_data(1)), r
+    assert served[0][2].token6 is None, "vm2 is IPv4-only"
+
+
 def test_tokens_required_is_enforced_for_the_guest(served):
     """vm2 requires tokens: its tokenless GET is refused, vm1's is served."""
     reports = served[0]
@@ -100,7 +120,8 @@ def test_guests_went_through_the_data_plane(lab, served):
     for i in (1, 2):
         iid = vmdata.instance_id(i)
         # 7 connections: the tokenless GET, the token PUT and 5 GETs
-        assert counter_delta(before, after, iid, "syn_recorded") >= 7, after
+        # (vm1: 3 more over IPv6)
+        assert counter_delta(before, after, iid, "syn_recorded") >= 7 + 3 * (i == 1), after
     for tap in ("tap1", "tap2"):
         assert lab.port_ingress_hooks(tap) == {"tc"}, f"{tap}: not checked at TC ingress"
     for i in (1, 2):
