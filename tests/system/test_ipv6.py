@@ -23,10 +23,12 @@ NAT66) is test_ipv6_hoplimit.py.
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 import pytest
 
+import imdslab
 import vmdata
 from imdslab import BUILD, PYTHON, ROOT, Sniffer, counter_delta
 from ipv6lab import HOST6, IMDS6, credentials, curl6, enable_ipv6, ipv6_of, record, region
@@ -196,3 +198,15 @@ def test_loaded_vms_never_share_an_ipv6(lab):
     assert p.returncode != 0
     assert f"vms[0].ipv6[1]: 2001:db8:77::11 is already used by loaded VM {iid(1)}" in p.stderr, p.stderr
     assert iid(3) not in lab.loadmap("list").stdout
+
+
+def test_recovery_covers_the_ipv6_index(lab):
+    """A lost ipv6_index entry (a writer killed mid-change leaves such
+    gaps) is put back by the next writer's recovery (fsck's, here), and
+    the VM is served over IPv6 again."""
+    key = [f"{b:02x}" for b in socket.inet_pton(socket.AF_INET6, ipv6_of(1))]
+    imdslab.run(["bpftool", "map", "delete", "pinned", os.path.join(lab.pin_dir, "ipv6_index"), "key", "hex", *key])
+    assert curl6(lab, 1, "/latest/meta-data/instance-id", timeout=3)[1] != iid(1)
+    p = lab.loadmap("fsck")
+    assert p.returncode == 0 and "1 index entries repaired" in p.stderr, (p.stdout, p.stderr)
+    assert curl6(lab, 1, "/latest/meta-data/instance-id") == (0, iid(1))

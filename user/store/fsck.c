@@ -8,8 +8,8 @@
  * activates a VM before indexing it).  store_recover reclaims and repairs
  * exactly those; store_fsck checks, changing nothing, that every arena page
  * is free or owned by exactly one live VM's block, that the header's count
- * agrees with the bitmap, and that mac_index and ipv4_index name exactly
- * the live VMs.
+ * agrees with the bitmap, and that mac_index, ipv4_index and ipv6_index
+ * name exactly the live VMs (and, for IPv6, the addresses they list).
  */
 #include "store/store.h"
 
@@ -148,6 +148,51 @@ static int fsck_index(struct store *s, bool ipv4, bool repair, struct fsck_log *
 	return found;
 }
 
+/* ipv6_index against each live VM's list in vm_ipv6 (ipv6.c): entries
+ * that name no live VM listing that address (repair: deleted; a killed
+ * publish indexes addresses before it lists them), and listed addresses
+ * missing (repair: added).  Returns the number of findings. */
+static int fsck_ipv6_index(struct store *s, bool repair, struct fsck_log *log)
+{
+	int fd = s->skel ? bpf_map__fd(s->skel->maps.IMDS_MAP_IPV6_INDEX_ID) : -1, found = 0;
+	uint8_t key[16], next[16];
+	struct imds_ipv6_owner owner;
+	struct imds_vm_ipv6 list;
+	void *prev = NULL;
+
+	if (fd < 0)
+		return 0;
+	while (bpf_map_get_next_key(fd, prev, next) == 0) {
+		memcpy(key, next, sizeof(key));
+		prev = key;
+		if (bpf_map_lookup_elem(fd, key, &owner) < 0 || store_find_ipv6(s, key) < 0 ||
+		    store_vm_ipv6(s, owner.slot, &list) < 0 || !store_ipv6_listed(&list, key)) {
+			found++;
+			if (log)
+				fsck_say(log, "%s: an entry names slot %u, which holds no VM with that address",
+					 IMDS_MAP_IPV6_INDEX, owner.slot);
+			if (repair && bpf_map_delete_elem(fd, key) == 0)
+				prev = NULL;
+		}
+	}
+	for (uint32_t slot = 1; slot < s->max_slots; slot++) {
+		if (!store_vm_active(&s->vms[slot]) || store_vm_ipv6(s, slot, &list) < 0)
+			continue;
+		for (unsigned i = 0; i < list.count; i++) {
+			if (store_find_ipv6(s, list.addr[i]) == (int)slot)
+				continue;
+			found++;
+			if (log)
+				fsck_say(log, "%s: %s (slot %u) is missing an address", IMDS_MAP_IPV6_INDEX,
+					 s->vms[slot].instance_id, slot);
+			owner = (struct imds_ipv6_owner){ .slot = slot, .generation = s->vms[slot].generation };
+			if (repair)
+				bpf_map_update_elem(fd, list.addr[i], &owner, BPF_ANY);
+		}
+	}
+	return found;
+}
+
 int store_recover(struct store *s, struct store_recovery *out)
 {
 	uint8_t *owned = calloc(arena_total_pages(&s->arena), 1);
@@ -158,7 +203,8 @@ int store_recover(struct store *s, struct store_recovery *out)
 	fsck_owned(s, owned, NULL);
 	out->pages_reclaimed = arena_reclaim(&s->arena, owned);
 	free(owned);
-	out->index_repairs = fsck_index(s, false, true, NULL) + fsck_index(s, true, true, NULL);
+	out->index_repairs = fsck_index(s, false, true, NULL) + fsck_index(s, true, true, NULL) +
+			     fsck_ipv6_index(s, true, NULL);
 	return 0;
 }
 
@@ -218,5 +264,6 @@ int store_fsck(struct store *s, char *out, size_t outlen)
 	fsck_trees(s, &log);
 	fsck_index(s, false, false, &log);
 	fsck_index(s, true, false, &log);
+	fsck_ipv6_index(s, false, &log);
 	return log.problems;
 }

@@ -76,7 +76,7 @@ int store_vm_ipv6(const struct store *s, uint32_t slot, struct imds_vm_ipv6 *out
 	return 0;
 }
 
-static bool store_ipv6_listed(const struct imds_vm_ipv6 *list, const uint8_t addr[16])
+bool store_ipv6_listed(const struct imds_vm_ipv6 *list, const uint8_t addr[16])
 {
 	for (unsigned i = 0; i < list->count; i++)
 		if (!memcmp(list->addr[i], addr, 16))

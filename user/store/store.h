@@ -144,6 +144,8 @@ int store_ipv6_publish(struct store *s, uint32_t slot, const struct store_vm *vm
 void store_ipv6_forget(struct store *s, uint32_t slot);
 /* The slot's vm_ipv6 entry (empty when left by an earlier VM).  0 or -errno. */
 int store_vm_ipv6(const struct store *s, uint32_t slot, struct imds_vm_ipv6 *out);
+/* Whether `addr` is in the list. */
+bool store_ipv6_listed(const struct imds_vm_ipv6 *list, const uint8_t addr[16]);
 
 /* Sum over CPUs of vm_counters[slot] (slot 0 = totals). */
 int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out);
@@ -151,7 +153,7 @@ int store_counters(const struct store *s, uint32_t slot, struct imds_counters *o
 /* --- consistency (fsck.c; docs/control-plane.md, "Crash safety") --- */
 struct store_recovery {
 	uint32_t pages_reclaimed; /* arena pages no live VM owned */
-	int index_repairs;	  /* mac_index / ipv4_index entries fixed */
+	int index_repairs;	  /* mac_index / ipv4_index / ipv6_index entries fixed */
 };
 /* What a writer killed mid-change left: reclaims arena pages no live VM
  * owns and brings both indexes in step with vm_table.  Call with the lock
