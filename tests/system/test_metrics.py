@@ -275,8 +275,9 @@ def test_healthz(lab):
 
 def test_no_vm_reaches_the_metrics_endpoint(lab):
     """From VM 4: every address of the host on its side (the bridge's, the
-    metadata address) by TCP, and 127.0.0.1 sent to the host's MAC (a
-    loopback-routed attempt), on the metrics port.  The endpoint does
+    metadata address, IPv6 ones: the service's and every link-local) by
+    TCP, and 127.0.0.1 sent to the host's MAC (a loopback-routed attempt),
+    on the metrics port.  The endpoint does
     answer in the host's namespace, so the test can fail."""
     assert scrape(lab)[0] == 200
     # Every IPv4 address of every interface of the host's namespace but
@@ -284,9 +285,17 @@ def test_no_vm_reaches_the_metrics_endpoint(lab):
     links = json.loads(lab.ip_host("-j", "-4", "addr", "show").stdout)
     addrs = {a["local"] for link in links if link["ifname"] != "lo" for a in link.get("addr_info", [])}
     assert {"169.254.169.254", *lab.host_addresses()} <= addrs and len(addrs) >= 2, addrs
-    for addr in sorted(addrs):
-        p = lab.in_vm(4, "curl", "-sS", "--max-time", "2", f"http://{addr}:{METRICS_PORT}/metrics", check=False)
-        assert p.returncode != 0 and "imds_" not in p.stdout, (addr, p.stdout, p.stderr)
+    # IPv6 too: the bridge's link-local address always, the metadata
+    # service's IPv6 address when imdsd has one.
+    links6 = json.loads(lab.ip_host("-j", "-6", "addr", "show").stdout)
+    addrs6 = {a["local"] for link in links6 if link["ifname"] != "lo" for a in link.get("addr_info", [])}
+    assert any(a.startswith("fe80:") for a in addrs6), links6
+    urls = [f"http://{a}:{METRICS_PORT}/metrics" for a in sorted(addrs)]
+    urls += [f"http://[{a}%25eth0]:{METRICS_PORT}/metrics" if a.startswith("fe80:")
+             else f"http://[{a}]:{METRICS_PORT}/metrics" for a in sorted(addrs6)]
+    for url in urls:
+        p = lab.in_vm(4, "curl", "-sS", "-g", "--max-time", "2", url, check=False)
+        assert p.returncode != 0 and "imds_" not in p.stdout, (url, p.stdout, p.stderr)
     res = spoof(lab, 4, ip(4), 61500, 3, dst_ip="127.0.0.1", dst_port=METRICS_PORT, listen=1.0)
     assert res["replies"] == [], res
 
