@@ -256,7 +256,8 @@ def test_promtool_accepts_a_raw_scrape(lab, prom):
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
                  "process_max_fds", "process_start_time_seconds", "imds_arena_used_bytes",
                  "imds_arena_free_bytes", "imds_vms_loaded", "imds_connections_open",
-                 "imds_connections_refused_total", "imds_connections_evicted_total", "imds_header_timeouts_total"):
+                 "imds_connections_refused_total", "imds_connections_evicted_total", "imds_header_timeouts_total",
+                 "imds_connections_gated_total"):
         assert len(series(body, name)) == 1, name
     assert series(body, "imds_vms_loaded") == [4.0]
     assert series(body, "imds_vms", binding="pinned") == [4.0]

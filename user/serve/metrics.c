@@ -241,6 +241,8 @@ static int metrics_server(struct outbuf *out, const struct server *srv)
 	       c.header_timeouts);
 	METRIC("imds_idle_timeouts_total", "counter", "Connections closed after the idle timeout.",
 	       c.idle_timeouts);
+	METRIC("imds_connections_gated_total", "counter",
+	       "Refusals that also stopped the VM's SYNs at its port for a second (conn_gate).", c.gated);
 #undef METRIC
 	return rc;
 }
