@@ -793,6 +793,17 @@ static long long loadmap_bytes(const char *text)
 	return (long long)(n << shift);
 }
 
+/* A whole decimal number, or -1. */
+static long long loadmap_count(const char *text)
+{
+	char *end;
+	long long n;
+
+	errno = 0;
+	n = strtoll(text, &end, 10);
+	return errno || end == text || *end ? -1 : n;
+}
+
 static int loadmap_on_option(void *arg, int index, const char *optarg)
 {
 	struct loadmap_ctx *ctx = arg;
@@ -805,7 +816,7 @@ static int loadmap_on_option(void *arg, int index, const char *optarg)
 		ctx->key_dir = optarg;
 	if (index != OPT_MAX_VMS && index != OPT_ARENA_SIZE)
 		return 0;
-	n = index == OPT_MAX_VMS ? strtoll(optarg, NULL, 10) : loadmap_bytes(optarg);
+	n = index == OPT_MAX_VMS ? loadmap_count(optarg) : loadmap_bytes(optarg);
 	if (n <= 0 || (index == OPT_MAX_VMS && n > UINT32_MAX)) {
 		loadmap_err("--%s %s: not a positive %s", loadmap_options[index].name, optarg,
 			    index == OPT_MAX_VMS ? "number" : "size (bytes, or with K, M or G)");

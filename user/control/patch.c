@@ -67,7 +67,7 @@ static json_t *patch_value(const char *text)
 
 static int patch_set(json_t *rec, const char *arg, struct conf_error *err)
 {
-	char *path = strdup(arg), *eq, *last;
+	char whole[512], *path = strdup(arg), *eq, *last;
 	json_t *parent, *value;
 	int ret = -EINVAL;
 
@@ -79,7 +79,8 @@ static int patch_set(json_t *rec, const char *arg, struct conf_error *err)
 		goto out;
 	}
 	*eq = '\0';
-	if (!patch_path_ok(path, arg, err) || !(parent = patch_parent(rec, path, true, &last, err, arg)))
+	snprintf(whole, sizeof(whole), "--set %.490s", arg);
+	if (!patch_path_ok(path, whole, err) || !(parent = patch_parent(rec, path, true, &last, err, whole)))
 		goto out;
 	value = patch_value(eq + 1);
 	if (!value || json_object_set_new(parent, last, value)) {
@@ -94,17 +95,18 @@ out:
 
 static int patch_unset(json_t *rec, const char *arg, struct conf_error *err)
 {
-	char *path = strdup(arg), *last;
+	char whole[512], *path = strdup(arg), *last;
 	json_t *parent;
 	int ret = -EINVAL;
 
 	if (!path)
 		return -ENOMEM;
-	if (patch_path_ok(path, arg, err) && (parent = patch_parent(rec, path, false, &last, err, arg))) {
+	snprintf(whole, sizeof(whole), "--unset %.490s", arg);
+	if (patch_path_ok(path, whole, err) && (parent = patch_parent(rec, path, false, &last, err, whole))) {
 		if (json_object_del(parent, last) == 0)
 			ret = 0;
 		else
-			snprintf(err->text, sizeof(err->text), "--unset %s: not in the record", arg);
+			snprintf(err->text, sizeof(err->text), "%s: not in the record", whole);
 	}
 	free(path);
 	return ret;
