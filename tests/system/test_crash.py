@@ -8,7 +8,8 @@ free or owned by exactly one live VM.  Then imdsd is killed with SIGKILL
 under load and restarted: every VM is served again, and a token issued
 before still works.  VMs 1..3 are served; VMs 10..109 come and go without a
 port.  The store's fault injection (IMDS_TEST_KILL_AT) also kills the
-writer at the two instants that leave pages no VM owns."""
+writer at the instants that leave what recovery repairs: pages no VM owns,
+an active VM not yet indexed."""
 
 import json
 import os
@@ -161,6 +162,33 @@ def test_loader_killed_between_writing_and_freeing(lab, at, served):
     p = lab.loadmap("fsck")
     assert p.returncode == 0 and "recovered" not in p.stderr, p.stderr
     assert get(lab.vm_ns(1), HOSTNAME).body.decode() == want
+
+
+@pytest.mark.parametrize("at", ["activated", "deactivated"])
+def test_loader_killed_adding_or_deleting(lab, at):
+    """A new VM killed between becoming active and being indexed is listed
+    and its indexes are repaired; a deleted one killed before its tree is
+    freed is gone and its pages are reclaimed."""
+    vm = 4
+    if at == "deactivated":
+        p = lab.loadmap("load", lab.write_json("vm4.json", vmdata.dumps([vmdata.vm_record(vm, port=False)])))
+        assert p.returncode == 0, p.stderr
+        args = ("delete", iid(vm))
+    else:
+        args = ("load", lab.write_json("vm4.json", vmdata.dumps([vmdata.vm_record(vm, port=False)])))
+    p = lab.host("env", f"IMDS_TEST_KILL_AT={at}", imdslab.LOADMAP, "--pin-dir", lab.pin_dir, *args, check=False)
+    assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr)
+    assert (iid(vm) in loaded(lab)) == (at == "activated")
+    p = lab.loadmap("fsck")
+    assert p.returncode == 0, p.stderr
+    m = re.search(r"recovered from an interrupted change: (\d+) arena pages reclaimed, (\d+) index entries "
+                  r"repaired", p.stderr)
+    assert m, p.stderr
+    pages, entries = int(m.group(1)), int(m.group(2))
+    assert (pages > 0, entries) == ((False, 2) if at == "activated" else (True, 0)), p.stderr
+    if at == "activated":
+        assert lab.loadmap("delete", iid(vm)).returncode == 0
+    assert lab.loadmap("fsck").returncode == 0
 
 
 def test_imdsd_killed_under_load_serves_again_with_old_tokens(lab):

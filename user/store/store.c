@@ -226,6 +226,20 @@ static void store_reset_counters(struct store *s, uint32_t slot)
 	free(zeros);
 }
 
+/* Fault injection for the crash tests (tests/system/test_crash.py): the
+ * writer kills itself at the instant IMDS_TEST_KILL_AT names, instants too
+ * short to hit by chance that leave what store_recover repairs: "written"
+ * (an update's new tree written, not switched to), "switched" (switched
+ * to, the old one not freed), "activated" (a new VM active, not indexed),
+ * "deactivated" (a deleted VM inactive, its tree not freed). */
+static void store_test_kill(const char *at)
+{
+	const char *want = getenv("IMDS_TEST_KILL_AT");
+
+	if (want && strcmp(want, at) == 0)
+		raise(SIGKILL);
+}
+
 static int store_add(struct store *s, const struct store_vm *vm, const struct store_image *image, char *err,
 		     size_t errlen)
 {
@@ -261,6 +275,7 @@ static int store_add(struct store *s, const struct store_vm *vm, const struct st
 	snprintf(r->instance_id, sizeof(r->instance_id), "%s", vm->instance_id);
 	store_set_binding(s, slot, vm->binding, vm->port);
 	__atomic_store_n(&r->state, IMDS_VM_ACTIVE, __ATOMIC_RELEASE);
+	store_test_kill("activated");
 	store_mac_key(&key, vm->mac);
 	if (bpf_map_update_elem(s->mac_fd, &key, &slot, BPF_ANY) < 0) {
 		ret = -errno;
@@ -303,19 +318,6 @@ static int store_change_mac(struct store *s, uint32_t slot, const uint8_t mac[6]
 	if (r->binding != IMDS_BIND_PINNED)
 		__atomic_store_n(&r->ifindex, 0, __ATOMIC_RELEASE);
 	return 0;
-}
-
-/* Fault injection for the crash tests (tests/system/test_crash.py): with
- * IMDS_TEST_KILL_AT=written the writer kills itself once the new tree is
- * written and before the switch, with =switched after the switch and before
- * the old tree is freed: the two instants that leave arena pages no VM
- * owns, too short to hit by chance. */
-static void store_test_kill(const char *at)
-{
-	const char *want = getenv("IMDS_TEST_KILL_AT");
-
-	if (want && strcmp(want, at) == 0)
-		raise(SIGKILL);
 }
 
 static int store_update(struct store *s, uint32_t slot, const struct store_vm *vm, const struct store_image *image,
@@ -410,6 +412,7 @@ int store_delete(struct store *s, const char *instance_id)
 	store_unindex_ipv4(s, r->ipv4);
 	store_ipv6_forget(s, (uint32_t)slot);
 	__atomic_store_n(&r->state, IMDS_VM_FREE, __ATOMIC_RELEASE);
+	store_test_kill("deactivated");
 	old_ref = __atomic_exchange_n(&r->tree_ref, 0, __ATOMIC_ACQ_REL);
 	arena_free(&s->arena, (uint32_t)old_ref);
 	/* The generation stays: it tells the slot's next VM from this one. */
