@@ -231,6 +231,28 @@ static void test_router_messages(void **state)
 	expect_counts(0, NONE);
 }
 
+/* A first-use VM's port is known from its first verified packet on: the
+ * data plane writes port_index as it binds, so RAs with any MAC on that
+ * port are judged. */
+static void test_first_use_binding_indexes_the_port(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec eth = syn_spec();
+	struct bpf_frame6_spec ra = {.saddr = {0xfe, 0x80, [15] = 0x11}, .daddr = {0xff, 0x02, [15] = 1},
+				      .icmp_type = 134, .hop_limit = 255};
+
+	put_vm1_binding(0, IMDS_BIND_FIRST_USE);
+	memcpy(eth.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send6(h, &eth, &ra), HARNESS_PASS); /* no VM's port yet */
+	memcpy(eth.src_mac, (uint8_t[6])VM1_MAC, 6);
+	assert_int_equal(send_frame(h, &eth), HARNESS_PASS); /* binds VM 1 to this port */
+	assert_int_equal(harness_get_vm(VM1_SLOT).ifindex, LO_IFINDEX);
+	memcpy(eth.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send6(h, &eth, &ra), HARNESS_DROP);
+	expect_counts(VM1_SLOT, COUNTS([IMDS_PASS_VERIFIED] = 1, [IMDS_PASS_SYN_RECORDED] = 1,
+				       [IMDS_DROP_ROUTER_MESSAGE] = 1));
+}
+
 /* ---- egress over IPv6 ---- */
 
 /* A reply from [fd00:ec2::254]:80 to VM 1: its hop limit when marked,

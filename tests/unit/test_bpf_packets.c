@@ -1126,6 +1126,7 @@ int main(void)
 		INGRESS(test_ipv6_sources),
 		INGRESS(test_nd_claims),
 		INGRESS(test_router_messages),
+		INGRESS(test_first_use_binding_indexes_the_port),
 		EGRESS(test_egress_ipv6),
 		EGRESS(test_egress_data_segment_limited),
 		EGRESS(test_egress_segments_without_data_keep_ttl),
