@@ -76,7 +76,7 @@ class Crawler(threading.Thread):
     def __init__(self, lab, i, keep_alive, stop):
         super().__init__()
         self.ns, self.keep_alive, self.stop = lab.vm_ns(i), keep_alive, stop
-        self.requests, self.errors, self.latest = 0, [], 0
+        self.requests, self.errors, self.latest, self.seen = 0, [], 0, set()
 
     def one(self, conn, path):
         r = conn.request("GET", path) if conn else fetch(self.ns, "GET", path)
@@ -87,6 +87,7 @@ class Crawler(threading.Thread):
         if v < self.latest:
             raise AssertionError(f"{path}: version {v} after {self.latest}")
         self.latest = v
+        self.seen.add(v)
 
     def run(self):
         conn = None
@@ -169,4 +170,7 @@ def test_every_vm_updated_100_times_while_crawling(lab):
     for c in crawlers:
         assert not c.errors, c.errors[:5]
         assert c.latest == VERSIONS, f"a crawler's last version is {c.latest}"
-        assert c.requests >= 4 * VERSIONS, f"a crawler made only {c.requests} requests"
+        # The crawl ran through the updates, not beside them: how many
+        # versions a crawler meets depends on the machine's speed, a quarter
+        # of them only on its not stopping.
+        assert len(c.seen) >= VERSIONS // 4, f"a crawler met only {len(c.seen)} versions in {c.requests} requests"
