@@ -25,13 +25,6 @@ static __always_inline bool may_bind_first_use(const struct imds_vm *vm)
 	return vm->binding == IMDS_BIND_FIRST_USE || (first_use_all && vm->binding == IMDS_BIND_NONE);
 }
 
-/* A VM is served on its bound port only.  A pinned VM's port comes from
- * user space (the record's port name, resolved by imds-loadmap and by imdsd
- * as the port joins the bridge); while it is absent the VM is unbound and
- * nothing it sends passes.  A first-use VM (opt-in) is bound to the port its
- * first fully verified packet arrives on (compare-and-swap, so two racing
- * ports cannot both win); the address is checked before binding so that a
- * frame with a borrowed MAC but the wrong IPv4 cannot claim the VM's port. */
 /* Whether `addr` is one of the VM's IPv6 addresses: ipv6_index names its
  * slot, for the generation that holds the slot now. */
 static __always_inline bool verify_ipv6_owned(const void *addr, __u32 slot, const struct imds_vm *vm)
@@ -44,6 +37,13 @@ static __always_inline bool verify_ipv6_owned(const void *addr, __u32 slot, cons
 	return owner && owner->slot == slot && owner->generation == vm->generation;
 }
 
+/* A VM is served on its bound port only.  A pinned VM's port comes from
+ * user space (the record's port name, resolved by imds-loadmap and by imdsd
+ * as the port joins the bridge); while it is absent the VM is unbound and
+ * nothing it sends passes.  A first-use VM (opt-in) is bound to the port its
+ * first fully verified packet arrives on (compare-and-swap, so two racing
+ * ports cannot both win); the address is checked before binding so that a
+ * frame with a borrowed MAC but the wrong IPv4 cannot claim the VM's port. */
 static __always_inline enum imds_reason check_port_and_address(struct imds_vm *vm, const struct imds_pkt *pkt,
 								 __u32 ingress, __u32 slot)
 {
