@@ -182,7 +182,16 @@ demo:
 	$(MAKE) all
 	./scripts/demo.sh
 
-# Storms against imdsd and nginx side by side (docs/performance.md).
+# Storms against imdsd, nginx and the null responder side by side
+# (docs/performance.md).  The null responder (issue 15) is the cost floor:
+# a fixed 200 for every request; built with the programs, since a system
+# test checks its framing.
+NULL_RESPONDER := $(BUILD)/bench/null_responder
+$(NULL_RESPONDER): tests/bench/null_responder.c
+	@mkdir -p $(@D)
+	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $< -luring -lpthread -o $@
+all: $(NULL_RESPONDER)
+
 bench: deps
 	$(MAKE) all
 	./scripts/bench.sh $(BENCH_ARGS)

@@ -2,9 +2,11 @@
 """bench-report.py: the table of a `make bench` run (scripts/bench.sh).
 
 Reads OUT/env.txt, OUT/nN/rR-SERVER-WORKLOAD.json (imds-storm --json),
-OUT/nN/perf-*.txt and OUT/flood/result.json, and prints Markdown: per N,
-the median over the repetitions of each metric for imdsd and nginx, their
-ratio and the target of issue 5.  Exit status 1 when imdsd had any error.
+OUT/nN/perf-*.txt and OUT/flood/result.json, and prints Markdown: a summary
+of every ratio over all N (issue 15's table), then per N the median over
+the repetitions of each metric for imdsd, nginx and the null responder,
+imdsd and nginx as ratios to null, imdsd to nginx, and the targets of
+issues 5 and 15.  Exit status 1 when any server had any error.
 
 usage: bench-report.py OUT
 """
@@ -17,6 +19,7 @@ import statistics
 import sys
 
 WORKLOADS = ["conn", "keepalive", "steady"]
+SERVERS = ["imdsd", "nginx", "null"]
 NAMES = {"conn": "connection per request (storm)", "keepalive": "keep-alive (storm)",
          "steady": "steady keep-alive"}
 
@@ -24,7 +27,7 @@ NAMES = {"conn": "connection per request (storm)", "keepalive": "keep-alive (sto
 def load_runs(ndir):
     runs = {}
     for path in sorted(glob.glob(os.path.join(ndir, "r*-*-*.json"))):
-        m = re.match(r"r(\d+)-(imdsd|nginx)-([a-z]+)(?:-\d+)?\.json$", os.path.basename(path))
+        m = re.match(r"r(\d+)-(imdsd|nginx|null)-([a-z]+)(?:-\d+)?\.json$", os.path.basename(path))
         if not m:
             continue
         try:
@@ -72,49 +75,105 @@ def fmt(v, name):
     return f"{med:.1f} µs"
 
 
-# (workload, metric, better, target ratio or None, applies to N >= ...)
+# (workload, metric, better, targets): each target is (server, reference,
+# ratio, applies to N >= ..., issue); imdsd/null and nginx/null are shown
+# for every row, imdsd/nginx too.
 ROWS = [
-    ("conn", "completion", "lower", 1.10, 0),
-    ("conn", "req/s", "higher", None, 0),
-    ("conn", "p50", "lower", None, 0),
-    ("conn", "p99", "lower", 1.00, 0),
-    ("conn", "cpu", "lower", None, 0),
-    ("conn", "client", "lower", None, 0),
-    ("keepalive", "completion", "lower", 1.10, 1000),
-    ("keepalive", "req/s", "higher", None, 0),
-    ("keepalive", "p50", "lower", None, 0),
-    ("keepalive", "p99", "lower", 1.00, 0),
-    ("keepalive", "cpu", "lower", None, 0),
-    ("keepalive", "client", "lower", None, 0),
-    ("steady", "req/s", "higher", 1.80, 0),
-    ("steady", "p50", "lower", None, 0),
-    ("steady", "p99", "lower", 1.00, 0),
-    ("steady", "cpu", "lower", None, 0),
-    ("steady", "client", "lower", None, 0),
+    ("conn", "completion", "lower", [("imdsd", "null", 1.05, 0, 15), ("imdsd", "nginx", 1.10, 0, 5)]),
+    ("conn", "req/s", "higher", []),
+    ("conn", "p50", "lower", []),
+    ("conn", "p99", "lower", [("imdsd", "null", 1.20, 0, 15), ("imdsd", "nginx", 1.00, 0, 5)]),
+    ("conn", "cpu", "lower", [("imdsd", "nginx", 1.00, 0, 15)]),
+    ("conn", "client", "lower", []),
+    ("keepalive", "completion", "lower", [("imdsd", "null", 1.15, 0, 15), ("imdsd", "nginx", 1.10, 1000, 5)]),
+    ("keepalive", "req/s", "higher", []),
+    ("keepalive", "p50", "lower", []),
+    ("keepalive", "p99", "lower", [("imdsd", "null", 1.20, 0, 15), ("imdsd", "nginx", 1.00, 0, 5)]),
+    ("keepalive", "cpu", "lower", []),
+    ("keepalive", "client", "lower", []),
+    ("steady", "req/s", "higher", [("imdsd", "null", 0.95, 0, 15), ("imdsd", "nginx", 2.00, 0, 15),
+                                   ("imdsd", "nginx", 1.80, 0, 5)]),
+    ("steady", "p50", "lower", []),
+    ("steady", "p99", "lower", [("imdsd", "nginx", 1.00, 0, 5)]),
+    ("steady", "cpu", "lower", []),
+    ("steady", "client", "lower", []),
 ]
 
 LABEL = {"completion": "completion", "req/s": "requests/s", "p50": "p50", "p99": "p99",
          "cpu": "server CPU per request", "client": "load generator CPU per request"}
 
 
+def medians(runs, w, name):
+    return {srv: median(runs.get((srv, w), []), name) for srv in SERVERS}
+
+
+def ratio(meds, a, b):
+    x, y = meds.get(a), meds.get(b)
+    return x[0] / y[0] if x and y and y[0] else None
+
+
+def fmt_ratio(r):
+    return "-" if r is None else f"{r:.2f}"
+
+
+def verdicts(n, w, name, better, targets, meds, misses):
+    """The targets of a row as text, each with its verdict; misses noted."""
+    out = []
+    for srv, ref, target, from_n, issue in targets:
+        r = ratio(meds, srv, ref)
+        if n < from_n or r is None:
+            continue
+        ok = r >= target if better == "higher" else r <= target
+        tgt = f"{srv}/{ref} {'≥' if better == 'higher' else '≤'} {target:.2f} (#{issue})"
+        out.append(f"{tgt}: {'yes' if ok else '**no**'}")
+        if not ok:
+            misses.append(f"N={n} {w} {LABEL[name]}: {srv}/{ref} {r:.2f}, target {tgt}")
+    return "; ".join(out)
+
+
 def table(n, runs, out, misses):
     out.append(f"### N = {n} VMs\n")
-    out.append("| workload | metric | imdsd median (min–max) | nginx median (min–max) | imdsd/nginx | target | met |")
-    out.append("|---|---|---|---|---|---|---|")
-    for w, name, better, target, from_n in ROWS:
-        a = median(runs.get(("imdsd", w), []), name)
-        b = median(runs.get(("nginx", w), []), name)
-        ratio = a[0] / b[0] if a and b and b[0] else None
-        tgt, met = "", ""
-        if target is not None and n >= from_n and ratio is not None:
-            ok = ratio >= target if better == "higher" else ratio <= target
-            tgt = ("≥ " if better == "higher" else "≤ ") + f"{target:.2f}"
-            met = "yes" if ok else "**no**"
-            if not ok:
-                misses.append(f"N={n} {w} {LABEL[name]}: ratio {ratio:.2f}, target {tgt}")
-        out.append(f"| {NAMES[w]} | {LABEL[name]} | {fmt(a, name)} | {fmt(b, name)} | "
-                   f"{'-' if ratio is None else f'{ratio:.2f}'} | {tgt} | {met} |")
+    out.append("| workload | metric | imdsd median (min–max) | nginx median (min–max) | null median (min–max) "
+               "| imdsd/null | nginx/null | imdsd/nginx | targets |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for w, name, better, targets in ROWS:
+        meds = medians(runs, w, name)
+        out.append(f"| {NAMES[w]} | {LABEL[name]} | {fmt(meds['imdsd'], name)} | {fmt(meds['nginx'], name)} | "
+                   f"{fmt(meds['null'], name)} | {fmt_ratio(ratio(meds, 'imdsd', 'null'))} | "
+                   f"{fmt_ratio(ratio(meds, 'nginx', 'null'))} | {fmt_ratio(ratio(meds, 'imdsd', 'nginx'))} | "
+                   f"{verdicts(n, w, name, better, targets, meds, misses)} |")
     out.append("")
+
+
+def summary(all_runs, out):
+    """Issue 15's table: every ratio, one column per N."""
+    ns = sorted(all_runs)
+    out.append("### Summary: ratios to the null responder (and imdsd to nginx), medians\n")
+    out.append("| workload | metric | " + " | ".join(f"N = {n:,}: imdsd/null, nginx/null, imdsd/nginx" for n in ns)
+               + " | null itself |")
+    out.append("|---|---|" + "---|" * len(ns) + "---|")
+    for w, name, _, _ in ROWS:
+        if name == "client":
+            continue
+        cells, null_vals = [], []
+        for n in ns:
+            meds = medians(all_runs[n], w, name)
+            cells.append(", ".join(fmt_ratio(ratio(meds, a, b))
+                                   for a, b in (("imdsd", "null"), ("nginx", "null"), ("imdsd", "nginx"))))
+            if meds["null"]:
+                null_vals.append(fmt_short(meds["null"][0], name))
+        out.append(f"| {NAMES[w]} | {LABEL[name]} | " + " | ".join(cells) + f" | {' / '.join(null_vals)} |")
+    out.append("")
+
+
+def fmt_short(v, name):
+    if name == "completion":
+        return f"{v:.3f} s"
+    if name == "req/s":
+        return f"{v:,.0f}"
+    if name in ("p99", "p50"):
+        return f"{v / 1000:.1f} ms"
+    return f"{v:.1f} µs"
 
 
 def errors_line(runs, server):
@@ -134,7 +193,7 @@ def errors_line(runs, server):
     return total, missing, detail
 
 
-def memory_lines(runs, n, out):
+def memory_lines(runs, out):
     imdsd = [r for rs in (runs.get(("imdsd", w), []) for w in WORKLOADS) for r in rs if r and "memory" in r]
     nginx = [r for rs in (runs.get(("nginx", w), []) for w in WORKLOADS) for r in rs if r and "memory" in r]
     if imdsd:
@@ -155,37 +214,40 @@ def main():
         sys.exit(__doc__)
     base = sys.argv[1]
     out, misses = [], []
-    imdsd_errors = 0
+    any_errors = 0
     out.append("## make bench results\n")
     try:
         with open(os.path.join(base, "env.txt")) as f:
             out.append("```\n" + f.read().rstrip() + "\n```\n")
     except OSError:
         pass
-    ndirs = sorted(glob.glob(os.path.join(base, "n*")), key=lambda p: int(p.rsplit("n", 1)[1]))
-    for ndir in ndirs:
-        n = int(ndir.rsplit("n", 1)[1])
-        runs = load_runs(ndir)
-        if not runs:
-            continue
+    ndirs = sorted(glob.glob(os.path.join(base, "n*[0-9]")), key=lambda p: int(p.rsplit("n", 1)[1]))
+    all_runs = {int(d.rsplit("n", 1)[1]): load_runs(d) for d in ndirs}
+    all_runs = {n: r for n, r in all_runs.items() if r}
+    if all_runs:
+        summary(all_runs, out)
+    for n, runs in sorted(all_runs.items()):
+        ndir = os.path.join(base, f"n{n}")
         table(n, runs, out, misses)
-        for server in ("imdsd", "nginx"):
+        for server in SERVERS:
             total, missing, detail = errors_line(runs, server)
-            if server == "imdsd":
-                imdsd_errors += total + missing
+            any_errors += total + missing
+            if total + missing:
+                misses.append(f"N={n} {server}: {total} errors, {missing} runs without a report")
             out.append(f"- {server}: errors {total}{f' ({detail})' if detail else ''}"
                        f"{f', {missing} runs without a report' if missing else ''}")
-        memory_lines(runs, n, out)
+        memory_lines(runs, out)
         plots = sorted(glob.glob(os.path.join(ndir, "latency-*.svg")))
-        plots = [p for p in plots if re.search(r"latency-\w+\.svg$", p) and "-imdsd" not in p and "-nginx" not in p]
+        plots = [p for p in plots if re.search(r"latency-[a-z]+\.svg$", p)]
         if plots:
             out.append("- latency plots: " + ", ".join(plots))
-        for w in ("conn", "steady"):
-            p = os.path.join(ndir, f"perf-{w}.txt")
+        for srv, w, name in (("imdsd", "conn", "perf-conn"), ("imdsd", "steady", "perf-steady"),
+                             ("null", "conn", "perf-null-conn")):
+            p = os.path.join(ndir, f"{name}.txt")
             if os.path.exists(p) and os.path.getsize(p):
                 with open(p) as f:
                     lines = [ln.rstrip() for ln in f.read().rstrip().splitlines()[:28]]
-                out.append(f"\nperf profile of imdsd, {w} workload (top symbols, % of imdsd's samples):\n")
+                out.append(f"\nperf profile of {srv}, {w} workload (top symbols, % of {srv}'s samples):\n")
                 out.append("```\n" + "\n".join(lines) + "\n```")
         out.append("")
     flood = os.path.join(base, "flood", "result.json")
@@ -222,7 +284,7 @@ def main():
     else:
         out.append("- none")
     print("\n".join(out))
-    sys.exit(1 if imdsd_errors else 0)
+    sys.exit(1 if any_errors else 0)
 
 
 if __name__ == "__main__":

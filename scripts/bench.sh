@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# bench.sh: `make bench` (issue 5).  The same metadata storms against imdsd
-# and against nginx serving the same answers as static files, in one run,
-# alternating, and a table of imdsd/nginx per workload.  docs/performance.md
-# explains the method and records results.
+# bench.sh: `make bench` (issues 5 and 15).  The same metadata storms
+# against imdsd, against nginx serving the same answers as static files, and
+# against the null responder (one fixed 200 for every request: the cost
+# floor), in one run, taking turns, and a table of each against null and
+# imdsd against nginx per workload.  docs/performance.md explains the method
+# and records results.
 #
 # For every N of --vms:
 #   1. a lab of N VM namespaces (scripts/lab.sh up ... --static-neigh) and
@@ -10,13 +12,16 @@
 #      what a storm asks, so the server is measured, not the budgets);
 #   2. imdsd serves them; a checked keep-alive crawl of every VM saves each
 #      answer (imds-storm --save) as the static tree nginx will serve;
-#   3. R repetitions; in each, imdsd and nginx take turns (odd repetitions
-#      start with imdsd, even ones with nginx) listening on
+#   3. R repetitions; in each, imdsd, nginx and null take turns (repetition
+#      r starts with the r-th of them, round the circle) listening on
 #      169.254.169.254:80 in the lab's host namespace, one stopped before the
-#      other starts, and each runs every workload: conn (a storm, one
+#      next starts, and each runs every workload: conn (a storm, one
 #      connection per request), keepalive (a storm on persistent
-#      connections), steady (M keep-alive clients for D seconds);
-#   4. optionally a perf profile of imdsd under the conn and steady loads.
+#      connections), steady (M keep-alive clients for D seconds).  The null
+#      responder's answers are checked for their status only, its crawl
+#      walking the listings imdsd gave (imds-storm --status-only);
+#   4. optionally a perf profile of imdsd under the conn and steady loads,
+#      and of the null responder under the conn load.
 # Then the flood check of issue 4 (scripts/bench-flood.sh), and the table.
 #
 # usage: scripts/bench.sh [--vms N[,N...]] [--reps R] [--duration S] [--conns M]
@@ -65,7 +70,7 @@ done
 [[ "$VMS_LIST" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "bench.sh: --vms: '$VMS_LIST' is not N[,N...]" >&2; exit 2; }
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --reps: '$REPS' is not a positive number" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (namespaces, XDP)" >&2; exit 1; }
-for f in imdsd imds-loadmap imds-storm; do
+for f in imdsd imds-loadmap imds-storm bench/null_responder; do
 	[ -x "$BUILD/$f" ] || { echo "bench.sh: $BUILD/$f missing: run make first" >&2; exit 1; }
 done
 command -v nginx >/dev/null || { echo "bench.sh: nginx not installed (apt-get install nginx-light)" >&2; exit 1; }
@@ -78,12 +83,15 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 eval "$("$LAB_SH" info "$SFX")"
 NGINX_PID=
+NULL_PID=
+SERVERS="imdsd nginx null"
 
 log() { echo "bench: $*" >&2; }
 
 cleanup() {
 	set +e
 	nginx_stop
+	null_stop
 	"$LAB_SH" down "$SFX"
 }
 trap cleanup EXIT
@@ -100,9 +108,13 @@ imdsd_stop() {
 	"$LAB_SH" stop-imdsd "$SFX" >/dev/null || { log "imdsd did not exit cleanly; its log:"; cat "$LAB_RUN_DIR/imdsd.log" >&2; return 1; }
 }
 
-# nginx takes imdsd's place: the same address on the same bridge, in the same
-# namespace, so the VMs' packets take the same path (minus imdsd's XDP
-# program, which imdsd detaches when it stops).
+listeners() { # the sockets listening on the metadata address
+	nsenter --net="/run/netns/$LAB_HOST_NS" ss -Hltn 'sport = :80' | grep -c 169.254.169.254 || true
+}
+
+# nginx and the null responder take imdsd's place: the same address on the
+# same bridge, in the same namespace, so the VMs' packets take the same path
+# (minus imdsd's TC programs, which imdsd detaches when it stops).
 nginx_start() { # DIR
 	local dir=$1 i
 	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr replace 169.254.169.254/32 dev "$LAB_BRIDGE"
@@ -110,7 +122,7 @@ nginx_start() { # DIR
 		-g 'daemon off;' </dev/null >>"$dir/nginx/stdout.log" 2>&1 &
 	NGINX_PID=$!
 	for ((i = 0; i < 100; i++)); do
-		if [ "$(nsenter --net="/run/netns/$LAB_HOST_NS" ss -Hltn 'sport = :80' | grep -c 169.254.169.254)" -ge "$WORKERS" ]; then
+		if [ "$(listeners)" -ge "$WORKERS" ]; then
 			SERVER_PIDS=$(ps -o pid= --ppid "$NGINX_PID" | tr -d ' ' | paste -sd, -)
 			[ "$(echo "$SERVER_PIDS" | tr ',' '\n' | grep -c .)" -ge "$WORKERS" ] && {
 				SERVER_PIDS="$NGINX_PID,$SERVER_PIDS"
@@ -130,6 +142,32 @@ nginx_stop() {
 	kill -TERM "$NGINX_PID" 2>/dev/null || true
 	wait "$NGINX_PID" 2>/dev/null || true
 	NGINX_PID=
+	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr del 169.254.169.254/32 dev "$LAB_BRIDGE" 2>/dev/null || true
+}
+
+# The null responder (tests/bench/null_responder.c): as many workers as
+# imdsd, one SO_REUSEPORT listener each; one process, so its CPU is one PID's.
+null_start() { # DIR
+	local dir=$1 i
+	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr replace 169.254.169.254/32 dev "$LAB_BRIDGE"
+	nsenter --net="/run/netns/$LAB_HOST_NS" "$BUILD/bench/null_responder" --workers "$WORKERS" \
+		</dev/null >>"$dir/null.log" 2>&1 &
+	NULL_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		[ "$(listeners)" -lt "$WORKERS" ] || { SERVER_PIDS=$NULL_PID; return 0; }
+		kill -0 "$NULL_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	log "the null responder did not start; its log:"
+	cat "$dir/null.log" >&2
+	return 1
+}
+
+null_stop() {
+	[ -n "$NULL_PID" ] || return 0
+	kill -TERM "$NULL_PID" 2>/dev/null || true
+	wait "$NULL_PID" 2>/dev/null || true
+	NULL_PID=
 	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr del 169.254.169.254/32 dev "$LAB_BRIDGE" 2>/dev/null || true
 }
 
@@ -208,17 +246,39 @@ EOF
 	} >"$dir/nginx/nginx.conf"
 }
 
-server_start() { # imdsd|nginx DIR
+server_start() { # imdsd|nginx|null DIR
 	case "$1" in
 	imdsd) imdsd_start ;;
 	nginx) nginx_start "$2" ;;
+	null) null_start "$2" ;;
 	esac
 }
 
-server_stop() { # imdsd|nginx
+server_stop() { # imdsd|nginx|null
 	case "$1" in
 	imdsd) imdsd_stop ;;
 	nginx) nginx_stop ;;
+	null) null_stop ;;
+	esac
+}
+
+# Repetition r's order: the servers turned r-1 places round the circle, so
+# each starts a repetition in turn and none always follows the same one.
+server_order() { # REP
+	local -a s
+	read -ra s <<<"$SERVERS"
+	local i k=$((($1 - 1) % ${#s[@]}))
+	for ((i = 0; i < ${#s[@]}; i++)); do
+		echo -n "${s[(k + i) % ${#s[@]}]} "
+	done
+}
+
+# What imds-storm is told about each server: imdsd's store, for its memory;
+# for the null responder, to check statuses only and walk imdsd's listings.
+server_storm_args() { # SERVER DIR
+	case "$1" in
+	imdsd) echo "--pin-dir $LAB_PIN_DIR" ;;
+	null) echo "--status-only $2/tree" ;;
 	esac
 }
 
@@ -241,34 +301,36 @@ workload_args() { # WORKLOAD N
 	esac
 }
 
-# perf profile of imdsd under one workload, repeated for at least 3 s (a
+# perf profile of a server under one workload, repeated for at least 3 s (a
 # storm of 50 VMs lasts a fraction of a second); the report goes to the doc.
-perf_profile() { # DIR N WORKLOAD
-	local dir=$1 n=$2 w=$3 perf_pid t0 i=0
-	imdsd_start
-	perf record -F 1999 -p "$SERVER_PIDS" -o "$dir/perf-$w.data" >/dev/null 2>"$dir/perf-$w.record.log" &
+perf_profile() { # DIR N WORKLOAD SERVER
+	local dir=$1 n=$2 w=$3 srv=$4 perf_pid t0 i=0 p=perf-$3
+	[ "$srv" = imdsd ] || p=perf-$srv-$w
+	server_start "$srv" "$dir"
+	perf record -F 1999 -p "$SERVER_PIDS" -o "$dir/$p.data" >/dev/null 2>"$dir/$p.record.log" &
 	perf_pid=$!
 	sleep 0.5
 	t0=$(date +%s%N)
 	while [ $(($(date +%s%N) - t0)) -lt 3000000000 ]; do
 		i=$((i + 1))
 		# shellcheck disable=SC2046
-		storm "$dir" "$n" "$dir/perf-$w-$i.json" --server-pid "$SERVER_PIDS" $(workload_args "$w" "$n")
+		storm "$dir" "$n" "$dir/$p-$i.json" --server-pid "$SERVER_PIDS" $(server_storm_args "$srv" "$dir") \
+			$(workload_args "$w" "$n")
 	done
 	kill -INT "$perf_pid" 2>/dev/null || true
 	wait "$perf_pid" 2>/dev/null || true
-	imdsd_stop
+	server_stop "$srv"
 	{
-		echo "# imdsd, $w workload, $i storm(s); share of samples by object, then by symbol"
-		perf report -i "$dir/perf-$w.data" --stdio --no-children --sort dso --percent-limit 2 2>/dev/null |
+		echo "# $srv, $w workload, $i storm(s); share of samples by object, then by symbol"
+		perf report -i "$dir/$p.data" --stdio --no-children --sort dso --percent-limit 2 2>/dev/null |
 			grep -E '^ +[0-9]'
-		perf report -i "$dir/perf-$w.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
+		perf report -i "$dir/$p.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
 			grep -E '^ +[0-9]' | head -30
-	} | sed -e 's/[ -]*$//' >"$dir/perf-$w.txt" || true
+	} | sed -e 's/[ -]*$//' >"$dir/$p.txt" || true
 }
 
 bench_n() { # N
-	local n=$1 dir=$OUT/n$1 rep srv w order repeat=$STORM_REPEAT
+	local n=$1 dir=$OUT/n$1 rep srv w repeat=$STORM_REPEAT
 	if [ "$repeat" -le 0 ]; then
 		repeat=$((1000 / n))
 		repeat=$((repeat < 1 ? 1 : repeat > 5 ? 5 : repeat))
@@ -293,19 +355,17 @@ bench_n() { # N
 	fi
 	nginx_conf "$dir"
 	for ((rep = 1; rep <= REPS; rep++)); do
-		order="imdsd nginx"
-		[ $((rep % 2)) = 1 ] || order="nginx imdsd"
-		for srv in $order; do
+		for srv in $(server_order "$rep"); do
 			server_start "$srv" "$dir"
 			for w in $WORKLOADS; do
 				local k times=1
 				[ "$w" = steady ] || times=$repeat
 				for ((k = 1; k <= times; k++)); do
 					local extra=() f=$dir/r$rep-$srv-$w-$k.json
-					[ "$srv" != imdsd ] || extra=(--pin-dir "$LAB_PIN_DIR")
 					[ "$rep" != "$REPS" ] || [ "$k" != "$times" ] || extra+=(--plot "$dir/latency-$w-$srv.svg")
 					# shellcheck disable=SC2046
-					storm "$dir" "$n" "$f" --server-pid "$SERVER_PIDS" "${extra[@]}" $(workload_args "$w" "$n")
+					storm "$dir" "$n" "$f" --server-pid "$SERVER_PIDS" "${extra[@]}" \
+						$(server_storm_args "$srv" "$dir") $(workload_args "$w" "$n")
 					log "N=$n rep $rep $srv $w #$k: $("$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.0f req/s, %.3f s, p99 %.0f us, errors %d" % (d["requests_per_s"], d["completion_s"], d["latency_us"]["p99"], d["errors"]["total"]))' "$f" 2>/dev/null || echo "no result")"
 				done
 			done
@@ -313,21 +373,25 @@ bench_n() { # N
 		done
 	done
 	for w in $WORKLOADS; do
-		plot_pair "$dir" "$n" "$w"
+		plot_servers "$dir" "$n" "$w"
 	done
 	if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
-		log "N=$n: perf profile of imdsd (conn, steady)"
-		perf_profile "$dir" "$n" conn
-		perf_profile "$dir" "$n" steady
+		log "N=$n: perf profile of imdsd (conn, steady) and of the null responder (conn)"
+		perf_profile "$dir" "$n" conn imdsd
+		perf_profile "$dir" "$n" steady imdsd
+		perf_profile "$dir" "$n" conn null
 	fi
 	"$LAB_SH" down "$SFX"
 	[ "$KEEP" = 1 ] || rm -rf "$dir/tree" "$dir"/perf-*.data
 }
 
-# imdsd and nginx on one latency plot (the last repetition).
-plot_pair() { # DIR N WORKLOAD
-	local dir=$1 n=$2 w=$3
-	[ -f "$dir/latency-$w-imdsd.svg.dat" ] && [ -f "$dir/latency-$w-nginx.svg.dat" ] || return 0
+# The servers on one latency plot (the last repetition).
+plot_servers() { # DIR N WORKLOAD
+	local dir=$1 n=$2 w=$3 srv plots=
+	for srv in $SERVERS; do
+		[ -f "$dir/latency-$w-$srv.svg.dat" ] || return 0
+		plots+="${plots:+, }'$dir/latency-$w-$srv.svg.dat' using 3:(\$1/1000) with steps lw 2 title '$srv'"
+	done
 	gnuplot <<EOF || log "gnuplot failed for $w"
 set terminal svg size 900,540
 set output '$dir/latency-$w.svg'
@@ -339,8 +403,7 @@ set key left top
 set xlabel 'percentile'
 set ylabel 'latency (ms)'
 set xtics ('0%%' 1, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, '99.999%%' 100000)
-plot '$dir/latency-$w-imdsd.svg.dat' using 3:(\$1/1000) with steps lw 2 title 'imdsd', \
-     '$dir/latency-$w-nginx.svg.dat' using 3:(\$1/1000) with steps lw 2 title 'nginx'
+plot $plots
 EOF
 }
 
@@ -356,7 +419,7 @@ main() {
 		echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //')"
 		echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (with local changes)')"
 		echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-		echo "settings: reps $REPS, storms run ${STORM_REPEAT/#0/min(5,1000/N)} times per rep, steady duration $DURATION s, steady connections ${CONNS/#0/min(N,200)}, workers $WORKERS (imdsd and nginx)"
+		echo "settings: reps $REPS, storms run ${STORM_REPEAT/#0/min(5,1000/N)} times per rep, steady duration $DURATION s, steady connections ${CONNS/#0/min(N,200)}, workers $WORKERS (imdsd, nginx, null)"
 	} | tee "$OUT/env.txt" >&2
 
 	for n in ${VMS_LIST//,/ }; do

@@ -8,6 +8,7 @@ and exits 1.  Small labs, a few hundred requests: fast."""
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -92,3 +93,40 @@ def test_store_restored_is_correct_again(lab):
     rc, rep, err = storm(lab, lab.vms_file, "--mode", "conn")
     assert rc == 0, err
     assert rep["errors"]["total"] == 0, rep
+
+
+def test_status_only_walks_the_saved_listings(lab):
+    """--status-only (make bench's null responder, issue 15): a server with
+    one fixed answer gets the very requests imdsd got, walked from the
+    listings a --save crawl of imdsd wrote, and only statuses are checked;
+    without it the fixed answer is caught as wrong data."""
+    tree = os.path.join(lab.workdir, "tree")
+    rc, saved, err = storm(lab, lab.vms_file, "--mode", "keepalive", "--save", tree)
+    assert rc == 0, err
+    null = os.path.join(imdslab.BUILD, "bench", "null_responder")
+    lab.stop_imdsd()
+    lab.ip_host("addr", "replace", "169.254.169.254/32", "dev", lab.bridge)
+    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{lab.host_ns}", null, "--workers", "2"],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = proc.stderr.readline()
+        assert "null_responder: ready" in ready, ready + proc.stderr.read()
+        for mode in ("conn", "keepalive"):
+            rc, rep, err = storm(lab, lab.vms_file, "--mode", mode, "--status-only", tree)
+            assert rc == 0, err
+            assert rep["errors"]["total"] == 0, rep
+            assert rep["requests"] == saved["requests"], (rep, saved)
+        rc, rep, err = storm(lab, lab.vms_file, "--mode", "keepalive")
+        assert rc == 1 and rep["errors"]["wrong-data"] >= N, rep
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        lab.ip_host("addr", "del", "169.254.169.254/32", "dev", lab.bridge, check=False)
+        lab.start_imdsd()
+
+
+def test_status_only_needs_a_saved_tree(lab):
+    p = imdslab.run([STORM, "--vms", lab.vms_file, "--status-only", os.path.join(lab.workdir, "none")],
+                    check=False)
+    assert p.returncode == 2
+    assert "--status-only" in p.stderr and "none" in p.stderr, p.stderr

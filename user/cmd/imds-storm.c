@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/cli.h"
@@ -41,6 +42,7 @@ enum {
 	OPT_QUIET,
 	OPT_TRACE,
 	OPT_SAVE,
+	OPT_STATUS_ONLY,
 	OPT_PLOT,
 	OPT_PIN_DIR,
 	OPT_FLOOD_VM,
@@ -67,6 +69,9 @@ static const struct cli_option storm_options[] = {
 	[OPT_QUIET] = { "quiet", 'q', NULL, "no progress line on stderr" },
 	[OPT_TRACE] = { "trace", 0, NULL, "print every response (VM, method, path, status, bytes) on stderr" },
 	[OPT_SAVE] = { "save", 0, "DIR", "write every 200 body to DIR/<VM IPv4>/<path> (listings as <path>/_index)" },
+	[OPT_STATUS_ONLY] = { "status-only", 0, "DIR",
+			      "check statuses only (200), walking the listings a --save crawl wrote to DIR, not the"
+			      " answers: for a server with one fixed answer (make bench's null responder)" },
 	[OPT_PLOT] = { "plot", 0, "FILE", "latency percentile plot (.svg or .png, gnuplot); data in FILE.dat" },
 	[OPT_PIN_DIR] = { "pin-dir", 0, "DIR", "report the store's arena bytes per loaded VM (pin directory)" },
 	[OPT_FLOOD_VM] = { "flood-vm", 0, "I", "VM I of FILE floods the metadata address with SYNs during the run" },
@@ -149,6 +154,7 @@ static int storm_on_option(void *ctx, int index, const char *arg)
 	case OPT_QUIET: o->quiet = 1; return 0;
 	case OPT_TRACE: o->trace = 1; return 0;
 	case OPT_SAVE: o->save_dir = arg; return 0;
+	case OPT_STATUS_ONLY: o->status_only_dir = arg; return 0;
 	case OPT_PIN_DIR: o->pin_dir = arg; return 0;
 	case OPT_PLOT:
 		if (strlen(arg) > 4 && (!strcmp(arg + strlen(arg) - 4, ".svg") || !strcmp(arg + strlen(arg) - 4, ".png")) &&
@@ -189,6 +195,26 @@ static int storm_on_option(void *ctx, int index, const char *arg)
 	return -1;
 }
 
+/* --status-only DIR must be a tree --save wrote (a missing one would crawl
+ * the roots only), and saving a fixed answer would overwrite it. */
+static int storm_check_status_only(const struct storm_opts *o)
+{
+	struct stat st;
+
+	if (!o->status_only_dir)
+		return 0;
+	if (o->save_dir) {
+		fprintf(stderr, "imds-storm: --status-only and --save: one run cannot do both\n");
+		return -1;
+	}
+	if (stat(o->status_only_dir, &st) || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "imds-storm: --status-only: '%s' is not a directory written by --save\n",
+			o->status_only_dir);
+		return -1;
+	}
+	return 0;
+}
+
 static int storm_parse_args(int argc, char **argv, struct storm_opts *o)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -207,7 +233,7 @@ static int storm_parse_args(int argc, char **argv, struct storm_opts *o)
 		cli_usage(stderr, argv[0], storm_synopsis, storm_options);
 		return -1;
 	}
-	return 0;
+	return storm_check_status_only(o);
 }
 
 int main(int argc, char **argv)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "storm/crawl.h"
+#include "storm/save.h"
 #include "storm/stats.h"
 
 static uint32_t storm_path_hash(const char *path, size_t len)
@@ -119,6 +120,44 @@ static int storm_queue_path(struct storm_crawl *cr, enum storm_method m, const c
 	return nd ? storm_queue_insert(cr, cr->qn, &nd, 1) : -ENOMEM;
 }
 
+static int storm_enqueue_listing(struct storm_crawl *cr, struct storm_node *nd, const struct outbuf *b);
+
+static int storm_node_is_listing(const struct storm_crawl *cr, const struct storm_node *nd)
+{
+	const char *rel = storm_rel_path(cr->o->api_version, nd->path);
+
+	return strcmp(rel, "user-data") && storm_is_listing(rel);
+}
+
+/* --status-only: the walk the saved listings make, queued in full, in the
+ * order the answers would have queued it (each listing's entries right
+ * after it).  A client reads each listing once; a steady client's next
+ * crawls reuse the entries. */
+static int storm_crawl_saved_walk(struct storm_crawl *cr)
+{
+	struct outbuf b = { 0 };
+	int rc = 0;
+
+	for (size_t i = 0; i < cr->qn && !rc; i++) {
+		struct storm_node *nd = cr->q[i];
+
+		if (!storm_node_is_listing(cr, nd))
+			continue;
+		cr->qpos = i;
+		if (nd->kids_saved) {
+			rc = storm_queue_insert(cr, i + 1, nd->kids, nd->nkids);
+			continue;
+		}
+		rc = storm_saved_listing(cr->o->status_only_dir, cr->ipv4, nd->path, &b);
+		if (!rc)
+			rc = storm_enqueue_listing(cr, nd, &b);
+		nd->kids_saved = !rc;
+	}
+	outbuf_free(&b);
+	cr->qpos = 0;
+	return rc;
+}
+
 /* A steady client repeats the crawl with the token it already holds. */
 int storm_crawl_init(struct storm_crawl *cr, int with_token)
 {
@@ -134,7 +173,7 @@ int storm_crawl_init(struct storm_crawl *cr, int with_token)
 		snprintf(path, sizeof(path), "/%s/%s", cr->o->api_version, roots[i]);
 		rc = storm_queue_path(cr, STORM_GET, path);
 	}
-	return rc;
+	return rc || !cr->o->status_only_dir ? rc : storm_crawl_saved_walk(cr);
 }
 
 /* --- the walk: a listing's entries are fetched next, subdirectories first --- */
@@ -216,8 +255,7 @@ static int storm_verdict_full(struct storm_crawl *cr, struct storm_node *nd, con
 	const char *rel = storm_rel_path(cr->o->api_version, nd->path);
 	int kind = storm_check_answer(vm, rel, status, body);
 
-	if (status == 200 && strcmp(rel, "user-data") && storm_is_listing(rel) &&
-	    storm_enqueue_listing(cr, nd, body))
+	if (status == 200 && storm_node_is_listing(cr, nd) && storm_enqueue_listing(cr, nd, body))
 		return SE_BAD_HTTP;
 	return kind;
 }
@@ -230,6 +268,8 @@ int storm_crawl_verdict(struct storm_crawl *cr, struct storm_node *nd, const str
 {
 	int kind;
 
+	if (cr->o->status_only_dir)
+		return status == 200 ? 0 : SE_STATUS;
 	if (!nd->memo_worth)
 		nd->memo_worth = storm_check_is_costly(storm_rel_path(cr->o->api_version, nd->path)) ? 1 : -1;
 	if (nd->memo_worth < 0)

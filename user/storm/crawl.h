@@ -27,21 +27,24 @@ struct storm_node {
 	struct outbuf memo_body;
 	struct storm_node **kids; /* a listing: the requests its body queued */
 	size_t nkids, kids_cap;
+	int kids_saved; /* --status-only: kids read from the saved listing */
 	struct storm_node *next; /* hash chain */
 };
 
 #define STORM_NODE_BUCKETS 128
 
 struct storm_crawl {
-	const struct storm_opts *o; /* mode and API version */
+	const struct storm_opts *o; /* mode, API version, --status-only */
+	const char *ipv4; /* the VM's, names its saved tree */
 	struct storm_node **q;
 	size_t qn, qcap, qpos;
 	struct storm_node *nodes[STORM_NODE_BUCKETS];
 };
 
 /* Starts the crawl over: the token PUT (when with_token), the version
- * probe, the meta-data walk, user-data, the identity documents.  0 or
- * -ENOMEM. */
+ * probe, the meta-data walk, user-data, the identity documents.  With
+ * --status-only the whole walk is queued here, from the listings saved in
+ * that directory (read once per client and run).  0 or a negative errno. */
 int storm_crawl_init(struct storm_crawl *cr, int with_token);
 
 static inline struct storm_node *storm_crawl_current(const struct storm_crawl *cr)
@@ -52,7 +55,8 @@ static inline struct storm_node *storm_crawl_current(const struct storm_crawl *c
 /* The verdict on the answer (status, body) to nd, the current request: 0
  * or an error kind (enum storm_err).  A listing's entries are queued next,
  * even when it is wrong, as a client would walk it; SE_BAD_HTTP when they
- * could not be. */
+ * could not be.  With --status-only, only a status other than 200 is
+ * wrong. */
 int storm_crawl_verdict(struct storm_crawl *cr, struct storm_node *nd, const struct storm_vm *vm, int status,
 			const struct outbuf *body);
 

@@ -91,6 +91,7 @@ int storm_make_clients(struct storm_run *run)
 		c->vm = &run->vms[i % run->nvms];
 		c->fd = -1;
 		c->crawl.o = o;
+		c->crawl.ipv4 = c->vm->ipv4;
 		c->slot = (uint32_t)th->n;
 		th->clients[th->n++] = c;
 		th->active++;

@@ -10,4 +10,9 @@
 void storm_save(const char *dir, const char *ipv4, const char *path, int is_listing, const struct outbuf *body,
 		uint64_t *errors);
 
+/* The listing at path as --save wrote it under DIR/<ipv4>, into body;
+ * empty when there is none (the server did not answer it with 200).  0 or
+ * a negative errno. */
+int storm_saved_listing(const char *dir, const char *ipv4, const char *path, struct outbuf *body);
+
 #endif

@@ -38,6 +38,7 @@ struct storm_opts {
 	int quiet;
 	int trace;
 	const char *save_dir;
+	const char *status_only_dir; /* --status-only: listings from a --save tree, statuses checked only */
 	const char *plot;
 	const char *pin_dir;
 	size_t flood_vm; /* 0: no flood */
