@@ -62,17 +62,25 @@ def median(runs, name):
     return (statistics.median(vals), min(vals), max(vals)) if vals else None
 
 
+# How each metric is written: the number's format and its unit.
+FORMATS = {"completion": ("{:.3f}", " s"), "req/s": ("{:,.0f}", ""), "p50": ("{:,.0f}", " µs"),
+           "p99": ("{:,.0f}", " µs"), "cpu": ("{:.1f}", " µs"), "client": ("{:.1f}", " µs")}
+
+
+def fmt_value(v, name):
+    form, unit = FORMATS[name]
+    return form.format(v) + unit
+
+
 def fmt(v, name):
+    """A median with its range (CPU figures: the median alone)."""
     if v is None:
         return "-"
     med, lo, hi = v
-    if name == "completion":
-        return f"{med:.3f} s ({lo:.3f}–{hi:.3f})"
-    if name == "req/s":
-        return f"{med:,.0f} ({lo:,.0f}–{hi:,.0f})"
-    if name in ("p99", "p50"):
-        return f"{med:,.0f} µs ({lo:,.0f}–{hi:,.0f})"
-    return f"{med:.1f} µs"
+    if name in ("cpu", "client"):
+        return fmt_value(med, name)
+    form, unit = FORMATS[name]
+    return f"{form.format(med)}{unit} ({form.format(lo)}–{form.format(hi)})"
 
 
 # (workload, metric, better, targets): each target is (server, reference,
@@ -161,19 +169,9 @@ def summary(all_runs, out):
             cells.append(", ".join(fmt_ratio(ratio(meds, a, b))
                                    for a, b in (("imdsd", "null"), ("nginx", "null"), ("imdsd", "nginx"))))
             if meds["null"]:
-                null_vals.append(fmt_short(meds["null"][0], name))
+                null_vals.append(fmt_value(meds["null"][0], name))
         out.append(f"| {NAMES[w]} | {LABEL[name]} | " + " | ".join(cells) + f" | {' / '.join(null_vals)} |")
     out.append("")
-
-
-def fmt_short(v, name):
-    if name == "completion":
-        return f"{v:.3f} s"
-    if name == "req/s":
-        return f"{v:,.0f}"
-    if name in ("p99", "p50"):
-        return f"{v / 1000:.1f} ms"
-    return f"{v:.1f} µs"
 
 
 def errors_line(runs, server):

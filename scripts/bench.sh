@@ -137,12 +137,17 @@ nginx_start() { # DIR
 	return 1
 }
 
-nginx_stop() {
-	[ -n "$NGINX_PID" ] || return 0
-	kill -TERM "$NGINX_PID" 2>/dev/null || true
-	wait "$NGINX_PID" 2>/dev/null || true
-	NGINX_PID=
+# Stops nginx or the null responder (by the PID we started) and takes the
+# metadata address off the bridge again, as imdsd does when it stops.
+stop_server_pid() { # PID
+	kill -TERM "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
 	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr del 169.254.169.254/32 dev "$LAB_BRIDGE" 2>/dev/null || true
+}
+
+nginx_stop() {
+	[ -z "$NGINX_PID" ] || stop_server_pid "$NGINX_PID"
+	NGINX_PID=
 }
 
 # The null responder (tests/bench/null_responder.c): as many workers as
@@ -164,11 +169,8 @@ null_start() { # DIR
 }
 
 null_stop() {
-	[ -n "$NULL_PID" ] || return 0
-	kill -TERM "$NULL_PID" 2>/dev/null || true
-	wait "$NULL_PID" 2>/dev/null || true
+	[ -z "$NULL_PID" ] || stop_server_pid "$NULL_PID"
 	NULL_PID=
-	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr del 169.254.169.254/32 dev "$LAB_BRIDGE" 2>/dev/null || true
 }
 
 # nginx.conf for the tree saved from imdsd: one root per VM, chosen by the
