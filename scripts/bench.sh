@@ -112,6 +112,19 @@ listeners() { # the sockets listening on the metadata address
 	nsenter --net="/run/netns/$LAB_HOST_NS" ss -Hltn 'sport = :80' | grep -c 169.254.169.254 || true
 }
 
+# Waits up to 5 s for a server we started to listen with every worker.
+wait_listening() { # PID NAME LOG
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(listeners)" -lt "$WORKERS" ] || return 0
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.05
+	done
+	log "$2 did not start; its log:"
+	cat "$3" >&2
+	return 1
+}
+
 # nginx and the null responder take imdsd's place: the same address on the
 # same bridge, in the same namespace, so the VMs' packets take the same path
 # (minus imdsd's TC programs, which imdsd detaches when it stops).
@@ -121,19 +134,16 @@ nginx_start() { # DIR
 	nsenter --net="/run/netns/$LAB_HOST_NS" nginx -p "$dir/nginx/" -c "$dir/nginx/nginx.conf" -e "$dir/nginx/error.log" \
 		-g 'daemon off;' </dev/null >>"$dir/nginx/stdout.log" 2>&1 &
 	NGINX_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		if [ "$(listeners)" -ge "$WORKERS" ]; then
-			SERVER_PIDS=$(ps -o pid= --ppid "$NGINX_PID" | tr -d ' ' | paste -sd, -)
-			[ "$(echo "$SERVER_PIDS" | tr ',' '\n' | grep -c .)" -ge "$WORKERS" ] && {
-				SERVER_PIDS="$NGINX_PID,$SERVER_PIDS"
-				return 0
-			}
-		fi
-		kill -0 "$NGINX_PID" 2>/dev/null || break
-		sleep 0.1
+	wait_listening "$NGINX_PID" nginx "$dir/nginx/error.log" || return 1
+	for ((i = 0; i < 100; i++)); do # its workers, for their CPU
+		SERVER_PIDS=$(ps -o pid= --ppid "$NGINX_PID" | tr -d ' ' | paste -sd, -)
+		[ "$(echo "$SERVER_PIDS" | tr ',' '\n' | grep -c .)" -lt "$WORKERS" ] || {
+			SERVER_PIDS="$NGINX_PID,$SERVER_PIDS"
+			return 0
+		}
+		sleep 0.05
 	done
-	log "nginx did not start; its error log:"
-	cat "$dir/nginx/error.log" >&2
+	log "nginx did not start $WORKERS workers"
 	return 1
 }
 
@@ -153,19 +163,13 @@ nginx_stop() {
 # The null responder (tests/bench/null_responder.c): as many workers as
 # imdsd, one SO_REUSEPORT listener each; one process, so its CPU is one PID's.
 null_start() { # DIR
-	local dir=$1 i
+	local dir=$1
 	nsenter --net="/run/netns/$LAB_HOST_NS" ip addr replace 169.254.169.254/32 dev "$LAB_BRIDGE"
 	nsenter --net="/run/netns/$LAB_HOST_NS" "$BUILD/bench/null_responder" --workers "$WORKERS" \
 		</dev/null >>"$dir/null.log" 2>&1 &
 	NULL_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		[ "$(listeners)" -lt "$WORKERS" ] || { SERVER_PIDS=$NULL_PID; return 0; }
-		kill -0 "$NULL_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	log "the null responder did not start; its log:"
-	cat "$dir/null.log" >&2
-	return 1
+	wait_listening "$NULL_PID" "the null responder" "$dir/null.log" || return 1
+	SERVER_PIDS=$NULL_PID
 }
 
 null_stop() {
