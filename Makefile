@@ -55,7 +55,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 BPF_OBJ  := $(BUILD)/imds.bpf.o
 SKEL     := $(BUILD)/imds.skel.h
 
-.PHONY: all deps demo test unit-test system-test clean bench e2e e2e-cloudinit e2e-cloudinit-libvirt
+.PHONY: all deps demo test unit-test system-test clean bench e2e e2e-cloudinit e2e-cloudinit-libvirt e2e-cloudinit-ipv6
 all: $(PROG_BINS)
 
 $(CLI_OBJS): VERSION
@@ -220,6 +220,11 @@ e2e-cloudinit: deps
 e2e-cloudinit-libvirt: deps
 	$(MAKE) all
 	./scripts/e2e-cloudinit.sh libvirt
+
+# The dual-stack guest whose cloud-init asks only [fd00:ec2::254] (docs/ipv6.md).
+e2e-cloudinit-ipv6: deps
+	$(MAKE) all
+	./scripts/e2e-cloudinit.sh ipv6
 
 # ---- man pages, install, the Debian package (docs/operations.md) ----
 # The man pages are help2man's reading of each program's --help and

@@ -5,7 +5,11 @@
 # get its hostname, SSH key and user-data from imdsd over IMDSv2 (the VM
 # requires tokens) with cloud-init reporting no error.
 #
-#   e2e-cloudinit.sh            build what is missing, boot, check
+#   e2e-cloudinit.sh            build what is missing, boot, check: the guest
+#                               is dual-stack, cloud-init takes its data from
+#                               169.254.169.254 (its first default URL)
+#   e2e-cloudinit.sh ipv6       the same, but cloud-init's only metadata URL
+#                               is http://[fd00:ec2::254] (docs/ipv6.md)
 #   e2e-cloudinit.sh libvirt    the same guest as a libvirt domain: the imds
 #                               hook loads and pins it, its SMBIOS is the
 #                               block of `imds-loadmap sysinfo`
@@ -32,6 +36,12 @@ mark="IMDS-E2E "
 # this test so the checks below cannot match anything else.
 vm_mac=52:54:00:77:00:01
 vm_ip=10.77.0.11
+# Its IPv6 and the bridge's (as in tests/e2e/test_qemu_guests.py); empty in
+# the libvirt mode, whose guest is IPv4-only.
+vm_ip6=2001:db8:77::11
+host_ip6=2001:db8:77::1
+imds4=http://169.254.169.254
+imds6='http://[fd00:ec2::254]'
 instance_id=i-0e2ec1a0000000001
 vm_host=imds-e2e-ci
 vm_fqdn=$vm_host.lab.internal
@@ -87,15 +97,21 @@ build_tree() {
 # ---- the guest's own files (rewritten into the tree on every run) ----------
 
 # No DHCP on the lab bridge: eth0 gets its static IPv4 (e2e_ip= on the kernel
-# command line) before cloud-init-local runs, so the Ec2 datasource reaches
-# 169.254.169.254 from its first stage.  cloud-init writes no network config.
+# command line), and with e2e_ip6= its IPv6 and an on-link route to
+# fd00:ec2::254, before cloud-init-local runs, so the Ec2 datasource reaches
+# both service addresses from its first stage.  cloud-init writes no network
+# config: from IMDS it would render DHCPv4 and DHCPv6 (docs/ipv6.md).
 write_guest_net() {
 	cat >"$tree/usr/local/sbin/imds-e2e-net" <<'EOF'
 #!/bin/sh
 ip=$(sed -n 's/.*e2e_ip=\([0-9.]*\).*/\1/p' /proc/cmdline)
+ip6=$(sed -n 's/.*e2e_ip6=\([0-9a-f:]*\).*/\1/p' /proc/cmdline)
 ip link set eth0 up
 ip addr add "$ip/24" dev eth0
 ip route add 169.254.169.254 dev eth0
+[ -n "$ip6" ] || exit 0
+ip -6 addr add "$ip6/64" dev eth0 nodad
+ip -6 route add fd00:ec2::254 dev eth0
 EOF
 	cat >"$tree/etc/systemd/system/imds-e2e-net.service" <<'EOF'
 [Unit]
@@ -133,13 +149,29 @@ cloud-init status --wait >/dev/null 2>&1
 	echo "IMDS-E2E authorized-keys $(b64 /home/debian/.ssh/authorized_keys)"
 	echo "IMDS-E2E user-data-ran $(b64 /var/tmp/imds-e2e-user-data)"
 	echo "IMDS-E2E host-keys $(ls /etc/ssh/ | grep '^ssh_host_.*_key$' | b64)"
-	echo "IMDS-E2E tokens $(grep -c 'Read from http://169.254.169.254/latest/api/token (200' /var/log/cloud-init.log)"
+	echo "IMDS-E2E source $(grep -o "Using metadata source: '[^']*'" /var/log/cloud-init.log | b64)"
+	for a in 4:169.254.169.254 6:[fd00:ec2::254]; do
+		echo "IMDS-E2E tokens${a%%:*} $(grep -cF "Read from http://${a#*:}/latest/api/token (200" /var/log/cloud-init.log)"
+		echo "IMDS-E2E reads${a%%:*} $(grep -cF "Read from http://${a#*:}/" /var/log/cloud-init.log)"
+	done
+	echo "IMDS-E2E both-addresses $(b64 /var/tmp/imds-e2e-both-addresses)"
+	echo "IMDS-E2E net-from-imds $(/usr/local/sbin/imds-e2e-netcfg 2>&1 | b64)"
 	echo "IMDS-E2E dmi $(cat /sys/class/dmi/id/product_uuid /sys/class/dmi/id/product_serial 2>&1 | b64)"
 	echo "IMDS-E2E warnings $(grep -E '\[(WARNING|ERROR|CRITICAL)\]' /var/log/cloud-init.log | b64)"
 	echo "IMDS-E2E end"
 } >/dev/ttyS1
 # e2e_stay=1: the host looks at the running VM, then ends it.
 grep -q 'e2e_stay=1' /proc/cmdline || systemctl poweroff --no-block
+EOF
+	# The network config cloud-init would render from IMDS (it is disabled).
+	cat >"$tree/usr/local/sbin/imds-e2e-netcfg" <<'EOF'
+#!/usr/bin/python3
+import json
+from cloudinit.sources.DataSourceEc2 import convert_ec2_metadata_network_config
+with open("/run/cloud-init/instance-data.json") as f:
+    ds = json.load(f)["ds"]
+network = (ds.get("meta-data") or ds["meta_data"])["network"]
+print(json.dumps(convert_ec2_metadata_network_config(network), sort_keys=True))
 EOF
 	cat >"$tree/etc/systemd/system/imds-e2e-report.service" <<'EOF'
 [Unit]
@@ -156,6 +188,7 @@ EOF
 }
 
 write_guest_cloud_cfg() {
+	local v6only=$tree/etc/cloud/cloud.cfg.d/91-imds-e2e-ipv6.cfg
 	cat >"$tree/etc/cloud/cloud.cfg.d/90-imds-e2e.cfg" <<'EOF'
 # imds e2e: only the Ec2 datasource, so a miss is a failure, not a fallback.
 datasource_list: [ Ec2 ]
@@ -163,6 +196,15 @@ datasource_list: [ Ec2 ]
 network: {config: disabled}
 # The default four host key types cost ~16 s under TCG.
 ssh_genkeytypes: [ed25519]
+EOF
+	rm -f "$v6only"
+	[ "$mode" = ipv6 ] || return 0
+	cat >"$v6only" <<EOF
+# imds e2e, ipv6 mode: the Ec2 datasource's only metadata URL is IPv6
+# (its default list starts with $imds4, which it would take).
+datasource:
+  Ec2:
+    metadata_urls: ["$imds6"]
 EOF
 }
 
@@ -199,13 +241,14 @@ make_image() { # IMAGE
 # MAC and PORT for a libvirt domain, whose hook takes both from its
 # interface.
 vm_record() { # [MAC [PORT]]
-	local mac_field=
+	local mac_field='' ip6_field=''
 	[ -z "${1:-}" ] || mac_field="\"mac\": \"$1\", "
 	[ -z "${2:-}" ] || mac_field+="\"port\": \"$2\", "
+	[ -z "$vm_ip6" ] || ip6_field=", \"ipv6\": [\"$vm_ip6\"]"
 	cat <<EOF
 {
   "instance-id": "$instance_id",
-  ${mac_field}"ipv4": "$vm_ip",
+  ${mac_field}"ipv4": "$vm_ip"$ip6_field,
   "options": {"http-tokens": "required"},
   "meta-data": {
     "hostname": "$vm_fqdn",
@@ -214,8 +257,42 @@ vm_record() { # [MAC [PORT]]
     "placement": {"availability-zone": "lab-1a", "region": "lab-1"}
   },
   "public-keys": [{"name": "imds-e2e", "openssh-key": "$vm_key"}],
-  "user-data": "#!/bin/sh\\necho '$ud_mark' >/var/tmp/imds-e2e-user-data\\n"
+  "user-data": $(user_data | /usr/bin/python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))')
 }
+EOF
+}
+
+# The user-data script: marks that it ran, then asks both service addresses
+# with and without an IMDSv2 token, one line each (the report's
+# both-addresses).  Any interpreter runs, cloud-init execs the #! line.
+# Not without a token in the libvirt mode, whose capture checks that the
+# guest sent no tokenless request.
+user_data() {
+	local tokenless=True
+	[ "$mode" != libvirt ] || tokenless=False
+	cat <<EOF
+#!/usr/bin/python3
+import urllib.error, urllib.request
+with open("/var/tmp/imds-e2e-user-data", "w") as f:
+    f.write("$ud_mark\\n")
+
+def ask(base, path, method="GET", **headers):
+    req = urllib.request.Request(base + path, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except OSError as e:
+        return "error", str(e).replace(" ", "_")
+
+with open("/var/tmp/imds-e2e-both-addresses", "w") as f:
+    for base in ("$imds4", "$imds6"):
+        tokenless, _ = ask(base, "/latest/meta-data/instance-id") if $tokenless else ("skipped", "")
+        code, token = ask(base, "/latest/api/token", "PUT", **{"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        iid = ask(base, "/latest/meta-data/instance-id", **{"X-aws-ec2-metadata-token": token}) \\
+            if code == 200 else ("no-token", "")
+        f.write(f"{base} tokenless={tokenless} token={code}:{len(token)} instance-id={iid[0]}:{iid[1]}\\n")
 EOF
 }
 
@@ -229,6 +306,8 @@ lab_up() {
 	ip -n "$LAB_HOST_NS" tuntap add dev tap0 mode tap
 	ip -n "$LAB_HOST_NS" link set tap0 master "$LAB_BRIDGE"
 	ip -n "$LAB_HOST_NS" link set tap0 up
+	# The host routes replies to the guest's IPv6 through its on-link prefix.
+	ip -n "$LAB_HOST_NS" -6 addr add "$host_ip6/64" dev "$LAB_BRIDGE" nodad
 	vm_json tap0 >"$run/vms.json"
 	"$lab" loadmap "$sfx" load "$run/vms.json" >/dev/null
 	"$lab" start-imdsd "$sfx"
@@ -249,7 +328,7 @@ boot() { # IMAGE
 		-accel "$accel" -m 1024 -smp 2 -nodefaults -no-user-config \
 		-display none -monitor none -no-reboot \
 		-kernel "$kernel" -initrd "$initrd" \
-		-append "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 e2e_ip=$vm_ip" \
+		-append "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 e2e_ip=$vm_ip e2e_ip6=$vm_ip6" \
 		-drive "file=$1,format=raw,if=virtio" \
 		-serial "file:$run/console.log" -serial "file:$run/report.log" \
 		-smbios "type=1,manufacturer=Amazon EC2,product=t3.micro,serial=$smbios_uuid,uuid=$smbios_uuid" \
@@ -497,11 +576,24 @@ hostname_set() { [ "$(field hostname)" = "$vm_host" ]; }
 key_installed() { field authorized-keys | grep -qF "$vm_key"; }
 user_data_ran() { [ "$(field user-data-ran)" = "$ud_mark" ]; }
 ed25519_only() { [ "$(field host-keys)" = ssh_host_ed25519_key ]; }
-used_tokens() { [ "$(raw_field tokens)" -gt 0 ] 2>/dev/null; }
+# cloud-init's own requests: a token from the address it chose, nothing
+# from the other; `Using metadata source` names it.
+used_tokens() { [ "$(raw_field "tokens$1")" -gt 0 ] 2>/dev/null; }
+read_none_from() { [ "$(raw_field "reads$1")" = 0 ]; }
+chose_source() { [ "$(field source)" = "Using metadata source: '$1'" ]; }
+# The user-data's line for BASE: 401 without a token (not asked in the
+# libvirt mode), then a token and the VM's instance-id with it.
+user_data_reached() { # BASE
+	local tokenless=401
+	[ "$mode" != libvirt ] || tokenless=skipped
+	field both-addresses | grep -qxF "$1 tokenless=$tokenless token=200:56 instance-id=200:$instance_id"
+}
 no_warnings() { [ -z "$(field warnings)" ]; }
 served_by_data_plane() {
-	"$lab" loadmap "$sfx" stats "$instance_id" | awk '$2 == "syn_recorded" && $3 > 0 {ok = 1} END {exit !ok}'
+	"$lab" loadmap "$sfx" stats "$instance_id" >"$run/stats.txt"
+	awk '$2 == "syn_recorded" && $3 > 0 {ok = 1} END {exit !ok}' "$run/stats.txt"
 }
+nothing_dropped() { ! awk '$2 ~ /^drop_/ && $3 > 0 {bad = 1} END {exit !bad}' "$run/stats.txt"; }
 
 preflight() {
 	[ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, network namespaces, TAP devices, XDP)"
@@ -541,8 +633,29 @@ guest_checks() {
 	check "SSH key from imdsd in ~debian/.ssh/authorized_keys" key_installed
 	check "user-data from imdsd ran" user_data_ran
 	check "only an ed25519 host key was generated" ed25519_only
-	check "cloud-init fetched IMDSv2 tokens" used_tokens
 	check "cloud-init.log has no warning or error" no_warnings
+	if [ "$mode" = ipv6 ]; then
+		check "cloud-init used $imds6 (its only metadata URL)" chose_source "$imds6"
+		check "cloud-init fetched IMDSv2 tokens from $imds6" used_tokens 6
+		check "cloud-init read nothing from $imds4" read_none_from 4
+	else
+		check "cloud-init used $imds4 (its first default URL)" chose_source "$imds4"
+		check "cloud-init fetched IMDSv2 tokens from $imds4" used_tokens 4
+	fi
+	local what="401 without a token, its instance-id with one"
+	[ "$mode" != libvirt ] || what="its instance-id with a token"
+	check "user-data over $imds4: $what" user_data_reached "$imds4"
+	[ -z "$vm_ip6" ] || check "user-data over $imds6: $what" user_data_reached "$imds6"
+}
+
+# What the guest saw and what cloud-init would have done with the network.
+guest_summary() {
+	echo "  cloud-init: $(field source); token replies: $(raw_field tokens4) from $imds4," \
+		"$(raw_field tokens6) from $imds6; reads: $(raw_field reads4) and $(raw_field reads6)"
+	echo "  user-data, IMDSv2 over both addresses:"
+	field both-addresses | sed 's/^/    /'
+	echo "  network config cloud-init would render from IMDS (disabled here):"
+	echo "    $(field net-from-imds)"
 }
 
 finish() {
@@ -556,8 +669,9 @@ finish() {
 }
 
 main() {
-	local t0 t1
-	prepare_run run
+	local t0 t1 dir=run
+	[ "$mode" = default ] || dir=run-$mode
+	prepare_run "$dir"
 	trap cleanup EXIT
 	lab_up
 	say "booting the guest ($accel; console: $run/console.log)"
@@ -567,6 +681,9 @@ main() {
 	say "the guest powered off after $((t1 - t0)) s"
 	guest_checks
 	check "the guest's connections were verified by the data plane" served_by_data_plane
+	check "imds-loadmap stats: no drop_* counter grew" nothing_dropped
+	guest_summary
+	sed 's/^/    /' "$run/stats.txt"
 	finish
 }
 
@@ -585,12 +702,14 @@ main_libvirt() {
 	say "the guest reported after $((t1 - t0)) s; destroyed"
 	guest_checks
 	lv_checks
+	guest_summary
 	finish
 }
 
-case "${1:-}" in
+mode=${1:-default}
+case "$mode" in
 build) preflight; build_tree ;;
-libvirt) main_libvirt ;;
-"") main ;;
-*) echo "usage: e2e-cloudinit.sh [build|libvirt]" >&2; exit 2 ;;
+libvirt) vm_ip6=''; main_libvirt ;;
+default | ipv6) main ;;
+*) echo "usage: e2e-cloudinit.sh [build|ipv6|libvirt]" >&2; exit 2 ;;
 esac
