@@ -68,17 +68,24 @@ static char answers[PIPE_MAX * KEEP_LEN + CLOSE_LEN];
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND };
 
 struct conn {
+	char *buf; /* BUF_SIZE bytes from the worker's pool while open */
 	uint32_t len; /* request bytes held in buf */
 	uint32_t send_off, send_len; /* the part of answers[] being sent */
 	bool closing; /* close once the send completes */
-	char buf[BUF_SIZE];
 };
 
+/* io_uring hands out direct descriptor slots round the table, not lowest
+ * first, so state kept by slot would touch a new page for every connection
+ * until the table had gone round once (page faults were 9 % of a storm's
+ * CPU).  The slot's state is small and touched up front; the buffers come
+ * from a stack, the last freed first, so the ones in use stay few and hot. */
 struct worker {
 	struct io_uring ring;
 	int listen_fd;
 	unsigned slots;
 	struct conn *conns; /* by direct descriptor slot */
+	char **free_bufs; /* a stack of at most `slots` buffers */
+	unsigned nfree;
 	pthread_t tid;
 };
 
@@ -139,10 +146,23 @@ static void arm_send(struct worker *w, unsigned slot)
 	io_uring_sqe_set_data64(sqe, tag(OP_SEND, slot));
 }
 
+static char *buf_get(struct worker *w)
+{
+	char *b = w->nfree ? w->free_bufs[--w->nfree] : malloc(BUF_SIZE);
+
+	if (!b)
+		fail("buffers", ENOMEM);
+	return b;
+}
+
 /* Frees the slot; its completion is of no interest, so none is posted. */
 static void arm_close(struct worker *w, unsigned slot)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
+	struct conn *c = &w->conns[slot];
+
+	w->free_bufs[w->nfree++] = c->buf; /* at most one per slot */
+	c->buf = NULL;
 
 	io_uring_prep_close_direct(sqe, slot);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -253,6 +273,7 @@ static void serve(struct worker *w, unsigned slot)
 static void on_accept(struct worker *w, int res, unsigned flags)
 {
 	if (res >= 0 && (unsigned)res < w->slots) {
+		w->conns[res].buf = buf_get(w);
 		w->conns[res].len = 0;
 		arm_recv(w, (unsigned)res);
 	}
@@ -323,9 +344,11 @@ static void ring_init(struct worker *w)
 	rc = io_uring_register_files_sparse(&w->ring, w->slots);
 	if (rc)
 		fail("io_uring_register_files_sparse (within RLIMIT_NOFILE)", -rc);
-	w->conns = calloc(w->slots, sizeof(*w->conns)); /* pages touched as slots are used */
-	if (!w->conns)
+	w->conns = malloc(w->slots * sizeof(*w->conns));
+	w->free_bufs = malloc(w->slots * sizeof(*w->free_bufs));
+	if (!w->conns || !w->free_bufs)
 		fail("connections", ENOMEM);
+	memset(w->conns, 0, w->slots * sizeof(*w->conns)); /* every page touched now */
 }
 
 static void *worker_loop(void *arg)
