@@ -9,8 +9,9 @@
  * W workers (threads), each with its own SO_REUSEPORT listener and its own
  * io_uring: one multishot accept that puts each connection straight into
  * the ring's table of direct descriptors (no file descriptor, so no fd
- * table to grow and no fget/fput per operation), then recv, send and
- * close on that slot; every batch of operations one io_uring_enter.
+ * table to grow and no fget/fput per operation), then recv (into provided
+ * buffers), send and close on that slot; every batch of operations one
+ * io_uring_enter, no other system call.
  *
  * HTTP/1.x framing only, since an answer needs nothing else: a request
  * ends at its blank line plus any Content-Length body.  The connection
@@ -44,7 +45,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BUF_SIZE 4096 /* a request's headers (imds-storm's are about 250 bytes) */
+#define BUF_SIZE 4096 /* a read, and a request's headers at most (imds-storm's are about 250 bytes) */
+#define HELD_SIZE (4 * BUF_SIZE) /* bytes a connection may send ahead of its answers */
+#define RECV_BUFS 512 /* provided receive buffers per worker (a power of 2) */
+#define BUF_GROUP 0
 #define PIPE_MAX 32 /* answers per send */
 #define RING_ENTRIES 1024
 #define BACKLOG 4096 /* as imdsd and nginx in the bench */
@@ -67,25 +71,38 @@ static char answers[PIPE_MAX * KEEP_LEN + CLOSE_LEN];
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND };
 
+/* A connection, by its direct descriptor slot.  Its first request is read
+ * by a single recv: a connection-per-request client sends one and is
+ * answered and closed, for the fewest operations.  A connection that stays
+ * open then gets a multishot recv, armed once for its life as imdsd's is.
+ * Bytes arrive in the worker's provided buffers; they are copied (into
+ * `held`) only when a request is split across reads or arrives while an
+ * answer is still being sent. */
 struct conn {
-	char *buf; /* BUF_SIZE bytes from the worker's pool while open */
-	uint32_t len; /* request bytes held in buf */
+	char *held; /* HELD_SIZE bytes from the worker's pool, or NULL */
+	uint32_t len; /* bytes in held */
 	uint32_t send_off, send_len; /* the part of answers[] being sent */
-	bool closing; /* close once the send completes */
+	bool sending;
+	bool recv_armed; /* a recv (single or multishot) is in flight */
+	bool closing; /* no more answers: close once the send and recv are done */
+	bool shut; /* shutdown() sent, to end the multishot recv */
 };
 
 /* io_uring hands out direct descriptor slots round the table, not lowest
- * first, so state kept by slot would touch a new page for every connection
- * until the table had gone round once (page faults were 9 % of a storm's
- * CPU).  The slot's state is small and touched up front; the buffers come
- * from a stack, the last freed first, so the ones in use stay few and hot. */
+ * first, so large state kept by slot would touch a new page for every
+ * connection until the table had gone round once (page faults were a third
+ * of a storm's CPU).  The slot's state is small and touched up front; held
+ * buffers come from a stack, the last freed first, so few are in use and
+ * they stay hot. */
 struct worker {
 	struct io_uring ring;
 	int listen_fd;
 	unsigned slots;
-	struct conn *conns; /* by direct descriptor slot */
-	char **free_bufs; /* a stack of at most `slots` buffers */
+	struct conn *conns;
+	char **free_held; /* a stack of at most `slots` buffers */
 	unsigned nfree;
+	struct io_uring_buf_ring *br; /* RECV_BUFS provided buffers */
+	char *recv_bufs;
 	pthread_t tid;
 };
 
@@ -118,6 +135,8 @@ static struct io_uring_sqe *get_sqe(struct worker *w)
 	return sqe;
 }
 
+/* --- operations --- */
+
 static void arm_accept(struct worker *w)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
@@ -126,14 +145,18 @@ static void arm_accept(struct worker *w)
 	io_uring_sqe_set_data64(sqe, tag(OP_ACCEPT, 0));
 }
 
-static void arm_recv(struct worker *w, unsigned slot)
+static void arm_recv(struct worker *w, unsigned slot, bool multishot)
 {
-	struct conn *c = &w->conns[slot];
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	io_uring_prep_recv(sqe, (int)slot, c->buf + c->len, BUF_SIZE - c->len, 0);
-	sqe->flags |= IOSQE_FIXED_FILE;
+	if (multishot)
+		io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
+	else
+		io_uring_prep_recv(sqe, (int)slot, NULL, BUF_SIZE, 0);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BUF_GROUP;
 	io_uring_sqe_set_data64(sqe, tag(OP_RECV, slot));
+	w->conns[slot].recv_armed = true;
 }
 
 static void arm_send(struct worker *w, unsigned slot)
@@ -144,29 +167,49 @@ static void arm_send(struct worker *w, unsigned slot)
 	io_uring_prep_send(sqe, (int)slot, answers + c->send_off, c->send_len, MSG_NOSIGNAL);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, tag(OP_SEND, slot));
+	c->sending = true;
 }
 
-static char *buf_get(struct worker *w)
+/* Operations whose success needs no handling post no completion. */
+static void arm_quiet(struct io_uring_sqe *sqe)
 {
-	char *b = w->nfree ? w->free_bufs[--w->nfree] : malloc(BUF_SIZE);
-
-	if (!b)
-		fail("buffers", ENOMEM);
-	return b;
-}
-
-/* Frees the slot; its completion is of no interest, so none is posted. */
-static void arm_close(struct worker *w, unsigned slot)
-{
-	struct io_uring_sqe *sqe = get_sqe(w);
-	struct conn *c = &w->conns[slot];
-
-	w->free_bufs[w->nfree++] = c->buf; /* at most one per slot */
-	c->buf = NULL;
-
-	io_uring_prep_close_direct(sqe, slot);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 	io_uring_sqe_set_data64(sqe, 0);
+}
+
+static void release_held(struct worker *w, struct conn *c)
+{
+	if (c->held)
+		w->free_held[w->nfree++] = c->held; /* at most one per slot */
+	c->held = NULL;
+	c->len = 0;
+}
+
+/* Ends a connection once its last answer is sent: closed at once when no
+ * recv is in flight; else shut down first, which ends the multishot recv
+ * (a closed slot would not: the recv keeps the socket), and closed when
+ * that recv's last completion comes. */
+static void finish(struct worker *w, unsigned slot)
+{
+	struct conn *c = &w->conns[slot];
+	struct io_uring_sqe *sqe;
+
+	if (c->sending)
+		return;
+	if (c->recv_armed) {
+		if (!c->shut) {
+			sqe = get_sqe(w);
+			io_uring_prep_shutdown(sqe, (int)slot, SHUT_RDWR);
+			sqe->flags |= IOSQE_FIXED_FILE;
+			arm_quiet(sqe);
+			c->shut = true;
+		}
+		return;
+	}
+	release_held(w, c);
+	sqe = get_sqe(w);
+	io_uring_prep_close_direct(sqe, slot);
+	arm_quiet(sqe);
 }
 
 /* --- framing --- */
@@ -199,7 +242,7 @@ static long frame_request(const char *buf, size_t len, bool *close)
 	size_t body = 0, head;
 
 	if (!end)
-		return len == BUF_SIZE ? -1 : 0;
+		return len >= BUF_SIZE ? -1 : 0;
 	head = (size_t)(end - buf) + 4;
 	nl = memchr(line, '\n', head);
 	http10 = nl - line >= 9 && !memcmp(nl - 9, "HTTP/1.0\r", 9);
@@ -223,32 +266,30 @@ static long frame_request(const char *buf, size_t len, bool *close)
 	return head + body <= len ? (long)(head + body) : 0;
 }
 
-/* Answers the complete requests held in c (at most PIPE_MAX): the send to
- * make, and the bytes of a next request moved to the start.  false when
- * no request is complete yet. */
-static bool take_requests(struct conn *c)
+/* Answers the complete requests at the start of buf (at most PIPE_MAX):
+ * starts their send and returns the bytes they took. */
+static size_t answer_requests(struct worker *w, unsigned slot, const char *buf, size_t len)
 {
+	struct conn *c = &w->conns[slot];
 	unsigned n = 0;
 	size_t used = 0;
 	bool close = false;
 
 	while (n < PIPE_MAX && !close) {
-		long r = frame_request(c->buf + used, c->len - used, &close);
+		long r = frame_request(buf + used, len - used, &close);
 
 		if (r == 0)
 			break;
 		n++;
 		if (r < 0) {
 			close = true;
-			used = c->len;
+			used = len;
 			break;
 		}
 		used += (size_t)r;
 	}
 	if (!n)
-		return false;
-	memmove(c->buf, c->buf + used, c->len - used);
-	c->len -= (uint32_t)used;
+		return 0;
 	c->closing = close;
 	if (close) {
 		c->send_len = (uint32_t)((n - 1) * KEEP_LEN + CLOSE_LEN);
@@ -257,63 +298,117 @@ static bool take_requests(struct conn *c)
 		c->send_off = 0;
 		c->send_len = (uint32_t)(n * KEEP_LEN);
 	}
+	arm_send(w, slot);
+	return used;
+}
+
+/* Keeps bytes for later; false when they do not fit (a client that
+ * pipelines more than HELD_SIZE ahead of its answers). */
+static bool hold(struct worker *w, struct conn *c, const char *data, size_t n)
+{
+	if (!c->held) {
+		c->held = w->nfree ? w->free_held[--w->nfree] : malloc(HELD_SIZE);
+		if (!c->held)
+			fail("buffers", ENOMEM);
+	}
+	if (c->len + n > HELD_SIZE)
+		return false;
+	memcpy(c->held + c->len, data, n);
+	c->len += (uint32_t)n;
 	return true;
 }
 
-/* --- the loop --- */
-
-static void serve(struct worker *w, unsigned slot)
+static void answer_held(struct worker *w, unsigned slot)
 {
-	if (take_requests(&w->conns[slot]))
-		arm_send(w, slot);
-	else
-		arm_recv(w, slot);
+	struct conn *c = &w->conns[slot];
+	size_t used = answer_requests(w, slot, c->held, c->len);
+
+	memmove(c->held, c->held + used, c->len - used);
+	c->len -= (uint32_t)used;
+	if (!c->len)
+		release_held(w, c);
 }
+
+/* n bytes received: answered straight from the receive buffer when nothing
+ * waits before them, else held behind what does. */
+static void take_bytes(struct worker *w, unsigned slot, const char *data, size_t n)
+{
+	struct conn *c = &w->conns[slot];
+	size_t used;
+
+	if (c->closing)
+		return; /* after the last answered request: ignored */
+	if (c->len || c->sending) {
+		if (!hold(w, c, data, n))
+			c->closing = true;
+		else if (!c->sending)
+			answer_held(w, slot);
+		return;
+	}
+	used = answer_requests(w, slot, data, n);
+	if (used < n && !c->closing && !hold(w, c, data + used, n - used))
+		c->closing = true;
+}
+
+/* --- completions --- */
 
 static void on_accept(struct worker *w, int res, unsigned flags)
 {
 	if (res >= 0 && (unsigned)res < w->slots) {
-		w->conns[res].buf = buf_get(w);
-		w->conns[res].len = 0;
-		arm_recv(w, (unsigned)res);
+		w->conns[res] = (struct conn){ 0 };
+		arm_recv(w, (unsigned)res, false);
 	}
 	/* The multishot accept ends on an error (a full table: -ENFILE) */
 	if (!(flags & IORING_CQE_F_MORE))
 		arm_accept(w);
 }
 
-static void on_recv(struct worker *w, unsigned slot, int res)
+static void give_back(struct worker *w, unsigned bid)
+{
+	io_uring_buf_ring_add(w->br, w->recv_bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, (unsigned short)bid,
+			      io_uring_buf_ring_mask(RECV_BUFS), 0);
+	io_uring_buf_ring_advance(w->br, 1);
+}
+
+static void on_recv(struct worker *w, unsigned slot, int res, unsigned flags)
 {
 	struct conn *c = &w->conns[slot];
 
-	if (res <= 0) {
-		arm_close(w, slot);
-		return;
+	if (!(flags & IORING_CQE_F_MORE))
+		c->recv_armed = false;
+	if (res > 0) {
+		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+
+		take_bytes(w, slot, w->recv_bufs + (size_t)bid * BUF_SIZE, (size_t)res);
+		give_back(w, bid);
+	} else if (res != -ENOBUFS) {
+		c->closing = true; /* the peer closed, or the socket failed */
 	}
-	c->len += (uint32_t)res;
-	if (take_requests(c))
-		arm_send(w, slot);
-	else if (c->len == BUF_SIZE)
-		arm_close(w, slot);
+	if (c->recv_armed)
+		return;
+	if (c->closing)
+		finish(w, slot);
 	else
-		arm_recv(w, slot);
+		arm_recv(w, slot, true); /* kept open: one recv for the rest */
 }
 
 static void on_send(struct worker *w, unsigned slot, int res)
 {
 	struct conn *c = &w->conns[slot];
 
+	c->sending = false;
 	if (res < 0) {
-		arm_close(w, slot);
+		c->closing = true;
 	} else if ((uint32_t)res < c->send_len) {
 		c->send_off += (uint32_t)res;
 		c->send_len -= (uint32_t)res;
 		arm_send(w, slot);
-	} else if (c->closing) {
-		arm_close(w, slot);
-	} else {
-		serve(w, slot); /* pipelined requests may be waiting */
+		return;
 	}
+	if (c->closing)
+		finish(w, slot);
+	else if (c->len)
+		answer_held(w, slot); /* pipelined requests may be waiting */
 }
 
 static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
@@ -323,10 +418,34 @@ static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
 
 	switch ((enum op)(t >> 32)) {
 	case OP_ACCEPT: on_accept(w, cqe->res, cqe->flags); break;
-	case OP_RECV: on_recv(w, slot, cqe->res); break;
+	case OP_RECV: on_recv(w, slot, cqe->res, cqe->flags); break;
 	case OP_SEND: on_send(w, slot, cqe->res); break;
-	default: break; /* a close that failed: the slot is gone either way */
+	default: break; /* a shutdown or close that failed: nothing to do */
 	}
+}
+
+/* --- setup --- */
+
+/* RECV_BUFS buffers of BUF_SIZE that recvs pick from (group BUF_GROUP),
+ * every page touched now. */
+static void recv_bufs_init(struct worker *w)
+{
+	struct io_uring_buf_reg reg = { .ring_entries = RECV_BUFS, .bgid = BUF_GROUP };
+	size_t ring_size = RECV_BUFS * sizeof(struct io_uring_buf);
+	int rc;
+
+	w->br = aligned_alloc(4096, ring_size);
+	w->recv_bufs = aligned_alloc(4096, (size_t)RECV_BUFS * BUF_SIZE);
+	if (!w->br || !w->recv_bufs)
+		fail("receive buffers", ENOMEM);
+	memset(w->recv_bufs, 0, (size_t)RECV_BUFS * BUF_SIZE);
+	io_uring_buf_ring_init(w->br);
+	reg.ring_addr = (uintptr_t)w->br;
+	rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (rc)
+		fail("io_uring_register_buf_ring", -rc);
+	for (unsigned i = 0; i < RECV_BUFS; i++)
+		give_back(w, i);
 }
 
 /* One issuer per ring, and completions' task work run only when the
@@ -345,10 +464,11 @@ static void ring_init(struct worker *w)
 	if (rc)
 		fail("io_uring_register_files_sparse (within RLIMIT_NOFILE)", -rc);
 	w->conns = malloc(w->slots * sizeof(*w->conns));
-	w->free_bufs = malloc(w->slots * sizeof(*w->free_bufs));
-	if (!w->conns || !w->free_bufs)
+	w->free_held = malloc(w->slots * sizeof(*w->free_held));
+	if (!w->conns || !w->free_held)
 		fail("connections", ENOMEM);
 	memset(w->conns, 0, w->slots * sizeof(*w->conns)); /* every page touched now */
+	recv_bufs_init(w);
 }
 
 static void *worker_loop(void *arg)
@@ -372,8 +492,6 @@ static void *worker_loop(void *arg)
 	}
 	return NULL;
 }
-
-/* --- setup --- */
 
 static int listener(void)
 {

@@ -92,6 +92,14 @@ def test_connection_close_ends_after_its_answer(server):
     assert closed
 
 
+def test_close_on_a_connection_already_kept_open(server):
+    # the second request reaches a connection with a multishot recv armed,
+    # which only a shutdown ends
+    close = b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n"
+    got, closed = talk(server, [GET, GET, close], pause=0.05)
+    assert (got, closed) == (KEEP * 2 + CLOSE, True)
+
+
 def test_http10_closes_unless_keep_alive(server):
     got, closed = talk(server, [b"GET / HTTP/1.0\r\n\r\n"])
     assert (got, closed) == (CLOSE, True)
