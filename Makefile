@@ -29,6 +29,10 @@ LAYERS := lib compile store control http serve ports libvirt storm
 PROGS  := imdsd imds-loadmap imds-storm imds-libvirt-hook
 imdsd_LAYERS        := serve ports http store lib
 imds-loadmap_LAYERS := control compile ports store lib
+# Issue 13: imds-loadmap's commands beyond its main file; libcurl for
+# `sync`'s etcd client (user/control/etcd.c), linked into imds-loadmap only.
+imds-loadmap_OBJS   := $(patsubst user/%.c,$(BUILD)/obj/%.o,$(wildcard user/cmd/loadmap_*.c))
+imds-loadmap_LDLIBS := $(shell pkg-config --libs libcurl)
 imds-storm_LAYERS   := storm compile store lib
 imds-libvirt-hook_LAYERS := libvirt lib
 imds-libvirt-hook_LDLIBS := $(XML_LIBS)
@@ -103,8 +107,8 @@ endef
 $(foreach l,$(LAYERS),$(eval $(call layer_rules,$(l))))
 
 define prog_rule
-$(BUILD)/$(1): user/cmd/$(1).c $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) | $(SKEL)
-	$(CC) $(COMMON_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $$< $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) -o $$@ $(LDLIBS) $($(1)_LDLIBS)
+$(BUILD)/$(1): user/cmd/$(1).c $($(1)_OBJS) $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) | $(SKEL)
+	$(CC) $(COMMON_CFLAGS) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $$< $($(1)_OBJS) $(foreach l,$($(1)_LAYERS),$(call layer_lib,$(l))) $($(1)_EXTRA) -o $$@ $(LDLIBS) $($(1)_LDLIBS)
 endef
 $(foreach p,$(PROGS),$(eval $(call prog_rule,$(p))))
 

@@ -21,6 +21,9 @@ packages=(
 	prometheus
 	# issue 14: man pages (make), make deb, lintian, systemd-analyze (docs/operations.md)
 	help2man debhelper dpkg-dev lintian systemd man-db
+	# issue 13, etcd sync: libcurl for its client (user/control/etcd.c); the etcd
+	# server, etcdctl and openssl (test certificates) of tests/system/test_etcd_sync.py
+	libcurl4-openssl-dev etcd-server etcd-client openssl
 )
 
 missing=()

@@ -379,6 +379,16 @@ def counter_delta(before, after, who, reason):
     return after.get((who, reason), 0) - before.get((who, reason), 0)
 
 
+def wait_until(what, pred, timeout, interval=0.01):
+    """Polls pred until it is true; the seconds it took, or fails."""
+    start = time.monotonic()
+    while not pred():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what}: not true after {timeout} s")
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
 def vm_curl(lab, i, *args, timeout=30):
     """curl from VM i; returns CompletedProcess (text)."""
     return lab.in_vm(i, "curl", "-sS", *args, check=False, timeout=timeout)

@@ -26,7 +26,7 @@ import time
 import pytest
 
 import vmdata
-from imdslab import assert_served, counter_delta, run, vm_curl
+from imdslab import assert_served, counter_delta, run, vm_curl, wait_until
 
 iid = vmdata.instance_id
 IMDS_ADDR = "169.254.169.254"
@@ -57,15 +57,6 @@ def addresses(lab, bridge):
         return []
     info = json.loads(p.stdout)
     return [a["local"] for a in info[0].get("addr_info", []) if a.get("family") == "inet"]
-
-
-def wait_until(what, pred, timeout, interval=0.01):
-    start = time.monotonic()
-    while not pred():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not true after {timeout} s")
-        time.sleep(interval)
-    return time.monotonic() - start
 
 
 def served_here(lab, bridge, port):

@@ -25,31 +25,9 @@
 #include "store/store.h"
 #include "lib/tree.h"
 #include "compile/vmconf.h"
+#include "cmd/loadmap.h"
 
-enum { LOADMAP_OK = 0, LOADMAP_FAIL = 1, LOADMAP_USAGE = 2 };
-
-#define LOADMAP_ERRLEN 1024
-
-struct loadmap_ctx {
-	const char *pin_dir;
-	const char *key_dir;
-	struct store store;
-	struct identity_key *identity; /* signs the trees `load` writes */
-	struct store_size size;	       /* --max-vms, --arena-size: a new store's size */
-	bool opened;
-};
-
-struct loadmap_cmd {
-	const char *name;
-	const char *args; /* for usage */
-	int min_args, max_args;
-	const char *help;
-	int (*run)(struct loadmap_ctx *ctx, int argc, char **argv);
-};
-
-static void loadmap_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void loadmap_err(const char *fmt, ...)
+void loadmap_err(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -62,7 +40,7 @@ static void loadmap_err(const char *fmt, ...)
 
 /* Opens the store and takes its lock: every command sees one consistent
  * state, and changes by two invocations never interleave. */
-static int loadmap_open(struct loadmap_ctx *ctx)
+int loadmap_open(struct loadmap_ctx *ctx)
 {
 	char err[LOADMAP_ERRLEN] = "";
 	int ret;
@@ -82,7 +60,7 @@ static int loadmap_open(struct loadmap_ctx *ctx)
 	return 0;
 }
 
-static void loadmap_close(struct loadmap_ctx *ctx)
+void loadmap_close(struct loadmap_ctx *ctx)
 {
 	if (!ctx->opened)
 		return;
@@ -92,7 +70,7 @@ static void loadmap_close(struct loadmap_ctx *ctx)
 }
 
 /* The host's identity keys, made on first use (identity.h). */
-static int loadmap_identity(struct loadmap_ctx *ctx)
+int loadmap_identity(struct loadmap_ctx *ctx)
 {
 	char err[LOADMAP_ERRLEN] = "";
 	int ret;
@@ -103,20 +81,6 @@ static int loadmap_identity(struct loadmap_ctx *ctx)
 	if (ret)
 		loadmap_err("%s", err);
 	return ret;
-}
-
-static int loadmap_find(struct loadmap_ctx *ctx, const char *instance_id)
-{
-	int slot = store_find(&ctx->store, instance_id);
-
-	if (slot < 0)
-		loadmap_err("no VM %s is loaded", instance_id);
-	return slot;
-}
-
-static void loadmap_format_ipv4(uint32_t ipv4_be, char out[INET_ADDRSTRLEN])
-{
-	inet_ntop(AF_INET, &ipv4_be, out, INET_ADDRSTRLEN);
 }
 
 /* ---- load, check, apply, update (user/control) ---- */
@@ -301,7 +265,7 @@ static int loadmap_cmd_update(struct loadmap_ctx *ctx, int argc, char **argv)
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
 }
 
-static volatile sig_atomic_t loadmap_stop;
+volatile sig_atomic_t loadmap_stop;
 
 static void loadmap_on_signal(int sig)
 {
@@ -309,24 +273,33 @@ static void loadmap_on_signal(int sig)
 	loadmap_stop = 1;
 }
 
-/* Runs until SIGINT or SIGTERM; the store's lock is taken per change only,
- * so other loaders and imdsd go on meanwhile. */
-static int loadmap_cmd_watch(struct loadmap_ctx *ctx, int argc, char **argv)
+int loadmap_open_follower(struct loadmap_ctx *ctx)
 {
 	struct sigaction sa = { .sa_handler = loadmap_on_signal };
 	char err[LOADMAP_ERRLEN] = "";
 	int ret;
 
-	(void)argc;
 	if (loadmap_identity(ctx))
-		return LOADMAP_FAIL;
+		return -1;
 	ret = store_open_sized(&ctx->store, ctx->pin_dir, 0, &ctx->size, err, sizeof(err));
 	if (ret) {
 		loadmap_err("%s", err);
-		return LOADMAP_FAIL;
+		return ret;
 	}
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	return 0;
+}
+
+/* Runs until SIGINT or SIGTERM; the store's lock is taken per change only,
+ * so other loaders and imdsd go on meanwhile. */
+static int loadmap_cmd_watch(struct loadmap_ctx *ctx, int argc, char **argv)
+{
+	int ret;
+
+	(void)argc;
+	if (loadmap_open_follower(ctx))
+		return LOADMAP_FAIL;
 	ret = control_watch(&ctx->store, argv[0], ctx->identity, &loadmap_stop);
 	store_close(&ctx->store);
 	return ret ? LOADMAP_FAIL : LOADMAP_OK;
@@ -469,238 +442,6 @@ static int loadmap_cmd_unbind(struct loadmap_ctx *ctx, int argc, char **argv)
 	return loadmap_rebind(ctx, argv[0], NULL);
 }
 
-/* ---- list ---- */
-
-#define LIST_COLS 8
-
-struct list_row {
-	char col[LIST_COLS][IMDS_INSTANCE_ID_MAX];
-};
-
-static void loadmap_port_name(uint32_t ifindex, char *out, size_t outlen)
-{
-	char name[IF_NAMESIZE];
-
-	if (ifindex == 0)
-		snprintf(out, outlen, "-");
-	else if (if_indextoname(ifindex, name))
-		snprintf(out, outlen, "%s", name);
-	else
-		snprintf(out, outlen, "if%u", ifindex); /* the port is gone */
-}
-
-/* The bridge a VM's port is on: the port's master as the kernel says it
- * now, so nothing is recorded that could go stale; "-" while the VM has
- * no port or its port is on no bridge. */
-static void loadmap_bridge_name(uint32_t ifindex, char *out, size_t outlen)
-{
-	struct nl_link port;
-	char name[IF_NAMESIZE];
-
-	if (ifindex && nl_link_get((int)ifindex, &port) == 0 && port.master &&
-	    if_indextoname((unsigned)port.master, name))
-		snprintf(out, outlen, "%s", name);
-	else
-		snprintf(out, outlen, "-");
-}
-
-static const char *loadmap_tokens_name(uint8_t http_tokens)
-{
-	return http_tokens == IMDS_TOKENS_REQUIRED ? "required" : "optional";
-}
-
-/* A pinned VM shows the name it is pinned to even while that port is
- * absent; any other VM the port it is bound to. */
-static void loadmap_port_column(const struct store *s, uint32_t slot, char *out, size_t outlen)
-{
-	const char *pinned = store_port_name(s, slot);
-
-	if (pinned)
-		snprintf(out, outlen, "%s", pinned);
-	else
-		loadmap_port_name(s->vms[slot].ifindex, out, outlen);
-}
-
-static void loadmap_list_row(const struct store *s, uint32_t slot, struct list_row *row)
-{
-	const struct imds_vm *r = &s->vms[slot];
-	char ip[INET_ADDRSTRLEN], mac[18];
-
-	vmconf_format_mac(r->mac, mac);
-	loadmap_format_ipv4(r->ipv4, ip);
-	snprintf(row->col[0], sizeof(row->col[0]), "%s", r->instance_id);
-	snprintf(row->col[1], sizeof(row->col[1]), "%s", mac);
-	snprintf(row->col[2], sizeof(row->col[2]), "%s", ip);
-	loadmap_bridge_name(__atomic_load_n(&r->ifindex, __ATOMIC_ACQUIRE), row->col[3], sizeof(row->col[3]));
-	loadmap_port_column(s, slot, row->col[4], sizeof(row->col[4]));
-	snprintf(row->col[5], sizeof(row->col[5]), "%s", store_binding_state(s, slot));
-	snprintf(row->col[6], sizeof(row->col[6]), "%s", loadmap_tokens_name(r->http_tokens));
-	snprintf(row->col[7], sizeof(row->col[7]), "%u", r->hop_limit);
-}
-
-static void loadmap_print_rows(const struct list_row *rows, size_t n)
-{
-	int width[LIST_COLS] = { 0 };
-
-	for (size_t i = 0; i < n; i++)
-		for (int c = 0; c < LIST_COLS; c++)
-			if ((int)strlen(rows[i].col[c]) > width[c])
-				width[c] = (int)strlen(rows[i].col[c]);
-	for (size_t i = 0; i < n; i++) {
-		for (int c = 0; c < LIST_COLS - 1; c++)
-			printf("%-*s  ", width[c], rows[i].col[c]);
-		printf("%s\n", rows[i].col[LIST_COLS - 1]);
-	}
-}
-
-static int loadmap_cmd_list(struct loadmap_ctx *ctx, int argc, char **argv)
-{
-	static const struct list_row header = { { "INSTANCE-ID", "MAC", "IPV4", "BRIDGE", "PORT", "BINDING",
-						       "TOKENS", "HOP-LIMIT" } };
-	struct list_row *rows;
-	size_t n = 0;
-
-	(void)argc;
-	(void)argv;
-	if (loadmap_open(ctx))
-		return LOADMAP_FAIL;
-	rows = calloc(ctx->store.max_slots, sizeof(*rows));
-	if (!rows) {
-		loadmap_close(ctx);
-		loadmap_err("out of memory");
-		return LOADMAP_FAIL;
-	}
-	rows[n++] = header;
-	for (int slot = 1; slot < (int)ctx->store.max_slots; slot++)
-		if (ctx->store.vms[slot].state == IMDS_VM_ACTIVE)
-			loadmap_list_row(&ctx->store, (uint32_t)slot, &rows[n++]);
-	loadmap_close(ctx);
-	loadmap_print_rows(rows, n);
-	free(rows);
-	return LOADMAP_OK;
-}
-
-/* ---- show ---- */
-
-/* Every node path of the tree.  The node table was bounds-checked by
- * tree_view_init; each path is checked here. */
-static json_t *loadmap_tree_paths(const struct tree_view *v)
-{
-	const struct tree_hdr *h = (const struct tree_hdr *)v->base;
-	const struct tree_node *nodes = (const struct tree_node *)(v->base + h->nodes_off);
-	json_t *paths = json_array();
-
-	for (uint32_t i = 0; paths && i < h->n_nodes; i++) {
-		const struct tree_node *nd = &nodes[i];
-
-		if (nd->path_off > v->len || nd->path_len > v->len - nd->path_off)
-			continue;
-		json_array_append_new(paths, json_stringn((const char *)v->base + nd->path_off, nd->path_len));
-	}
-	return paths;
-}
-
-static void loadmap_rfc3339(uint64_t unix_time, char out[32])
-{
-	time_t t = (time_t)unix_time;
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static json_t *loadmap_show_json(const struct store *s, int slot, const struct vm_snapshot *snap)
-{
-	const struct imds_vm *r = &s->vms[slot];
-	char mac[18], ip[INET_ADDRSTRLEN], port[IF_NAMESIZE + 16], updated[32], bridge[IF_NAMESIZE];
-	json_t *doc;
-
-	vmconf_format_mac(r->mac, mac);
-	loadmap_format_ipv4(r->ipv4, ip);
-	loadmap_port_column(s, (uint32_t)slot, port, sizeof(port));
-	loadmap_rfc3339(r->updated_unix, updated);
-	/* "o" steals the paths array; "s?" turns an unbound port into null. */
-	doc = json_pack("{s:s, s:i, s:I, s:s, s:s, s:s?, s:I, s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:o}",
-			 "instance-id", r->instance_id, "slot", slot, "generation", (json_int_t)r->generation,
-			 "mac", mac, "ipv4", ip, "port", r->ifindex || store_port_name(s, (uint32_t)slot) ? port : NULL,
-			 "ifindex",
-			 (json_int_t)r->ifindex, "http-tokens", loadmap_tokens_name(r->http_tokens),
-			 "hop-limit", r->hop_limit, "updated", updated, "tree-generation",
-			 (json_int_t)(snap->tree_ref >> 32), "tree-bytes", (json_int_t)snap->tree.len,
-			 "tree-pages", (json_int_t)arena_pages_for(snap->tree.len), "arena-bytes-used",
-			 (json_int_t)arena_used_bytes(&s->arena), "paths", loadmap_tree_paths(&snap->tree));
-	loadmap_bridge_name(r->ifindex, bridge, sizeof(bridge));
-	if (doc) {
-		json_object_set_new(doc, "binding", json_string(store_binding_state(s, (uint32_t)slot)));
-		json_object_set_new(doc, "bridge", strcmp(bridge, "-") ? json_string(bridge) : json_null());
-	}
-	return doc;
-}
-
-static int loadmap_cmd_show(struct loadmap_ctx *ctx, int argc, char **argv)
-{
-	struct vm_snapshot snap;
-	json_t *doc = NULL;
-	int slot, ret;
-
-	(void)argc;
-	if (loadmap_open(ctx))
-		return LOADMAP_FAIL;
-	slot = loadmap_find(ctx, argv[0]);
-	ret = slot < 0 ? slot : store_snapshot(&ctx->store, (uint32_t)slot, ctx->store.vms[slot].generation, &snap);
-	if (slot >= 0 && ret)
-		loadmap_err("cannot read the tree of %s: %s", argv[0], strerror(-ret));
-	if (!ret) {
-		doc = loadmap_show_json(&ctx->store, slot, &snap);
-		ret = doc && json_dumpf(doc, stdout, JSON_INDENT(2)) == 0 ? 0 : -ENOMEM;
-		if (ret)
-			loadmap_err("cannot format the VM as JSON");
-		else
-			putchar('\n');
-	}
-	json_decref(doc);
-	loadmap_close(ctx);
-	return ret ? LOADMAP_FAIL : LOADMAP_OK;
-}
-
-/* ---- stats ---- */
-
-static int loadmap_print_counters(const struct store *s, uint32_t slot, const char *label)
-{
-	struct imds_counters c;
-	int ret = store_counters(s, slot, &c);
-
-	if (ret) {
-		loadmap_err("cannot read the counters of %s: %s", label, strerror(-ret));
-		return ret;
-	}
-	for (int i = 0; i < IMDS_REASON_MAX; i++)
-		if (c.packets[i])
-			printf("%s %s %llu\n", label, imds_reason_names[i], (unsigned long long)c.packets[i]);
-	return 0;
-}
-
-static int loadmap_cmd_stats(struct loadmap_ctx *ctx, int argc, char **argv)
-{
-	const struct store *s = &ctx->store;
-	int ret = 0, slot;
-
-	if (loadmap_open(ctx))
-		return LOADMAP_FAIL;
-	if (argc == 1) {
-		slot = loadmap_find(ctx, argv[0]);
-		ret = slot < 0 ? slot : loadmap_print_counters(s, (uint32_t)slot, argv[0]);
-		goto out;
-	}
-	ret = loadmap_print_counters(s, 0, "total");
-	for (slot = 1; slot < (int)s->max_slots && !ret; slot++)
-		if (s->vms[slot].state == IMDS_VM_ACTIVE)
-			ret = loadmap_print_counters(s, (uint32_t)slot, s->vms[slot].instance_id);
-out:
-	loadmap_close(ctx);
-	return ret ? LOADMAP_FAIL : LOADMAP_OK;
-}
-
 /* ---- cert ---- */
 
 static int loadmap_cmd_cert(struct loadmap_ctx *ctx, int argc, char **argv)
@@ -743,6 +484,8 @@ static const struct loadmap_cmd loadmap_cmds[] = {
 	{ "update", "ID --set P=V|--unset P ...", 3, 255, "change members of a loaded VM's record",
 	  loadmap_cmd_update },
 	{ "watch", "DIR", 1, 1, "apply DIR/*.json as files change (until SIGTERM)", loadmap_cmd_watch },
+	{ "sync", "--etcd URLS --prefix P ...", 1, 32,
+	  "follow the VMs under P in etcd (until SIGTERM; sync --help)", loadmap_cmd_sync },
 	{ "export", "", 0, 0, "every loaded VM's record, as a file load reads", loadmap_cmd_export },
 	{ "fsck", "", 0, 0, "check the store: arena pages, tables, indexes", loadmap_cmd_fsck },
 	{ "usage", "", 0, 0, "VM slots and arena bytes in use", loadmap_cmd_usage },
@@ -836,7 +579,7 @@ static int loadmap_on_option(void *arg, int index, const char *optarg)
 /* The synopsis lists the commands from the same table dispatch uses. */
 static const char *loadmap_synopsis(void)
 {
-	static char text[2048];
+	static char text[4096];
 	size_t off;
 
 	off = (size_t)snprintf(text, sizeof(text), "[OPTIONS] COMMAND [ARGS]\n\ncommands:");

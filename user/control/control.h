@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "compile/vmconf.h"
+#include "control/etcd.h"
 #include "store/store.h"
 
 struct identity_key;
@@ -104,5 +105,16 @@ int control_recover(struct store *s);
  * renamed away.  Takes the store lock per change.  Returns when *stop is
  * set (0) or DIR cannot be watched (-errno). */
 int control_watch(struct store *s, const char *dir, const struct identity_key *key, volatile sig_atomic_t *stop);
+
+/* `imds-loadmap sync` (sync.c): the store follows the VMs under one
+ * prefix of etcd until *stop (docs/control-plane.md, "etcd"). */
+struct sync_opts {
+	const char *prefix; /* "/imds/hosts/HOST/vms/" */
+	struct etcd_opts etcd;
+	const char *metrics_path; /* a file of Prometheus text, or NULL */
+};
+
+int control_sync(struct store *s, const struct identity_key *key, const struct sync_opts *o,
+		 volatile sig_atomic_t *stop);
 
 #endif
