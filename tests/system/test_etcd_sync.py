@@ -281,3 +281,31 @@ def test_user_and_password(tmp_path, bare_store):
         wrong.stop()
         sync.stop()
         etcd.stop()
+
+
+def test_a_full_store_refuses_only_what_does_not_fit(tmp_path, bare_store):
+    """Six keys for a store of fewer slots, one of them with another key's
+    MAC: the batch is refused as a whole, then each key is tried alone;
+    the ones that fit are applied, each other one is reported precisely."""
+    usage = imdslab.run([imdslab.LOADMAP, "--pin-dir", bare_store, "--max-vms", "4", "usage"]).stdout
+    slots = int(re.search(r"^vms 0 of (\d+)$", usage, re.M).group(1))
+    assert slots < 5, usage
+    etcd = Etcd(tmp_path)
+    sync = Sync(tmp_path, "full", bare_store)
+    clash = dict(record(6), mac=record(1)["mac"])
+    try:
+        etcd.start()
+        etcd.txn(puts={**{key("a", i): value(i) for i in range(1, 6)}, key("a", 6): json.dumps(clash)})
+        sync.start([etcd.url], PREFIX["a"])
+        log = sync.log_text()
+        assert re.search(r"the change as a whole is refused \(" + re.escape(key("a", 6)) +
+                         r":1:\d+: vms\[0\]\.mac: mac is also in " + re.escape(key("a", 1)), log), log
+        assert loaded(bare_store) == {iid(i) for i in range(1, slots + 1)}
+        assert re.search(re.escape(key("a", 6)) + r':1:\d+: vms\[0\]\.mac: 52:54:00:77:00:01 is already used by '
+                         r'loaded VM ' + iid(1), log), log
+        for i in range(slots + 1, 6):
+            assert f"{key('a', i)}: " in log and "VM table full" in log, log
+        assert sync.counters()["imds_sync_invalid_records_total"] == 6 - slots
+    finally:
+        sync.stop()
+        etcd.stop()

@@ -173,6 +173,8 @@ int sync_apply(struct sync *sy, const struct sync_change *ch, size_t n, const ch
 		sync_count(sy, &p, total);
 		plan_free(&p);
 	} else if (!ret) {
+		for (size_t i = 0; i < n; i++)
+			sync_fix_line(ch[i].key, &err); /* the one it names */
 		log_warn("sync: the change as a whole is refused (%s): applying each key on its own", err.text);
 		sync_one_by_one(sy, ch, n, &b, gone, n_gone, total);
 	}
