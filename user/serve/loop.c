@@ -126,7 +126,7 @@ static void srv_dispatch(struct srv_worker *w, const struct io_uring_cqe *cqe)
 	case OP_ACK_POLL:
 		srv_handle_ack_poll(w);
 		break;
-	default: /* OP_STOP: the cancel's own completion */
+	default: /* OP_STOP: the cancel's own completion; OP_FD_DONE */
 		break;
 	}
 }

@@ -57,6 +57,7 @@ enum srv_op {
 	OP_STOP = 7,
 	OP_ACK_POLL = 8,
 	OP_ACCEPT6 = 9, /* the IPv6 listener's accept (OP_ACCEPT: IPv4's) */
+	OP_FD_DONE = 10, /* a socket's shutdown or close issued on the ring: nothing to do after */
 };
 #define SRV_OP_MASK 15u
 
