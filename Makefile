@@ -211,6 +211,17 @@ bench-arena: $(BENCH_ARENA)
 	$(BENCH_ARENA) 1000000 1000 16384
 	$(BENCH_ARENA) 1000000 1000 12288
 
+# What the data plane's programs cost per packet, by kind of packet, run
+# with BPF_PROG_TEST_RUN (issue 15; docs/performance.md, "Where a
+# connection's time goes").
+BENCH_BPF := $(BUILD)/bench/bench_bpf
+$(BENCH_BPF): tests/bench/bench_bpf.c tests/unit/bpf_harness.h tests/unit/bpf_frames.h | $(SKEL)
+	@mkdir -p $(@D)
+	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $< -o $@ $(LDLIBS)
+.PHONY: bench-bpf
+bench-bpf: $(BENCH_BPF)
+	$(BENCH_BPF)
+
 # QEMU guests on TAP devices (tests/e2e, docs/e2e.md).
 e2e: deps
 	$(MAKE) all
