@@ -309,3 +309,25 @@ def test_a_full_store_refuses_only_what_does_not_fit(tmp_path, bare_store):
     finally:
         sync.stop()
         etcd.stop()
+
+
+def test_sigterm_ends_a_request_that_hangs(tmp_path, bare_store):
+    """An endpoint that accepts and never answers: sync is inside a request
+    (up to its 10 s timeout) and must still stop promptly on SIGTERM."""
+    import socket
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        sync = Sync(tmp_path, "hang", bare_store)
+        sync.start([f"http://127.0.0.1:{silent.getsockname()[1]}"], PREFIX["a"], wait=f"sync: {PREFIX['a']} from")
+        try:
+            time.sleep(0.5)
+            assert sync.proc.poll() is None and "cannot read" not in sync.log_text(), sync.log_text()
+            t0 = time.monotonic()
+            sync.proc.terminate()
+            sync.proc.wait(5)
+            took = time.monotonic() - t0
+        finally:
+            sync.stop()
+    assert took < 2.0, f"sync took {took:.1f} s to stop"
+    assert "aborted by an application callback" in sync.log_text()

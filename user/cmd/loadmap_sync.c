@@ -130,6 +130,7 @@ int loadmap_cmd_sync(struct loadmap_ctx *ctx, int argc, char **argv)
 	else if (sync_check(&a) == 0) {
 		ret = LOADMAP_FAIL;
 		log_init("imds-loadmap");
+		a.o.etcd.stop = &loadmap_stop;
 		if (loadmap_open_follower(ctx) == 0) {
 			ret = control_sync(&ctx->store, ctx->identity, &a.o, &loadmap_stop) ? LOADMAP_FAIL : LOADMAP_OK;
 			store_close(&ctx->store);

@@ -14,6 +14,11 @@
 
 #define ETCD_CONNECT_TIMEOUT_MS 2000L
 #define ETCD_REQUEST_TIMEOUT_MS 10000L
+/* An etcd that vanished without closing (a partition, a powered-off host)
+ * is found by TCP keepalive: probes after 10 s of silence, every 5 s, the
+ * kernel's count of them (9 by default): about a minute. */
+#define ETCD_KEEPIDLE_S 10L
+#define ETCD_KEEPINTVL_S 5L
 #define ETCD_TOKEN_MAX 512
 
 struct etcd_buf {
@@ -86,6 +91,19 @@ void etcd_next_endpoint(struct etcd_client *c)
 	c->endpoint = (c->endpoint + 1) % c->o.n_endpoints;
 }
 
+/* libcurl asks this now and then during a transfer: nonzero aborts it,
+ * so SIGTERM does not wait for a request's timeout. */
+static int etcd_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct etcd_client *c = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return c->o.stop && *c->o.stop;
+}
+
 /* A POST of JSON to PATH at the current endpoint, TLS and token set. */
 static CURL *etcd_easy(struct etcd_client *c, const char *path, const char *body, struct curl_slist **headers,
 		       struct etcd_buf *into)
@@ -113,6 +131,11 @@ static CURL *etcd_easy(struct etcd_client *c, const char *path, const char *body
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ETCD_CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, ETCD_KEEPIDLE_S);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, ETCD_KEEPINTVL_S);
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, etcd_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, c);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, etcd_collect);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, into);
 	if (c->o.cacert)

@@ -5,6 +5,7 @@
  * gRPC: docs/control-plane.md, "etcd".  libcurl does HTTP and TLS. */
 #ifndef IMDS_CONTROL_ETCD_H
 #define IMDS_CONTROL_ETCD_H
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@ struct etcd_opts {
 	size_t n_endpoints;
 	const char *cacert, *cert, *key; /* PEM files for TLS, or NULL */
 	const char *user, *password;	 /* both or neither */
+	volatile sig_atomic_t *stop;	 /* set: a request in progress gives up */
 };
 
 struct etcd_kv {
