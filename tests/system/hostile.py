@@ -25,22 +25,11 @@ import argparse
 import json
 import random
 import sys
-import threading
-import time
 
-from scapy.all import ARP, ICMP, IP, TCP, AsyncSniffer, Dot1AD, Dot1Q, Ether, conf, get_if_addr, get_if_hwaddr, sendp
+from scapy.all import ARP, ICMP, IP, TCP, Dot1AD, Dot1Q, Ether, conf, get_if_addr, get_if_hwaddr, sendp
+from scapytool import add_syn_options, collect, sniff_for, start_sniffer, syn_ports
 
 IMDS = "169.254.169.254"
-
-
-def start_sniffer(lfilter):
-    started = threading.Event()
-    sniffer = AsyncSniffer(iface="eth0", promisc=True, store=True, lfilter=lfilter, started_callback=started.set)
-    sniffer.start()
-    # The capture socket is opened in the sniffer's thread: wait for it.
-    if not started.wait(10):
-        sys.exit("hostile.py: the sniffer did not start")
-    return sniffer
 
 
 def describe(pkt):
@@ -71,14 +60,13 @@ def cmd_arp(a):
 
 
 def cmd_tagged_syn(a):
-    lo, hi = a.first_port, a.first_port + a.count - 1
-    sniffer = start_sniffer(lambda p: IP in p and TCP in p and p[IP].src == IMDS and lo <= p[TCP].dport <= hi)
+    ports = syn_ports(a)
+    sniffer = start_sniffer(lambda p: IP in p and TCP in p and p[IP].src == IMDS and p[TCP].dport in ports)
     frames = [Ether(src=a.src_mac, dst=a.dst_mac) / tags(a.tags) / IP(src=a.src_ip, dst=IMDS, ttl=64) /
               TCP(sport=port, dport=80, flags="S", seq=random.getrandbits(32), window=64240)
-              for port in range(lo, hi + 1)]
+              for port in ports]
     sendp(frames, iface="eth0", verbose=False)
-    time.sleep(a.listen)
-    pkts = sniffer.stop() or []
+    pkts = collect(sniffer, a.listen)
     json.dump({"sent": len(frames), "replies": [describe(p) for p in pkts]}, sys.stdout)
 
 
@@ -89,20 +77,18 @@ def cmd_echo(a):
     frame = (Ether(src=get_if_hwaddr("eth0"), dst=a.dst_mac) / IP(src=get_if_addr("eth0"), dst=a.dst) /
              ICMP(type=8, id=ident))
     sendp([frame.copy() for _ in range(a.count)], iface="eth0", verbose=False, inter=0.05)
-    time.sleep(a.listen)
-    pkts = sniffer.stop() or []
+    pkts = collect(sniffer, a.listen)
     json.dump({"sent": a.count, "replies": [describe(p) for p in pkts]}, sys.stdout)
 
 
 def cmd_sniff(a):
     if a.ip_src:
-        sniffer = start_sniffer(lambda p: IP in p and p[IP].src == a.ip_src and p[IP].dst == a.ip_dst)
+        def match(p):
+            return IP in p and p[IP].src == a.ip_src and p[IP].dst == a.ip_dst
     else:
-        sniffer = start_sniffer(lambda p: ARP in p and p[ARP].psrc == a.arp_psrc
-                                and p[ARP].hwsrc.lower() != (a.not_hwsrc or "").lower())
-    print("ready", flush=True)
-    time.sleep(a.seconds)
-    pkts = sniffer.stop() or []
+        def match(p):
+            return ARP in p and p[ARP].psrc == a.arp_psrc and p[ARP].hwsrc.lower() != (a.not_hwsrc or "").lower()
+    pkts = sniff_for(match, a.seconds)
     json.dump({"seen": [describe(p) for p in pkts]}, sys.stdout)
 
 
@@ -118,14 +104,8 @@ def main():
     p.add_argument("--pdst", required=True)
     p.add_argument("--hwdst", default="00:00:00:00:00:00")
     p.add_argument("--count", type=int, default=1)
-    p = sub.add_parser("tagged-syn")
-    p.add_argument("--src-mac", required=True)
-    p.add_argument("--src-ip", required=True)
-    p.add_argument("--dst-mac", required=True)
-    p.add_argument("--first-port", type=int, required=True)
+    p = add_syn_options(sub.add_parser("tagged-syn"))
     p.add_argument("--tags", required=True)
-    p.add_argument("--count", type=int, default=3)
-    p.add_argument("--listen", type=float, default=1.0)
     p = sub.add_parser("echo")
     p.add_argument("--dst", required=True)
     p.add_argument("--dst-mac", required=True)

@@ -21,26 +21,18 @@ with `ip netns exec`.  Prints one JSON object on stdout.
 
 import argparse
 import json
-import threading
 import time
 
-from scapy.all import (TCP, AsyncSniffer, Ether, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr,
+from scapy.all import (TCP, Ether, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr,
                        ICMPv6NDOptDstLLAddr, ICMPv6ND_NA, ICMPv6ND_RA, IPv6, conf, sendp)
 from scapy.utils6 import in6_mactoifaceid
+from scapytool import add_syn_options, collect, sniff_for, start_sniffer, syn_ports
 
 IMDS6 = "fd00:ec2::254"
 
 
-def start_sniffer(lfilter):
-    started = threading.Event()
-    sniffer = AsyncSniffer(iface="eth0", promisc=True, store=True, lfilter=lfilter, started_callback=started.set)
-    sniffer.start()
-    started.wait(5)
-    return sniffer
-
-
 def cmd_syn(a):
-    ports = range(a.first_port, a.first_port + a.count)
+    ports = syn_ports(a)
 
     def ours(p):
         return (IPv6 in p and TCP in p and p[IPv6].src == IMDS6 and p[TCP].sport == 80
@@ -50,8 +42,7 @@ def cmd_syn(a):
     for port in ports:
         sendp(Ether(src=a.src_mac, dst=a.dst_mac) / IPv6(src=a.src_ip, dst=IMDS6) /
               TCP(sport=port, dport=80, flags="S", seq=1000), iface="eth0", verbose=False)
-    time.sleep(a.listen)
-    got = sniffer.stop() or []
+    got = collect(sniffer, a.listen)
     return {"sent": a.count, "replies": [{"dst": p[IPv6].dst, "flags": str(p[TCP].flags)} for p in got]}
 
 
@@ -82,10 +73,7 @@ def cmd_sniff(a):
     else:
         def match(p):
             return IPv6 in p and p[IPv6].src == a.ip_src and p[IPv6].dst == a.ip_dst
-    sniffer = start_sniffer(match)
-    print("ready", flush=True)
-    time.sleep(a.seconds)
-    got = sniffer.stop() or []
+    got = sniff_for(match, a.seconds)
     return {"seen": [p.summary() for p in got]}
 
 
@@ -93,13 +81,7 @@ def main():
     conf.verb = 0
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("syn")
-    s.add_argument("--src-mac", required=True)
-    s.add_argument("--src-ip", required=True)
-    s.add_argument("--dst-mac", required=True)
-    s.add_argument("--first-port", type=int, required=True)
-    s.add_argument("--count", type=int, default=3)
-    s.add_argument("--listen", type=float, default=1.0)
+    add_syn_options(sub.add_parser("syn"))
     n = sub.add_parser("na")
     n.add_argument("--src-mac", required=True)
     n.add_argument("--src-ip", required=True)

@@ -22,10 +22,9 @@ import argparse
 import json
 import random
 import sys
-import threading
-import time
 
-from scapy.all import IP, TCP, AsyncSniffer, Ether, conf, sendp  # noqa: E402
+from scapy.all import IP, TCP, Ether, conf, sendp
+from scapytool import add_syn_options, collect, sniff_for, start_sniffer, syn_ports
 
 IMDS = "169.254.169.254"
 
@@ -40,36 +39,20 @@ def describe(pkt):
             "flags": str(pkt[TCP].flags), "payload": len(pkt[TCP].payload)}
 
 
-def start_sniffer(lo, hi, src=IMDS, sport=80):
-    started = threading.Event()
-    sniffer = AsyncSniffer(iface="eth0", promisc=True, store=True,
-                           lfilter=lambda p: is_answer(p, lo, hi, src, sport),
-                           started_callback=started.set)
-    sniffer.start()
-    # The capture socket is opened in the sniffer's thread: wait for it.
-    if not started.wait(10):
-        sys.exit("spoof.py: the sniffer did not start")
-    return sniffer
-
-
 def cmd_syn(a):
-    lo, hi = a.first_port, a.first_port + a.count - 1
-    sniffer = start_sniffer(lo, hi, a.dst_ip, a.dst_port)
+    ports = syn_ports(a)
+    sniffer = start_sniffer(lambda p: is_answer(p, ports[0], ports[-1], a.dst_ip, a.dst_port))
     frames = [Ether(src=a.src_mac, dst=a.dst_mac) / IP(src=a.src_ip, dst=a.dst_ip, ttl=64) /
               TCP(sport=port, dport=a.dst_port, flags="S", seq=random.getrandbits(32), window=64240)
-              for port in range(lo, hi + 1)]
+              for port in ports]
     sendp(frames, iface="eth0", verbose=False)
-    time.sleep(a.listen)
-    pkts = sniffer.stop() or []
+    pkts = collect(sniffer, a.listen)
     json.dump({"sent": len(frames), "replies": [describe(p) for p in pkts]}, sys.stdout)
 
 
 def cmd_sniff(a):
     lo, hi = (int(x) for x in a.ports.split("-"))
-    sniffer = start_sniffer(lo, hi)
-    print("ready", flush=True)
-    time.sleep(a.seconds)
-    pkts = sniffer.stop() or []
+    pkts = sniff_for(lambda p: is_answer(p, lo, hi), a.seconds)
     json.dump({"replies": [describe(p) for p in pkts]}, sys.stdout)
 
 
@@ -77,13 +60,7 @@ def main():
     conf.verb = 0
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("syn")
-    s.add_argument("--src-mac", required=True)
-    s.add_argument("--src-ip", required=True)
-    s.add_argument("--dst-mac", required=True)
-    s.add_argument("--first-port", type=int, required=True)
-    s.add_argument("--count", type=int, default=3)
-    s.add_argument("--listen", type=float, default=1.0)
+    s = add_syn_options(sub.add_parser("syn"))
     s.add_argument("--dst-ip", default=IMDS)
     s.add_argument("--dst-port", type=int, default=80)
     f = sub.add_parser("sniff")
