@@ -65,7 +65,7 @@ enum srv_op {
 	OP_WAKE = 6,
 	OP_STOP = 7,
 	OP_ACK_POLL = 8,
-	OP_FD_DONE = 10, /* a socket's shutdown or close issued on the ring: nothing to do after */
+	OP_FD_DONE = 10, /* a socket's close issued on the ring: nothing to do after */
 };
 #define SRV_OP_MASK 15u
 
@@ -216,20 +216,33 @@ static inline void srv_set_data(struct io_uring_sqe *sqe, void *ptr, enum srv_op
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)ptr | op);
 }
 
-static inline void srv_arm_recv(struct srv_worker *w, struct srv_conn *c)
+/* Arms a receive into the worker's provided buffers (group SRV_BUF_GROUP).
+ * A multishot one posts a completion per buffer the kernel fills and stops
+ * (no IORING_CQE_F_MORE) on EOF, on an error, and with -ENOBUFS when the
+ * group is empty.  A connection's first receive is a single one: a client
+ * that sends one request and "Connection: close" (cloud-init's pattern,
+ * a connection per path) then has no receive pending when its answer has
+ * gone, so closing it is one close, with no shutdown() to end a receive
+ * first; the completion arms the multishot one when the connection goes on. */
+static inline void srv_arm_recv_as(struct srv_worker *w, struct srv_conn *c, bool multishot)
 {
 	struct io_uring_sqe *sqe = srv_sqe(w);
 
 	if (!sqe)
 		return;
-	/* Multishot receive: each completion carries one buffer picked by the
-	 * kernel from group SRV_BUF_GROUP; it stops (no IORING_CQE_F_MORE) on
-	 * EOF, on an error, and with -ENOBUFS when the group is empty. */
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	if (multishot)
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	else
+		io_uring_prep_recv(sqe, c->fd, NULL, 0, 0); /* length 0: the buffer's */
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = SRV_BUF_GROUP;
 	srv_set_data(sqe, c, OP_RECV);
 	c->recv_armed = true;
+}
+
+static inline void srv_arm_recv(struct srv_worker *w, struct srv_conn *c)
+{
+	srv_arm_recv_as(w, c, true);
 }
 
 /* Gives a provided buffer back to the kernel.  Until this runs the kernel
