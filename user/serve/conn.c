@@ -299,21 +299,31 @@ static int srv_admit(struct srv_worker *w, uint32_t slot, uint32_t generation)
 	return -EMFILE;
 }
 
-/* The VM-side endpoint `sa` of an accepted socket as conn_table_v2 keys it
- * (struct imds_conn_key: IPv4 mapped into 16 bytes).  0 or -1. */
-static int srv_peer_key(const struct sockaddr *sa, socklen_t salen, struct imds_conn_key *key)
+/* The VM-side endpoint of an accepted socket as conn_table_v2 keys it
+ * (struct imds_conn_key: IPv4 mapped into 16 bytes).  0 or -1.  One
+ * getpeername() per connection: single-shot accepts, each with its own
+ * address buffer, would spare it but cost more, since each first tries at
+ * once, finds the queue empty, and Linux allocates (and frees) a socket
+ * and a file for every accept attempt (docs/performance.md, "Where a
+ * connection's time goes"). */
+static int srv_peer_key(int fd, struct imds_conn_key *key)
 {
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
 	memset(key, 0, sizeof(*key));
-	if (sa->sa_family == AF_INET && salen >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const void *)sa;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)&ss;
 
 		key->saddr[10] = key->saddr[11] = 0xff;
 		memcpy(&key->saddr[12], &in->sin_addr, 4);
 		key->sport = in->sin_port;
 		return 0;
 	}
-	if (sa->sa_family == AF_INET6 && salen >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)&ss;
 
 		memcpy(key->saddr, &in6->sin6_addr, 16);
 		key->sport = in6->sin6_port;
@@ -328,7 +338,7 @@ static int srv_peer_key(const struct sockaddr *sa, socklen_t salen, struct imds_
  * closed without a byte, as an unverified one: nothing of it is kept, and
  * clients retry a closed connection like any network error
  * (docs/limits.md). */
-void srv_conn_open(struct srv_worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+void srv_conn_open(struct srv_worker *w, int fd)
 {
 	struct limits *limits = w->srv->limits;
 	struct imds_conn_key peer;
@@ -336,7 +346,7 @@ void srv_conn_open(struct srv_worker *w, int fd, const struct sockaddr *sa, sock
 	uint32_t slot, generation;
 	struct srv_conn *c;
 
-	if (srv_peer_key(sa, salen, &peer) < 0)
+	if (srv_peer_key(fd, &peer) < 0)
 		goto reject;
 	/* -ENOENT: no verified SYN for this (address, port): it did not come
 	 * through a port of ours from a loaded VM.  No response at all. */

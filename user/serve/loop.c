@@ -1,5 +1,5 @@
 /* loop.c: a worker thread of the io_uring server (server_int.h): arms
- * the listeners' accepts, the tick and the stop's eventfd, and
+ * the listener's multishot accept, the tick and the stop's eventfd, and
  * dispatches each completion on its op tag.
  */
 #include "serve/server_int.h"
@@ -12,34 +12,26 @@
 #define SRV_STOP_WAIT_MS 2000 /* give up draining completions after this */
 
 
-/* Arms one accept: the kernel fills a->addr with the peer's address. */
-static void srv_arm_accept_one(struct srv_worker *w, struct srv_accept *a)
-{
-	const int fd = a->listener ? w->listen_fd6 : w->listen_fd;
-	struct io_uring_sqe *sqe = srv_sqe(w);
-
-	if (!sqe)
-		return;
-	a->addrlen = sizeof(a->addr);
-	io_uring_prep_accept(sqe, fd, (struct sockaddr *)&a->addr, &a->addrlen, SOCK_CLOEXEC);
-	srv_set_data(sqe, a, OP_ACCEPT);
-	a->armed = true;
-	w->released_at_arm = w->fds_released;
-}
-
-/* Arms every accept of each listener that is not armed. */
+/* Arms the multishot accept of each listener that has none. */
 void srv_arm_accept(struct srv_worker *w)
 {
 	const int fds[2] = { w->listen_fd, w->listen_fd6 };
+	static const enum srv_op ops[2] = { OP_ACCEPT, OP_ACCEPT6 };
 
-	for (int l = 0; l < 2; l++) {
-		for (int i = 0; fds[l] >= 0 && i < SRV_ACCEPTS; i++) {
-			struct srv_accept *a = &w->accepts[l][i];
+	for (int i = 0; i < 2; i++) {
+		struct io_uring_sqe *sqe;
 
-			a->listener = (uint8_t)l;
-			if (!a->armed)
-				srv_arm_accept_one(w, a);
-		}
+		if (fds[i] < 0 || w->accept_armed[i])
+			continue;
+		sqe = srv_sqe(w);
+		if (!sqe)
+			return;
+		/* One SQE, one completion per accepted socket while
+		 * IORING_CQE_F_MORE is set; the kernel ends it on an error
+		 * (e.g. EMFILE). */
+		io_uring_prep_multishot_accept(sqe, fds[i], NULL, NULL, SOCK_CLOEXEC);
+		srv_set_data(sqe, NULL, ops[i]);
+		w->accept_armed[i] = true;
 	}
 	w->released_at_arm = w->fds_released;
 }
@@ -68,29 +60,29 @@ static void srv_arm_wake(struct srv_worker *w)
 
 /* ---- completions ---- */
 
-static void srv_handle_accept(struct srv_worker *w, struct srv_accept *a, int res)
+static void srv_handle_accept(struct srv_worker *w, int listener, int res, bool more)
 {
-	a->armed = false;
+	if (!more)
+		w->accept_armed[listener] = false;
 	if (res >= 0 && w->stopping)
 		close(res); /* accepted while the stop's cancel was on its way */
 	else if (res >= 0)
-		srv_conn_open(w, res, (const struct sockaddr *)&a->addr, a->addrlen);
+		srv_conn_open(w, res);
 	else if (res == -EMFILE || res == -ENFILE)
-		/* The kernel leaves the connection queued.  Those accepted
-		 * since the last accept was armed were refused and closed
-		 * before this completion: if any descriptor went back since,
-		 * go on at once, otherwise when one does (conn.c) or on the
-		 * next tick.  At the total cap that keeps the queue moving, so
-		 * a quiet VM's connection does not wait behind a hoarder's for
-		 * a tick each burst. */
+		/* The kernel accepts while its queue holds connections, up to
+		 * the limit.  Those it handed over in this batch were refused
+		 * and closed before this completion: if any descriptor went
+		 * back since the accept was armed, go on at once, otherwise
+		 * when one does (conn.c) or on the next tick.  At the total
+		 * cap that keeps the queue moving, so a quiet VM's connection
+		 * does not wait behind a hoarder's for a tick each burst. */
 		w->accept_paused = w->fds_released == w->released_at_arm;
 	else if (res == -ENOBUFS || res == -ENOMEM)
 		w->accept_paused = true; /* re-armed on the next tick, not in a busy loop */
 	else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED)
 		log_error("worker %d: accept: %s", w->index, strerror(-res));
-	/* After srv_conn_open: arming again overwrites the address. */
-	if (!w->stopping && !w->accept_paused)
-		srv_arm_accept_one(w, a);
+	if (!more && !w->stopping && !w->accept_paused)
+		srv_arm_accept(w);
 }
 
 static void srv_handle_cancel(struct srv_conn *c)
@@ -108,7 +100,10 @@ static void srv_dispatch(struct srv_worker *w, const struct io_uring_cqe *cqe)
 		w->inflight--;
 	switch (cqe->user_data & SRV_OP_MASK) {
 	case OP_ACCEPT:
-		srv_handle_accept(w, ptr, cqe->res);
+		srv_handle_accept(w, 0, cqe->res, more);
+		break;
+	case OP_ACCEPT6:
+		srv_handle_accept(w, 1, cqe->res, more);
 		break;
 	case OP_RECV:
 		srv_handle_recv(w, ptr, cqe, more);

@@ -1,7 +1,6 @@
 /* server.h: the io_uring HTTP server.  One ring and one SO_REUSEPORT
- * listener per worker thread; accepts that carry the peer's address,
- * multishot receive with a provided-buffer ring; keep-alive, pipelining
- * and idle timeouts. */
+ * listener per worker thread; multishot accept and receive with a
+ * provided-buffer ring; keep-alive, pipelining and idle timeouts. */
 #ifndef IMDS_SERVER_H
 #define IMDS_SERVER_H
 

@@ -28,7 +28,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "http/http.h"
@@ -47,14 +46,6 @@
 #define SRV_BUF_SIZE 4096
 #define SRV_BUF_GROUP 0
 #define SRV_ROUTE_TRIES 4
-/* Accepts armed per listener.  Each is a single-shot accept with its own
- * address buffer, so the kernel hands over the peer's address with the
- * socket (a multishot accept writes every address into one buffer, which
- * the next accept overwrites before the completion is read), and imdsd
- * needs no getpeername() per connection.  Accepts on one listener wake one
- * at a time (the kernel polls for them exclusively), so 32 armed take up
- * to 32 connections per ring round trip. */
-#define SRV_ACCEPTS 32
 
 enum srv_op {
 	OP_ACCEPT = 1,
@@ -65,20 +56,12 @@ enum srv_op {
 	OP_WAKE = 6,
 	OP_STOP = 7,
 	OP_ACK_POLL = 8,
+	OP_ACCEPT6 = 9, /* the IPv6 listener's accept (OP_ACCEPT: IPv4's) */
 	OP_FD_DONE = 10, /* a socket's close issued on the ring: nothing to do after */
 };
 #define SRV_OP_MASK 15u
 
 struct srv_worker;
-
-/* One armed accept (SRV_ACCEPTS): the kernel writes the peer's address
- * here.  16-byte aligned: its pointer carries the op tag. */
-struct srv_accept {
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	uint8_t listener; /* 0: listen_fd, 1: listen_fd6 */
-	bool armed;
-} __attribute__((aligned(16)));
 
 struct srv_conn {
 	struct srv_conn *prev, *next; /* the worker's list, for idle scans and stop */
@@ -114,7 +97,7 @@ struct srv_worker {
 	bool ring_ready;
 	int listen_fd;
 	int listen_fd6; /* [fd00:ec2::254]:port, or -1 */
-	struct srv_accept accepts[2][SRV_ACCEPTS]; /* of listen_fd, listen_fd6 */
+	bool accept_armed[2]; /* the multishot accept of listen_fd, listen_fd6 */
 	int wake_fd;
 	uint64_t wake_buf;
 	struct io_uring_buf_ring *br;
@@ -280,9 +263,8 @@ void srv_arm_accept(struct srv_worker *w);
 void srv_arm_tick(struct srv_worker *w);
 
 /* ---- conn.c ---- */
-/* A socket accepted by the listener, from the peer at `sa` (as accept
- * gave it): served, or closed without a byte. */
-void srv_conn_open(struct srv_worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+/* A socket accepted by the listener: served, or closed without a byte. */
+void srv_conn_open(struct srv_worker *w, int fd);
 /* Stops serving `c`: no more input, output or re-arming.  Its memory stays
  * until srv_conn_maybe_free sees nothing in flight. */
 void srv_conn_close(struct srv_worker *w, struct srv_conn *c);
