@@ -14,6 +14,7 @@
 
 #define SYNC_PASSWORD_ENV "IMDS_ETCD_PASSWORD"
 #define SYNC_ENDPOINTS_MAX 16
+#define SYNC_SYNOPSIS "--etcd URL[,URL...] --prefix /imds/hosts/HOST/vms/ [OPTIONS]"
 
 enum { SO_ETCD, SO_PREFIX, SO_CACERT, SO_CERT, SO_KEY, SO_USER, SO_PASSWORD_FILE, SO_METRICS_FILE };
 
@@ -96,10 +97,8 @@ static char *sync_password(const struct sync_args *a)
 
 static int sync_check(struct sync_args *a)
 {
-	const char *synopsis = "sync --etcd URL[,URL...] --prefix /imds/hosts/HOST/vms/ [OPTIONS]";
-
 	if (!a->o.etcd.n_endpoints || !a->o.prefix) {
-		loadmap_err("sync: --etcd and --prefix are required (usage: %s)", synopsis);
+		loadmap_err("sync: --etcd and --prefix are required (usage: sync %s)", SYNC_SYNOPSIS);
 		return -1;
 	}
 	if (a->o.prefix[0] != '/' || a->o.prefix[strlen(a->o.prefix) - 1] != '/') {
@@ -122,12 +121,13 @@ static int sync_check(struct sync_args *a)
 int loadmap_cmd_sync(struct loadmap_ctx *ctx, int argc, char **argv)
 {
 	struct sync_args a = { 0 };
-	int ret = LOADMAP_USAGE;
+	int ret = LOADMAP_USAGE, end;
 
 	/* argv[-1] is "sync": getopt wants the program's name first. */
-	if (cli_parse(argc + 1, argv - 1, sync_options, "[OPTIONS]", sync_on_option, &a) != argc + 1)
-		loadmap_err("sync: unexpected argument (usage: sync --etcd URL[,URL...] --prefix PREFIX [OPTIONS])");
-	else if (sync_check(&a) == 0) {
+	end = cli_parse(argc + 1, argv - 1, sync_options, SYNC_SYNOPSIS, sync_on_option, &a);
+	if (end >= 0 && end != argc + 1)
+		loadmap_err("sync: unexpected argument '%s' (usage: sync %s)", argv[end - 1], SYNC_SYNOPSIS);
+	else if (end >= 0 && sync_check(&a) == 0) {
 		ret = LOADMAP_FAIL;
 		log_init("imds-loadmap");
 		a.o.etcd.stop = &loadmap_stop;
