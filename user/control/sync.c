@@ -41,29 +41,32 @@ static void sync_summary(const struct sync *sy, const char *what, const struct p
 	sync_metrics_write(sy);
 }
 
+static int sync_kv_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct etcd_kv *)a)->key, ((const struct etcd_kv *)b)->key);
+}
+
 /* Loaded VMs that no key of the prefix names (sync owns the store), as
- * copies: the VM table may change under a reader without the lock. */
-static int sync_orphans(const struct sync *sy, const struct etcd_kvs *kvs, char (**out)[IMDS_INSTANCE_ID_MAX],
-			size_t *n)
+ * copies: the VM table may change under a reader without the lock.  The
+ * keys are sorted here, each VM's key looked up. */
+static int sync_orphans(const struct sync *sy, struct etcd_kvs *kvs, char (**out)[IMDS_INSTANCE_ID_MAX], size_t *n)
 {
 	const struct store *s = sy->s;
 	char(*ids)[IMDS_INSTANCE_ID_MAX] = calloc(s->max_slots, sizeof(*ids));
+	char key[4096];
 
 	if (!ids)
 		return -ENOMEM;
+	qsort(kvs->kv, kvs->n, sizeof(*kvs->kv), sync_kv_cmp);
 	*n = 0;
 	for (uint32_t slot = 1; slot < s->max_slots; slot++) {
-		bool named = false;
+		struct etcd_kv probe = { .key = key };
 
 		if (!store_vm_active(&s->vms[slot]))
 			continue;
 		snprintf(ids[*n], sizeof(ids[*n]), "%s", s->vms[slot].instance_id);
-		for (size_t k = 0; k < kvs->n && !named; k++) {
-			const char *kid = sync_key_id(sy, kvs->kv[k].key);
-
-			named = kid && strcmp(kid, ids[*n]) == 0;
-		}
-		if (!named)
+		snprintf(key, sizeof(key), "%s%s", sy->prefix, ids[*n]);
+		if (!bsearch(&probe, kvs->kv, kvs->n, sizeof(*kvs->kv), sync_kv_cmp))
 			(*n)++;
 	}
 	*out = ids;
@@ -71,8 +74,9 @@ static int sync_orphans(const struct sync *sy, const struct etcd_kvs *kvs, char 
 }
 
 /* The changes for a set of key-values, the last of each key winning (a
- * watch may put and delete one key in one batch). */
-static struct sync_change *sync_changes(struct sync *sy, const struct etcd_kvs *kvs, size_t *n)
+ * watch may put and delete one key in one batch; a range's keys are
+ * unique). */
+static struct sync_change *sync_changes(struct sync *sy, const struct etcd_kvs *kvs, bool unique, size_t *n)
 {
 	struct sync_change *ch = calloc(kvs->n ? kvs->n : 1, sizeof(*ch));
 
@@ -82,7 +86,7 @@ static struct sync_change *sync_changes(struct sync *sy, const struct etcd_kvs *
 		const char *id = sync_key_id(sy, kv->key);
 		bool later = false;
 
-		for (size_t k = i + 1; k < kvs->n && !later; k++)
+		for (size_t k = i + 1; !unique && k < kvs->n && !later; k++)
 			later = strcmp(kvs->kv[k].key, kv->key) == 0;
 		if (later)
 			continue;
@@ -99,11 +103,11 @@ static struct sync_change *sync_changes(struct sync *sy, const struct etcd_kvs *
 	return ch;
 }
 
-static int sync_apply_kvs(struct sync *sy, const struct etcd_kvs *kvs, const char *const *doomed, size_t n_doomed,
-			  struct plan *total)
+static int sync_apply_kvs(struct sync *sy, const struct etcd_kvs *kvs, bool unique, const char *const *doomed,
+			  size_t n_doomed, struct plan *total)
 {
 	size_t n;
-	struct sync_change *ch = sync_changes(sy, kvs, &n);
+	struct sync_change *ch = sync_changes(sy, kvs, unique, &n);
 	int ret = ch ? sync_apply(sy, ch, n, doomed, n_doomed, total) : -ENOMEM;
 
 	free(ch);
@@ -132,7 +136,7 @@ static int sync_full_read(struct sync *sy, const char *why)
 	for (size_t i = 0; !ret && i < n_orphans; i++)
 		doomed[i] = orphans[i];
 	if (!ret)
-		ret = sync_apply_kvs(sy, &kvs, doomed, n_orphans, &total);
+		ret = sync_apply_kvs(sy, &kvs, true, doomed, n_orphans, &total);
 	if (!ret) {
 		sy->stats.full_reads++;
 		sy->stats.revision = revision;
@@ -144,7 +148,9 @@ static int sync_full_read(struct sync *sy, const char *why)
 	return ret;
 }
 
-static void sync_apply_events(struct sync *sy, struct etcd_kvs *events)
+/* -ENOMEM leaves the revision where it was: the caller ends the watch,
+ * and the next one starts again at these events. */
+static int sync_apply_events(struct sync *sy, struct etcd_kvs *events)
 {
 	struct plan total;
 	int64_t last = sy->stats.revision;
@@ -153,12 +159,14 @@ static void sync_apply_events(struct sync *sy, struct etcd_kvs *events)
 	for (size_t i = 0; i < events->n; i++)
 		if (events->kv[i].mod_revision > last)
 			last = events->kv[i].mod_revision;
-	if (sync_apply_kvs(sy, events, NULL, 0, &total)) {
-		log_error("sync: out of memory applying %zu events (to be read again)", events->n);
-		return; /* the revision stays: the reconnection reads them again */
+	if (sync_apply_kvs(sy, events, false, NULL, 0, &total)) {
+		log_error("sync: out of memory applying %zu events: watching again from revision %lld", events->n,
+			  (long long)sy->stats.revision + 1);
+		return -ENOMEM;
 	}
 	sy->stats.revision = last;
 	sync_summary(sy, "watch", &total, t0);
+	return 0;
 }
 
 /* Follows the watch until it ends (-EIO), is compacted (-ERANGE) or stop. */
@@ -185,8 +193,10 @@ static int sync_follow(struct sync *sy, volatile sig_atomic_t *stop, int *backof
 			log_info("sync: watching %s at %s from revision %lld", sy->prefix, etcd_endpoint(sy->etcd),
 				 (long long)sy->stats.revision + 1);
 		}
-		if (events.n)
-			sync_apply_events(sy, &events);
+		if (events.n && sync_apply_events(sy, &events)) {
+			state = ETCD_WATCH_ENDED;
+			snprintf(err, sizeof(err), "the watch ends: its events were not applied");
+		}
 		etcd_kvs_free(&events);
 	}
 	sy->stats.connected = 0;
