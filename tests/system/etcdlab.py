@@ -140,11 +140,12 @@ class Sync:
                "--prefix", prefix, "--metrics-file", self.metrics, *args]
         if self.netns:
             cmd = ["nsenter", f"--net=/run/netns/{self.netns}", *cmd]
+        after = len(self.log_text()) if os.path.exists(self.log) else 0  # this run's lines only
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          env=dict(os.environ, **(env or {})))
         if wait:
-            self.wait_log(wait, timeout)
+            self.wait_log(wait, timeout, after)
 
     def log_text(self):
         with open(self.log, errors="replace") as f:

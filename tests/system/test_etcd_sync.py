@@ -331,3 +331,30 @@ def test_sigterm_ends_a_request_that_hangs(tmp_path, bare_store):
             sync.stop()
     assert took < 2.0, f"sync took {took:.1f} s to stop"
     assert "aborted by an application callback" in sync.log_text()
+
+
+def test_sync_owns_the_store_and_a_restart_republishes_nothing(tmp_path, bare_store):
+    """A VM loaded by other means is deleted at sync's read (docs/control-
+    plane.md, "What sync owns"); sync started again over unchanged keys
+    changes nothing, not even a VM's tree generation."""
+    path = tmp_path / "by-hand.json"
+    path.write_text(json.dumps({"vms": [record(9)]}))
+    imdslab.run([imdslab.LOADMAP, "--pin-dir", bare_store, "load", str(path)])
+    etcd = Etcd(tmp_path)
+    sync = Sync(tmp_path, "owner", bare_store)
+    try:
+        etcd.start()
+        etcd.txn(puts={key("a", i): value(i) for i in (1, 2)})
+        sync.start([etcd.url], PREFIX["a"])
+        assert "read at revision 2: 2 added, 0 updated, 1 deleted, 0 unchanged" in sync.log_text()
+        assert loaded(bare_store) == {iid(1), iid(2)}
+        show = [imdslab.LOADMAP, "--pin-dir", bare_store, "show", iid(1)]
+        generation = json.loads(imdslab.run(show).stdout)["tree-generation"]
+        sync.stop()
+        start = len(sync.log_text())
+        sync.start([etcd.url], PREFIX["a"])
+        assert "read at revision 2: 0 added, 0 updated, 0 deleted, 2 unchanged" in sync.log_text()[start:]
+        assert json.loads(imdslab.run(show).stdout)["tree-generation"] == generation
+    finally:
+        sync.stop()
+        etcd.stop()
