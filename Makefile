@@ -277,6 +277,7 @@ install: all
 	install -m 644 $(INSTALL_DOCS) $(DESTDIR)$(DOCDIR)/
 	install -m 644 examples/vms.json examples/vms-flavors.json $(DESTDIR)$(DOCDIR)/examples/
 	$(INSTALL_SUBST) dist/imdsd.service.in > $(DESTDIR)$(UNITDIR)/imdsd.service
+	$(INSTALL_SUBST) dist/imds-sync.service.in > $(DESTDIR)$(UNITDIR)/imds-sync.service
 	$(INSTALL_SUBST) dist/default-imds.in > $(DESTDIR)$(DOCDIR)/examples/default-imds
 	@# an operator's settings are never overwritten
 	test -e $(DESTDIR)$(SYSCONFDIR)/default/imds || \
@@ -288,7 +289,7 @@ uninstall:
 		rm -f $(DESTDIR)$(SYSCONFDIR)/default/imds; fi
 	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,imdsd imds-loadmap imds-storm) \
 		$(DESTDIR)$(LIBEXECDIR)/imds/imds-libvirt-hook \
-		$(DESTDIR)$(HOOKDIR)/imds $(DESTDIR)$(UNITDIR)/imdsd.service \
+		$(DESTDIR)$(HOOKDIR)/imds $(DESTDIR)$(UNITDIR)/imdsd.service $(DESTDIR)$(UNITDIR)/imds-sync.service \
 		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(addsuffix .8,$(MAN_PROGS)))
 	rm -rf $(DESTDIR)$(DOCDIR)
 	rmdir $(DESTDIR)$(LIBEXECDIR)/imds 2>/dev/null || true

@@ -13,8 +13,17 @@
 - `make deb`, `apt-get install ./imds_*.deb`: the installed /usr/sbin/imdsd
   serves a VM on a lab bridge, the installed unit verifies, and `apt-get
   purge` leaves nothing (files, pins, programs on ports, hook, keys)
-  (acceptance 1)."""
+  (acceptance 1).
+- The second unit, imds-sync.service (docs/operations.md, "The sync
+  unit"): installed by make install and the package, verified and scored
+  like imdsd's; its ExecStart=, expanded by the test from the installed
+  /etc/default/imds as systemd would, runs the installed imds-loadmap
+  sync under exactly the unit's bounding set against a real etcd, and the
+  lab VM is served the record etcd holds; with the file as installed it is
+  a usage error (exit 2, not restarted); without CAP_BPF it cannot open
+  the store."""
 
+import json
 import os
 import re
 import subprocess
@@ -23,6 +32,7 @@ import pytest
 
 import imdslab
 import vmdata
+from etcdlab import Etcd
 from imdslab import assert_served, run
 from vmhttp import NoResponse, get
 
@@ -30,6 +40,7 @@ ROOT = imdslab.ROOT
 BUILD = imdslab.BUILD
 VERSION = open(os.path.join(ROOT, "VERSION")).read().strip()
 UNIT_IN = os.path.join(ROOT, "dist", "imdsd.service.in")
+UNITS = ("imdsd.service", "imds-sync.service")
 PROGS = ("imdsd", "imds-loadmap", "imds-storm")
 # What `systemd-analyze security` scores the unit (docs/operations.md).
 EXPOSURE_MAX = 4.5
@@ -58,18 +69,18 @@ def assert_ports_clean(lab, port="vm1"):
         assert not any(n.startswith("imds_") for n in names), f"{names} left on {port} {direction}"
 
 
-def unit_caps():
+def unit_caps(path=UNIT_IN):
     """The unit's CapabilityBoundingSet, lower case without CAP_."""
-    m = re.search(r"^CapabilityBoundingSet=(.+)$", open(UNIT_IN).read(), re.M)
-    assert m, f"{UNIT_IN}: no CapabilityBoundingSet="
+    m = re.search(r"^CapabilityBoundingSet=(.+)$", open(path).read(), re.M)
+    assert m, f"{path}: no CapabilityBoundingSet="
     return [c.lower().removeprefix("cap_") for c in m.group(1).split()]
 
 
-def setpriv(caps):
-    """imdsd as root under this bounding set and no new privileges: what the
-    unit gives it (root's effective set is its bounding set)."""
+def setpriv(caps, prog=os.path.join(BUILD, "imdsd")):
+    """prog (imdsd) as root under this bounding set and no new privileges:
+    what the unit gives it (root's effective set is its bounding set)."""
     return ["setpriv", "--bounding-set", ",".join(["-all"] + [f"+{c}" for c in caps]), "--no-new-privs",
-            "--", os.path.join(BUILD, "imdsd")]
+            "--", prog]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +112,8 @@ def test_destdir_install_serves_and_uninstall_removes_all(lab, tmp_path):
     assert os.readlink(os.path.join(dest, HOOK_PATH.lstrip("/"))) == "/usr/local/libexec/imds/imds-libvirt-hook"
     conf = open(os.path.join(dest, "etc/default/imds")).read()
     assert "IMDS_LOADMAP=/usr/local/sbin/imds-loadmap" in conf, conf
-    for path in ("usr/local/lib/systemd/system/imdsd.service", "usr/local/share/man/man8/imdsd.8",
+    for path in ("usr/local/lib/systemd/system/imdsd.service", "usr/local/lib/systemd/system/imds-sync.service",
+                 "usr/local/share/man/man8/imdsd.8",
                  "usr/local/share/doc/imds/operations.md",):
         assert os.path.exists(os.path.join(dest, path)), f"make install left out {path}"
 
@@ -125,23 +137,27 @@ def test_prefix_install_unit_verifies(tmp_path):
     prefix = str(tmp_path / "usr")
     etc = str(tmp_path / "etc")
     make("install", f"PREFIX={prefix}", f"SYSCONFDIR={etc}")
-    unit = os.path.join(prefix, "lib/systemd/system/imdsd.service")
-    text = open(unit).read()
+    units = [os.path.join(prefix, "lib/systemd/system", u) for u in UNITS]
+    text = open(units[0]).read()
     assert f"ExecStart={prefix}/sbin/imdsd --bridge ${{IMDS_BRIDGES}}" in text, text
-    assert f"EnvironmentFile=-{etc}/default/imds" in text, text
+    sync_text = open(units[1]).read()
+    assert f"ExecStart={prefix}/sbin/imds-loadmap --pin-dir ${{IMDS_PIN_DIR}} sync " in sync_text, sync_text
+    for t in (text, sync_text):
+        assert f"EnvironmentFile=-{etc}/default/imds" in t, t
     assert os.readlink(os.path.join(etc, "libvirt/hooks/qemu.d/imds")) == f"{prefix}/libexec/imds/imds-libvirt-hook"
     env = dict(os.environ, MANPATH=os.path.join(prefix, "share/man"))
-    p = run(["systemd-analyze", "verify", unit], check=False, env=env)
-    assert p.returncode == 0 and not p.stderr.strip(), f"verify: {p.returncode}\n{p.stderr}"
-
-    p = run(["systemd-analyze", "security", "--offline=true", unit], check=False)
-    m = re.search(r"Overall exposure level for imdsd.service: ([0-9.]+)", p.stdout)
-    assert m, f"security: {p.returncode}\n{p.stdout}\n{p.stderr}"
-    assert float(m.group(1)) <= EXPOSURE_MAX, p.stdout
+    for unit, name in zip(units, UNITS):
+        p = run(["systemd-analyze", "verify", unit], check=False, env=env)
+        assert p.returncode == 0 and not p.stderr.strip(), f"verify {name}: {p.returncode}\n{p.stderr}"
+        p = run(["systemd-analyze", "security", "--offline=true", unit], check=False)
+        m = re.search(rf"Overall exposure level for {name}: ([0-9.]+)", p.stdout)
+        assert m, f"security: {p.returncode}\n{p.stdout}\n{p.stderr}"
+        print(f"\n{name}: exposure {m.group(1)}")
+        assert float(m.group(1)) <= EXPOSURE_MAX, p.stdout
 
     # The check can fail: without the program ExecStart names, verify refuses.
     os.rename(f"{prefix}/sbin/imdsd", f"{prefix}/sbin/imdsd.away")
-    p = run(["systemd-analyze", "verify", unit], check=False, env=env)
+    p = run(["systemd-analyze", "verify", units[0]], check=False, env=env)
     assert p.returncode != 0 and "imdsd" in p.stderr, p.stderr
     os.rename(f"{prefix}/sbin/imdsd.away", f"{prefix}/sbin/imdsd")
 
@@ -273,7 +289,103 @@ def host_without_imds():
             os.rename(saved, DEFAULT_KEY_DIR)
 
 
-def test_deb_installs_serves_and_purges_clean(lab, host_without_imds):
+def assert_units_not_enabled(deb, tmp_path):
+    """dh_installsystemd --no-enable handled both units: the postinst enables
+    a unit only where it was enabled before (an upgrade), and the start it
+    asks for is refused by deb-systemd-invoke for a disabled unit."""
+    ctl = str(tmp_path / "control")
+    run(["dpkg-deb", "-e", deb, ctl])
+    postinst = open(os.path.join(ctl, "postinst")).read()
+    for unit in UNITS:
+        assert f"if deb-systemd-helper debian-installed '{unit}'" in postinst, f"{unit} enabled at install?\n{postinst}"
+        assert re.search(rf"deb-systemd-invoke .*'{unit}'", postinst), f"{unit} not restarted on upgrade\n{postinst}"
+
+
+def default_file_values(text):
+    """KEY=VALUE lines of /etc/default/imds, values unquoted."""
+    out = {}
+    for m in re.finditer(r"^([A-Z_]+)=(.*)$", text, re.M):
+        v = m.group(2)
+        out[m.group(1)] = v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'" else v
+    return out
+
+
+def unit_exec_start(unit_text, conf_text):
+    """A unit's ExecStart= as systemd runs it (systemd.service(5), "Command
+    lines"): Environment= then the EnvironmentFile's values; ${VAR} is one
+    argument, even empty; $VAR is split at whitespace, into zero or more."""
+    env = dict(re.findall(r"^Environment=([A-Z_]+)=(.*)$", unit_text, re.M))
+    env.update(default_file_values(conf_text))
+    m = re.search(r"^ExecStart=(.+)$", unit_text, re.M)
+    assert m and "'" not in m.group(1) and '"' not in m.group(1), "the expansion here handles no quotes"
+    argv = []
+    for word in m.group(1).split():
+        if v := re.fullmatch(r"\$\{([A-Z_]+)\}", word):
+            argv.append(env.get(v.group(1), ""))
+        elif v := re.fullmatch(r"\$([A-Z_]+)", word):
+            argv += env.get(v.group(1), "").split()
+        else:
+            assert "$" not in word, word
+            argv.append(word)
+    return argv
+
+
+def run_unit_command(lab, enter, unit, caps, log, wait=None):
+    """The unit's command as the installed /etc/default/imds makes it, under
+    the unit's bounding set, on the private bpffs and in the lab's host
+    namespace (where the records' port names resolve)."""
+    argv = unit_exec_start(open(unit).read(), open("/etc/default/imds").read())
+    cmd = [*enter, "nsenter", f"--net=/run/netns/{lab.host_ns}", *setpriv(caps, argv[0]), *argv[1:]]
+    env = {k: v for k, v in os.environ.items() if k not in ("IMDS_KEY_DIR", "IMDS_ETCD_PASSWORD")}
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+    if wait:
+        imdslab.wait_until(f"{wait!r} in the log", lambda: wait in open(log.name).read() or proc.poll() is not None, 30)
+    return proc
+
+
+def check_sync_unit(lab, enter, unit, tmp_path):
+    """imds-sync.service without systemd: the installed file as it is, then
+    with etcd named in it, then without CAP_BPF."""
+    caps = unit_caps(unit)
+    assert caps == ["bpf"], caps
+    log = open(tmp_path / "sync.log", "w+")
+    proc = run_unit_command(lab, enter, unit, caps, log)
+    assert proc.wait(30) == 2, open(log.name).read()  # RestartPreventExitStatus=2: not restarted
+    assert "--etcd and --prefix are required" in open(log.name).read()
+
+    (tmp_path / "etcd").mkdir()
+    etcd = Etcd(tmp_path / "etcd")
+    pristine = open("/etc/default/imds").read()
+    prefix = "/imds/hosts/pkg-host/vms/"
+    rec = dict(vmdata.vm_record(1), **{"meta-data": dict(vmdata.vm_record(1)["meta-data"], hostname="from-etcd")})
+    proc = None
+    try:
+        etcd.start()
+        etcd.put(prefix + vmdata.instance_id(1), json.dumps(rec))
+        with open("/etc/default/imds", "a") as f:
+            f.write(f'IMDS_ETCD_ENDPOINTS="unix:{etcd.socket}"\nIMDS_ETCD_PREFIX="{prefix}"\n'
+                    f'IMDS_SYNC_ARGS="--metrics-file {tmp_path}/sync.prom"\n')
+        proc = run_unit_command(lab, enter, unit, caps, log, wait="sync: watching")
+        assert proc.poll() is None, open(log.name).read()
+        r = get(lab.vm_ns(1), "/latest/meta-data/hostname")
+        assert (r.status, r.body) == (200, b"from-etcd"), r
+        assert "imds_sync_connected 1" in open(tmp_path / "sync.prom").read()
+        proc.terminate()
+        assert proc.wait(10) == 0, open(log.name).read()
+
+        # The bounding set is what limits it: without CAP_BPF, no store.
+        proc = run_unit_command(lab, enter, unit, [], log)
+        assert proc.wait(30) == 1 and "cannot open pinned maps" in open(log.name).read()
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        etcd.stop()
+        open("/etc/default/imds", "w").write(pristine)
+        log.close()
+
+
+def test_deb_installs_serves_and_purges_clean(lab, host_without_imds, tmp_path):
     enter = host_without_imds.enter
     out = make("deb", timeout=900).stdout
     deb = out.strip().splitlines()[-1]
@@ -282,15 +394,18 @@ def test_deb_installs_serves_and_purges_clean(lab, host_without_imds):
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run([*APT, "install", deb], timeout=300, env=env)
     contents = [line.split()[5].removeprefix(".") for line in run(["dpkg-deb", "-c", deb]).stdout.splitlines()]
-    for path in ("/usr/sbin/imdsd", "/usr/sbin/imds-loadmap", "/lib/systemd/system/imdsd.service",
+    units = [f"/lib/systemd/system/{u}" for u in UNITS]
+    for path in ("/usr/sbin/imdsd", "/usr/sbin/imds-loadmap", *units,
                  "/etc/default/imds", HOOK_PATH, "/usr/share/man/man8/imdsd.8.gz"):
         assert path in contents, f"the package lacks {path}"
     files = [f for f in run(["dpkg-query", "-L", "imds"]).stdout.split() if not os.path.isdir(f)]
     # verify also checks Documentation=man:imdsd(8), unless a dpkg
     # path-exclude (minimal images) kept the man pages out.
     man = [] if os.path.exists("/usr/share/man/man8/imdsd.8.gz") else ["--man=no"]
-    p = run(["systemd-analyze", "verify", *man, "/lib/systemd/system/imdsd.service"], check=False)
-    assert p.returncode == 0 and not p.stderr.strip(), f"verify: {p.returncode}\n{p.stderr}"
+    for unit in units:
+        p = run(["systemd-analyze", "verify", *man, unit], check=False)
+        assert p.returncode == 0 and not p.stderr.strip(), f"verify {unit}: {p.returncode}\n{p.stderr}"
+    assert_units_not_enabled(deb, tmp_path)
     assert run(["/usr/sbin/imdsd", "--version"]).stdout == f"imdsd {VERSION}\n"
     # The hook as libvirt runs it: a domain without <imds:vm> is left alone.
     p = run([HOOK_PATH, "web1", "prepare", "begin", "-"], check=False, input="<domain><name>web1</name></domain>")
@@ -306,6 +421,7 @@ def test_deb_installs_serves_and_purges_clean(lab, host_without_imds):
             env=env_keys)
         lab.start_imdsd(wrapper=enter)
         assert_served(lab, 1)
+        check_sync_unit(lab, enter, "/lib/systemd/system/imds-sync.service", tmp_path)
         assert lab.stop_imdsd() == 0
     finally:
         lab.kill_imdsd()
