@@ -203,8 +203,8 @@ static inline void srv_set_data(struct io_uring_sqe *sqe, void *ptr, enum srv_op
  * A multishot one posts a completion per buffer the kernel fills and stops
  * (no IORING_CQE_F_MORE) on EOF, on an error, and with -ENOBUFS when the
  * group is empty.  A connection's first receive is a single one: a client
- * that sends one request and "Connection: close" (cloud-init's pattern,
- * a connection per path) then has no receive pending when its answer has
+ * that sends one request and "Connection: close" (a connection per path,
+ * as imds-storm's conn mode) then has no receive pending when its answer has
  * gone, so closing it is one close, with no shutdown() to end a receive
  * first; the completion arms the multishot one when the connection goes on. */
 static inline void srv_arm_recv_as(struct srv_worker *w, struct srv_conn *c, bool multishot)
