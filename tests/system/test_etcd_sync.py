@@ -19,6 +19,9 @@ hosts: they move).
    (SIGSTOP) while updates are made and the history is compacted past its
    revision: both hosts end with every update (A by reading the prefix
    again, as its counters say).
+   A VM whose record names no port keeps the port `bind` gave it (the
+   libvirt hook's, IMDS_LIBVIRT_RECORDS=etcd) through a changed record and
+   through sync's re-read at its restart.
 5. TLS with client certificates, and user/password authentication: each
    connects (a small etcd of its own each, no lab needed).
 """
@@ -191,6 +194,39 @@ def test_etcd_down_10s_and_a_compaction_lose_no_update(fleet):
     assert "is compacted" in a.log_text()
     # Nothing stale: host A's store is exactly its prefix, B's too.
     assert listed(labs["b"]) == {iid(i) for i in B_VMS} | {iid(i) for i in MOVERS}
+
+
+def test_a_runtime_bind_survives_publishes_and_rereads(fleet):
+    """What the libvirt hook does on an etcd host (IMDS_LIBVIRT_RECORDS=etcd,
+    docs/libvirt.md): the record in etcd names no port, and `bind` pins the
+    VM to its tap.  A changed record from etcd keeps the pin (and an unbind),
+    and so does sync's re-read at its restart."""
+    etcd, labs, syncs = fleet
+    i, lab, sync = A_PROBES[0], labs["a"], syncs["a"]
+
+    def put_unported(version):
+        rev = etcd.put(key("a", i), json.dumps({k: v for k, v in record(i, version).items() if k != "port"}))
+        sync.wait_log(f"watch revision {rev}: ", 5)
+
+    assert lab.loadmap("unbind", iid(i)).returncode == 0
+    put_unported(3)
+    assert lab.port_binding(iid(i)) == ("-", "unbound"), "the unbind was undone"
+    assert hostname_of(lab, i, timeout=0.5) == "timeout"
+    assert lab.loadmap("bind", iid(i), f"vm{i}").returncode == 0
+    assert hostname_of(lab, i) == f"vm{i}-v3.etcd.lab"
+    put_unported(4)
+    assert lab.port_binding(iid(i)) == (f"vm{i}", "pinned"), "the bind was undone by a publish"
+    assert hostname_of(lab, i) == f"vm{i}-v4.etcd.lab"
+    sync.stop()
+    after = len(sync.log_text())
+    sync.start([f"unix:{etcd.socket}"], PREFIX["a"])
+    assert re.search(r"read at revision \d+: 0 added, 0 updated, 0 deleted", sync.log_text()[after:]), sync.log_text()[after:]
+    assert lab.port_binding(iid(i)) == (f"vm{i}", "pinned"), "the bind was undone by the re-read"
+    assert hostname_of(lab, i) == f"vm{i}-v4.etcd.lab"
+    # A record that names its port again sets it (here the same one).
+    rev = etcd.put(key("a", i), value(i, 5))
+    sync.wait_log(f"watch revision {rev}: ", 5)
+    assert lab.port_binding(iid(i)) == (f"vm{i}", "pinned")
 
 
 # ---- TLS and user/password: an etcd of their own each ----

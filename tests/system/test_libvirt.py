@@ -10,6 +10,11 @@
   the loader's error.
 - While it runs it is pinned to its vnetN (the hook names the tap as the
   record's port); started again it is pinned to its new tap.
+- On an etcd host (IMDS_LIBVIRT_RECORDS=etcd, a real etcd and
+  `imds-loadmap sync`): the domain names its VM by instance-id only; the
+  hook pins the VM sync loaded to the tap, the pin survives a changed record
+  from etcd, the guest is served, and at release the VM is unpinned, not
+  deleted (it is etcd's).
 
 The machines have no systemd: the test starts virtlogd and libvirtd itself,
 inside the lab's host network namespace (libvirtd creates the taps where it
@@ -32,6 +37,7 @@ import pytest
 
 import imdslab
 import vmdata
+from etcdlab import Etcd, Sync
 
 sys.path.insert(0, os.path.join(imdslab.ROOT, "tests", "e2e"))
 import guests  # noqa: E402
@@ -72,10 +78,11 @@ class Libvirt:
         self.pids = {}
         self.domains = []
 
-    def install_hook(self):
+    def install_hook(self, **settings):
         # libvirt gives hooks a bare environment: the wrapper sets ours.
         env = {"IMDS_CONFIG": "/dev/null", "IMDS_LOADMAP": imdslab.LOADMAP, "IMDS_PIN_DIR": self.lab.pin_dir,
-               "IMDS_BRIDGES": self.lab.bridge, "IMDS_KEY_DIR": os.environ.get("IMDS_KEY_DIR", ""), "TMPDIR": self.workdir}
+               "IMDS_BRIDGES": self.lab.bridge, "IMDS_KEY_DIR": os.environ.get("IMDS_KEY_DIR", ""), "TMPDIR": self.workdir,
+               **settings}
         lines = ["#!/bin/sh", "# imds system test (tests/system/test_libvirt.py); removed at its end"]
         lines += [f"export {k}='{v}'" for k, v in env.items()]
         lines += [f"echo \"$(date +%T.%N) $*\" >> '{self.workdir}/hook-calls.log'", f"exec '{HOOK}' \"$@\""]
@@ -346,3 +353,45 @@ def test_sysinfo_block_is_accepted_by_libvirt(env, domain):
     dumped = virsh("dumpxml", name).stdout
     assert f"<uuid>{uuid}</uuid>" in dumped and f"<entry name='serial'>{uuid}</entry>" in dumped, dumped
     assert "<smbios mode='sysinfo'/>" in dumped, dumped
+
+
+def test_etcd_host_hook_pins_the_tap_and_sync_keeps_it(env, tmp_path):
+    """IMDS_LIBVIRT_RECORDS=etcd: sync loads the VM from etcd, the hook only
+    binds it to the tap libvirt made, and unbinds it at release."""
+    lab, lv, kernel, initramfs = env
+    iid, prefix = vmdata.instance_id(VM), "/imds/hosts/libvirt-lab/vms/"
+    rec = vmdata.vm_record(VM, port=False)
+    changed = dict(rec, **{"meta-data": dict(rec["meta-data"], hostname="changed-in-etcd")})
+    name = f"imds-etcd-{lab.suffix}"
+    serial = os.path.join(lv.workdir, f"serial-{name}.log")
+    etcd, sync = Etcd(tmp_path), Sync(tmp_path, "libvirt", lab.pin_dir, netns=lab.host_ns)
+    try:
+        etcd.start()
+        etcd.put(prefix + iid, json.dumps(rec))
+        sync.start([f"unix:{etcd.socket}"], prefix)
+        assert lab.port_binding(iid) == ("-", "unbound")
+        lv.install_hook(IMDS_LIBVIRT_RECORDS="etcd")
+        lv.define(name, domain_xml(name, {"instance-id": iid}, vmdata.vm_mac(VM), vmdata.vm_ipv4(VM), kernel,
+                                   initramfs, serial))
+        # A VM etcd does not hold for this host: the hook, run as libvirt runs
+        # it at `started`, refuses (libvirtd then stops the domain).
+        xml = domain_xml(name, {"instance-id": "i-0e7cabsentabsent0"}, vmdata.vm_mac(VM), vmdata.vm_ipv4(VM),
+                         kernel, initramfs, serial).replace("<model type='virtio'/>", "<target dev='vnet99'/>")
+        p = imdslab.run([HOOK_PATH, name, "started", "begin", "-"], check=False, input=xml)
+        assert p.returncode == 1 and "no VM i-0e7cabsentabsent0 is loaded" in p.stderr, p.stderr
+        assert "not starting: the VM cannot be pinned to its tap" in p.stderr, p.stderr
+
+        virsh("start", name)
+        tap = tap_of(name)
+        assert lab.port_binding(iid) == (tap, "pinned"), lv.hook_calls()
+        rev = etcd.put(prefix + iid, json.dumps(changed))
+        sync.wait_log(f"watch revision {rev}: 0 added, 1 updated", 5)
+        assert lab.port_binding(iid) == (tap, "pinned"), "a changed record from etcd undid the hook's bind"
+        lv.wait_shut_off(name)
+        assert_served(read_report(serial, name))
+        imdslab.wait_until("the release's unbind", lambda: lab.port_binding(iid) == ("-", "unbound"), 5)
+    finally:
+        lv.install_hook()
+        sync.stop()
+        etcd.stop()
+        lab.loadmap("delete", iid)

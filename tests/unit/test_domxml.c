@@ -62,7 +62,7 @@ static int remove_network(void **state)
 
 static int record_of(const char *xml, bool need_port, json_t **rec, struct domxml_error *err)
 {
-	struct domxml_conf conf = { bridges, 3, dirs, 2, need_port, false };
+	struct domxml_conf conf = { bridges, 3, dirs, 2, need_port, false, false };
 
 	err->text[0] = '\0';
 	return domxml_record(xml, strlen(xml), &conf, rec, err);
@@ -164,6 +164,24 @@ static void test_ipv4_from_the_network_dhcp_host(void **state)
 	    false, "no gone.xml in the network directories");
 }
 
+/* IMDS_LIBVIRT_RECORDS=etcd: the object names the VM only; the tap is
+ * found, and no ipv4 is asked for (etcd's record has it). */
+static void test_tap_only_needs_no_ipv4(void **state)
+{
+	const char *xml = DOM_HEAD DOM_VM("{\"instance-id\":\"i-1\"}") DOM_DEVICES
+		IF_BRIDGE("52:54:00:00:00:07", "br-imds", TARGET("vnet5")) DOM_TAIL;
+	struct domxml_conf conf = { bridges, 3, dirs, 2, true, false, true };
+	struct domxml_error err;
+	json_t *rec = NULL;
+
+	(void)state;
+	assert_int_equal(domxml_record(xml, strlen(xml), &conf, &rec, &err), 1);
+	assert_string_equal(str(rec, "port"), "vnet5");
+	assert_null(json_object_get(rec, "ipv4"));
+	json_decref(rec);
+	bad(xml, true, "\"ipv4\" is missing"); /* the same domain, records from <imds:vm> */
+}
+
 static void test_cdata(void **state)
 {
 	json_t *rec = good(DOM_HEAD DOM_VM("<![CDATA[\n{\"instance-id\":\"i-1\",\"ipv4\":\"10.0.0.7\","
@@ -228,6 +246,7 @@ int main(void)
 		cmocka_unit_test(test_mac_and_port_from_the_interface),
 		cmocka_unit_test(test_bridge_matched_by_a_pattern),
 		cmocka_unit_test(test_ipv4_from_the_network_dhcp_host),
+		cmocka_unit_test(test_tap_only_needs_no_ipv4),
 		cmocka_unit_test(test_cdata),
 		cmocka_unit_test(test_no_element_is_not_ours),
 		cmocka_unit_test(test_bad_json_says_where),

@@ -4,6 +4,9 @@
  * <imds:vm> element it checks the record at `prepare` (a bad record stops
  * the start), loads it pinned to the tap at `started` and `reconnect`, and
  * deletes it at `release`; every other call and every other domain: exit 0.
+ * With IMDS_LIBVIRT_RECORDS=etcd the records are etcd's (imds-loadmap sync
+ * owns the store): the hook only pins the VM its <imds:vm> names by
+ * instance-id to the tap at `started`/`reconnect`, and unpins it at `release`.
  * All the work on the store is imds-loadmap's: the hook only builds the
  * record and runs it.  It never calls libvirtd (a hook that does deadlocks).
  * Exit codes: 0 ok, 1 failure (libvirt aborts a start), 2 usage.
@@ -26,8 +29,9 @@
 
 /* The settings, each from the environment or else the config file. */
 struct hook_conf {
-	char *loadmap, *pin_dir, *bridges, *network_dirs, *prepare, *tmpdir;
+	char *loadmap, *pin_dir, *bridges, *network_dirs, *prepare, *records, *tmpdir;
 	const char *bridge_v[HOOK_MAX_LIST], *dir_v[HOOK_MAX_LIST];
+	bool from_etcd; /* IMDS_LIBVIRT_RECORDS=etcd */
 	struct domxml_conf dx;
 };
 
@@ -126,17 +130,19 @@ static void hook_conf_read(struct hook_conf *c)
 	c->bridges = hook_setting(text, "IMDS_BRIDGES", NULL);
 	c->network_dirs = hook_setting(text, "IMDS_LIBVIRT_NETWORK_DIRS", HOOK_DEFAULT_NETWORK_DIRS);
 	c->prepare = hook_setting(text, "IMDS_LIBVIRT_PREPARE", "fail");
+	c->records = hook_setting(text, "IMDS_LIBVIRT_RECORDS", "domain");
 	c->tmpdir = hook_setting(text, "TMPDIR", "/tmp");
 	free(text);
+	c->from_etcd = c->records && strcmp(c->records, "etcd") == 0;
 	c->dx.bridges = c->bridge_v;
 	c->dx.n_bridges = hook_split(c->bridges, NAMELIST_SEPARATORS, c->bridge_v, HOOK_MAX_LIST);
 	c->dx.network_dirs = c->dir_v;
 	c->dx.n_network_dirs = hook_split(c->network_dirs, ":", c->dir_v, HOOK_MAX_LIST);
 }
 
-/* Runs imds-loadmap with its --pin-dir and `cmd arg`; its messages go to
- * our stderr, which libvirt shows (virsh start) or logs.  Its exit code. */
-static int hook_loadmap(const struct hook_call *c, const char *cmd, const char *arg)
+/* Runs imds-loadmap with its --pin-dir and `cmd arg [arg2]`; its messages go
+ * to our stderr, which libvirt shows (virsh start) or logs.  Its exit code. */
+static int hook_loadmap(const struct hook_call *c, const char *cmd, const char *arg, const char *arg2)
 {
 	const char *argv[8];
 	size_t n = 0;
@@ -150,6 +156,7 @@ static int hook_loadmap(const struct hook_call *c, const char *cmd, const char *
 	}
 	argv[n++] = cmd;
 	argv[n++] = arg;
+	argv[n++] = arg2;
 	argv[n] = NULL;
 	fflush(NULL);
 	pid = fork();
@@ -214,7 +221,7 @@ static int hook_run_record(struct hook_call *c, json_t *record, const char *cmd)
 
 	if (rc < 0)
 		return 1;
-	rc = hook_loadmap(c, cmd, path);
+	rc = hook_loadmap(c, cmd, path, NULL);
 	unlink(path);
 	return rc;
 }
@@ -225,8 +232,11 @@ static int hook_prepare(struct hook_call *c)
 {
 	bool warn = strcmp(c->conf.prepare, "warn") == 0;
 	json_t *record;
-	int rc = hook_record(c, false, false, &record);
+	int rc;
 
+	if (c->conf.from_etcd)
+		return 0; /* etcd's record was checked by sync, which holds it or says why not */
+	rc = hook_record(c, false, false, &record);
 	if (rc > 0) {
 		rc = hook_run_record(c, record, "check") == 0 ? 1 : -1;
 		json_decref(record);
@@ -238,13 +248,18 @@ static int hook_prepare(struct hook_call *c)
 	return warn ? 0 : 1;
 }
 
+static int hook_started_etcd(struct hook_call *c);
+
 /* The tap exists (started) or libvirtd came back (reconnect): load the
  * VM pinned to the tap; loading an unchanged record again is harmless. */
 static int hook_started(struct hook_call *c)
 {
 	json_t *record;
-	int rc = hook_record(c, true, false, &record);
+	int rc;
 
+	if (c->conf.from_etcd)
+		return hook_started_etcd(c);
+	rc = hook_record(c, true, false, &record);
 	if (rc <= 0)
 		return rc < 0;
 	rc = hook_run_record(c, record, "load");
@@ -252,17 +267,49 @@ static int hook_started(struct hook_call *c)
 	return rc != 0;
 }
 
+/* `imds-loadmap CMD INSTANCE-ID [PORT]` for the record's VM. */
+static int hook_run_id(struct hook_call *c, json_t *record, const char *cmd, const char *port)
+{
+	json_t *id = json_object_get(record, "instance-id");
+
+	if (!json_is_string(id)) {
+		hook_err(c, "<imds:vm>: no \"instance-id\" string: nothing to %s", cmd);
+		return 1;
+	}
+	return hook_loadmap(c, cmd, json_string_value(id), port);
+}
+
+/* IMDS_LIBVIRT_RECORDS=etcd: sync loads the VM from etcd; the hook only
+ * tells it which tap is the VM's (docs/libvirt.md, "Records in etcd"). */
+static int hook_started_etcd(struct hook_call *c)
+{
+	bool warn = strcmp(c->conf.prepare, "warn") == 0;
+	json_t *record;
+	int rc;
+
+	c->conf.dx.tap_only = true;
+	rc = hook_record(c, true, false, &record);
+	if (rc <= 0)
+		return rc < 0;
+	rc = hook_run_id(c, record, "bind", json_string_value(json_object_get(record, "port")));
+	json_decref(record);
+	if (rc == 0)
+		return 0;
+	hook_err(c, "%s: is its record under this host's prefix in etcd, and imds-sync running "
+		 "(IMDS_LIBVIRT_RECORDS=etcd)?",
+		 warn ? "starting anyway (IMDS_LIBVIRT_PREPARE=warn): the VM will not be served"
+		      : "not starting: the VM cannot be pinned to its tap");
+	return warn ? 0 : 1;
+}
+
 static int hook_release(struct hook_call *c)
 {
-	json_t *record, *id;
+	json_t *record;
 	int rc = hook_record(c, false, true, &record);
 
 	if (rc <= 0)
 		return rc < 0;
-	id = json_object_get(record, "instance-id");
-	rc = json_is_string(id) ? hook_loadmap(c, "delete", json_string_value(id)) : 1;
-	if (!json_is_string(id))
-		hook_err(c, "<imds:vm>: no \"instance-id\" string: nothing to delete");
+	rc = hook_run_id(c, record, c->conf.from_etcd ? "unbind" : "delete", NULL);
 	json_decref(record);
 	return rc != 0;
 }
@@ -300,5 +347,10 @@ int main(int argc, char **argv)
 	if (!op)
 		return 0;
 	hook_conf_read(&c.conf);
+	if (!c.conf.from_etcd && c.conf.records[0] && strcmp(c.conf.records, "domain") != 0) {
+		hook_err(&c, "IMDS_LIBVIRT_RECORDS \"%s\": want \"domain\" (the record in <imds:vm>) or \"etcd\" "
+			 "(imds-sync loads it)", c.conf.records);
+		return 1;
+	}
 	return op->run(&c);
 }

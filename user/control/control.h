@@ -62,6 +62,11 @@ struct plan {
 	struct plan_step *steps;
 	size_t n;
 	int count[PLAN_ACTIONS];
+	/* Set between plan_make and plan_execute (sync): a record that names
+	 * no port and is not first-use leaves its VM's binding as `bind` or
+	 * `unbind` (the libvirt hook) made it, where a loader restores the
+	 * record's (docs/control-plane.md, "What sync owns"). */
+	bool keep_bindings;
 };
 
 enum plan_mode {

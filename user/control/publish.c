@@ -18,12 +18,27 @@ static uint8_t publish_binding(const struct vm_desc *vm)
 	return vm->port[0] ? IMDS_BIND_PINNED : vm->first_use ? IMDS_BIND_FIRST_USE : IMDS_BIND_NONE;
 }
 
+/* keep_bindings: the record says nothing of the VM's port, so the port it
+ * was bound to at run time stays its own; the pinned port's name, or NULL. */
+static const char *publish_kept_port(const struct plan *p, struct store *s, const struct vm_desc *vm)
+{
+	int slot;
+
+	if (!p->keep_bindings || publish_binding(vm) != IMDS_BIND_NONE)
+		return NULL;
+	slot = store_find(s, vm->instance_id);
+	if (slot < 0 || s->vms[slot].binding != IMDS_BIND_PINNED)
+		return NULL;
+	return store_port_name(s, (uint32_t)slot);
+}
+
 /* Compiles the VM (signed, Last-Modified now) and hands the image and its
  * record to the store. */
-static int publish_put(struct store *s, const struct identity_key *key, const struct plan_step *st, char *err,
-		       size_t errlen)
+static int publish_put(const struct plan *p, struct store *s, const struct identity_key *key,
+		       const struct plan_step *st, char *err, size_t errlen)
 {
 	const struct vm_desc *vm = st->vm;
+	const char *kept = publish_kept_port(p, s, vm);
 	struct store_vm rec = {
 		.ipv4 = vm->ipv4,
 		.n_ipv6 = vm->n_ipv6,
@@ -32,7 +47,7 @@ static int publish_put(struct store *s, const struct identity_key *key, const st
 		.hop_limit = vm->hop_limit,
 		.rate_pps = vm->rate_pps,
 		.rate_burst = vm->rate_burst,
-		.binding = publish_binding(vm),
+		.binding = kept ? IMDS_BIND_PINNED : publish_binding(vm),
 	};
 	struct store_image image = { .record = st->record, .record_len = strlen(st->record) };
 	struct tree_meta meta = {
@@ -50,7 +65,7 @@ static int publish_put(struct store *s, const struct identity_key *key, const st
 	snprintf(rec.instance_id, sizeof(rec.instance_id), "%s", vm->instance_id);
 	memcpy(rec.mac, vm->mac, sizeof(rec.mac));
 	memcpy(rec.ipv6, vm->ipv6, sizeof(rec.ipv6));
-	memcpy(rec.port, vm->port, sizeof(rec.port));
+	snprintf(rec.port, sizeof(rec.port), "%s", kept ? kept : vm->port);
 	image.data = data;
 	ret = store_put(s, &rec, &image, err, errlen);
 	free(data);
@@ -58,14 +73,15 @@ static int publish_put(struct store *s, const struct identity_key *key, const st
 }
 
 /* An unchanged record still says which port the VM is served on: a runtime
- * `bind` or `unbind` since is undone, so the records stay the truth. */
-static void publish_rebind(struct store *s, const struct vm_desc *vm)
+ * `bind` or `unbind` since is undone, so the records stay the truth; but
+ * with keep_bindings, a record that names no port leaves it alone. */
+static void publish_rebind(const struct plan *p, struct store *s, const struct vm_desc *vm)
 {
 	int slot = store_find(s, vm->instance_id);
 	uint8_t binding = publish_binding(vm);
 	const char *now;
 
-	if (slot < 0)
+	if (slot < 0 || (p->keep_bindings && binding == IMDS_BIND_NONE))
 		return;
 	now = store_port_name(s, (uint32_t)slot);
 	if (s->vms[slot].binding == binding && strcmp(now ? now : "", vm->port) == 0)
@@ -104,7 +120,7 @@ static int publish_puts(const struct plan *p, struct store *s, const struct iden
 		pending[i] = p->steps[i].action == PLAN_ADD || p->steps[i].action == PLAN_UPDATE;
 		left += pending[i];
 		if (p->steps[i].action == PLAN_UNCHANGED)
-			publish_rebind(s, p->steps[i].vm);
+			publish_rebind(p, s, p->steps[i].vm);
 	}
 	/* Each pass publishes what it can; -EEXIST (an address another VM of
 	 * the plan still holds) waits for the next pass. */
@@ -113,7 +129,7 @@ static int publish_puts(const struct plan *p, struct store *s, const struct iden
 		for (size_t i = 0; i < p->n; i++) {
 			if (!pending[i])
 				continue;
-			ret = publish_put(s, key, &p->steps[i], err->text, sizeof(err->text));
+			ret = publish_put(p, s, key, &p->steps[i], err->text, sizeof(err->text));
 			if (ret && ret != -EEXIST)
 				goto out;
 			if (ret == 0) {

@@ -101,6 +101,7 @@ static int sync_execute(struct sync *sy, const struct record_batch *b, const cha
 	}
 	ret = control_recover(sy->s);
 	if (!ret && (ret = plan_make(p, sy->s, b, PLAN_MERGE, doomed, n_doomed, sy->key, err)) == 0) {
+		p->keep_bindings = true;
 		ret = plan_execute(p, sy->s, sy->key, err);
 		if (ret)
 			plan_free(p);

@@ -334,7 +334,7 @@ static int domxml_complete(const struct domxml_conf *conf, json_t *record, const
 		if ((rc = domxml_set(record, "port", ifc->target)) < 0)
 			return rc;
 	}
-	if (!json_object_get(record, "ipv4"))
+	if (!json_object_get(record, "ipv4") && !conf->tap_only)
 		return domxml_fill_ipv4(conf, record, ifc, err);
 	return 0;
 }

@@ -23,6 +23,7 @@ struct domxml_conf {
 	size_t n_network_dirs;
 	bool need_port; /* the tap exists (started, reconnect): `port` is required */
 	bool json_only; /* just the record as written (release: the instance-id) */
+	bool tap_only;	/* the record is etcd's: only its interface and tap, no ipv4 looked up */
 };
 
 /* Error text, e.g. "<imds:vm> (line 12): JSON line 3 column 7: ..." */
