@@ -423,25 +423,43 @@ int store_delete(struct store *s, const char *instance_id)
 
 int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out)
 {
+	return store_counters_range(s, slot, 1, out);
+}
+
+/* One BPF_MAP_LOOKUP_BATCH for the n slots from `first`: a per-CPU array
+ * cannot be mmap'ed, and a lookup per slot was a syscall per VM each
+ * second in the admin thread (vmwatch.c).  The batch's start key is the
+ * one before `first` (the walk resumes after it), or none for slot 0. */
+int store_counters_range(const struct store *s, uint32_t first, uint32_t n, struct imds_counters *out)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	int ncpu = libbpf_num_possible_cpus();
+	uint32_t in_batch = first - 1, out_batch, count = n;
 	struct imds_counters *per_cpu;
+	uint32_t *keys;
 	int ret = 0;
 
 	if (ncpu < 0)
 		return ncpu;
-	per_cpu = calloc((size_t)ncpu, sizeof(*per_cpu));
-	if (!per_cpu)
-		return -ENOMEM;
-	memset(out, 0, sizeof(*out));
-	if (bpf_map_lookup_elem(s->counters_fd, &slot, per_cpu) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	for (int cpu = 0; cpu < ncpu; cpu++)
-		for (int i = 0; i < IMDS_REASON_MAX; i++)
-			out->packets[i] += per_cpu[cpu].packets[i];
-out:
+	if (n == 0 || first >= s->max_slots || n > s->max_slots - first)
+		return -EINVAL;
+	per_cpu = calloc((size_t)n * (size_t)ncpu, sizeof(*per_cpu));
+	keys = calloc(n, sizeof(*keys));
+	memset(out, 0, n * sizeof(*out));
+	if (!per_cpu || !keys)
+		ret = -ENOMEM;
+	else if (bpf_map_lookup_batch(s->counters_fd, first ? &in_batch : NULL, &out_batch, keys, per_cpu, &count,
+				      &opts) < 0 &&
+		 errno != ENOENT)
+		ret = -errno; /* ENOENT: the walk reached the map's end */
+	else if (count != n)
+		ret = -EIO;
+	for (uint32_t i = 0; ret == 0 && i < n; i++)
+		for (int cpu = 0; cpu < ncpu; cpu++)
+			for (int r = 0; r < IMDS_REASON_MAX; r++)
+				out[i].packets[r] += per_cpu[(size_t)i * (size_t)ncpu + (size_t)cpu].packets[r];
 	free(per_cpu);
+	free(keys);
 	return ret;
 }
 

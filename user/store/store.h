@@ -149,6 +149,9 @@ bool store_ipv6_listed(const struct imds_vm_ipv6 *list, const uint8_t addr[16]);
 
 /* Sum over CPUs of vm_counters[slot] (slot 0 = totals). */
 int store_counters(const struct store *s, uint32_t slot, struct imds_counters *out);
+/* The same for the n slots from `first` into out[0..n), in one system
+ * call.  0 or -errno (-EINVAL: the range leaves the store's slots). */
+int store_counters_range(const struct store *s, uint32_t first, uint32_t n, struct imds_counters *out);
 
 /* --- consistency (fsck.c; docs/control-plane.md, "Crash safety") --- */
 struct store_recovery {
