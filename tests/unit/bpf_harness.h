@@ -87,6 +87,25 @@ static inline void harness_unload(void)
 	harness.skel = NULL;
 }
 
+/* cmocka group setup and teardown for a test file of the harness: without
+ * the data plane (not root, no BTF) every test skips, and the file says why
+ * once. */
+static inline int harness_group_setup(void **state)
+{
+	(void)state;
+	if (harness_load())
+		printf("%s: %s; every test is skipped\n", program_invocation_short_name, harness.why);
+	return 0;
+}
+
+static inline int harness_group_teardown(void **state)
+{
+	(void)state;
+	if (harness.skel)
+		harness_unload();
+	return 0;
+}
+
 /* Keys of these maps are 4 or 8 bytes; the buffer leaves room for more. */
 static inline void harness_clear_hash(int fd)
 {

@@ -1065,22 +1065,6 @@ static void test_every_reason_covered(void **state)
 	expect_covered(&hook_egress, egress_only);
 }
 
-static int group_setup(void **state)
-{
-	(void)state;
-	if (harness_load())
-		print_message("test_bpf_packets: %s; every test is skipped\n", harness.why);
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	if (harness.skel)
-		harness_unload();
-	return 0;
-}
-
 /* Each test named with its hook, so a failure says which program failed. */
 #define ON(label, hook, f) {label ": " #f, f, NULL, NULL, (void *)&hook}
 #define INGRESS(f) ON("xdp", hook_xdp, f), ON("tc_ingress", hook_tc, f)
@@ -1138,5 +1122,5 @@ int main(void)
 		cmocka_unit_test(test_every_reason_covered),
 	};
 
-	return cmocka_run_group_tests_name("bpf_packets", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("bpf_packets", tests, harness_group_setup, harness_group_teardown);
 }

@@ -100,22 +100,6 @@ static void test_runs_outside_the_slots_are_refused(void **state)
 	assert_int_equal(store_counters_range(&s, 1, 0, c), -EINVAL);
 }
 
-static int group_setup(void **state)
-{
-	(void)state;
-	if (harness_load())
-		print_message("test_store_counters: %s; every test is skipped\n", harness.why);
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	if (harness.skel)
-		harness_unload();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -124,5 +108,5 @@ int main(void)
 		cmocka_unit_test(test_runs_outside_the_slots_are_refused),
 	};
 
-	return cmocka_run_group_tests_name("store_counters", tests, group_setup, group_teardown);
+	return cmocka_run_group_tests_name("store_counters", tests, harness_group_setup, harness_group_teardown);
 }
