@@ -2,11 +2,12 @@
 """bench-report.py: the table of a `make bench` run (scripts/bench.sh).
 
 Reads OUT/env.txt, OUT/nN/rR-SERVER-WORKLOAD.json (imds-storm --json),
-OUT/nN/perf-*.txt and OUT/flood/result.json, and prints Markdown: a summary
+OUT/nN/cR-imdsd-WORKLOAD.json (imdsd's fully checked storms), OUT/nN/perf-*.txt and OUT/flood/result.json, and prints Markdown: a summary
 of every ratio over all N (issue 15's table), then per N the median over
 the repetitions of each metric for imdsd, nginx and the null responder,
 imdsd and nginx as ratios to null, imdsd to nginx, and the targets of
-issues 5 and 15.  Exit status 1 when any server had any error.
+issues 5 and 15.  Exit status 1 when any server had any error, in a timed
+storm or in a checked one.
 
 usage: bench-report.py OUT
 """
@@ -37,6 +38,36 @@ def load_runs(ndir):
             data = None  # the storm failed to report: counted below
         runs.setdefault((m.group(2), m.group(3)), []).append(data)
     return runs
+
+
+def load_checked(ndir):
+    """imdsd's fully checked storms (cR-imdsd-WORKLOAD.json), by workload."""
+    checked = {}
+    for path in sorted(glob.glob(os.path.join(ndir, "c*-imdsd-*.json"))):
+        m = re.match(r"c(\d+)-imdsd-([a-z]+)\.json$", os.path.basename(path))
+        if not m:
+            continue
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            data = None
+        checked.setdefault(m.group(2), []).append(data)
+    return checked
+
+
+def checked_lines(checked, out):
+    """One line per workload; returns errors plus runs without a report."""
+    bad = 0
+    for w, rs in sorted(checked.items()):
+        ok = [r for r in rs if r]
+        errors = sum(r["errors"]["total"] for r in ok)
+        bad += errors + len(rs) - len(ok)
+        comp = sorted(r["completion_s"] for r in ok)
+        med = f", completion median {comp[len(comp) // 2]:.3f} s" if comp else ""
+        out.append(f"- imdsd, {NAMES[w]} with every answer checked (not in the ratios): {len(rs)} runs,"
+                   f" errors {errors}{med}{f', {len(rs) - len(ok)} runs without a report' if len(ok) < len(rs) else ''}")
+    return bad
 
 
 def metric(run, name):
@@ -234,6 +265,10 @@ def main():
                 misses.append(f"N={n} {server}: {total} errors, {missing} runs without a report")
             out.append(f"- {server}: errors {total}{f' ({detail})' if detail else ''}"
                        f"{f', {missing} runs without a report' if missing else ''}")
+        checked_bad = checked_lines(load_checked(ndir), out)
+        any_errors += checked_bad
+        if checked_bad:
+            misses.append(f"N={n} imdsd checked storms: {checked_bad} errors or runs without a report")
         memory_lines(runs, out)
         plots = sorted(glob.glob(os.path.join(ndir, "latency-*.svg")))
         plots = [p for p in plots if re.search(r"latency-[a-z]+\.svg$", p)]
