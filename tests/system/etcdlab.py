@@ -84,14 +84,8 @@ class Etcd:
 
     def stop(self, sig=signal.SIGTERM):
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            imdslab.stop_process(proc, 10, sig)
 
     def etcdctl(self, *args, check=True, timeout=30):
         cmd = ["etcdctl", f"--endpoints={self.url}", *args]
@@ -177,14 +171,4 @@ class Sync:
 
     def stop(self):
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return None if proc is None else imdslab.stop_process(proc, 10, cont=True)

@@ -39,6 +39,22 @@ TC_HANDLE = 0x696d6473  # "imds"
 _counter = itertools.count(1)
 
 
+def stop_process(proc, timeout=5, sig=signal.SIGTERM, cont=False):
+    """Stops a daemon the test started: sig (SIGCONT first when cont, for
+    one a test may have stopped), then SIGKILL after timeout seconds.
+    Returns its exit status."""
+    if proc.poll() is None:
+        if cont:
+            proc.send_signal(signal.SIGCONT)
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def run(cmd, check=True, timeout=60, **kw):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and p.returncode != 0:
@@ -254,13 +270,7 @@ class Lab:
         proc, self.imdsd = self.imdsd, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         self.check_sanitizers()
 
     def check_sanitizers(self):
