@@ -24,6 +24,8 @@ packages=(
 	# issue 13, etcd sync: libcurl for its client (user/control/etcd.c); the etcd
 	# server, etcdctl and openssl (test certificates) of tests/system/test_etcd_sync.py
 	libcurl4-openssl-dev etcd-server etcd-client openssl
+	# issue 15: strace counts imdsd's getpeername() calls (tests/system/test_peer_address.py)
+	strace
 )
 
 missing=()

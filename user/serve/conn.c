@@ -299,58 +299,24 @@ static int srv_admit(struct srv_worker *w, uint32_t slot, uint32_t generation)
 	return -EMFILE;
 }
 
-/* The VM-side endpoint of an accepted socket as conn_table_v2 keys it
- * (struct imds_conn_key: IPv4 mapped into 16 bytes).  0 or -1.  One
- * getpeername() per connection: single-shot accepts, each with its own
- * address buffer, would spare it but cost more, since each first tries at
- * once, finds the queue empty, and Linux allocates (and frees) a socket
- * and a file for every accept attempt (docs/performance.md, "Where a
- * connection's time goes"). */
-static int srv_peer_key(int fd, struct imds_conn_key *key)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	memset(key, 0, sizeof(*key));
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-		return -1;
-	if (ss.ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)&ss;
-
-		key->saddr[10] = key->saddr[11] = 0xff;
-		memcpy(&key->saddr[12], &in->sin_addr, 4);
-		key->sport = in->sin_port;
-		return 0;
-	}
-	if (ss.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)&ss;
-
-		memcpy(key->saddr, &in6->sin6_addr, 16);
-		key->sport = in6->sin6_port;
-		return 0;
-	}
-	return -1;
-}
-
 /* A new socket: served only if the data plane verified its SYN, only
  * while its VM holds fewer than max-connections, and only while the
  * total holds room or room can be made fairly.  A refused connection is
  * closed without a byte, as an unverified one: nothing of it is kept, and
  * clients retry a closed connection like any network error
  * (docs/limits.md). */
-void srv_conn_open(struct srv_worker *w, int fd)
+void srv_conn_open(struct srv_worker *w, int fd, const struct imds_conn_key *peer)
 {
 	struct limits *limits = w->srv->limits;
-	struct imds_conn_key peer;
 	struct srv_vm_facts facts;
 	uint32_t slot, generation;
 	struct srv_conn *c;
 
-	if (srv_peer_key(fd, &peer) < 0)
+	if (!peer)
 		goto reject;
 	/* -ENOENT: no verified SYN for this (address, port): it did not come
 	 * through a port of ours from a loaded VM.  No response at all. */
-	if (store_take_conn(w->srv->cfg.store, &peer, &slot, &generation) < 0)
+	if (store_take_conn(w->srv->cfg.store, peer, &slot, &generation) < 0)
 		goto reject;
 	if (srv_accept_facts(w, slot, generation, &facts) < 0)
 		goto reject;
@@ -367,7 +333,7 @@ void srv_conn_open(struct srv_worker *w, int fd)
 		limits_conn_close(limits, slot, generation);
 		goto reject;
 	}
-	c = srv_conn_new(w, fd, &peer, slot, generation);
+	c = srv_conn_new(w, fd, peer, slot, generation);
 	if (!c) {
 		limits_conn_close(limits, slot, generation);
 		__atomic_sub_fetch(&w->srv->conns_open, 1, __ATOMIC_RELAXED);

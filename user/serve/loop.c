@@ -5,6 +5,7 @@
 #include "serve/server_int.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -67,7 +68,7 @@ static void srv_handle_accept(struct srv_worker *w, int listener, int res, bool 
 	if (res >= 0 && w->stopping)
 		close(res); /* accepted while the stop's cancel was on its way */
 	else if (res >= 0)
-		srv_conn_open(w, res);
+		srv_peer_request(w, res, listener ? AF_INET6 : AF_INET);
 	else if (res == -EMFILE || res == -ENFILE)
 		/* The kernel accepts while its queue holds connections, up to
 		 * the limit.  Those it handed over in this batch were refused
@@ -116,6 +117,9 @@ static void srv_dispatch(struct srv_worker *w, const struct io_uring_cqe *cqe)
 	case OP_CANCEL:
 		srv_handle_cancel(ptr);
 		srv_conn_maybe_free(ptr);
+		break;
+	case OP_PEERNAME:
+		srv_handle_peer(w, ptr, cqe->res);
 		break;
 	case OP_TICK:
 		srv_handle_tick(w);
@@ -175,5 +179,6 @@ void *srv_worker_main(void *arg)
 	io_uring_queue_exit(&w->ring);
 	w->ring_ready = false;
 	srv_free_conns(w);
+	srv_peer_free_all(w);
 	return NULL;
 }

@@ -149,6 +149,7 @@ static int srv_worker_init(struct server *srv, struct srv_worker *w, int index)
 	w->listen_fd = w->listen_fd6 = -1;
 	w->conns.next = w->conns.prev = &w->conns;
 	w->acking.next = w->acking.prev = &w->acking;
+	srv_peer_init(w);
 	rc = fair_init(&w->fair, srv->cfg.store->max_slots);
 	if (rc < 0)
 		return rc;
@@ -273,6 +274,18 @@ void server_counters(const struct server *srv, struct server_counters *out)
 	srv_sum_counters(srv, out);
 }
 
+/* How the workers learn an accepted socket's peer: on the ring where the
+ * kernel can (peer.c), else by getpeername().  IMDS_TEST_PEERNAME=syscall
+ * takes the fallback on any kernel, for the tests of it. */
+static bool srv_peer_choose(struct srv_worker *w)
+{
+	const char *force = getenv("IMDS_TEST_PEERNAME");
+	bool ring = !(force && strcmp(force, "syscall") == 0) && srv_peer_probe(w);
+
+	log_info("peer addresses: %s", ring ? "read on the ring (io_uring getsockopt)" : "getpeername()");
+	return ring;
+}
+
 int server_start(struct server **out, const struct server_config *cfg)
 {
 	struct server *srv;
@@ -300,6 +313,7 @@ int server_start(struct server **out, const struct server_config *cfg)
 	if (rc == 0) {
 		srv->max_conns_total = srv_conns_total(cfg->max_conns_total);
 		srv_presize_fd_table(srv->workers[0].listen_fd);
+		srv->peer_on_ring = srv_peer_choose(&srv->workers[0]);
 	}
 	for (int i = 0; i < srv->nworkers && rc == 0; i++) {
 		rc = -pthread_create(&srv->workers[i].thread, NULL, srv_worker_main, &srv->workers[i]);

@@ -3,6 +3,7 @@
  *
  *   server.c   listeners, rings and buffers; starting and stopping workers
  *   loop.c     a worker's loop: completions, dispatch, the tick, stopping
+ *   peer.c     an accepted socket's peer address, read on the ring
  *   conn.c     a connection's lifetime: accept, close, free
  *   request.c  a connection's input and output: requests to responses
  *   hop.c      the hop limit: marking token replies, waiting for the ACK
@@ -24,6 +25,7 @@
 #ifndef IMDS_SERVER_INT_H
 #define IMDS_SERVER_INT_H
 #include <liburing.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,10 +60,27 @@ enum srv_op {
 	OP_ACK_POLL = 8,
 	OP_ACCEPT6 = 9, /* the IPv6 listener's accept (OP_ACCEPT: IPv4's) */
 	OP_FD_DONE = 10, /* a socket's close issued on the ring: nothing to do after */
+	OP_PEERNAME = 11, /* an accepted socket's peer address, read on the ring (peer.c) */
 };
 #define SRV_OP_MASK 15u
 
 struct srv_worker;
+
+#define SRV_PEER_SLOTS 256 /* a worker's peer addresses in flight on the ring */
+
+union srv_peer_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+/* An accepted socket whose peer address the ring is reading (peer.c);
+ * 16-byte aligned, as a connection, for the op tag in user_data. */
+struct srv_peer_req {
+	union srv_peer_addr addr;
+	int fd; /* -1: the slot is free */
+	struct srv_peer_req *next_free;
+} __attribute__((aligned(16)));
 
 struct srv_conn {
 	struct srv_conn *prev, *next; /* the worker's list, for idle scans and stop */
@@ -115,6 +134,8 @@ struct srv_worker {
 	uint64_t released_at_arm;  /* ... when the accept was last armed */
 	uint64_t limits_logged_ms; /* worker 0: last log of the limit counters */
 	struct fair fair;	   /* its connections by VM */
+	struct srv_peer_req peer_reqs[SRV_PEER_SLOTS];
+	struct srv_peer_req *peer_free; /* free peer_reqs, linked by next_free */
 	/* Written by this worker only, read by server_counters (relaxed
 	 * atomics: no lock prefix, no torn reads). */
 	struct server_counters counts;
@@ -131,6 +152,7 @@ struct server {
 	uint64_t conns_closing; /* of those, closing: their descriptors are on their way back */
 	int nworkers;
 	struct srv_worker *workers;
+	bool peer_on_ring; /* the kernel reads SO_PEERNAME as a ring command (peer.c) */
 };
 
 /* What the server takes from a VM's tree header besides the routes; read
@@ -262,9 +284,21 @@ void *srv_worker_main(void *arg);
 void srv_arm_accept(struct srv_worker *w);
 void srv_arm_tick(struct srv_worker *w);
 
+/* ---- peer.c ---- */
+/* Whether the kernel reads a socket option as a ring command (Linux 6.7+);
+ * asked once, of the worker's listener, before its thread starts. */
+bool srv_peer_probe(struct srv_worker *w);
+void srv_peer_init(struct srv_worker *w);
+/* A socket accepted by the listener of `family`: its peer's address is
+ * read, on the ring or by getpeername(), then srv_conn_open decides. */
+void srv_peer_request(struct srv_worker *w, int fd, int family);
+void srv_handle_peer(struct srv_worker *w, struct srv_peer_req *p, int res);
+void srv_peer_free_all(struct srv_worker *w);
+
 /* ---- conn.c ---- */
-/* A socket accepted by the listener: served, or closed without a byte. */
-void srv_conn_open(struct srv_worker *w, int fd);
+/* An accepted socket whose VM-side endpoint is `peer` (NULL: unknown):
+ * served, or closed without a byte. */
+void srv_conn_open(struct srv_worker *w, int fd, const struct imds_conn_key *peer);
 /* Stops serving `c`: no more input, output or re-arming.  Its memory stays
  * until srv_conn_maybe_free sees nothing in flight. */
 void srv_conn_close(struct srv_worker *w, struct srv_conn *c);
