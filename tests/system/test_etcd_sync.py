@@ -164,6 +164,27 @@ def test_invalid_record_is_reported_and_its_vm_keeps_serving(fleet):
     assert took <= 1.0
 
 
+def test_a_batch_of_events_applies_the_last_of_each_key(fleet):
+    """Events that arrive together become one plan, the last event of each
+    key winning: two puts of a VM give the second; a put then a delete of
+    a new key leaves nothing.  Sync is stopped while they happen, so they
+    wait for it in one stream."""
+    etcd, labs, syncs = fleet
+    i, lab, sync = A_PROBES[1], labs["a"], syncs["a"]
+    sync.signal(signal.SIGSTOP)
+    try:
+        etcd.put(key("a", i), value(i, 3))
+        etcd.put(key("a", 1299), value(1299))
+        etcd.put(key("a", i), value(i, 4))
+        rev = etcd.txn(deletes=[key("a", 1299)])
+    finally:
+        sync.signal(signal.SIGCONT)
+    sync.wait_log(f"watch revision {rev}: ", 5)
+    assert hostname_of(lab, i) == f"vm{i}-v4.etcd.lab"
+    assert iid(1299) not in listed(lab)
+    assert lab.loadmap("show", iid(1299)).returncode != 0
+
+
 def test_etcd_down_10s_and_a_compaction_lose_no_update(fleet):
     """etcd is killed; after 10 s it starts again.  Sync A is stopped while
     host A's and host B's updates are made and etcd compacts its history

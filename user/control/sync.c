@@ -73,22 +73,55 @@ static int sync_orphans(const struct sync *sy, struct etcd_kvs *kvs, char (**out
 	return 0;
 }
 
+static int sync_kv_order(const void *a, const void *b, void *arg)
+{
+	const struct etcd_kv *kv = arg;
+	size_t i = *(const size_t *)a, k = *(const size_t *)b;
+	int c = strcmp(kv[i].key, kv[k].key);
+
+	return c ? c : (i > k) - (i < k);
+}
+
+/* superseded[i]: a later event of the batch has kv[i]'s key.  Sorting
+ * the positions by key, then position, puts each key's events together,
+ * the last one last: n log n where a search per event was quadratic. */
+static bool *sync_superseded(const struct etcd_kvs *kvs)
+{
+	size_t *pos = calloc(kvs->n ? kvs->n : 1, sizeof(*pos));
+	bool *superseded = calloc(kvs->n ? kvs->n : 1, sizeof(*superseded));
+
+	if (!pos || !superseded) {
+		free(pos);
+		free(superseded);
+		return NULL;
+	}
+	for (size_t i = 0; i < kvs->n; i++)
+		pos[i] = i;
+	qsort_r(pos, kvs->n, sizeof(*pos), sync_kv_order, kvs->kv);
+	for (size_t i = 0; i + 1 < kvs->n; i++)
+		superseded[pos[i]] = strcmp(kvs->kv[pos[i]].key, kvs->kv[pos[i + 1]].key) == 0;
+	free(pos);
+	return superseded;
+}
+
 /* The changes for a set of key-values, the last of each key winning (a
  * watch may put and delete one key in one batch; a range's keys are
  * unique). */
 static struct sync_change *sync_changes(struct sync *sy, const struct etcd_kvs *kvs, bool unique, size_t *n)
 {
 	struct sync_change *ch = calloc(kvs->n ? kvs->n : 1, sizeof(*ch));
+	bool *superseded = unique ? NULL : sync_superseded(kvs);
 
 	*n = 0;
+	if (!unique && !superseded) {
+		free(ch);
+		return NULL;
+	}
 	for (size_t i = 0; ch && i < kvs->n; i++) {
 		const struct etcd_kv *kv = &kvs->kv[i];
 		const char *id = sync_key_id(sy, kv->key);
-		bool later = false;
 
-		for (size_t k = i + 1; !unique && k < kvs->n && !later; k++)
-			later = strcmp(kvs->kv[k].key, kv->key) == 0;
-		if (later)
+		if (superseded && superseded[i])
 			continue;
 		if (!id) {
 			sy->stats.invalid++;
@@ -100,6 +133,7 @@ static struct sync_change *sync_changes(struct sync *sy, const struct etcd_kvs *
 						   .value_len = kv->value_len, .revision = kv->mod_revision,
 						   .deleted = kv->deleted };
 	}
+	free(superseded);
 	return ch;
 }
 
