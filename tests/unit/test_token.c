@@ -221,6 +221,72 @@ static void test_many_tokens(void **state)
 	}
 }
 
+static int verify_memo(struct token_memo *m, const uint8_t *key, const char *iid, const char *tok, uint64_t now,
+		       uint64_t *expiry)
+{
+	return token_verify_memo(m, key, iid, tok, strlen(tok), now, expiry);
+}
+
+/* A connection's memo (token_verify_memo) answers exactly as a full
+ * verification: not after the expiry, not under another key or for
+ * another instance, not for a changed text; and a refusal leaves the
+ * remembered token in place. */
+static void test_memo(void **state)
+{
+	char tok[TOKEN_TEXT_LEN + 1], bad[TOKEN_TEXT_LEN + 1], tok_b[TOKEN_TEXT_LEN + 1];
+	struct token_memo m = { 0 };
+	uint64_t expiry = 0;
+
+	(void)state;
+	mint(key_a, "i-eeee", NOW + 10, tok);
+	assert_int_equal(verify_memo(&m, key_a, "i-eeee", tok, NOW, &expiry), 0);
+	assert_int_equal(expiry, NOW + 10);
+	assert_int_equal(m.expiry, NOW + 10);
+	expiry = 0;
+	assert_int_equal(verify_memo(&m, key_a, "i-eeee", tok, NOW + 9, &expiry), 0);
+	assert_int_equal(expiry, NOW + 10);
+	assert_int_equal(verify_memo(&m, key_a, "i-eeee", tok, NOW + 10, NULL), -ETIME);
+	assert_int_equal(verify_memo(&m, key_b, "i-eeee", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify_memo(&m, key_a, "i-eeeee", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify_memo(&m, key_a, "i-eee", tok, NOW, NULL), -EINVAL);
+	memcpy(bad, tok, sizeof(bad));
+	bad[20] = bad[20] == 'A' ? 'B' : 'A';
+	assert_int_equal(verify_memo(&m, key_a, "i-eeee", bad, NOW, NULL), -EINVAL);
+	assert_int_equal(token_verify_memo(&m, key_a, "i-eeee", tok, TOKEN_TEXT_LEN - 1, NOW, NULL), -EINVAL);
+	assert_memory_equal(m.text, tok, TOKEN_TEXT_LEN);
+	assert_int_equal(verify_memo(&m, key_a, "i-eeee", tok, NOW, NULL), 0);
+	/* The key changes: the remembered token no longer verifies, the new
+	 * key's does and replaces it. */
+	mint(key_b, "i-eeee", NOW + 20, tok_b);
+	assert_int_equal(verify_memo(&m, key_b, "i-eeee", tok, NOW, NULL), -EINVAL);
+	assert_int_equal(verify_memo(&m, key_b, "i-eeee", tok_b, NOW, &expiry), 0);
+	assert_int_equal(expiry, NOW + 20);
+	assert_int_equal(verify_memo(&m, key_a, "i-eeee", tok_b, NOW, NULL), -EINVAL);
+	assert_int_equal(verify_memo(&m, key_b, "i-eeee", tok_b, NOW + 20, NULL), -ETIME);
+	/* An expired token is refused and not remembered. */
+	assert_int_equal(verify_memo(&m, key_a, "i-eeee", tok, NOW + 10, NULL), -ETIME);
+	assert_memory_equal(m.text, tok_b, TOKEN_TEXT_LEN);
+	/* Without a memo, the plain verification. */
+	assert_int_equal(verify_memo(NULL, key_a, "i-eeee", tok, NOW, NULL), 0);
+}
+
+/* Instance-ids too long to remember are verified in full and leave the
+ * memo empty. */
+static void test_memo_long_instance_id(void **state)
+{
+	char iid[TOKEN_IID_MAX + 2], tok[TOKEN_TEXT_LEN + 1];
+	struct token_memo m = { 0 };
+
+	(void)state;
+	memset(iid, 'x', sizeof(iid) - 1);
+	iid[sizeof(iid) - 1] = '\0';
+	mint(key_a, iid, NOW + 60, tok);
+	assert_int_equal(verify_memo(&m, key_a, iid, tok, NOW, NULL), 0);
+	assert_int_equal(m.expiry, 0);
+	iid[TOKEN_IID_MAX] = 'y';
+	assert_int_equal(verify_memo(&m, key_a, iid, tok, NOW, NULL), -EINVAL);
+}
+
 /* Each thread has its own state (imdsd's workers): a second thread gives
  * the same answers, and its state is freed when it ends (the sanitizer
  * build reports a leak otherwise). */
@@ -256,7 +322,8 @@ int main(void)
 		cmocka_unit_test(test_single_char_change), cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_version_byte),	   cmocka_unit_test(test_remembered),
 		cmocka_unit_test(test_long_instance_id),   cmocka_unit_test(test_many_tokens),
-		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_threads),		   cmocka_unit_test(test_memo),
+		cmocka_unit_test(test_memo_long_instance_id),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,7 @@ struct route_ctx {
 	const uint8_t *token_key;     /* IMDS_TOKEN_KEY_LEN bytes */
 	time_t now;		      /* unix seconds */
 	uint32_t tree_generation;     /* bumped by every update of the VM (store's tree_ref) */
+	struct token_memo *token_memo; /* the connection's last verified token, or NULL */
 };
 
 /* Which API answered, for the metrics (docs/metrics.md). */

@@ -237,7 +237,8 @@ static int route_check_token(struct route_ec2 *rc)
 		return -EACCES;
 	}
 	if (tok->count != 1 || tok->too_long ||
-	    token_verify(rc->c->ctx->token_key, rc->instance_id, tok->value, strlen(tok->value), now, &expiry)) {
+	    token_verify_memo(rc->c->ctx->token_memo, rc->c->ctx->token_key, rc->instance_id, tok->value,
+			      strlen(tok->value), now, &expiry)) {
 		route_unauthorized(rc);
 		return -EACCES;
 	}

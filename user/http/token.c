@@ -52,7 +52,6 @@ static pthread_once_t token_hmac_once = PTHREAD_ONCE_INIT;
 #define TOKEN_CACHE_BITS 11
 #define TOKEN_CACHE_SLOTS (1u << TOKEN_CACHE_BITS)
 #define TOKEN_CACHE_HASH_AT 24 /* characters 16..53 encode the MAC */
-#define TOKEN_IID_MAX 64      /* instance-ids longer than this are not cached */
 
 struct token_cache_entry {
 	uint64_t expiry; /* 0: empty */
@@ -323,5 +322,46 @@ int token_verify(const uint8_t key[IMDS_TOKEN_KEY_LEN], const char *instance_id,
 		return -ETIME;
 	if (expiry_unix)
 		*expiry_unix = expiry;
+	return 0;
+}
+
+/* The memo answers exactly as token_verify would: a verification depends
+ * only on the key, the instance-id and the text (and the clock, against
+ * the expiry inside the text), and all three are compared in full.  Plain
+ * memcmp on the text: the memo holds only what this connection's own peer
+ * sent before, so timing tells it nothing it did not know. */
+static bool token_memo_match(const struct token_memo *m, const uint8_t key[IMDS_TOKEN_KEY_LEN], const char *iid,
+			     size_t iid_len, const char *text, size_t len)
+{
+	return m->expiry && len == TOKEN_TEXT_LEN && m->iid_len == iid_len && memcmp(m->text, text, TOKEN_TEXT_LEN) == 0 &&
+	       memcmp(m->iid, iid, iid_len) == 0 && memcmp(m->key, key, IMDS_TOKEN_KEY_LEN) == 0;
+}
+
+int token_verify_memo(struct token_memo *m, const uint8_t key[IMDS_TOKEN_KEY_LEN], const char *instance_id,
+		      const char *token, size_t len, uint64_t now_unix, uint64_t *expiry_unix)
+{
+	size_t iid_len = strlen(instance_id);
+	uint64_t expiry;
+	int rc;
+
+	if (!m || iid_len > TOKEN_IID_MAX)
+		return token_verify(key, instance_id, token, len, now_unix, expiry_unix);
+	if (!token_memo_match(m, key, instance_id, iid_len, token, len)) {
+		rc = token_verify(key, instance_id, token, len, now_unix, &expiry);
+		if (rc == 0) {
+			m->expiry = expiry;
+			memcpy(m->key, key, IMDS_TOKEN_KEY_LEN);
+			m->iid_len = (uint8_t)iid_len;
+			memcpy(m->iid, instance_id, iid_len);
+			memcpy(m->text, token, TOKEN_TEXT_LEN);
+		}
+		if (rc == 0 && expiry_unix)
+			*expiry_unix = expiry;
+		return rc;
+	}
+	if (now_unix >= m->expiry)
+		return -ETIME;
+	if (expiry_unix)
+		*expiry_unix = m->expiry;
 	return 0;
 }

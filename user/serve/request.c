@@ -140,7 +140,8 @@ static int srv_route_once(struct srv_worker *w, struct srv_conn *c, const struct
 	ctx = (struct route_ctx){ .tree = &snap.tree,
 				  .token_key = cfg->token_key,
 				  .now = time(NULL),
-				  .tree_generation = (uint32_t)(snap.tree_ref >> 32) };
+				  .tree_generation = (uint32_t)(snap.tree_ref >> 32),
+				  .token_memo = &c->token_memo };
 	memset(res, 0, sizeof(*res));
 	rc = route_request(&ctx, req, &c->out, res);
 	/* Read before the validity check: it comes from the same snapshot. */

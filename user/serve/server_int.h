@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "http/http.h"
+#include "http/token.h"
 #include "imds.h"
 #include "lib/log.h"
 #include "lib/outbuf.h"
@@ -105,6 +106,7 @@ struct srv_conn {
 	bool close_after_send; /* a response said close, or the peer sent EOF */
 	bool acking;	       /* FIN sent, on the worker's acking list */
 	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then */
+	struct token_memo token_memo; /* the last IMDSv2 token that verified on it */
 };
 
 struct srv_worker {
