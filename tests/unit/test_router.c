@@ -65,6 +65,30 @@ static void test_dated_versions(void **state)
 	}
 }
 
+/* Every version GET / lists is accepted as a first segment (the lookup is
+ * a binary search over the same list, so this checks its order too). */
+static void test_every_listed_version(void **state)
+{
+	char list[512], path[128], *save = NULL;
+	struct reply r;
+	int n = 0;
+
+	(void)state;
+	get("/", NULL, &r);
+	assert_true(r.body_len < sizeof(list));
+	memcpy(list, r.body, r.body_len);
+	list[r.body_len] = '\0';
+	reply_free(&r);
+	for (char *v = strtok_r(list, "\n", &save); v; v = strtok_r(NULL, "\n", &save), n++) {
+		snprintf(path, sizeof(path), "/%s/meta-data/instance-id", v);
+		get(path, NULL, &r);
+		expect_status_line(&r, "HTTP/1.1 200 OK");
+		expect_body(&r, IID);
+		reply_free(&r);
+	}
+	assert_int_equal(n, 30);
+}
+
 static void test_version_root(void **state)
 {
 	static const char *const paths[] = { "/latest", "/latest/", "/2009-04-04/", "//latest//", "/latest/." };
@@ -251,6 +275,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_root_versions),
 		cmocka_unit_test(test_dated_versions),
+		cmocka_unit_test(test_every_listed_version),
 		cmocka_unit_test(test_version_root),
 		cmocka_unit_test(test_listing_and_slashes),
 		cmocka_unit_test(test_data_reply_headers),

@@ -120,11 +120,25 @@ static void route_not_allowed(struct route_ec2 *rc, const char *allow)
 
 /* --- classification --- */
 
+/* The list is in byte order (a proper prefix first), so a binary search
+ * finds a segment in five compares; a linear scan compared a dated
+ * version with each of the 28 rows of its length. */
 static bool route_is_version(const char *seg, size_t n)
 {
-	for (size_t i = 0; i < sizeof(route_version_table) / sizeof(route_version_table[0]); i++) {
-		if (route_version_table[i].len == n && memcmp(route_version_table[i].name, seg, n) == 0)
+	size_t lo = 0, hi = sizeof(route_version_table) / sizeof(route_version_table[0]);
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2, len = route_version_table[mid].len;
+		int c = memcmp(seg, route_version_table[mid].name, n < len ? n : len);
+
+		if (c == 0)
+			c = n < len ? -1 : n > len;
+		if (c == 0)
 			return true;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
 	return false;
 }
