@@ -72,6 +72,26 @@ static void test_tokens_differ(void **state)
 	assert_true(same < 8);
 }
 
+/* The random bytes come in batches (token.c): tokens minted one after
+ * another, across several batches, still differ from their predecessor
+ * (20 random bits: one equal pair among 300 has odds of 1 in 3,500;
+ * three mean a broken batch). */
+static void test_tokens_differ_across_batches(void **state)
+{
+	char prev[TOKEN_TEXT_LEN + 1], tok[TOKEN_TEXT_LEN + 1];
+	int same = 0;
+
+	(void)state;
+	mint(key_a, "i-1", NOW + 60, prev);
+	for (int i = 0; i < 300; i++) {
+		mint(key_a, "i-1", NOW + 60, tok);
+		same += strcmp(prev, tok) == 0;
+		assert_int_equal(verify(key_a, "i-1", tok, NOW, NULL), 0);
+		memcpy(prev, tok, sizeof(tok));
+	}
+	assert_true(same < 3);
+}
+
 static void test_other_instance(void **state)
 {
 	char tok[TOKEN_TEXT_LEN + 1];
@@ -323,7 +343,7 @@ int main(void)
 		cmocka_unit_test(test_version_byte),	   cmocka_unit_test(test_remembered),
 		cmocka_unit_test(test_long_instance_id),   cmocka_unit_test(test_many_tokens),
 		cmocka_unit_test(test_threads),		   cmocka_unit_test(test_memo),
-		cmocka_unit_test(test_memo_long_instance_id),
+		cmocka_unit_test(test_memo_long_instance_id), cmocka_unit_test(test_tokens_differ_across_batches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,11 +60,19 @@ struct token_cache_entry {
 	char text[TOKEN_TEXT_LEN];
 };
 
+/* A token's 3 random bytes are not secret (they show in its text); they
+ * only make two tokens of one second differ.  Taken from a batch filled
+ * by one getrandom, not one system call per token: 255 bytes, 85 tokens
+ * (getrandom never returns short for up to 256 bytes). */
+#define TOKEN_RANDOM_BATCH 255
+
 struct token_thread {
 	EVP_MAC_CTX *ctx;
 	bool keyed;	 /* ctx holds the state keyed with `key` */
 	bool cache_used; /* an entry was written since the cache was emptied */
 	uint8_t key[IMDS_TOKEN_KEY_LEN];
+	size_t random_left; /* unused bytes at the start of `random` */
+	uint8_t random[TOKEN_RANDOM_BATCH];
 	struct token_cache_entry cache[TOKEN_CACHE_SLOTS];
 };
 
@@ -247,23 +255,37 @@ static uint64_t token_get_be64(const uint8_t *p)
 	return v;
 }
 
+/* Three bytes from this thread's batch, refilled when it runs out. */
+static int token_random3(struct token_thread *t, uint8_t out[3])
+{
+	if (t->random_left < 3) {
+		if (getrandom(t->random, sizeof(t->random), 0) != (ssize_t)sizeof(t->random))
+			return -EIO;
+		t->random_left = sizeof(t->random);
+	}
+	t->random_left -= 3;
+	memcpy(out, t->random + t->random_left, 3);
+	return 0;
+}
+
 int token_mint(const uint8_t key[IMDS_TOKEN_KEY_LEN], const char *instance_id, uint64_t expiry_unix,
 	       char out[TOKEN_TEXT_LEN + 1])
 {
 	uint8_t raw[TOKEN_RAW_LEN];
-	struct token_thread *t;
+	struct token_thread *t = token_thread_for(key);
 	int ret;
 
+	if (!t)
+		return -EIO;
 	raw[0] = TOKEN_VERSION;
 	/* Random bytes make two tokens minted in the same second differ, like
-	 * EC2's; requests this small never return short.  The top nibble of
-	 * byte 1 stays zero so every token starts "AQ" as EC2's do. */
-	if (getrandom(raw + 1, 3, 0) != 3)
+	 * EC2's.  The top nibble of byte 1 stays zero so every token starts
+	 * "AQ" as EC2's do. */
+	if (token_random3(t, raw + 1))
 		return -EIO;
 	raw[1] &= 0x0f;
 	token_put_be64(raw + 4, expiry_unix);
-	t = token_thread_for(key);
-	ret = t ? token_mac(t, raw, instance_id, raw + TOKEN_HDR_LEN) : -EIO;
+	ret = token_mac(t, raw, instance_id, raw + TOKEN_HDR_LEN);
 	if (ret)
 		return ret;
 	token_encode(raw, out);
