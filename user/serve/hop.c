@@ -49,7 +49,10 @@ void srv_hop_unmark(struct srv_conn *c)
 
 	if (!c->hop_marked)
 		return;
-	if (ioctl(c->fd, TIOCOUTQ, &queued) == 0 && queued == 0)
+	/* all_acked: the acking path's own SIOCOUTQ said 0 after the FIN,
+	 * and nothing is queued after a FIN, so asking again is a wasted
+	 * system call. */
+	if (c->all_acked || (ioctl(c->fd, TIOCOUTQ, &queued) == 0 && queued == 0))
 		store_hop_forget(c->w->srv->cfg.store, &c->peer);
 	c->hop_marked = false;
 }
@@ -88,11 +91,14 @@ void srv_arm_ack_poll(struct srv_worker *w)
 /* Whether the peer acknowledged every byte and the FIN.  SIOCOUTQ on TCP
  * counts the bytes sent or queued but not acknowledged (the FIN counts as
  * one); a socket that can no longer answer has nothing left to wait for. */
-static bool srv_all_acked(const struct srv_conn *c)
+static bool srv_all_acked(struct srv_conn *c)
 {
 	int queued = 1;
 
-	return ioctl(c->fd, TIOCOUTQ, &queued) < 0 || queued == 0;
+	if (ioctl(c->fd, TIOCOUTQ, &queued) < 0)
+		return true;
+	c->all_acked = queued == 0;
+	return c->all_acked;
 }
 
 /* Closes a waiting connection normally once all is acknowledged, or with a

@@ -105,6 +105,7 @@ struct srv_conn {
 	bool closing_counted;  /* in the server's conns_closing until freed */
 	bool close_after_send; /* a response said close, or the peer sent EOF */
 	bool acking;	       /* FIN sent, on the worker's acking list */
+	bool all_acked;	       /* acking, and the peer acknowledged every byte and the FIN */
 	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then */
 	struct token_memo token_memo; /* the last IMDSv2 token that verified on it */
 };
