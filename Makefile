@@ -222,6 +222,17 @@ $(BENCH_BPF): tests/bench/bench_bpf.c tests/unit/bpf_harness.h tests/unit/bpf_fr
 bench-bpf: $(BENCH_BPF)
 	$(BENCH_BPF)
 
+# imdsd's user-space work per keep-alive request (parse, route, token,
+# response), without sockets (issue 15; docs/performance.md, "The request
+# path's own code").
+BENCH_ROUTE := $(BUILD)/bench/bench_route
+$(BENCH_ROUTE): tests/bench/bench_route.c $(call layer_lib,http) $(call layer_lib,lib) $(BUILD)/lib/libllhttp.a | $(SKEL)
+	@mkdir -p $(@D)
+	$(CC) $(COMMON_CFLAGS) $(CFLAGS) $< $(call layer_lib,http) $(call layer_lib,lib) $(BUILD)/lib/libllhttp.a -o $@ $(LDLIBS)
+.PHONY: bench-route
+bench-route: $(BENCH_ROUTE)
+	$(BENCH_ROUTE)
+
 # QEMU guests on TAP devices (tests/e2e, docs/e2e.md).
 e2e: deps
 	$(MAKE) all
