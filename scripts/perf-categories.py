@@ -24,7 +24,7 @@ STACK_CATEGORIES = [
     ("tc: dispatch (tc_run, cls_bpf)", r"\b(tc_run|cls_bpf_classify|tcf_classify)\b"),
 ]
 # io_uring operations, innermost first.
-URING_OPS = ("io_accept", "io_recv", "io_send", "io_close", "io_shutdown")
+URING_OPS = ("io_accept", "io_recv", "io_send", "io_close", "io_shutdown", "io_uring_cmd")
 
 
 def frames(sample):
