@@ -8,13 +8,21 @@
 
 #include "vmlinux.h"
 
-/* linux/pkt_cls.h: TC program verdicts. */
-#ifndef TC_ACT_OK
-#define TC_ACT_OK 0
+/* linux/pkt_cls.h: TC program verdicts.  TC_ACT_UNSPEC is also TCX_NEXT
+ * (linux/bpf.h of Linux 6.6+), and TC_ACT_SHOT is TCX_DROP. */
+#ifndef TC_ACT_UNSPEC
+#define TC_ACT_UNSPEC (-1)
 #endif
 #ifndef TC_ACT_SHOT
 #define TC_ACT_SHOT 2
 #endif
+/* What the TC programs return for a packet they let through: "no verdict",
+ * so the programs and filters after ours on the hook still run (a TCX
+ * program's TC_ACT_OK, TCX_PASS, would end the chain and skip every
+ * clsact filter; docs/ports.md, "Other programs on the TC hooks").  Under
+ * cls_bpf the same value passes to the next filter, and the packet passes
+ * when none is left. */
+#define IMDS_TC_PASS TC_ACT_UNSPEC
 
 /* linux/if_ether.h: ETH_P_IP, ETH_P_ARP and the two VLAN tag types. */
 #define ETH_P_IPV4 0x0800

@@ -152,10 +152,10 @@ int imds_tc_ingress(struct __sk_buff *skb)
 
 	if (!tagged && proto != bpf_htons(ETH_P_IPV4) && proto != bpf_htons(ETH_P_IPV6) && proto != bpf_htons(ETH_P_ARP) &&
 	    !frame_is_tag(proto))
-		return TC_ACT_OK;
+		return IMDS_TC_PASS;
 	tc_pull_headers(skb);
 	return imds_ingress((void *)(long)skb->data, (void *)(long)skb->data_end, skb->ingress_ifindex, tagged) ?
-		       TC_ACT_OK :
+		       IMDS_TC_PASS :
 		       TC_ACT_SHOT;
 }
 
@@ -174,7 +174,7 @@ static __always_inline int egress_ipv4(struct __sk_buff *skb)
 	__u32 slot;
 
 	if (!hop_parse_reply(skb, &ip, &tcp))
-		return TC_ACT_OK;
+		return IMDS_TC_PASS;
 	/* hop_parse_reply found ip right behind the Ethernet header (the
 	 * host sends untagged); reading skb->data again here would make clang
 	 * reuse a moved context pointer, which the verifier refuses. */
@@ -187,13 +187,13 @@ static __always_inline int egress_ipv4(struct __sk_buff *skb)
 	mark = hop_find_mark(ip, tcp);
 	/* Only ever lower a TTL (a reply already below the limit is fine). */
 	if (!mark || ip->ttl <= mark->hop_limit)
-		return TC_ACT_OK;
+		return IMDS_TC_PASS;
 	/* Fail closed: a token reply that cannot be limited does not leave
 	 * (TCP retransmits it and the next attempt is rewritten). */
 	if (hop_rewrite_ttl(skb, ip, mark->hop_limit) < 0)
 		return TC_ACT_SHOT;
 	egress_count_limited(mark);
-	return TC_ACT_OK;
+	return IMDS_TC_PASS;
 }
 
 /* The same for a reply from [fd00:ec2::254]:80, with the Hop Limit. */
@@ -206,7 +206,7 @@ static __always_inline int egress_ipv6(struct __sk_buff *skb)
 	__u32 slot;
 
 	if (!hop_parse_reply6(skb, &ip6, &tcp))
-		return TC_ACT_OK;
+		return IMDS_TC_PASS;
 	eth = (void *)ip6 - sizeof(*eth);
 	slot = guard_reply_misdirected6(skb, eth, ip6);
 	if (slot) {
@@ -215,11 +215,11 @@ static __always_inline int egress_ipv6(struct __sk_buff *skb)
 	}
 	mark = hop_find_mark6(ip6, tcp);
 	if (!mark || ip6->hop_limit <= mark->hop_limit)
-		return TC_ACT_OK;
+		return IMDS_TC_PASS;
 	if (hop_rewrite_hop_limit(skb, mark->hop_limit) < 0)
 		return TC_ACT_SHOT;
 	egress_count_limited(mark);
-	return TC_ACT_OK;
+	return IMDS_TC_PASS;
 }
 
 /* Egress of a VM's port, i.e. frames the bridge sends toward the VM: a
@@ -232,7 +232,7 @@ int imds_tc_egress(struct __sk_buff *skb)
 		return egress_ipv4(skb);
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
 		return egress_ipv6(skb);
-	return TC_ACT_OK;
+	return IMDS_TC_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";

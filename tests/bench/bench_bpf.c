@@ -114,7 +114,7 @@ static double bench_once(const struct bench_case *c, const struct bpf_frame *f, 
 
 	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &opts))
 		return -1;
-	if (opts.retval != HARNESS_TC_ACT_OK)
+	if (opts.retval != HARNESS_TC_PASS)
 		return -1; /* every case here passes; a drop means the setup is wrong */
 	return opts.duration;
 }

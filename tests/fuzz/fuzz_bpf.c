@@ -111,7 +111,7 @@ static void bpf_run_tc(struct bpf_program *prog, const uint8_t *frame, uint32_t 
 		fprintf(stderr, "fuzz_bpf: %s: test run failed: %s\n", bpf_program__name(prog), strerror(-rc));
 		abort();
 	}
-	if (retval != HARNESS_TC_ACT_OK && retval != HARNESS_TC_ACT_SHOT) {
+	if (retval != HARNESS_TC_PASS && retval != HARNESS_TC_ACT_SHOT) {
 		fprintf(stderr, "fuzz_bpf: %s returned %u\n", bpf_program__name(prog), retval);
 		abort();
 	}

@@ -21,8 +21,10 @@
 #include "imds.h"
 #include "imds.skel.h"
 
-/* linux/pkt_cls.h, not included beside linux/bpf.h's own copies. */
-#define HARNESS_TC_ACT_OK 0
+/* linux/pkt_cls.h, not included beside linux/bpf.h's own copies.  The TC
+ * programs pass with TC_ACT_UNSPEC (-1, bpf/compat.h's IMDS_TC_PASS), which
+ * a test run reports as an unsigned retval. */
+#define HARNESS_TC_PASS 0xffffffffu
 #define HARNESS_TC_ACT_SHOT 2
 
 /* The verdict of an ingress program, whichever hook it was. */
@@ -271,7 +273,7 @@ static inline enum harness_verdict harness_tc_verdict(struct bpf_program *prog, 
 
 	if (harness_run_tc(bpf_program__fd(prog), frame, len, ifindex, NULL, NULL, &retval))
 		return HARNESS_ERROR;
-	return retval == HARNESS_TC_ACT_OK	 ? HARNESS_PASS :
+	return retval == HARNESS_TC_PASS	 ? HARNESS_PASS :
 	       retval == HARNESS_TC_ACT_SHOT ? HARNESS_DROP :
 					       HARNESS_ERROR;
 }
