@@ -92,4 +92,8 @@ t1=$(wait_log 'left the bridge' $((base + total)))
 echo "bulk remove: $total ports deleted at once, all forgotten $(ms "$t0" "$t1") ms after the delete began"
 left=$("$LAB" host "$SFX" bpftool -j net show | /usr/bin/python3 -c \
 	'import json,sys; d=json.load(sys.stdin)[0]; print(len(d["xdp"]) + len(d["tc"]))')
+# TCX links (bpftool 7.1 does not show them) and their pins.
+tcx=$("$LAB" host "$SFX" /usr/bin/python3 "$ROOT/tests/system/tcxquery.py" --all | /usr/bin/python3 -c \
+	'import json,sys; print(sum(len(h["ingress"]) + len(h["egress"]) for h in json.load(sys.stdin).values()))')
+left=$((left + tcx))
 echo "             programs left on ports: $left"

@@ -29,6 +29,7 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 LOADMAP = os.path.join(BUILD, "imds-loadmap")
 PYTHON = "/usr/bin/python3"
 SPOOF_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spoof.py")
+TCXQUERY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tcxquery.py")
 # The data plane's programs and the place of its TC filters (user/dataplane.c).
 XDP_PROG = "imds_xdp"
 TC_INGRESS_PROG = "imds_tc_ingress"
@@ -138,12 +139,43 @@ class Lab:
         info = json.loads(self.ip_host("-j", "-d", "link", "show", port).stdout)
         return info[0].get("xdp")
 
-    def tc_filter_names(self, port, direction):
-        """Names of the BPF programs in PORT's TC filters, direction
+    def cls_filter_names(self, port, direction):
+        """Names of the BPF programs in PORT's cls_bpf filters, direction
         "ingress" or "egress" ([] also when the port has no clsact)."""
         p = self.host("tc", "-j", "filter", "show", "dev", port, direction, check=False)
         filters = json.loads(p.stdout or "[]") if p.returncode == 0 else []
         return [f["options"]["bpf_name"] for f in filters if f.get("options", {}).get("bpf_name")]
+
+    def tcx_programs(self, *ports):
+        """{port: {"ingress": [[name, link id], ...], "egress": [...]}}: the
+        programs on the ports' TCX hooks, in the order they run
+        (tests/system/tcxquery.py; "--all" for every link)."""
+        return json.loads(self.host(PYTHON, TCXQUERY, *ports).stdout)
+
+    def tc_filter_names(self, port, direction):
+        """Names of the BPF programs on PORT's TC hook, direction "ingress"
+        or "egress": TCX programs first (they run first), then cls_bpf
+        filters."""
+        tcx = self.tcx_programs(port).get(port, {}).get(direction, [])
+        return [name for name, _ in tcx] + self.cls_filter_names(port, direction)
+
+    def tc_copies(self, port):
+        """How many of imdsd's TC programs PORT carries, by way and hook:
+        {("tcx" or "cls", "ingress" or "egress"): n}, zeros left out."""
+        copies = {}
+        tcx = self.tcx_programs(port).get(port, {})
+        for d in ("ingress", "egress"):
+            prog = TC_INGRESS_PROG if d == "ingress" else TC_EGRESS_PROG
+            for way, names in (("tcx", [n for n, _ in tcx.get(d, [])]), ("cls", self.cls_filter_names(port, d))):
+                n = sum(1 for name in names if name.startswith(prog))
+                if n:
+                    copies[(way, d)] = n
+        return copies
+
+    def tcx_pins(self):
+        """The pinned TCX links under the lab's pin directory (names)."""
+        d = os.path.join(self.pin_dir, "links")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
     def port_ingress_hooks(self, port):
         """Which of imdsd's checks of what the VM sends are on PORT: a subset
@@ -165,6 +197,11 @@ class Lab:
         # Our filter's place: dataplane.c's DATAPLANE_TC_PRIO and _HANDLE.
         self.host("tc", "filter", "del", "dev", port, "ingress", "pref", str(TC_PREF), "handle",
                   hex(TC_HANDLE), "bpf", check=False)
+        # Our TCX link lives as long as its pin (imdsd holds no descriptor).
+        ifindex = json.loads(self.ip_host("-j", "link", "show", port).stdout)[0]["ifindex"]
+        pin = os.path.join(self.pin_dir, "links", f"tcx-{ifindex}-ingress")
+        if os.path.exists(pin):
+            os.unlink(pin)
         hooks = self.port_ingress_hooks(port)
         assert not hooks, f"imdsd's ingress check still on {port}: {hooks}"
 

@@ -8,8 +8,9 @@
   exposure stays what docs/operations.md records.
 - The unit's CapabilityBoundingSet is what imdsd needs: under exactly that
   set it serves, also after a SIGKILL left its programs on the ports;
-  without CAP_SYS_ADMIN it cannot take those over, and without any one of
-  the others it does not serve.
+  without CAP_SYS_ADMIN it cannot take over cls_bpf filters (--tc-attach
+  cls, and kernels before 6.6) but does take over its pinned TCX links,
+  and without any one of the others it does not serve.
 - `make deb`, `apt-get install ./imds_*.deb`: the installed /usr/sbin/imdsd
   serves a VM on a lab bridge, the installed unit verifies, and `apt-get
   purge` leaves nothing (files, pins, programs on ports, hook, keys)
@@ -215,16 +216,33 @@ def test_unit_capabilities_are_what_imdsd_needs(lab):
             assert not serves(lab), f"imdsd served without CAP_{cap.upper()}: is it needed?"
             lab.stop_imdsd()
 
-        # CAP_SYS_ADMIN: for BPF_PROG_GET_FD_BY_ID, to recognise the
-        # program a killed imdsd left on a port before taking it over.
+        # CAP_SYS_ADMIN: with cls_bpf filters (--tc-attach cls, and what
+        # auto falls back to before Linux 6.6, e.g. Debian 12's 6.1), for
+        # BPF_PROG_GET_FD_BY_ID, to recognise the program a killed imdsd
+        # left on a port before taking it over.
         lab.imdsd_prog = setpriv(caps)
-        lab.start_imdsd()
+        lab.start_imdsd("--tc-attach", "cls")
         kill9(lab)
         lab.imdsd_prog = setpriv([c for c in caps if c != "sys_admin"])
-        lab.start_imdsd()
+        lab.start_imdsd("--tc-attach", "cls")
         this_run = lab._log_since(lab.imdsd_log_start)
         assert "cannot be inspected: Operation not permitted" in this_run, this_run
         lab.stop_imdsd()
+        # With TCX links (the default on 6.6+) the pins identify the links
+        # a killed imdsd left: no id lookup, so no CAP_SYS_ADMIN.  (The
+        # full set first clears the cls_bpf filters the run above kept.)
+        lab.imdsd_prog = setpriv(caps)
+        lab.start_imdsd()
+        kill9(lab)
+        assert lab.tc_copies("vm1") == {("tcx", "ingress"): 1, ("tcx", "egress"): 1}
+        lab.imdsd_prog = setpriv([c for c in caps if c != "sys_admin"])
+        lab.start_imdsd()
+        this_run = lab._log_since(lab.imdsd_log_start)
+        assert "cannot" not in this_run, this_run
+        assert serves(lab), "imdsd without CAP_SYS_ADMIN does not take the TCX links over"
+        assert lab.tc_copies("vm1") == {("tcx", "ingress"): 1, ("tcx", "egress"): 1}
+        lab.stop_imdsd()
+        assert lab.tcx_pins() == []
     finally:
         lab.kill_imdsd()
         # Clean ports for the next test: a full imdsd takes over and detaches.

@@ -65,7 +65,8 @@ def peers(lab):
 def attachments(lab):
     """{devname: {"xdp": prog id or None, "ingress": [TC program names],
     "egress": [TC program names]}} of the host namespace, from one
-    `bpftool net` (one call for every port)."""
+    `bpftool net` (XDP and cls_bpf: one call for every port) and one
+    tcxquery.py --all (TCX, which bpftool 7.1 does not show)."""
     out = json.loads(lab.host("bpftool", "-j", "net", "show").stdout)[0]
     devs = {}
 
@@ -74,6 +75,10 @@ def attachments(lab):
 
     for x in out.get("xdp", []):
         dev(x["devname"])["xdp"] = x["id"]
+    for name, hooks in lab.tcx_programs("--all").items():
+        for d in ("ingress", "egress"):
+            if hooks[d]:
+                dev(name)[d].extend(p for p, _ in hooks[d])
     for t in out.get("tc", []):
         if t.get("kind") in ("clsact/ingress", "clsact/egress"):
             dev(t["devname"])[t["kind"].split("/")[1]].append(t.get("name", ""))

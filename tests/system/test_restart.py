@@ -33,6 +33,7 @@ def assert_nothing_left(lab):
         for direction in ("ingress", "egress"):
             names = lab.tc_filter_names(port, direction)
             assert not any(n.startswith("imds_") for n in names), f"imdsd left {names} on {port} {direction}"
+    assert lab.tcx_pins() == [], "imdsd left pinned TCX links"
 
 
 def test_restart_keeps_data_and_tokens(lab):

@@ -8,8 +8,9 @@ data plane verified, never from the source address alone.
 3. A client on a bridge port whose ingress check was taken off (VM 4) is
    accepted by TCP but gets no byte of metadata; the others are still served.
 
-The module runs twice: with imdsd's default ingress check (TC ingress) and
-with --ingress xdp.
+The module runs three times: with imdsd's default ingress check (TC
+ingress, as TCX links on this kernel), with --ingress xdp, and with TC
+ingress as cls_bpf filters (--tc-attach cls).
 
 Every VM is pinned to its own port by its record (vmdata.vm_record), so
 nobody can take a VM's port by speaking first (test_pinning.py); each still
@@ -29,7 +30,7 @@ mac, ip, iid = vmdata.vm_mac, vmdata.vm_ipv4, vmdata.instance_id
 _ports = itertools.count(61000, 20)  # 20 fresh source ports per attempt
 
 
-@pytest.fixture(scope="module", params=INGRESS_ARGS, ids=INGRESS_IDS)
+@pytest.fixture(scope="module", params=[*INGRESS_ARGS, ("--tc-attach", "cls")], ids=[*INGRESS_IDS, "tc-cls"])
 def lab(make_lab, request):
     lab = make_lab(4)
     lab.load([vmdata.vm_record(i) for i in lab.vms])

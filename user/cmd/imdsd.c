@@ -42,6 +42,7 @@ struct imdsd {
 	int header_timeout_ms; /* --header-timeout */
 	int max_conns_total;   /* --max-connections-total, 0 = from RLIMIT_NOFILE */
 	enum dataplane_ingress ingress; /* --ingress */
+	enum dataplane_tc_attach tc_attach; /* --tc-attach */
 	bool xdp_mode_set;		/* --xdp-mode given: needs --ingress xdp */
 	bool first_use_all;		/* --bind-first-use */
 	struct admin_addr metrics_addr; /* --metrics */
@@ -65,6 +66,7 @@ enum imdsd_opt {
 	OPT_MAX_CONNS_TOTAL,
 	OPT_XDP_MODE,
 	OPT_INGRESS,
+	OPT_TC_ATTACH,
 	OPT_FIRST_USE,
 	OPT_LOG_LEVEL,
 	OPT_METRICS,
@@ -86,6 +88,9 @@ static const struct cli_option imdsd_options[] = {
 	[OPT_XDP_MODE] = { "xdp-mode", 'x', "MODE",
 			   "with --ingress xdp: auto (generic on veth, else native; default), native or generic" },
 	[OPT_INGRESS] = { "ingress", 'i', "HOOK", "where VM packets are checked: tc (default) or xdp" },
+	[OPT_TC_ATTACH] = { "tc-attach", 0, "HOW",
+			    "how the TC programs go on the ports: auto (TCX links on Linux 6.6+, else cls_bpf; "
+			    "default), tcx or cls (docs/ports.md)" },
 	[OPT_FIRST_USE] = { "bind-first-use", 0, NULL,
 			    "UNSAFE: a VM with no pinned port binds to the port it speaks first from "
 			    "(docs/design.md)" },
@@ -98,7 +103,7 @@ static const struct cli_option imdsd_options[] = {
 
 static const char imdsd_synopsis[] =
 	"--bridge LIST [--bridge LIST...] [--pin-dir DIR] [--workers N] [--idle-timeout MS] [--header-timeout MS] "
-	"[--max-connections-total N] [--xdp-mode MODE] [--ingress HOOK] [--bind-first-use] [--log-level LEVEL] [--metrics ADDR]";
+	"[--max-connections-total N] [--xdp-mode MODE] [--ingress HOOK] [--tc-attach HOW] [--bind-first-use] [--log-level LEVEL] [--metrics ADDR]";
 
 static int imdsd_parse_int(const char *name, const char *text, long min, long max, int *out)
 {
@@ -130,6 +135,24 @@ static int imdsd_parse_xdp_mode(const char *text)
 		}
 	}
 	fprintf(stderr, "imdsd: --xdp-mode: \"%s\" is not auto, native or generic\n", text);
+	return -1;
+}
+
+static int imdsd_parse_tc_attach(struct imdsd *d, const char *text)
+{
+	static const char *const names[] = {
+		[DATAPLANE_TC_AUTO] = "auto",
+		[DATAPLANE_TC_TCX] = "tcx",
+		[DATAPLANE_TC_CLS] = "cls",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(text, names[i]) == 0) {
+			d->tc_attach = (enum dataplane_tc_attach)i;
+			return 0;
+		}
+	}
+	fprintf(stderr, "imdsd: --tc-attach: \"%s\" is not auto, tcx or cls\n", text);
 	return -1;
 }
 
@@ -195,6 +218,8 @@ static int imdsd_on_option(void *ctx, int index, const char *arg)
 		return imdsd_parse_log_level(arg);
 	case OPT_METRICS:
 		return imdsd_parse_metrics(d, arg);
+	case OPT_TC_ATTACH:
+		return imdsd_parse_tc_attach(d, arg);
 	case OPT_INGRESS:
 		if (strcmp(arg, "tc") == 0) {
 			d->ingress = DATAPLANE_INGRESS_TC;
@@ -327,7 +352,17 @@ static int imdsd_watch(struct imdsd *d)
 		.addr_be = IMDSD_ADDR_BE,
 		.ingress = d->ingress,
 	};
+	char err[IMDSD_ERR_LEN];
+	int rc = dataplane_set_tc_attach(d->tc_attach, err, sizeof(err));
 
+	if (rc < 0) {
+		log_error("%s", err);
+		return rc;
+	}
+	if (err[0])
+		log_warn("%s", err);
+	log_info("TC programs go on the ports as %s", strcmp(dataplane_tc_attach_name(), "tcx") == 0 ?
+						       "TCX links (pinned)" : "cls_bpf filters");
 	return watch_start(&d->watch, &cfg);
 }
 
@@ -467,6 +502,7 @@ int main(int argc, char **argv)
 		.idle_timeout_ms = 10000,
 		.header_timeout_ms = 5000,
 		.ingress = DATAPLANE_INGRESS_TC,
+		.tc_attach = DATAPLANE_TC_AUTO,
 		.sig_fd = -1,
 		.claim_fd = -1,
 	};

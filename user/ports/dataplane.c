@@ -11,9 +11,13 @@
  *
  * Each port also gets imds_tc_egress on its TC egress hook (the hop limit
  * of token replies: frames the bridge sends toward the VM leave through the
- * port's egress).  Our TC filters sit at a handle and priority of our own,
- * so a stale copy from a killed imdsd is replaced in place, never doubled,
- * and other TC filters on the port are left alone. */
+ * port's egress).  The TC programs go on as TCX links where the kernel has
+ * them (tcx.c: pinned, so a stale link from a killed imdsd is taken over
+ * in place) or as cls_bpf filters on a clsact qdisc (--tc-attach cls).
+ * Our TC filters sit at a handle and priority of our own, so a stale copy
+ * from a killed imdsd is replaced in place, never doubled, and other TC
+ * filters on the port are left alone.  Whichever way a port is attached,
+ * our copy attached the other way is removed once the new one is on. */
 #include "ports/dataplane.h"
 
 #include <bpf/bpf.h>
@@ -27,6 +31,7 @@
 
 #include "imds.skel.h"
 #include "ports/netlink.h"
+#include "ports/tcx.h"
 
 #define DATAPLANE_PROG_NAME "imds_xdp"
 #define DATAPLANE_TC_NAME "imds_tc_egress"
@@ -278,8 +283,8 @@ static int dataplane_tc_hook_create(struct bpf_tc_hook *hook)
 	return rc;
 }
 
-static int dataplane_tc_attach(struct store *s, int ifindex, const struct dataplane_tc_place *place, char *err,
-			       size_t errlen)
+static int dataplane_cls_attach(struct store *s, int ifindex, const struct dataplane_tc_place *place, char *err,
+				size_t errlen)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = place->point);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = DATAPLANE_TC_HANDLE, .priority = DATAPLANE_TC_PRIO,
@@ -309,7 +314,7 @@ static int dataplane_tc_attach(struct store *s, int ifindex, const struct datapl
 
 /* Removes the program at our place if it is ours (this run's or stale).
  * The clsact qdisc stays: other filters may hang on it. */
-static int dataplane_tc_detach(int ifindex, const struct dataplane_tc_place *place)
+static int dataplane_cls_detach(int ifindex, const struct dataplane_tc_place *place)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = place->point);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = DATAPLANE_TC_HANDLE, .priority = DATAPLANE_TC_PRIO);
@@ -324,6 +329,92 @@ static int dataplane_tc_detach(int ifindex, const struct dataplane_tc_place *pla
 	if (rc < 0)
 		return rc;
 	return bpf_tc_detach(&hook, &opts);
+}
+
+/* ---- TC: TCX link or cls_bpf filter ---- */
+
+static enum dataplane_tc_attach dataplane_tc_how = DATAPLANE_TC_CLS;
+
+int dataplane_set_tc_attach(enum dataplane_tc_attach how, char *err, size_t errlen)
+{
+	int rc = how == DATAPLANE_TC_CLS ? 0 : tcx_probe();
+
+	err[0] = '\0';
+	if (rc < 0 && how == DATAPLANE_TC_TCX) {
+		snprintf(err, errlen, "--tc-attach tcx: this kernel has no TCX links (Linux 6.6 or later): %s",
+			 strerror(-rc));
+		return rc;
+	}
+	dataplane_tc_how = rc < 0 ? DATAPLANE_TC_CLS : how == DATAPLANE_TC_AUTO ? DATAPLANE_TC_TCX : how;
+	if (rc < 0 && how == DATAPLANE_TC_AUTO)
+		snprintf(err, errlen, "no TCX links on this kernel (%s): cls_bpf filters on clsact", strerror(-rc));
+	return 0;
+}
+
+const char *dataplane_tc_attach_name(void)
+{
+	return dataplane_tc_how == DATAPLANE_TC_TCX ? "tcx" : "cls";
+}
+
+/* The kernel's libbpf messages for a port without clsact are expected
+ * when looking for a filter of ours that is not there. */
+static int dataplane_cls_detach_quiet(int ifindex, const struct dataplane_tc_place *place)
+{
+	libbpf_print_fn_t saved = libbpf_set_print(NULL);
+	int rc = dataplane_cls_detach(ifindex, place);
+
+	libbpf_set_print(saved);
+	return rc;
+}
+
+/* Our program at the place, the chosen way; then our copy attached the
+ * other way (an earlier imdsd's, in the other mode) goes, so the port
+ * never has none and ends with exactly one.  A copy that cannot be
+ * removed is reported in err, and the attach still counts. */
+static int dataplane_tc_attach(struct store *s, int ifindex, const struct dataplane_tc_place *place, char *err,
+			       size_t errlen)
+{
+	bool ingress = place->point == BPF_TC_INGRESS;
+	int rc, fd;
+
+	if (dataplane_tc_how == DATAPLANE_TC_CLS) {
+		rc = dataplane_cls_attach(s, ifindex, place, err, errlen);
+		if (rc == 0)
+			tcx_detach(s->pin_dir, ifindex, ingress);
+		return rc;
+	}
+	fd = dataplane_tc_fd(s, place);
+	if (fd < 0) {
+		snprintf(err, errlen, "the %s program is not loaded", place->what);
+		return -EINVAL;
+	}
+	rc = tcx_attach(s->pin_dir, ifindex, ingress, fd, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = dataplane_cls_detach_quiet(ifindex, place);
+	if (rc < 0 && rc != -ENOENT && !err[0])
+		snprintf(err, errlen, "a cls_bpf filter of an earlier imdsd stays on %s: %s", place->what,
+			 strerror(-rc));
+	return 0;
+}
+
+/* Our copy at the place, however attached: 0, -ENOENT when there was
+ * none, or -errno. */
+static int dataplane_tc_detach(struct store *s, int ifindex, const struct dataplane_tc_place *place)
+{
+	int tcx = tcx_detach(s->pin_dir, ifindex, place->point == BPF_TC_INGRESS);
+	int cls = dataplane_cls_detach_quiet(ifindex, place);
+
+	if (tcx < 0 && tcx != -ENOENT)
+		return tcx;
+	if (cls < 0 && cls != -ENOENT)
+		return cls;
+	return tcx == 0 || cls == 0 ? 0 : -ENOENT;
+}
+
+int dataplane_sweep(struct store *s, bool (*attached)(void *ctx, int ifindex), void *ctx)
+{
+	return tcx_sweep(s->pin_dir, attached, ctx);
 }
 
 /* ---- the port as a whole ---- */
@@ -404,11 +495,11 @@ int dataplane_attach(struct store *s, int ifindex, char *err, size_t errlen)
 		return rc;
 	rc = dataplane_tc_attach(s, ifindex, &dataplane_tc_egress, err, errlen);
 	if (rc < 0 && tc)
-		dataplane_tc_detach(ifindex, &dataplane_tc_ingress);
+		dataplane_tc_detach(s, ifindex, &dataplane_tc_ingress);
 	else if (rc < 0)
 		dataplane_xdp_detach(s, ifindex);
-	else if (!tc) /* a stale TC ingress copy would check packets twice; */
-		dataplane_tc_detach(ifindex, &dataplane_tc_ingress); /* clsact exists now */
+	else if (!tc) /* a stale TC ingress copy would check packets twice */
+		dataplane_tc_detach(s, ifindex, &dataplane_tc_ingress);
 	return rc;
 }
 
@@ -465,8 +556,8 @@ int dataplane_detach(struct store *s, int ifindex)
 {
 	int rcs[3] = {
 		dataplane_xdp_detach(s, ifindex),
-		dataplane_tc_detach(ifindex, &dataplane_tc_ingress),
-		dataplane_tc_detach(ifindex, &dataplane_tc_egress),
+		dataplane_tc_detach(s, ifindex, &dataplane_tc_ingress),
+		dataplane_tc_detach(s, ifindex, &dataplane_tc_egress),
 	};
 	int rc = -ENOENT;
 

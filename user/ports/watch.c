@@ -91,13 +91,15 @@ static void watch_log_attached(struct watch *w, int ifindex, int bridge)
 	const char *mode = "none";
 
 	if (w->cfg.ingress == DATAPLANE_INGRESS_TC) {
-		log_info("port %s (ifindex %d) of %s: TC ingress and TC egress attached",
-			watch_port_name(ifindex, name), ifindex, watch_bridge_name(w, bridge));
+		log_info("port %s (ifindex %d) of %s: TC ingress and TC egress attached (%s)",
+			watch_port_name(ifindex, name), ifindex, watch_bridge_name(w, bridge),
+			dataplane_tc_attach_name());
 		return;
 	}
 	dataplane_mode(w->cfg.store, ifindex, &mode);
-	log_info("port %s (ifindex %d) of %s: XDP (%s mode) and TC egress attached",
-		watch_port_name(ifindex, name), ifindex, watch_bridge_name(w, bridge), mode);
+	log_info("port %s (ifindex %d) of %s: XDP (%s mode) and TC egress attached (%s)",
+		watch_port_name(ifindex, name), ifindex, watch_bridge_name(w, bridge), mode,
+		dataplane_tc_attach_name());
 }
 
 /* A port of a served bridge that is not known yet: attach, log the outcome
@@ -446,6 +448,25 @@ static int watch_sync(struct watch *w)
 
 /* ---- the watch as a whole ---- */
 
+static bool watch_port_attached(void *ctx, int ifindex)
+{
+	struct portset_port *p = portset_find(&((struct watch *)ctx)->ports, ifindex);
+
+	return p && p->attached;
+}
+
+/* Pinned TCX links outlive imdsd: those of ports that left while none ran
+ * (or whose attach failed now) go once the start's sync attached the rest. */
+static void watch_sweep_links(struct watch *w)
+{
+	int rc = dataplane_sweep(w->cfg.store, watch_port_attached, w);
+
+	if (rc < 0)
+		log_error("cannot look through the pinned TCX links: %s", strerror(-rc));
+	else if (rc > 0)
+		log_info("removed %d pinned TCX link(s) of ports no longer served", rc);
+}
+
 /* Names of the configuration no bridge answers yet: a typo shows at once,
  * and a bridge libvirt starts later is served when it appears. */
 static void watch_log_waiting(struct watch *w)
@@ -486,6 +507,7 @@ int watch_start(struct watch **out, const struct watch_config *cfg)
 		watch_stop(w);
 		return rc;
 	}
+	watch_sweep_links(w);
 	watch_log_waiting(w);
 	*out = w;
 	return 0;
