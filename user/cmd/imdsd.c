@@ -120,40 +120,43 @@ static int imdsd_parse_int(const char *name, const char *text, long min, long ma
 	return 0;
 }
 
+/* The index of `text` among the three names of an option's choices, or -1
+ * with the usage error printed. */
+static int imdsd_parse_choice(const char *option, const char *text, const char *const names[3])
+{
+	for (int i = 0; i < 3; i++)
+		if (strcmp(text, names[i]) == 0)
+			return i;
+	fprintf(stderr, "imdsd: --%s: \"%s\" is not %s, %s or %s\n", option, text, names[0], names[1], names[2]);
+	return -1;
+}
+
 static int imdsd_parse_xdp_mode(const char *text)
 {
-	static const char *const names[] = {
+	static const char *const names[3] = {
 		[DATAPLANE_XDP_AUTO] = "auto",
 		[DATAPLANE_XDP_NATIVE] = "native",
 		[DATAPLANE_XDP_GENERIC] = "generic",
 	};
+	int i = imdsd_parse_choice("xdp-mode", text, names);
 
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcmp(text, names[i]) == 0) {
-			dataplane_set_xdp_mode((enum dataplane_xdp_mode)i);
-			return 0;
-		}
-	}
-	fprintf(stderr, "imdsd: --xdp-mode: \"%s\" is not auto, native or generic\n", text);
-	return -1;
+	if (i >= 0)
+		dataplane_set_xdp_mode((enum dataplane_xdp_mode)i);
+	return i < 0 ? -1 : 0;
 }
 
 static int imdsd_parse_tc_attach(struct imdsd *d, const char *text)
 {
-	static const char *const names[] = {
+	static const char *const names[3] = {
 		[DATAPLANE_TC_AUTO] = "auto",
 		[DATAPLANE_TC_TCX] = "tcx",
 		[DATAPLANE_TC_CLS] = "cls",
 	};
+	int i = imdsd_parse_choice("tc-attach", text, names);
 
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcmp(text, names[i]) == 0) {
-			d->tc_attach = (enum dataplane_tc_attach)i;
-			return 0;
-		}
-	}
-	fprintf(stderr, "imdsd: --tc-attach: \"%s\" is not auto, tcx or cls\n", text);
-	return -1;
+	if (i >= 0)
+		d->tc_attach = (enum dataplane_tc_attach)i;
+	return i < 0 ? -1 : 0;
 }
 
 static int imdsd_parse_log_level(const char *text)
