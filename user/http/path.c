@@ -100,6 +100,26 @@ static int path_percent_decode(const char *in, size_t len, char *out, size_t cap
 	return (int)o;
 }
 
+/* Whether p[0..n) (p[0] == '/', no NUL) is its own normal form: no
+ * escape, no empty segment but a trailing one, no "." or "..".  What
+ * clients send nearly always is, and is then copied as it is. */
+static bool path_is_normal(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *seg = p + i + 1;
+		size_t rest = n - i - 1;
+
+		if (p[i] == '%')
+			return false;
+		if (p[i] != '/' || rest == 0)
+			continue;
+		if (seg[0] == '/' || (seg[0] == '.' && (rest == 1 || seg[1] == '/' ||
+							(seg[1] == '.' && (rest == 2 || seg[2] == '/')))))
+			return false;
+	}
+	return true;
+}
+
 int path_normalize(const char *url, size_t url_len, char *out, size_t cap)
 {
 	size_t i, olen = 1, start = path_skip_authority(url, url_len);
@@ -112,6 +132,14 @@ int path_normalize(const char *url, size_t url_len, char *out, size_t cap)
 		return -EINVAL;
 	if (end < url_len && url[end] == '\0')
 		return -EINVAL;
+	/* Within the bounds the full way checks (the decode buffer, then
+	 * cap), a normal path comes out as it went in. */
+	if (end > start && url[start] == '/' && end - start < cap && end - start <= PATH_TARGET_MAX &&
+	    path_is_normal(url + start, end - start)) {
+		memcpy(out, url + start, end - start);
+		out[end - start] = '\0';
+		return (int)(end - start);
+	}
 	/* Escapes are decoded first, so "%2e%2e" is ".." (RFC 3986 §6.2.2.2). */
 	plen = path_percent_decode(url + start, end - start, path, sizeof(path));
 	if (plen < 0)
