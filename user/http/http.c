@@ -121,8 +121,11 @@ static struct http_header_value *http_header_slot(struct http_request *r, const 
 	};
 #undef HTTP_KNOWN
 
+	/* The first letter, case folded (every name starts with one), before
+	 * the call: "Accept-Encoding" has the length of "X-Forwarded-For". */
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-		if (known[i].len == len && strncasecmp(known[i].name, name, len) == 0)
+		if (known[i].len == len && (known[i].name[0] | 0x20) == (name[0] | 0x20) &&
+		    strncasecmp(known[i].name, name, len) == 0)
 			return (struct http_header_value *)((char *)r + known[i].off);
 	}
 	return NULL;
