@@ -16,6 +16,9 @@ static size_t path_skip_authority(const char *url, size_t len)
 {
 	static const char *const schemes[] = { "http://", "https://" };
 
+	/* The origin form, nearly every request's, starts with its path. */
+	if (len > 0 && url[0] == '/')
+		return 0;
 	for (size_t i = 0; i < 2; i++) {
 		size_t n = strlen(schemes[i]);
 
