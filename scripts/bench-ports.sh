@@ -58,20 +58,20 @@ ms() { /usr/bin/python3 -c "print(f'{($2 - $1) * 1000:.0f}')" ; }
 for ((i = 0; i < N; i++)); do echo "link add bp$i type veth peer name qbp$i netns $PEERS"; done >"$WORK/add"
 for ((i = 0; i < N; i++)); do echo "link set bp$i master br-imds up"; done >>"$WORK/add"
 
-base=$(count ' attached$')
+base=$(count ' attached (')
 t0=$(now)
 ip -n "$HOST" -batch "$WORK/add"
 t1=$(now)
-t2=$(wait_log ' attached$' $((base + N)))
+t2=$(wait_log ' attached (' $((base + N)))
 echo "bulk add:    ip -batch of $N ports took $(ms "$t0" "$t1") ms; last attached $(ms "$t1" "$t2") ms later"
 
 samples=()
 for ((k = 0; k < REPS; k++)); do
 	ip -n "$HOST" link add "bs$k" type veth peer name "qbs$k" netns "$PEERS"
-	base=$(count ' attached$')
+	base=$(count ' attached (')
 	t0=$(now)
 	ip -n "$HOST" link set "bs$k" master br-imds up
-	t1=$(wait_log ' attached$' $((base + 1)))
+	t1=$(wait_log ' attached (' $((base + 1)))
 	samples+=("$(ms "$t0" "$t1")")
 done
 echo "single port: attached after ${samples[*]} ms"
