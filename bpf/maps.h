@@ -81,6 +81,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } IMDS_MAP_CONN_TABLE_ID SEC(".maps");
 
+/* Verified SYNs imdsd reads in place (include/imds.h, struct
+ * imds_conn_slot); conn_table takes those whose entry is taken. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, IMDS_CONN_SLOTS);
+	__type(key, __u32);
+	__type(value, struct imds_conn_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IMDS_MAP_CONN_SLOTS_ID SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, IMDS_MAX_VMS);

@@ -96,7 +96,67 @@ static __always_inline bool connection_gated(__u32 slot, const struct imds_vm *v
 	return gate && gate->generation == vm->generation && bpf_ktime_get_ns() < gate->until_ns;
 }
 
-/* The server only serves connections whose SYN passed here. */
+/* conn_slots' entries less one (a power of two less one), set by the store
+ * before load from the map's size. */
+const volatile __u32 conn_slots_mask = IMDS_CONN_SLOTS - 1;
+
+static __always_inline bool conn_key_equal(const struct imds_conn_key *a, const struct imds_conn_key *b)
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a->saddr, 8);
+	__builtin_memcpy(&a1, a->saddr + 8, 8);
+	__builtin_memcpy(&b0, b->saddr, 8);
+	__builtin_memcpy(&b1, b->saddr + 8, 8);
+	return a0 == b0 && a1 == b1 && a->sport == b->sport;
+}
+
+/* Whether a SYN of `key` may take the entry whose state word is `old`: a
+ * free one; one of its own endpoint (a retransmitted SYN, or a SYN whose
+ * connection never came: either way the new one is the only live one); or
+ * one nobody will take any more.  One being written is left alone. */
+static __always_inline bool conn_slot_takeable(const struct imds_conn_slot *e, __u32 old,
+					       const struct imds_conn_key *key, __u64 now)
+{
+	__u32 state = old & IMDS_CONN_STATE_MASK;
+
+	if (state == IMDS_CONN_FREE)
+		return true;
+	if (state != IMDS_CONN_READY)
+		return false;
+	return conn_key_equal(&e->key, key) || now - e->verified_ns > IMDS_CONN_MAX_AGE_NS;
+}
+
+/* Records the SYN in its conn_slots entry: claim (compare-and-swap to
+ * WRITING with the next sequence), fill, publish (exchange to READY, a full
+ * barrier, so imdsd sees the fields once it sees READY).  false when the
+ * entry is taken or the claim lost a race: the caller uses conn_table. */
+static __always_inline bool record_in_slots(const struct imds_conn_key *key, const struct imds_conn *conn)
+{
+	__u32 idx = imds_conn_slot_of(key) & conn_slots_mask;
+	struct imds_conn_slot *e = bpf_map_lookup_elem(&IMDS_MAP_CONN_SLOTS_ID, &idx);
+	__u32 old, seq;
+
+	if (!e)
+		return false;
+	old = *(volatile __u32 *)&e->seq_state;
+	if (!conn_slot_takeable(e, old, key, conn->verified_ns))
+		return false;
+	seq = (old & ~IMDS_CONN_STATE_MASK) + IMDS_CONN_SEQ_STEP;
+	if (__sync_val_compare_and_swap(&e->seq_state, old, seq | IMDS_CONN_WRITING) != old)
+		return false;
+	e->slot = conn->slot;
+	e->generation = conn->generation;
+	e->verified_ns = conn->verified_ns;
+	__builtin_memcpy(&e->key, key, sizeof(*key));
+	__sync_lock_test_and_set(&e->seq_state, seq | IMDS_CONN_READY);
+	return true;
+}
+
+/* The server only serves connections whose SYN passed here.  An endpoint
+ * has one live SYN at a time, so recording it in one table takes any
+ * older entry of the endpoint out of the other: a connection from it that
+ * did not pass here (the host's own, say) finds neither. */
 static __always_inline void record_connection(const struct imds_pkt *pkt, __u32 slot, const struct imds_vm *vm)
 {
 	struct imds_conn_key key;
@@ -107,8 +167,12 @@ static __always_inline void record_connection(const struct imds_pkt *pkt, __u32 
 	};
 
 	conn_key_of(&key, pkt);
-	if (bpf_map_update_elem(&IMDS_MAP_CONN_TABLE_ID, &key, &conn, BPF_ANY) == 0)
+	if (record_in_slots(&key, &conn)) {
+		bpf_map_delete_elem(&IMDS_MAP_CONN_TABLE_ID, &key);
 		count_reason(slot, IMDS_PASS_SYN_RECORDED);
+	} else if (bpf_map_update_elem(&IMDS_MAP_CONN_TABLE_ID, &key, &conn, BPF_ANY) == 0) {
+		count_reason(slot, IMDS_PASS_SYN_RECORDED);
+	}
 }
 
 #endif

@@ -54,6 +54,7 @@
 #define IMDS_MAP_IPV6_INDEX_ID ipv6_index
 #define IMDS_MAP_VM_IPV6_ID vm_ipv6
 #define IMDS_MAP_PORT_INDEX_ID port_index
+#define IMDS_MAP_CONN_SLOTS_ID conn_slots
 
 #define IMDS_STR_(x) #x
 #define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
@@ -71,6 +72,7 @@
 #define IMDS_MAP_IPV6_INDEX IMDS_STR(IMDS_MAP_IPV6_INDEX_ID)
 #define IMDS_MAP_VM_IPV6 IMDS_STR(IMDS_MAP_VM_IPV6_ID)
 #define IMDS_MAP_PORT_INDEX IMDS_STR(IMDS_MAP_PORT_INDEX_ID)
+#define IMDS_MAP_CONN_SLOTS IMDS_STR(IMDS_MAP_CONN_SLOTS_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536
@@ -206,6 +208,58 @@ struct imds_conn {
 	__u64 verified_ns; /* bpf_ktime_get_ns() of the SYN */
 };
 _Static_assert(sizeof(struct imds_conn) == 16, "imds_conn layout");
+
+/* A verified SYN is no use to imdsd after this long: a connection is
+ * accepted within it or never (the kernel's SYN-ACK retries end sooner). */
+#define IMDS_CONN_MAX_AGE_NS (120ull * 1000000000ull)
+
+/* conn_slots: the verified SYNs imdsd reads in place, without a syscall.
+ * An mmap-able array of IMDS_CONN_SLOTS entries (a power of two; the
+ * store may make it smaller); the entry of an endpoint is at
+ * imds_conn_slot_of(key) & (entries - 1).  The ingress program claims an
+ * entry with compare-and-swap on seq_state (FREE, or READY with its own
+ * endpoint or older than IMDS_CONN_MAX_AGE_NS -> WRITING), fills it and
+ * sets READY; imdsd reads a READY entry of its endpoint and consumes it
+ * with compare-and-swap (READY -> FREE).  Each claim adds
+ * IMDS_CONN_SEQ_STEP, so a consumer's compare-and-swap fails if anyone
+ * claimed the entry since it read it.  An entry taken by another
+ * endpoint's fresh SYN sends the SYN to conn_table as before. */
+#define IMDS_CONN_SLOTS 16384
+#define IMDS_CONN_FREE 0u
+#define IMDS_CONN_WRITING 1u
+#define IMDS_CONN_READY 2u
+#define IMDS_CONN_STATE_MASK 3u
+#define IMDS_CONN_SEQ_STEP 4u
+struct imds_conn_slot {
+	__u32 seq_state; /* sequence << 2 | IMDS_CONN_FREE, _WRITING or _READY */
+	__u32 slot;
+	__u32 generation;
+	__u32 pad;
+	__u64 verified_ns;
+	struct imds_conn_key key;
+	__u32 pad2;
+};
+_Static_assert(sizeof(struct imds_conn_slot) == 48, "imds_conn_slot layout");
+
+/* Where an endpoint's entry is in conn_slots (before the mask): the
+ * address's last 8 bytes and the port, mixed (a 64-bit finaliser), the same
+ * in the data plane and in imdsd.  Not keyed: a VM choosing ports that
+ * collide only sends its own SYNs to conn_table. */
+static inline __attribute__((always_inline)) __u32 imds_conn_slot_of(const struct imds_conn_key *k)
+{
+	__u64 a, b;
+
+	__builtin_memcpy(&a, &k->saddr[0], 8);
+	__builtin_memcpy(&b, &k->saddr[8], 8);
+	a ^= b * 0x9e3779b97f4a7c15ull;
+	a ^= (__u64)k->sport << 17;
+	a ^= a >> 33;
+	a *= 0xff51afd7ed558ccdull;
+	a ^= a >> 33;
+	a *= 0xc4ceb9fe1a85ec53ull;
+	a ^= a >> 33;
+	return (__u32)a;
+}
 
 /* hop_marks: written by imdsd just before it queues a token reply, read by
  * the TC egress program on the VM's port, which rewrites the IP TTL of every

@@ -457,3 +457,35 @@ def assert_served(lab, i, token=None, prefix="/latest"):
     if "privateIp" in doc:
         assert doc["privateIp"] == vmdata.vm_ipv4(i)
     vmdata.assert_no_leak(i, r.body, lab.vms, "identity document")
+
+
+class Strace:
+    """strace on every thread of a process, counting the calls of one
+    syscall whose line holds `match` (e.g. a bpf() command's name)."""
+
+    def __init__(self, pid, syscall, out):
+        tids = os.listdir(f"/proc/{pid}/task")
+        args = [a for t in tids for a in ("-p", t)]
+        self.out = out
+        self.syscall = syscall
+        self.proc = subprocess.Popen(["strace", "-qq", "-e", f"trace={syscall}", "-o", out, *args],
+                                     stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)  # every thread attached (strace has no ready signal)
+        assert self.proc.poll() is None, self.proc.stderr.read()
+
+    def stop(self, match=""):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(10)
+        with open(self.out) as f:
+            return sum(1 for line in f if self.syscall + "(" in line and match in line)
+
+
+def count_calls(lab, syscall, name, body, match=""):
+    """Runs body() while strace counts imdsd's calls of `syscall` (whose
+    line holds `match`); returns the count."""
+    strace = Strace(lab.imdsd.pid, syscall, os.path.join(lab.workdir, f"strace-{name}.txt"))
+    try:
+        body()
+    finally:
+        calls = strace.stop(match)
+    return calls

@@ -16,13 +16,11 @@ modes, over IPv4 and IPv6:
 """
 
 import os
-import signal
-import subprocess
-import time
 
 import pytest
 
 import vmdata
+from imdslab import count_calls
 from ipv6lab import HOST6, IMDS6, curl6, enable_ipv6, record
 from vmhttp import NoResponse, get
 
@@ -51,41 +49,20 @@ def lab(make_lab, request):
     return lab
 
 
-class Strace:
-    """strace on every thread of a process, counting one syscall."""
-
-    def __init__(self, pid, syscall, out):
-        tids = os.listdir(f"/proc/{pid}/task")
-        args = [a for t in tids for a in ("-p", t)]
-        self.out = out
-        self.proc = subprocess.Popen(["strace", "-qq", "-e", f"trace={syscall}", "-o", out, *args],
-                                     stderr=subprocess.PIPE, text=True)
-        self.syscall = syscall
-        time.sleep(0.5)  # every thread attached (strace has no ready signal)
-        assert self.proc.poll() is None, self.proc.stderr.read()
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(10)
-        with open(self.out) as f:
-            return sum(1 for line in f if self.syscall + "(" in line)
-
-
 def test_log_names_the_mode(lab):
     want = "read on the ring (io_uring getsockopt)" if lab.mode == "ring" else "getpeername()"
     assert f"peer addresses: {want}" in lab.log_text()
 
 
 def test_vms_served_and_getpeername_counted(lab):
-    strace = Strace(lab.imdsd.pid, "getpeername", os.path.join(lab.workdir, f"strace-{lab.mode}.txt"))
-    try:
+    def serve():
         for _ in range(CONNS):
             for i in lab.vms:
                 r = get(lab.vm_ns(i), "/latest/meta-data/instance-id")
                 assert (r.status, r.body.decode()) == (200, iid(i))
                 assert curl6(lab, i, "/latest/meta-data/instance-id") == (0, iid(i))
-    finally:
-        calls = strace.stop()
+
+    calls = count_calls(lab, "getpeername", lab.mode, serve)
     conns = CONNS * len(lab.vms) * 2
     assert calls == (0 if lab.mode == "ring" else conns), f"{calls} getpeername() for {conns} connections"
 

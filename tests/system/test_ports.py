@@ -9,7 +9,7 @@ check (TC ingress) and with --ingress xdp.
   after bulk removal no program is left on any of them and imdsd has
   forgotten them all.
 - A VM whose port leaves is released: its port binding and the
-  conn_table entries it left behind are gone, it stays pinned to the port's
+  verified SYNs it left behind (conn_slots, conn_table) are gone, it stays pinned to the port's
   name (waiting), and when a port of that name joins again (a VM restarted
   under the same name) it is served there without a reload.  Restarted on a
   port of another name it is not served until `imds-loadmap bind` pins it
@@ -203,21 +203,26 @@ def vm_port(lab, i):
     return lab.port_binding(vmdata.instance_id(i))
 
 
-def conn_entries(lab):
-    path = os.path.join(lab.pin_dir, "conn_table_v2")
-    out = run(["bpftool", "-j", "map", "dump", "pinned", path]).stdout
-    return json.loads(out)
+def map_dump(lab, name):
+    path = os.path.join(lab.pin_dir, name)
+    return json.loads(run(["bpftool", "-j", "map", "dump", "pinned", path]).stdout)
+
+
+def value_u32(v, field, offset):
+    if isinstance(v, dict):
+        return int(v[field])
+    # no BTF: raw bytes as hex strings, little endian
+    return int.from_bytes(bytes(int(b, 16) for b in v[offset:offset + 4]), "little")
 
 
 def conn_slots(lab):
-    """Slots named by conn_table entries (the value's first u32)."""
-    slots = []
-    for e in conn_entries(lab):
+    """Slots named by verified SYNs waiting for imdsd: conn_table entries
+    (the value's first u32) and READY conn_slots entries (include/imds.h)."""
+    slots = [value_u32(e.get("value"), "slot", 0) for e in map_dump(lab, "conn_table_v2")]
+    for e in map_dump(lab, "conn_slots"):
         v = e.get("value")
-        if isinstance(v, dict):
-            slots.append(int(v["slot"]))
-        else:  # no BTF: raw bytes as hex strings, little endian
-            slots.append(int.from_bytes(bytes(int(b, 16) for b in v[:4]), "little"))
+        if value_u32(v, "seq_state", 0) & 3 == 2:  # IMDS_CONN_READY
+            slots.append(value_u32(v, "slot", 4))
     return slots
 
 
@@ -230,19 +235,19 @@ def test_vm_released_when_its_port_leaves(lab):
         port = vm_port(lab, 3)
         assert port == ("vm3", "pinned"), f"VM 3 bound to {port!r}"
         before = set(conn_slots(lab))
-        # Verified SYNs that never complete: conn_table entries nobody will
-        # ever consume, unless imdsd forgets them with the port.
+        # Verified SYNs that never complete: entries nobody will ever
+        # consume, unless imdsd forgets them with the port.
         res = lab.spoof_syns(3, vmdata.vm_mac(3), vmdata.vm_ipv4(3), 41000, count=3, listen=0.5)
         assert any(r["flags"] == "SA" for r in res["replies"]), f"VM 3's own SYNs were not answered: {res}"
         new = set(conn_slots(lab)) - before
-        assert len(new) == 1, f"expected VM 3's slot among conn_table values, got {new}"
+        assert len(new) == 1, f"expected VM 3's slot among the verified SYNs, got {new}"
         slot3 = new.pop()
 
         left_before = left_count(lab)
         lab.del_vm(3)
         wait_until("imdsd saw vm3 leave", lambda: left_count(lab) > left_before, timeout=5)
         wait_until("VM 3 released", lambda: vm_port(lab, 3) == ("vm3", "waiting"), timeout=5)
-        assert slot3 not in conn_slots(lab), "conn_table still holds entries of the departed VM"
+        assert slot3 not in conn_slots(lab), "verified SYNs of the departed VM are left"
 
         # The VM "restarts" on a new port of the same name (a new ifindex):
         # its pin binds it there as the port joins, no reload needed.

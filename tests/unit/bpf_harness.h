@@ -36,12 +36,14 @@ enum harness_verdict {
 
 struct harness {
 	struct imds_bpf *skel;
-	int vm_fd, mac_fd, conn_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd, ipv6_fd, vm_ipv6_fd, port_fd;
+	int vm_fd, mac_fd, conn_fd, slots_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd, ipv6_fd, vm_ipv6_fd, port_fd;
 	int ncpus;
 	char why[256]; /* why the data plane could not be loaded */
 };
 
 static struct harness harness;
+
+#define HARNESS_CONN_SLOTS 4 /* conn_slots' entries in the tests */
 
 /* Pinning off for every map: libbpf then neither reuses a pin of a running
  * imdsd nor leaves one behind.  The arena is never read by the programs and
@@ -60,6 +62,9 @@ static inline int harness_load(void)
 	bpf_object__for_each_map(map, harness.skel->obj)
 		bpf_map__set_pin_path(map, NULL);
 	bpf_map__set_max_entries(harness.skel->maps.arena, 1);
+	/* conn_slots as small as a store can make it, so tests can collide. */
+	bpf_map__set_max_entries(harness.skel->maps.IMDS_MAP_CONN_SLOTS_ID, HARNESS_CONN_SLOTS);
+	harness.skel->rodata->conn_slots_mask = HARNESS_CONN_SLOTS - 1;
 	ret = imds_bpf__load(harness.skel);
 	if (ret) {
 		snprintf(harness.why, sizeof(harness.why), "cannot load the data plane (root and BTF needed): %s",
@@ -71,6 +76,7 @@ static inline int harness_load(void)
 	harness.vm_fd = bpf_map__fd(harness.skel->maps.vm_table);
 	harness.mac_fd = bpf_map__fd(harness.skel->maps.mac_index);
 	harness.conn_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_CONN_TABLE_ID);
+	harness.slots_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_CONN_SLOTS_ID);
 	harness.counters_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_VM_COUNTERS_ID);
 	harness.budget_fd = bpf_map__fd(harness.skel->maps.vm_budget);
 	harness.marks_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_HOP_MARKS_ID);
@@ -139,6 +145,8 @@ static inline void harness_reset(void)
 	harness_clear_hash(harness.port_fd);
 	harness_clear_hash(harness.mac_fd);
 	harness_clear_hash(harness.conn_fd);
+	for (uint32_t i = 0; i < HARNESS_CONN_SLOTS; i++)
+		bpf_map_update_elem(harness.slots_fd, &i, &(struct imds_conn_slot){0}, BPF_ANY);
 	harness_clear_hash(harness.marks_fd);
 	harness_clear_hash(harness.ipv4_fd);
 }
@@ -193,6 +201,22 @@ static inline struct imds_conn_key harness_key4(uint32_t addr, uint16_t port)
 	memcpy(&key.saddr[12], &be, 4);
 	key.sport = htons(port);
 	return key;
+}
+
+/* Where the data plane recorded the endpoint's SYN: 1 in conn_slots (a
+ * READY entry of the endpoint at its index), 2 in conn_table, 0 nowhere;
+ * *out its value. */
+static inline int harness_conn_where(const struct imds_conn_key *key, struct imds_conn *out)
+{
+	uint32_t idx = imds_conn_slot_of(key) & (HARNESS_CONN_SLOTS - 1);
+	struct imds_conn_slot e;
+
+	if (bpf_map_lookup_elem(harness.slots_fd, &idx, &e) == 0 &&
+	    (e.seq_state & IMDS_CONN_STATE_MASK) == IMDS_CONN_READY && memcmp(&e.key, key, sizeof(*key)) == 0) {
+		*out = (struct imds_conn){ .slot = e.slot, .generation = e.generation, .verified_ns = e.verified_ns };
+		return 1;
+	}
+	return bpf_map_lookup_elem(harness.conn_fd, key, out) == 0 ? 2 : 0;
 }
 
 static inline struct imds_conn_key harness_key6(const uint8_t addr[16], uint16_t port)

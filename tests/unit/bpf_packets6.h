@@ -55,7 +55,7 @@ static int conn6_recorded(const uint8_t addr[16], uint16_t sport)
 	struct imds_conn_key key = harness_key6(addr, sport);
 	struct imds_conn conn;
 
-	return bpf_map_lookup_elem(harness.conn_fd, &key, &conn) == 0 && conn.slot == VM1_SLOT;
+	return harness_conn_where(&key, &conn) != 0 && conn.slot == VM1_SLOT;
 }
 
 /* The packet budget and the connection table are those of IPv4: a

@@ -187,7 +187,7 @@ static int conn_recorded(uint32_t saddr, uint16_t sport, struct imds_conn *out)
 {
 	struct imds_conn_key key = harness_key4(saddr, sport);
 
-	return bpf_map_lookup_elem(harness.conn_fd, &key, out) == 0;
+	return harness_conn_where(&key, out) != 0;
 }
 
 /* ---- parsing: what is not for the service passes untouched ---- */
@@ -1041,6 +1041,7 @@ static void test_egress_misdirected_reply_is_dropped(void **state)
 }
 
 #include "bpf_packets6.h"
+#include "bpf_packets_conn.h"
 
 /* ---- every reason asserted ---- */
 
@@ -1105,6 +1106,10 @@ int main(void)
 		INGRESS(test_budget_new_generation_starts_full),
 		INGRESS(test_budget_not_spent_by_forgeries),
 		INGRESS(test_ipv6_verified_syn_is_recorded),
+		INGRESS(test_syn_recorded_in_slots),
+		INGRESS(test_colliding_syn_goes_to_table),
+		INGRESS(test_syn_in_slots_removes_table_entry),
+		INGRESS(test_expired_entry_taken_writing_left),
 		INGRESS(test_ipv6_wrong_source_is_dropped),
 		INGRESS(test_ipv6_toward_metadata_other_than_tcp80),
 		INGRESS(test_ipv6_sources),

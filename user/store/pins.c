@@ -12,6 +12,7 @@
 #include <linux/magic.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -25,6 +26,10 @@
 #define STORE_BPFFS "/sys/fs/bpf"
 #define STORE_VM_TABLE_BYTES(s) ((size_t)(s)->max_slots * sizeof(struct imds_vm))
 #define STORE_VM_PORTS_BYTES(s) ((size_t)(s)->max_slots * sizeof(struct imds_vm_port))
+#define STORE_CONN_SLOTS_BYTES(s) ((size_t)(s)->conn_slots_n * sizeof(struct imds_conn_slot))
+/* conn_slots' entries in a new store, for the tests that force its
+ * collisions (a power of two, at most IMDS_CONN_SLOTS). */
+#define STORE_CONN_SLOTS_ENV "IMDS_TEST_CONN_SLOTS"
 
 /* The first TC attach on a port asks the kernel for the clsact filter chain
  * before it exists; libbpf relays the kernel's "Cannot find specified filter
@@ -177,6 +182,25 @@ static int store_size_differs(const struct store *s, const char *what, unsigned 
 	return -EEXIST;
 }
 
+/* conn_slots' size: the pin's, or IMDS_CONN_SLOTS (IMDS_TEST_CONN_SLOTS
+ * in a new store); the data plane masks with it. */
+static int store_size_conn_slots(struct store *s)
+{
+	uint32_t n = store_pinned_entries(s, IMDS_MAP_CONN_SLOTS);
+	const char *env = getenv(STORE_CONN_SLOTS_ENV);
+
+	if (!n && env)
+		n = (uint32_t)strtoul(env, NULL, 10);
+	if (!n)
+		n = IMDS_CONN_SLOTS;
+	if (n & (n - 1) || n > IMDS_CONN_SLOTS)
+		return -EINVAL;
+	bpf_map__set_max_entries(s->skel->maps.IMDS_MAP_CONN_SLOTS_ID, n);
+	s->skel->rodata->conn_slots_mask = n - 1;
+	s->conn_slots_n = n;
+	return 0;
+}
+
 /* The maps' sizes: those of the pins when the store exists, else what the
  * creator asked for, else the defaults (include/imds.h). */
 static int store_size_maps(struct store *s, const struct store_size *want, char *err, size_t errlen)
@@ -201,6 +225,11 @@ static int store_size_maps(struct store *s, const struct store_size *want, char 
 	bpf_map__set_max_entries(s->skel->maps.IMDS_MAP_IPV6_INDEX_ID, slots * IMDS_VM_IPV6_MAX);
 	bpf_map__set_max_entries(s->skel->maps.IMDS_MAP_ARENA_ID, pages);
 	s->max_slots = slots;
+	if (store_size_conn_slots(s) < 0) {
+		snprintf(err, errlen, "%s=%s: a power of two up to %u", STORE_CONN_SLOTS_ENV,
+			 getenv(STORE_CONN_SLOTS_ENV), IMDS_CONN_SLOTS);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -260,7 +289,7 @@ static int store_map_shared(const struct store *s, int fd, size_t bytes, const c
 
 static int store_map_memory(struct store *s, char *err, size_t errlen)
 {
-	void *vms, *ports, *arena;
+	void *vms, *ports, *conn_slots, *arena;
 	size_t arena_bytes;
 	int ret;
 
@@ -272,6 +301,11 @@ static int store_map_memory(struct store *s, char *err, size_t errlen)
 	if (ret)
 		return ret;
 	s->ports = ports;
+	ret = store_map_shared(s, bpf_map__fd(s->skel->maps.IMDS_MAP_CONN_SLOTS_ID), STORE_CONN_SLOTS_BYTES(s),
+			       IMDS_MAP_CONN_SLOTS, &conn_slots, err, errlen);
+	if (ret)
+		return ret;
+	s->conn_slots = conn_slots;
 	arena_bytes = (size_t)bpf_map__max_entries(s->skel->maps.IMDS_MAP_ARENA_ID) * IMDS_ARENA_PAGE;
 	ret = store_map_shared(s, s->arena_fd, arena_bytes, IMDS_MAP_ARENA, &arena, err, errlen);
 	if (ret)
@@ -352,6 +386,8 @@ void store_close(struct store *s)
 		munmap(s->vms, STORE_VM_TABLE_BYTES(s));
 	if (s->ports)
 		munmap(s->ports, STORE_VM_PORTS_BYTES(s));
+	if (s->conn_slots)
+		munmap(s->conn_slots, STORE_CONN_SLOTS_BYTES(s));
 	/* The map fds belong to the skeleton's object and close with it. */
 	if (s->skel)
 		imds_bpf__destroy(s->skel);
@@ -360,6 +396,7 @@ void store_close(struct store *s)
 	s->arena.base = NULL;
 	s->vms = NULL;
 	s->ports = NULL;
+	s->conn_slots = NULL;
 	s->skel = NULL;
 	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
 	s->hop_fd = s->gate_fd = s->ports_fd = -1;

@@ -27,9 +27,9 @@
 #include "imds.skel.h"
 #include "lib/macaddr.h"
 
-/* A verified SYN older than this is not honoured: the connection it
- * announced is long gone and the 4-tuple may be reused by someone else. */
-#define STORE_CONN_MAX_AGE_NS (120ull * 1000000000ull)
+/* Reads of a conn_slots entry being written before giving up on it: the
+ * writer is a data-plane program's few stores, a fraction of these. */
+#define STORE_CONN_SPINS 4096
 
 int store_find(const struct store *s, const char *instance_id)
 {
@@ -472,6 +472,31 @@ static uint64_t store_monotonic_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Consumes the endpoint's READY entry in conn_slots, read in place: the
+ * fields are read, then the compare-and-swap to FREE succeeds only if no
+ * one claimed the entry since its state was read (each claim changes the
+ * sequence), so they are the ones that were published, and nobody else
+ * consumes them.  true with *conn filled; false when the entry holds
+ * another endpoint, nothing, or changed under us. */
+static bool store_take_conn_slot(struct store *s, const struct imds_conn_key *key, struct imds_conn *conn)
+{
+	struct imds_conn_slot *e = &s->conn_slots[imds_conn_slot_of(key) & (s->conn_slots_n - 1)];
+	uint32_t old = __atomic_load_n(&e->seq_state, __ATOMIC_ACQUIRE);
+
+	/* A duplicate of this connection's SYN may be rewriting the entry (the
+	 * program runs to its end in softirq, a few hundred ns): wait for it
+	 * rather than take the connection for one without a SYN. */
+	for (int spins = 0; (old & IMDS_CONN_STATE_MASK) == IMDS_CONN_WRITING && spins < STORE_CONN_SPINS; spins++)
+		old = __atomic_load_n(&e->seq_state, __ATOMIC_ACQUIRE);
+	if ((old & IMDS_CONN_STATE_MASK) != IMDS_CONN_READY || memcmp(&e->key, key, sizeof(*key)) != 0)
+		return false;
+	conn->slot = e->slot;
+	conn->generation = e->generation;
+	conn->verified_ns = e->verified_ns;
+	return __atomic_compare_exchange_n(&e->seq_state, &old, (old & ~IMDS_CONN_STATE_MASK) | IMDS_CONN_FREE,
+					   false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
 int store_take_conn(struct store *s, const struct imds_conn_key *peer, uint32_t *slot, uint32_t *generation)
 {
 	struct imds_conn_key key = *peer;
@@ -480,8 +505,12 @@ int store_take_conn(struct store *s, const struct imds_conn_key *peer, uint32_t 
 	uint64_t now;
 
 	key.pad = 0;
-	if (bpf_map_lookup_and_delete_elem(s->conn_fd, &key, &conn) < 0)
-		return errno == ENOENT ? -ENOENT : -errno;
+	/* An endpoint's SYN is in one table: recording it in either took any
+	 * older entry of the endpoint out of the other (bpf/verify.h). */
+	if (!s->conn_slots || !store_take_conn_slot(s, &key, &conn)) {
+		if (bpf_map_lookup_and_delete_elem(s->conn_fd, &key, &conn) < 0)
+			return errno == ENOENT ? -ENOENT : -errno;
+	}
 	if (conn.slot == 0 || conn.slot >= s->max_slots)
 		return -ENOENT;
 	r = &s->vms[conn.slot];
@@ -489,7 +518,7 @@ int store_take_conn(struct store *s, const struct imds_conn_key *peer, uint32_t 
 		return -ENOENT;
 	now = store_monotonic_ns();
 	/* One second of slack for a SYN stamped "after" our clock read. */
-	if (conn.verified_ns > now + 1000000000ull || now - conn.verified_ns > STORE_CONN_MAX_AGE_NS)
+	if (conn.verified_ns > now + 1000000000ull || now - conn.verified_ns > IMDS_CONN_MAX_AGE_NS)
 		return -ENOENT;
 	*slot = conn.slot;
 	*generation = conn.generation;
@@ -653,6 +682,22 @@ static int store_purge_slots(int fd, uint32_t max_entries, size_t value_size, si
 	return ret < 0 ? ret : (int)n;
 }
 
+/* Frees conn_slots' READY entries of the slots marked in `slots`, each by
+ * compare-and-swap, as imdsd consumes one. */
+static void store_purge_conn_slots(struct store *s, const uint8_t *slots)
+{
+	for (uint32_t i = 0; s->conn_slots && i < s->conn_slots_n; i++) {
+		struct imds_conn_slot *e = &s->conn_slots[i];
+		uint32_t old = __atomic_load_n(&e->seq_state, __ATOMIC_ACQUIRE);
+		uint32_t slot = e->slot;
+
+		if ((old & IMDS_CONN_STATE_MASK) != IMDS_CONN_READY || slot >= s->max_slots || !slots[slot])
+			continue;
+		__atomic_compare_exchange_n(&e->seq_state, &old, (old & ~IMDS_CONN_STATE_MASK) | IMDS_CONN_FREE,
+					    false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	}
+}
+
 int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n)
 {
 	uint8_t *slots;
@@ -683,6 +728,7 @@ int store_forget_ports(struct store *s, uint32_t *ifindexes, size_t n)
 	}
 	/* Connections verified on the port and never accepted, and hop marks
 	 * of token replies to it: nothing will ever consume them. */
+	store_purge_conn_slots(s, slots);
 	ret = store_purge_slots(s->conn_fd, IMDS_CONN_MAX, sizeof(struct imds_conn),
 				offsetof(struct imds_conn, slot), slots, s->max_slots);
 	if (ret >= 0)

@@ -32,6 +32,8 @@ struct store {
 	int ports_fd; /* vm_ports */
 	struct imds_vm_port *ports; /* mmap of vm_ports, max_slots entries */
 	uint32_t max_slots; /* vm_table's entries: VMs + 1 (slot 0 is never a VM) */
+	struct imds_conn_slot *conn_slots; /* mmap of conn_slots, conn_slots_n entries */
+	uint32_t conn_slots_n;		   /* a power of two */
 };
 
 /* The size of a store, chosen when it is created (docs/control-plane.md,
