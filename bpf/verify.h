@@ -124,7 +124,9 @@ static __always_inline bool conn_slot_takeable(const struct imds_conn_slot *e, _
 		return true;
 	if (state != IMDS_CONN_READY)
 		return false;
-	return conn_key_equal(&e->key, key) || now - e->verified_ns > IMDS_CONN_MAX_AGE_NS;
+	/* An entry stamped after `now` (another CPU's SYN just now) is fresh,
+	 * not 2^64 ns old. */
+	return conn_key_equal(&e->key, key) || (now > e->verified_ns && now - e->verified_ns > IMDS_CONN_MAX_AGE_NS);
 }
 
 /* Records the SYN in its conn_slots entry: claim (compare-and-swap to

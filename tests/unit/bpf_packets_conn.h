@@ -118,8 +118,9 @@ static void test_syn_in_slots_removes_table_entry(void **state)
 	assert_int_equal(bpf_map_lookup_elem(harness.conn_fd, &key, &conn), -ENOENT);
 }
 
-/* An entry nobody took within IMDS_CONN_MAX_AGE_NS is anyone's; one being
- * written (a claim on another CPU) is no one's. */
+/* An entry nobody took within IMDS_CONN_MAX_AGE_NS is anyone's; one
+ * stamped after this SYN's clock read (another CPU's, a moment later) or
+ * being written (a claim on another CPU) is no one's. */
 static void test_expired_entry_taken_writing_left(void **state)
 {
 	const struct hook *h = begin(state);
@@ -130,6 +131,11 @@ static void test_expired_entry_taken_writing_left(void **state)
 	put_vm1(LO_IFINDEX);
 	assert_int_equal(send_syn_from(h, VM1_SPORT), HARNESS_PASS);
 	e = slot_entry(idx);
+	e.verified_ns = harness_now_ns() + SEC_NS;
+	assert_int_equal(bpf_map_update_elem(harness.slots_fd, &idx, &e, BPF_ANY), 0);
+	assert_int_equal(send_syn_from(h, same), HARNESS_PASS);
+	assert_int_equal(conn_where4(same), 2);
+	assert_int_equal(conn_where4(VM1_SPORT), 1);
 	e.verified_ns = harness_now_ns() - IMDS_CONN_MAX_AGE_NS - SEC_NS;
 	assert_int_equal(bpf_map_update_elem(harness.slots_fd, &idx, &e, BPF_ANY), 0);
 	assert_int_equal(send_syn_from(h, same), HARNESS_PASS);
