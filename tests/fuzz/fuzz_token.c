@@ -3,7 +3,9 @@
  * that verifies must be exactly TOKEN_TEXT_LEN characters, not expired,
  * valid for one instance only, give the same answer a second time (the
  * second answer may come from the per-thread cache), and expire exactly at
- * the expiry it carries. */
+ * the expiry it carries.  A connection's memo (token_verify_memo), kept
+ * across inputs and instance-ids as one connection would see them, must
+ * give the same answers. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +15,8 @@
 
 static const char *const token_iids[] = { "i-0f1a2b3c4d5e60001", "i-0f1a2b3c4d5e60009", "" };
 #define TOKEN_IIDS (sizeof(token_iids) / sizeof(token_iids[0]))
+
+static struct token_memo token_memo;
 
 static int token_check(const char *iid, const char *text, size_t len, uint64_t now)
 {
@@ -27,6 +31,11 @@ static int token_check(const char *iid, const char *text, size_t len, uint64_t n
 		abort();
 	if (rc == 0 && (token_verify(fuzz_key, iid, text, len, expiry - 1, &again) != 0 ||
 			token_verify(fuzz_key, iid, text, len, expiry, &again) != -ETIME))
+		abort();
+	if (token_verify_memo(&token_memo, fuzz_key, iid, text, len, now, &again) != rc || (rc == 0 && again != expiry))
+		abort();
+	if (rc == 0 && (token_verify_memo(&token_memo, fuzz_key, iid, text, len, expiry - 1, &again) != 0 ||
+			token_verify_memo(&token_memo, fuzz_key, iid, text, len, expiry, &again) != -ETIME))
 		abort();
 	return rc;
 }
