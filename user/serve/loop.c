@@ -142,6 +142,9 @@ static int srv_drain(struct srv_worker *w)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
+	/* One clock read for the batch, for what needs milliseconds only
+	 * (a send's progress as activity), not one per completion. */
+	w->drain_ms = srv_now_ms();
 	io_uring_for_each_cqe(&w->ring, head, cqe)
 	{
 		srv_dispatch(w, cqe);

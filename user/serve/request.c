@@ -332,6 +332,9 @@ void srv_handle_send(struct srv_worker *w, struct srv_conn *c, int res)
 	}
 	/* A stream send may be short: the rest goes in the next one. */
 	c->wire_off += (size_t)res;
-	c->last_active_ms = srv_now_ms();
+	/* The batch's time; a receive in the same batch may have set a
+	 * later one. */
+	if (w->drain_ms > c->last_active_ms)
+		c->last_active_ms = w->drain_ms;
 	srv_flush(w, c);
 }

@@ -145,6 +145,7 @@ struct srv_worker {
 	struct server_counters logged; /* worker 0: the sums at the last log */
 	struct stats_worker stats;     /* its answers, by VM (stats.h) */
 	uint64_t input_ns;	       /* when the bytes being fed were received */
+	uint64_t drain_ms;	       /* when the batch of completions being handled began */
 };
 
 struct server {
