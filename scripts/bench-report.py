@@ -25,26 +25,12 @@ NAMES = {"conn": "connection per request (storm)", "keepalive": "keep-alive (sto
          "steady": "steady keep-alive"}
 
 
-def load_runs(ndir):
-    runs = {}
-    for path in sorted(glob.glob(os.path.join(ndir, "r*-*-*.json"))):
-        m = re.match(r"r(\d+)-(imdsd|nginx|null)-([a-z]+)(?:-\d+)?\.json$", os.path.basename(path))
-        if not m:
-            continue
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            data = None  # the storm failed to report: counted below
-        runs.setdefault((m.group(2), m.group(3)), []).append(data)
-    return runs
-
-
-def load_checked(ndir):
-    """imdsd's fully checked storms (cR-imdsd-WORKLOAD.json), by workload."""
-    checked = {}
-    for path in sorted(glob.glob(os.path.join(ndir, "c*-imdsd-*.json"))):
-        m = re.match(r"c(\d+)-imdsd-([a-z]+)\.json$", os.path.basename(path))
+def load_reports(ndir, pattern, name_re):
+    """(match, report) for each file of ndir matching pattern and name_re,
+    sorted; report is None when the storm failed to write one (counted
+    by the callers)."""
+    for path in sorted(glob.glob(os.path.join(ndir, pattern))):
+        m = re.match(name_re, os.path.basename(path))
         if not m:
             continue
         try:
@@ -52,6 +38,20 @@ def load_checked(ndir):
                 data = json.load(f)
         except (OSError, ValueError):
             data = None
+        yield m, data
+
+
+def load_runs(ndir):
+    runs = {}
+    for m, data in load_reports(ndir, "r*-*-*.json", r"r(\d+)-(imdsd|nginx|null)-([a-z]+)(?:-\d+)?\.json$"):
+        runs.setdefault((m.group(2), m.group(3)), []).append(data)
+    return runs
+
+
+def load_checked(ndir):
+    """imdsd's fully checked storms (cR-imdsd-WORKLOAD.json), by workload."""
+    checked = {}
+    for m, data in load_reports(ndir, "c*-imdsd-*.json", r"c(\d+)-imdsd-([a-z]+)\.json$"):
         checked.setdefault(m.group(2), []).append(data)
     return checked
 
