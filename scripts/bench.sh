@@ -295,6 +295,11 @@ server_storm_args() { # SERVER DIR
 	esac
 }
 
+# One storm's report in a log line.
+storm_line() { # FILE
+	"$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.0f req/s, %.3f s, p99 %.0f us, errors %d" % (d["requests_per_s"], d["completion_s"], d["latency_us"]["p99"], d["errors"]["total"]))' "$1" 2>/dev/null || echo "no result"
+}
+
 # imdsd's answers under each storm, every body checked against the VM's
 # description (imds-storm's default checks); not timed against the other
 # servers, but an error here fails the bench like any other.
@@ -303,7 +308,7 @@ checked_storms() { # DIR N REP
 	for w in conn keepalive; do
 		# shellcheck disable=SC2046
 		storm "$1" "$2" "$1/c$3-imdsd-$w.json" --server-pid "$SERVER_PIDS" $(workload_args "$w" "$2")
-		log "N=$2 rep $3 imdsd $w, fully checked: $("$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.3f s, errors %d" % (d["completion_s"], d["errors"]["total"]))' "$1/c$3-imdsd-$w.json" 2>/dev/null || echo "no result")"
+		log "N=$2 rep $3 imdsd $w, fully checked: $(storm_line "$1/c$3-imdsd-$w.json")"
 	done
 }
 
@@ -391,7 +396,7 @@ bench_n() { # N
 					# shellcheck disable=SC2046
 					storm "$dir" "$n" "$f" --server-pid "$SERVER_PIDS" "${extra[@]}" \
 						$(server_storm_args "$srv" "$dir") $(workload_args "$w" "$n")
-					log "N=$n rep $rep $srv $w #$k: $("$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.0f req/s, %.3f s, p99 %.0f us, errors %d" % (d["requests_per_s"], d["completion_s"], d["latency_us"]["p99"], d["errors"]["total"]))' "$f" 2>/dev/null || echo "no result")"
+					log "N=$n rep $rep $srv $w #$k: $(storm_line "$f")"
 				done
 			done
 			[ "$srv" != imdsd ] || checked_storms "$dir" "$n" "$rep"
