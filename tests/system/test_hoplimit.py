@@ -11,8 +11,9 @@ VM's eth0 checks the TTLs themselves.
 A token reply that never arrives is never acknowledged: imdsd then resets
 the connection, and the RST leaves at the normal TTL, so the container's
 client gets "Connection reset by peer" within seconds, as on EC2, instead
-of waiting forever; a client that got the reply sees it end in a normal
-close."""
+of waiting forever.  A client that got the reply keeps its connection if
+it asked to (its later replies leave at the normal TTL), or sees it end in
+a normal close."""
 
 import shutil
 import socket
@@ -209,35 +210,50 @@ def test_hop_limit_1_resets_the_containers_token_put(lab, container):
     assert _ttls(conn, flag=RST) == {NORMAL_TTL}, f"RST TTLs on the VM's eth0: {conn}"
 
 
-def test_hop_limit_2_container_token_ends_in_a_normal_close(lab, container):
-    """A client that gets the token reply sees it followed by a FIN at
-    once, and never a reset: imdsd waits for its ACK before letting the
-    socket go.  Segments without data keep the normal TTL."""
-    _set_hop_limit(lab, 2)
+def _data_ttls(conn):
+    """TTLs of the captured segments that carry data, in order."""
+    return [ttl for ttl, _flags, length in conn if length > 0]
+
+
+@pytest.mark.parametrize("who,hop_limit", [("container", 2), ("vm", 1)])
+def test_a_delivered_token_keeps_its_connection(lab, container, who, hop_limit):
+    """A client in reach that asked for keep-alive keeps its connection
+    after the token reply: the reply alone leaves with TTL = hop limit,
+    the next request's reply (which acknowledges the token) and one sent
+    after the deadline at which an unacknowledged reply is reset leave at
+    the normal TTL, and no reset ever comes."""
+    _set_hop_limit(lab, hop_limit)
+    ns = container if who == "container" else lab.vm_ns(VM)
     with Capture(lab.vm_ns(VM)) as cap:
-        with Connection(container, timeout=1.0) as c:
+        with Connection(ns, timeout=1.0) as c:
             r = c.request("PUT", "/latest/api/token", TTL_HEADER)
+            assert r.status == 200 and len(r.body) == 56, r
+            auth = {"X-aws-ec2-metadata-token": r.text}
+            first = c.request("GET", "/latest/meta-data/instance-id", auth)
+            time.sleep(ACK_WAIT + 0.5)
+            later = c.request("GET", "/latest/meta-data/instance-id", auth)
+            conn = _connection_segments(cap.tcp_segments(seconds=0.5))
+    for got in (first, later):
+        assert (got.status, got.body) == (200, vmdata.instance_id(VM).encode()), got
+    assert _data_ttls(conn) == [hop_limit, NORMAL_TTL, NORMAL_TTL], f"reply TTLs on the VM's eth0: {conn}"
+    assert _ttls(conn, flag=FIN) == set(), f"a FIN on a kept connection: {conn}"
+    assert _ttls(conn, flag=RST) == set(), f"a reset after a delivered token reply: {conn}"
+
+
+def test_a_token_put_that_says_close_ends_in_a_normal_close(lab, container):
+    """A client that sends Connection: close gets the token reply followed
+    by a FIN at once, and never a reset: imdsd waits for its ACK before
+    letting the socket go.  Segments without data keep the normal TTL."""
+    _set_hop_limit(lab, 1)
+    with Capture(lab.vm_ns(VM)) as cap:
+        with Connection(lab.vm_ns(VM), timeout=1.0) as c:
+            r = c.request("PUT", "/latest/api/token", {**TTL_HEADER, "Connection": "close"})
             end = _end_of_stream(c)
             # Open past the deadline at which an unacknowledged reply is
             # reset: only the ACK it got keeps this one from a reset.
             conn = _connection_segments(cap.tcp_segments(seconds=ACK_WAIT + 0.5))
     assert r.status == 200 and len(r.body) == 56, r
     assert end == "eof", f"after the token reply: {end!r}"
-    assert _ttls(conn, data=True) == {2}, f"token reply TTLs on the VM's eth0: {conn}"
-    assert _ttls(conn, flag=FIN) == {NORMAL_TTL}, f"FIN TTLs on the VM's eth0: {conn}"
-    assert _ttls(conn, flag=RST) == set(), f"a reset after a delivered token reply: {conn}"
-
-
-def test_hop_limit_1_vm_token_ends_in_a_normal_close(lab, container):
-    """The VM itself, one hop away, gets its token and a normal close, with
-    no reset after it."""
-    _set_hop_limit(lab, 1)
-    with Capture(lab.vm_ns(VM)) as cap:
-        with Connection(lab.vm_ns(VM), timeout=1.0) as c:
-            r = c.request("PUT", "/latest/api/token", TTL_HEADER)
-            end = _end_of_stream(c)
-            conn = _connection_segments(cap.tcp_segments(seconds=ACK_WAIT + 0.5))
-    assert r.status == 200 and len(r.body) == 56, r
-    assert end == "eof", f"after the token reply: {end!r}"
     assert _ttls(conn, data=True) == {1}, f"token reply TTLs on the VM's eth0: {conn}"
+    assert _ttls(conn, flag=FIN) == {NORMAL_TTL}, f"FIN TTLs on the VM's eth0: {conn}"
     assert _ttls(conn, flag=RST) == set(), f"a reset after a delivered token reply: {conn}"

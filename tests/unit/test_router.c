@@ -249,10 +249,16 @@ static void test_connection(void **state)
 	expect_status_line(&r, "HTTP/1.1 400 Bad Request");
 	expect_header(&r, "Connection", "close");
 	reply_free(&r);
-	/* A token reply always closes, even when the client would keep alive. */
+	/* A token reply keeps the connection or closes it as the client asks
+	 * (the hop limit's mark is the server's business: serve/hop.c). */
 	put_token("X-aws-ec2-metadata-token-ttl-seconds: 60\r\nConnection: keep-alive\r\n", &r);
+	expect_header(&r, "Connection", "keep-alive");
+	assert_false(r.res.close);
+	reply_free(&r);
+	put_token("X-aws-ec2-metadata-token-ttl-seconds: 60\r\nConnection: close\r\n", &r);
 	expect_header(&r, "Connection", "close");
 	assert_true(r.res.close);
+	assert_true(r.res.token_reply);
 	reply_free(&r);
 }
 

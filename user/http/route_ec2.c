@@ -209,11 +209,11 @@ static void route_token_put(struct route_ec2 *rc)
 		/* The granted TTL is echoed: aws-sdk-go fails without it (§1.1). */
 		route_add_ttl_header(rc, (uint64_t)ttl);
 		route_reply(rc->c, 200, CT_TEXT, rc->c->token, TOKEN_TEXT_LEN);
-		/* EC2 closes after a token reply; the data plane also limits the
-		 * IP TTL of this connection's replies to the hop limit. */
+		/* Under the hop limit (user/serve/hop.c).  EC2 closes after
+		 * it; imdsd keeps the connection the client asked to keep, as
+		 * for data replies (docs/design.md, "Keep-alive"). */
 		rc->c->res->token_reply = true;
 		rc->c->res->token_issued = true;
-		rc->c->res->close = true;
 	}
 }
 

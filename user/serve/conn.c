@@ -84,7 +84,7 @@ static void srv_conn_release_fd(struct srv_worker *w, struct srv_conn *c)
 void srv_conn_free(struct srv_conn *c)
 {
 	srv_list_unlink(c);
-	if (c->acking)
+	if (c->acking || c->hop_open)
 		c->w->nacking--;
 	srv_hop_unmark(c);
 	fair_remove(&c->w->fair, &c->fair);
@@ -197,7 +197,7 @@ static int srv_accept_facts(struct srv_worker *w, uint32_t slot, uint32_t genera
  * requests, or in the middle of one), so closing it loses no answer. */
 static bool srv_conn_evictable(const struct srv_conn *c)
 {
-	return !c->closing && !c->acking && !c->send_inflight && c->out.len == 0 && c->wire_off >= c->wire.len &&
+	return !c->closing && !c->acking && !c->hop_open && !c->send_inflight && c->out.len == 0 && c->wire_off >= c->wire.len &&
 	       !c->close_after_send;
 }
 

@@ -4,9 +4,14 @@
  * The data plane's TC egress program enforces it: just before the first
  * byte of a token reply is handed to the kernel, the connection's VM-side
  * endpoint is marked in the store's hop_marks, and every later segment to
- * it leaves with TTL = hop limit.  Token replies close the connection, so
- * no later reply is affected, and earlier pipelined replies were handed to
- * the kernel before the mark.
+ * it leaves with TTL = hop limit.  Earlier pipelined replies were handed
+ * to the kernel before the mark.  The mark holds until the client has
+ * acknowledged the token reply's last byte, so no retransmission of it
+ * leaves unlimited: a connection that closes after the reply waits for
+ * that with its FIN sent (srv_await_ack); one kept open (the client asked
+ * for keep-alive) goes on serving meanwhile (srv_hop_hold) and loses the
+ * mark at the first check that finds the reply acknowledged, so the
+ * replies after it leave at the normal TTL.
  */
 #include "serve/server_int.h"
 
@@ -101,20 +106,59 @@ static bool srv_all_acked(struct srv_conn *c)
 	return c->all_acked;
 }
 
-/* Closes a waiting connection normally once all is acknowledged, or with a
- * RST once its deadline passed; otherwise leaves it waiting. */
-void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms)
+/* Past the deadline: zero linger makes close() drop the queue and send a
+ * RST (tcp_disconnect) instead of retransmitting on. */
+static void srv_conn_reset(struct srv_worker *w, struct srv_conn *c)
 {
 	static const struct linger reset = { .l_onoff = 1, .l_linger = 0 };
 
-	if (srv_all_acked(c)) {
+	if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) < 0)
+		log_error("worker %d: SO_LINGER: %s", w->index, strerror(errno));
+	srv_conn_close(w, c);
+}
+
+/* Whether the client acknowledged every byte up to the end of the last
+ * hop-limited reply: the kernel took sent_total bytes and still holds
+ * SIOCOUTQ of them unacknowledged.  Bytes of a send still in flight are
+ * queued but not yet in sent_total, which can only make it "not yet". */
+static bool srv_hop_reply_acked(const struct srv_conn *c)
+{
+	int queued;
+
+	if (ioctl(c->fd, TIOCOUTQ, &queued) < 0 || queued < 0)
+		return false; /* the deadline ends it */
+	return c->sent_total >= c->hop_end + (uint64_t)queued;
+}
+
+/* A kept-open connection whose hop-limited reply is acknowledged leaves
+ * the acking list and its mark: what follows leaves at the normal TTL.
+ * false while the reply is not acknowledged yet. */
+bool srv_hop_release(struct srv_worker *w, struct srv_conn *c)
+{
+	if (!c->hop_open || !srv_hop_reply_acked(c))
+		return false;
+	store_hop_forget(w->srv->cfg.store, &c->peer);
+	c->hop_marked = false;
+	c->hop_open = false;
+	c->ack_deadline_ms = 0;
+	srv_list_unlink(c);
+	srv_list_push(&w->conns, c);
+	w->nacking--;
+	return true;
+}
+
+/* A waiting connection: a closing one is closed normally once all is
+ * acknowledged, a kept-open one released once its reply is; either is
+ * reset once its deadline passed, and otherwise left waiting. */
+void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms)
+{
+	if (c->hop_open) {
+		if (!srv_hop_release(w, c) && c->ack_deadline_ms && now_ms >= c->ack_deadline_ms)
+			srv_conn_reset(w, c);
+	} else if (srv_all_acked(c)) {
 		srv_conn_close(w, c);
 	} else if (now_ms >= c->ack_deadline_ms) {
-		/* Zero linger: close() drops the queue and sends a RST
-		 * (tcp_disconnect) instead of retransmitting on. */
-		if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) < 0)
-			log_error("worker %d: SO_LINGER: %s", w->index, strerror(errno));
-		srv_conn_close(w, c);
+		srv_conn_reset(w, c);
 	}
 }
 
@@ -142,22 +186,59 @@ static unsigned srv_acking_of_vm(const struct srv_worker *w, const struct srv_co
 	return n;
 }
 
+static bool srv_ack_bounds_reached(const struct srv_worker *w, const struct srv_conn *c)
+{
+	return w->stopping || w->nacking >= SRV_ACK_WAIT_MAX || srv_acking_of_vm(w, c) >= SRV_ACK_WAIT_PER_VM;
+}
+
 /* After the last byte of a hop-limited token reply went to the kernel:
- * FIN now, close once acknowledged.  false when the connection is to be
- * closed at once (bounds reached, or the socket is no longer connected). */
+ * FIN now, close once acknowledged.  A kept-open connection that closes
+ * now already waits, and stays counted.  false when the connection is to
+ * be closed at once (bounds reached, or the socket is no longer
+ * connected). */
 bool srv_await_ack(struct srv_worker *w, struct srv_conn *c)
 {
-	if (w->stopping || w->nacking >= SRV_ACK_WAIT_MAX || srv_acking_of_vm(w, c) >= SRV_ACK_WAIT_PER_VM)
+	if (!c->hop_open && srv_ack_bounds_reached(w, c))
 		return false;
 	if (shutdown(c->fd, SHUT_WR) < 0)
 		return false;
 	srv_list_unlink(c);
 	srv_list_push(&w->acking, c);
+	if (!c->hop_open)
+		w->nacking++;
+	c->hop_open = false;
 	c->acking = true;
-	w->nacking++;
 	c->ack_deadline_ms = srv_now_ms() + SRV_ACK_WAIT_MS;
 	srv_arm_ack_poll(w);
 	return true;
+}
+
+/* A hop-limited reply on a connection that stays open (just marked): it
+ * waits on the acking list, still serving, until the reply is
+ * acknowledged or its deadline passes.  false past the bounds: the caller
+ * then closes the connection after the reply, as every token connection
+ * did before keep-alive. */
+bool srv_hop_hold(struct srv_worker *w, struct srv_conn *c)
+{
+	c->ack_deadline_ms = 0; /* set when the reply is all handed over */
+	if (c->hop_open)
+		return true;
+	if (srv_ack_bounds_reached(w, c))
+		return false;
+	srv_list_unlink(c);
+	srv_list_push(&w->acking, c);
+	c->hop_open = true;
+	w->nacking++;
+	srv_arm_ack_poll(w);
+	return true;
+}
+
+/* After a send completed: the deadline of a kept-open connection runs
+ * from when its hop-limited reply is all in the kernel's hands. */
+void srv_hop_sent(struct srv_conn *c)
+{
+	if (c->hop_open && !c->ack_deadline_ms && c->sent_total >= c->hop_end)
+		c->ack_deadline_ms = srv_now_ms() + SRV_ACK_WAIT_MS;
 }
 
 /* The acking poll: check the waiting connections, again while any wait. */

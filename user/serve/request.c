@@ -47,6 +47,8 @@ static int srv_stage(struct srv_conn *c)
 		if (rc < 0)
 			return rc;
 		c->ttl = 0;
+		if (!c->close_after_send && !srv_hop_hold(c->w, c))
+			c->close_after_send = true;
 	}
 	if (c->ttl)
 		n = c->ttl_mark;
@@ -229,7 +231,7 @@ static int srv_answer(struct srv_conn *c, const struct http_request *req, struct
 	if (res.token_reply && facts.hop_limit > 0) {
 		c->ttl = facts.hop_limit;
 		c->ttl_mark = mark;
-		res.close = true;
+		c->hop_end = c->sent_total + (c->wire.len - c->wire_off) + c->out.len;
 	}
 	if (res.close || !req->keep_alive) {
 		c->close_after_send = true;
@@ -264,6 +266,10 @@ static void srv_conn_input(struct srv_worker *w, struct srv_conn *c, const char 
 	fair_touch(&w->fair, &c->fair);
 	if (c->close_after_send)
 		return; /* a response said close: later requests are not answered */
+	/* The request usually carries the ACK of a token reply before it:
+	 * then its own reply leaves at the normal TTL. */
+	if (c->hop_open)
+		srv_hop_release(w, c);
 	rc = http_feed(&c->http, data, len, srv_on_request, c);
 	/* The header timeout runs from the first byte of a request to its
 	 * end: srv_on_request stops it, and bytes left of a next request
@@ -332,6 +338,8 @@ void srv_handle_send(struct srv_worker *w, struct srv_conn *c, int res)
 	}
 	/* A stream send may be short: the rest goes in the next one. */
 	c->wire_off += (size_t)res;
+	c->sent_total += (uint64_t)res;
+	srv_hop_sent(c);
 	/* The batch's time; a receive in the same batch may have set a
 	 * later one. */
 	if (w->drain_ms > c->last_active_ms)

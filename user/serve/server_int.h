@@ -93,6 +93,8 @@ struct srv_conn {
 	struct outbuf out;  /* responses not yet handed to the kernel */
 	struct outbuf wire; /* being sent: the kernel reads it until the send completes */
 	size_t wire_off;
+	uint64_t sent_total; /* bytes the kernel took from `wire`, over the connection's life */
+	uint64_t hop_end;    /* stream offset just past the last hop-limited reply */
 	size_t ttl_mark; /* bytes of `out` that precede the token reply */
 	int ttl;	 /* hop limit to mark at ttl_mark, 0 = none pending */
 	bool hop_marked; /* peer is in hop_marks */
@@ -105,8 +107,10 @@ struct srv_conn {
 	bool closing_counted;  /* in the server's conns_closing until freed */
 	bool close_after_send; /* a response said close, or the peer sent EOF */
 	bool acking;	       /* FIN sent, on the worker's acking list */
+	bool hop_open;	       /* kept open after a hop-limited reply, on the acking list until it is ACKed */
 	bool all_acked;	       /* acking, and the peer acknowledged every byte and the FIN */
-	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then */
+	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then (hop_open: 0 until
+				   * the reply is all handed to the kernel) */
 	struct token_memo token_memo; /* the last IMDSv2 token that verified on it */
 };
 
@@ -336,6 +340,9 @@ void srv_handle_send(struct srv_worker *w, struct srv_conn *c, int res);
 int srv_hop_mark(struct srv_conn *c, int hop_limit);
 void srv_hop_unmark(struct srv_conn *c);
 bool srv_await_ack(struct srv_worker *w, struct srv_conn *c);
+bool srv_hop_hold(struct srv_worker *w, struct srv_conn *c);
+bool srv_hop_release(struct srv_worker *w, struct srv_conn *c);
+void srv_hop_sent(struct srv_conn *c);
 void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms);
 void srv_ack_check_all(struct srv_worker *w);
 void srv_arm_ack_poll(struct srv_worker *w);
