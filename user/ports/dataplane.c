@@ -335,19 +335,25 @@ static int dataplane_cls_detach(int ifindex, const struct dataplane_tc_place *pl
 
 static enum dataplane_tc_attach dataplane_tc_how = DATAPLANE_TC_CLS;
 
+/* Why the probe failed: a kernel without TCX, or a probe the kernel
+ * refused (no CAP_NET_ADMIN or CAP_BPF, a seccomp filter...). */
+static const char *dataplane_tcx_failure(int rc)
+{
+	return rc == -EOPNOTSUPP ? "this kernel has no TCX links (Linux 6.6 or later)" : "cannot query TCX links";
+}
+
 int dataplane_set_tc_attach(enum dataplane_tc_attach how, char *err, size_t errlen)
 {
 	int rc = how == DATAPLANE_TC_CLS ? 0 : tcx_probe();
 
 	err[0] = '\0';
 	if (rc < 0 && how == DATAPLANE_TC_TCX) {
-		snprintf(err, errlen, "--tc-attach tcx: this kernel has no TCX links (Linux 6.6 or later): %s",
-			 strerror(-rc));
+		snprintf(err, errlen, "--tc-attach tcx: %s: %s", dataplane_tcx_failure(rc), strerror(-rc));
 		return rc;
 	}
 	dataplane_tc_how = rc < 0 ? DATAPLANE_TC_CLS : how == DATAPLANE_TC_AUTO ? DATAPLANE_TC_TCX : how;
 	if (rc < 0 && how == DATAPLANE_TC_AUTO)
-		snprintf(err, errlen, "no TCX links on this kernel (%s): cls_bpf filters on clsact", strerror(-rc));
+		snprintf(err, errlen, "%s (%s): cls_bpf filters on clsact", dataplane_tcx_failure(rc), strerror(-rc));
 	return 0;
 }
 
