@@ -140,7 +140,6 @@ bool srv_hop_release(struct srv_worker *w, struct srv_conn *c)
 	store_hop_forget(w->srv->cfg.store, &c->peer);
 	c->hop_marked = false;
 	c->hop_open = false;
-	c->ack_deadline_ms = 0;
 	srv_list_unlink(c);
 	srv_list_push(&w->conns, c);
 	w->nacking--;
@@ -153,7 +152,7 @@ bool srv_hop_release(struct srv_worker *w, struct srv_conn *c)
 void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms)
 {
 	if (c->hop_open) {
-		if (!srv_hop_release(w, c) && c->ack_deadline_ms && now_ms >= c->ack_deadline_ms)
+		if (!srv_hop_release(w, c) && now_ms >= c->ack_deadline_ms)
 			srv_conn_reset(w, c);
 	} else if (srv_all_acked(c)) {
 		srv_conn_close(w, c);
@@ -215,12 +214,14 @@ bool srv_await_ack(struct srv_worker *w, struct srv_conn *c)
 
 /* A hop-limited reply on a connection that stays open (just marked): it
  * waits on the acking list, still serving, until the reply is
- * acknowledged or its deadline passes.  false past the bounds: the caller
- * then closes the connection after the reply, as every token connection
- * did before keep-alive. */
+ * acknowledged or its deadline passes: 2 s for the kernel to take the
+ * reply (a client that does not read gets no longer, as it is off the
+ * idle scan meanwhile), then 2 s more from then (srv_hop_sent).  false
+ * past the bounds: the caller then closes the connection after the
+ * reply, as every token connection did before keep-alive. */
 bool srv_hop_hold(struct srv_worker *w, struct srv_conn *c)
 {
-	c->ack_deadline_ms = 0; /* set when the reply is all handed over */
+	c->ack_deadline_ms = srv_now_ms() + SRV_ACK_WAIT_MS;
 	if (c->hop_open)
 		return true;
 	if (srv_ack_bounds_reached(w, c))
@@ -233,11 +234,12 @@ bool srv_hop_hold(struct srv_worker *w, struct srv_conn *c)
 	return true;
 }
 
-/* After a send completed: the deadline of a kept-open connection runs
- * from when its hop-limited reply is all in the kernel's hands. */
-void srv_hop_sent(struct srv_conn *c)
+/* After a send of `n` bytes completed: the ACK deadline of a kept-open
+ * connection runs again from when the kernel took the hop-limited reply's
+ * last byte. */
+void srv_hop_sent(struct srv_conn *c, size_t n)
 {
-	if (c->hop_open && !c->ack_deadline_ms && c->sent_total >= c->hop_end)
+	if (c->hop_open && c->sent_total >= c->hop_end && c->sent_total - n < c->hop_end)
 		c->ack_deadline_ms = srv_now_ms() + SRV_ACK_WAIT_MS;
 }
 

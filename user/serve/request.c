@@ -339,7 +339,7 @@ void srv_handle_send(struct srv_worker *w, struct srv_conn *c, int res)
 	/* A stream send may be short: the rest goes in the next one. */
 	c->wire_off += (size_t)res;
 	c->sent_total += (uint64_t)res;
-	srv_hop_sent(c);
+	srv_hop_sent(c, (size_t)res);
 	/* The batch's time; a receive in the same batch may have set a
 	 * later one. */
 	if (w->drain_ms > c->last_active_ms)

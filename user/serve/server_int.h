@@ -109,8 +109,7 @@ struct srv_conn {
 	bool acking;	       /* FIN sent, on the worker's acking list */
 	bool hop_open;	       /* kept open after a hop-limited reply, on the acking list until it is ACKed */
 	bool all_acked;	       /* acking, and the peer acknowledged every byte and the FIN */
-	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then (hop_open: 0 until
-				   * the reply is all handed to the kernel) */
+	uint64_t ack_deadline_ms; /* reset the connection if not all ACKed by then */
 	struct token_memo token_memo; /* the last IMDSv2 token that verified on it */
 };
 
@@ -342,7 +341,7 @@ void srv_hop_unmark(struct srv_conn *c);
 bool srv_await_ack(struct srv_worker *w, struct srv_conn *c);
 bool srv_hop_hold(struct srv_worker *w, struct srv_conn *c);
 bool srv_hop_release(struct srv_worker *w, struct srv_conn *c);
-void srv_hop_sent(struct srv_conn *c);
+void srv_hop_sent(struct srv_conn *c, size_t n);
 void srv_ack_check(struct srv_worker *w, struct srv_conn *c, uint64_t now_ms);
 void srv_ack_check_all(struct srv_worker *w);
 void srv_arm_ack_poll(struct srv_worker *w);
