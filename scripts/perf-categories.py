@@ -7,8 +7,13 @@
 Each DATA is a `perf record -g` of one server over a storm of REQUESTS
 requests (imds-storm's "requests").  Each sample is put in the first
 category its stack matches: the TC programs, the TC dispatch around them,
-a named syscall, io_uring_enter by operation, other kernel work, or user
-space by object.  Printed: samples per 1,000 requests, one column per DATA,
+a named syscall, io_uring_enter by operation, other kernel work (BPF map
+lookups and the descriptor table by their own symbols), or user space by
+object.  A profile without -g is read too, by each sample's own symbol:
+the syscall and io_uring rows are then empty (their work is in "kernel:
+other"), and a map lookup cannot be told from the program that made it.
+Worth it where the call graph costs too much: `perf record -g` halved
+imdsd's steady keep-alive rate on this machine (docs/performance.md).  Printed: samples per 1,000 requests, one column per DATA,
 so servers and builds profiled at the same frequency compare directly
 (at -F 2999 a sample is 333 us of CPU: samples per 1,000 requests / 3 is
 microseconds per request)."""
@@ -22,6 +27,14 @@ STACK_CATEGORIES = [
     ("tc: imds_tc_egress program", r"imds_tc_egress"),
     ("tc: imds_tc_ingress program", r"imds_tc_ingress"),
     ("tc: dispatch (tc_run, cls_bpf)", r"\b(tc_run|cls_bpf_classify|tcf_classify)\b"),
+]
+# Kernel work named by the sample's own symbol, where the stack says no
+# more (no syscall, no TC program above it; in a profile without -g, every
+# kernel sample).
+LEAF_CATEGORIES = [
+    ("kernel: BPF map lookups (hash buckets)", r"^(lookup_nulls_elem_raw|htab_\w+|__htab_\w+)$"),
+    ("kernel: descriptor table (fget, fput)", r"^(fget|fput|__fput|fput_close\w*|__fget\w*|fdget\w*|alloc_fd|fd_install"
+     r"|file_close_fd\w*|put_unused_fd|io_file_get_\w+)$"),
 ]
 # io_uring operations, innermost first.
 URING_OPS = ("io_accept", "io_recv", "io_send", "io_close", "io_shutdown", "io_uring_cmd")
@@ -55,6 +68,10 @@ def category(stack):
     if "do_syscall_64" in text:
         return "syscall: entry and exit"
     if "[kernel" in stack[0]:
+        leaf = stack[0].split(" (")[0]
+        for name, pattern in LEAF_CATEGORIES:
+            if re.match(pattern, leaf):
+                return name
         return "kernel: other (io-wq threads, softirq, timers)"
     m = re.search(r"\((.*?)\)\s*$", stack[0])
     return "user: " + (m.group(1).split("/")[-1] if m else "?")
@@ -64,7 +81,9 @@ def profile(path):
     out = subprocess.run(["perf", "script", "-i", path, "-F", "ip,sym,dso"], capture_output=True, text=True,
                          check=True).stdout
     counts = collections.Counter()
-    for sample in out.split("\n\n"):
+    # With call graphs a blank line ends each sample's stack; without, a
+    # sample is one line.
+    for sample in out.split("\n\n") if "\n\n" in out else out.splitlines():
         stack = frames(sample)
         if stack:
             counts[category(stack)] += 1
