@@ -82,6 +82,7 @@ static void test_header_and_meta(void **state)
 	struct tree_meta meta = { .slot = 7, .vm_generation = 3, .last_modified = 1700000000, .http_tokens = 1,
 				  .hop_limit = 2 };
 	const struct tree_hdr *h;
+	struct tree_hint hint;
 	struct built t;
 
 	(void)state;
@@ -95,6 +96,11 @@ static void test_header_and_meta(void **state)
 	assert_int_equal(h->n_nodes, 3);
 	assert_int_equal(h->nodes_off, sizeof(struct tree_hdr));
 	assert_memory_equal(tree_view_meta(&t.v), &meta, sizeof(meta));
+	/* What the server prefetches: the image and its node table. */
+	tree_view_hint(&t.v, &hint);
+	assert_ptr_equal(hint.base, t.img);
+	assert_ptr_equal(hint.nodes, (const uint8_t *)t.img + h->nodes_off);
+	assert_int_equal(hint.n, 3);
 	free(t.img);
 	tree_builder_free(b);
 }
@@ -245,6 +251,7 @@ static void test_view_rejects_bad_headers(void **state)
 {
 	struct tree_builder *b = tree_builder_new();
 	struct tree_view v;
+	struct tree_hint hint;
 	struct built t;
 	uint8_t *copy;
 	struct tree_hdr *h;
@@ -268,6 +275,11 @@ static void test_view_rejects_bad_headers(void **state)
 	h->version = TREE_VERSION;
 	h->n_nodes = 0x10000000;
 	assert_int_equal(tree_view_init(&v, copy, t.len), -EINVAL);
+	/* A view of an image whose header changed since (a torn read): no
+	 * node table to prefetch. */
+	v = (struct tree_view){ .base = copy, .len = t.len };
+	tree_view_hint(&v, &hint);
+	assert_int_equal(hint.n, 0);
 	h->n_nodes = 3;
 	h->nodes_off = 0xfffffff8;
 	assert_int_equal(tree_view_init(&v, copy, t.len), -EINVAL);

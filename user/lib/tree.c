@@ -515,6 +515,15 @@ static int tree_fill_entry(const struct tree_view *v, const struct tree_node *no
 	return 0;
 }
 
+void tree_view_hint(const struct tree_view *v, struct tree_hint *h)
+{
+	uint32_t n;
+
+	h->base = v->base;
+	h->nodes = tree_nodes(v, &n);
+	h->n = h->nodes ? n : 0;
+}
+
 int tree_lookup(const struct tree_view *v, const char *path, size_t path_len, struct tree_entry *out)
 {
 	uint32_t n, lo = 0, hi;

@@ -110,6 +110,35 @@ struct tree_entry {
 /* Checks the header and that the node table lies inside `len`; 0 or -EINVAL. */
 int tree_view_init(struct tree_view *v, const void *image, size_t len);
 const struct tree_meta *tree_view_meta(const struct tree_view *v);
+
+/* Where a lookup in a view starts reading: the image (its header, with
+ * the meta) and the node table the binary search probes.  The server keeps
+ * one per connection between requests, to prefetch; never read through. */
+struct tree_hint {
+	const uint8_t *base;
+	const struct tree_node *nodes;
+	uint32_t n; /* 0: nothing to prefetch */
+};
+
+/* The view's hint; n = 0 when the header does not describe a node table
+ * inside the view (a torn read). */
+void tree_view_hint(const struct tree_view *v, struct tree_hint *h);
+
+/* Asks the CPU for the lines a lookup reads first: the header's two and
+ * the node entries of the search's first three probes.  Few on purpose: a
+ * prefetch waits for a free line fill buffer, so asking for a whole node
+ * table stalls the caller instead.  Prefetches only: a stale hint (the
+ * tree replaced since) costs nothing. */
+static inline void tree_hint_prefetch(const struct tree_hint *h)
+{
+	if (!h->n)
+		return;
+	__builtin_prefetch(h->base, 0);
+	__builtin_prefetch(h->base + 64, 0);
+	__builtin_prefetch(&h->nodes[h->n / 2], 0);
+	__builtin_prefetch(&h->nodes[h->n / 4], 0);
+	__builtin_prefetch(&h->nodes[h->n / 2 + h->n / 4], 0);
+}
 /* Exact match of `path` (a directory is looked up with its trailing '/').
  * Every offset is bounds-checked: a torn image yields -EINVAL, never a
  * wild read.  0, -ENOENT or -EINVAL. */

@@ -88,6 +88,11 @@ struct srv_conn {
 	struct srv_worker *w;
 	int fd;
 	uint32_t slot, generation; /* the VM, from the data plane's verified SYN */
+	/* Where the last request found its VM's tree, prefetched when the
+	 * next request's bytes arrive (request.c); never read through, the
+	 * snapshot is taken afresh.  Beside the fields every receive reads,
+	 * so it costs no cache line more. */
+	struct tree_hint tree_hint;
 	struct imds_conn_key peer; /* the VM-side endpoint: the hop_marks key */
 	struct http_conn http;
 	struct outbuf out;  /* responses not yet handed to the kernel */

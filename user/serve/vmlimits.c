@@ -183,6 +183,14 @@ uint64_t limits_charge(struct limits *l, uint32_t slot, uint32_t rate, uint32_t 
 	return 0;
 }
 
+void limits_prefetch(const struct limits *l, uint32_t slot)
+{
+	const struct limits_slot *s = lim_slot(l, slot);
+
+	if (s)
+		__builtin_prefetch(s, 1);
+}
+
 uint32_t limits_take_counts(struct limits *l, uint32_t slot, uint64_t *throttled, uint64_t *refused)
 {
 	struct limits_slot *s = lim_slot(l, slot);

@@ -59,6 +59,9 @@ uint32_t limits_conns_of(const struct limits *l, uint32_t slot, uint32_t generat
 /* Charges one request to the slot's bucket.  0 when it may be served,
  * otherwise the ns until a request would fit (answer 429). */
 uint64_t limits_charge(struct limits *l, uint32_t slot, uint32_t rate, uint32_t burst, uint64_t now);
+/* Asks the CPU to bring the slot's bucket into its cache ahead of the
+ * limits_charge that will write it; changes nothing. */
+void limits_prefetch(const struct limits *l, uint32_t slot);
 
 /* Requests answered 429 and connections refused since the last call, for
  * the operator's log; both are reset.  Returns the slot's generation. */
