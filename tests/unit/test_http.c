@@ -122,6 +122,34 @@ static void test_one_buffer(void **state)
 	free(c);
 }
 
+/* A connection's memory is reused (the server's pool): init over a conn
+ * that parsed the full request, and a small request reads exactly as on
+ * fresh, zeroed memory, with nothing of the earlier one in it. */
+static void test_init_over_used_memory(void **state)
+{
+	static const char small[] = "GET /latest/meta-data/ HTTP/1.0\r\n\r\n";
+	struct http_conn *used = conn_new();
+	struct http_conn *fresh = calloc(1, sizeof(*fresh));
+	struct seen a = { 0 }, b = { 0 };
+
+	(void)state;
+	assert_non_null(fresh);
+	assert_int_equal(feed(used, full_req, sizeof(full_req) - 1, &a), 0);
+	http_conn_init(used);
+	http_conn_init(fresh);
+	assert_false(http_conn_mid_request(used));
+	assert_int_equal(feed_str(used, small, &a), 0);
+	assert_int_equal(feed_str(fresh, small, &b), 0);
+	assert_int_equal(a.n, 2);
+	assert_int_equal(b.n, 1);
+	request_equal(&a.req[1], &b.req[0]);
+	assert_false(a.req[1].keep_alive);
+	assert_false(a.req[1].token.present);
+	assert_string_equal(a.req[1].token.value, "");
+	free(used);
+	free(fresh);
+}
+
 /* Split the request in two at every byte position, then feed it one byte
  * at a time: llhttp cuts spans at buffer ends, and the result must not
  * depend on where. */
@@ -695,6 +723,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_buffer),
+		cmocka_unit_test(test_init_over_used_memory),
 		cmocka_unit_test(test_every_split),
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_callback_stops),

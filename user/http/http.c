@@ -255,9 +255,16 @@ static int http_on_message_complete(llhttp_t *p)
 	return 0;
 }
 
+/* Reads as all zero; the request's buffers are only reset, not cleared
+ * (4 KiB a connection would write for nothing: every string in them is
+ * read up to its own end, as for each later request of a connection). */
 void http_conn_init(struct http_conn *c)
 {
-	memset(c, 0, sizeof(*c));
+	const size_t req_end = offsetof(struct http_conn, req) + sizeof(c->req);
+
+	memset(c, 0, offsetof(struct http_conn, req));
+	http_request_reset(&c->req);
+	memset((char *)c + req_end, 0, sizeof(*c) - req_end);
 	llhttp_settings_init(&c->settings);
 	c->settings.on_message_begin = http_on_message_begin;
 	c->settings.on_url = http_on_url;

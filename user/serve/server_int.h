@@ -145,6 +145,8 @@ struct srv_worker {
 	uint64_t released_at_arm;  /* ... when the accept was last armed */
 	uint64_t limits_logged_ms; /* worker 0: last log of the limit counters */
 	struct fair fair;	   /* its connections by VM */
+	struct srv_conn *pool;	   /* freed connections kept for reuse, last freed first (conn.c) */
+	unsigned npool;
 	struct srv_peer_req peer_reqs[SRV_PEER_SLOTS];
 	struct srv_peer_req *peer_free; /* free peer_reqs, linked by next_free */
 	/* Written by this worker only, read by server_counters (relaxed
