@@ -102,12 +102,17 @@ static void srv_buf_keep_small(struct outbuf *b)
 		outbuf_reset(b);
 }
 
+static void srv_conn_memory_free(struct srv_conn *c)
+{
+	outbuf_free(&c->out);
+	outbuf_free(&c->wire);
+	free(c);
+}
+
 static void srv_conn_pool_put(struct srv_worker *w, struct srv_conn *c)
 {
 	if (w->npool >= SRV_CONN_POOL || w->stopping) {
-		outbuf_free(&c->out);
-		outbuf_free(&c->wire);
-		free(c);
+		srv_conn_memory_free(c);
 		return;
 	}
 	srv_buf_keep_small(&c->out);
@@ -147,9 +152,7 @@ static void srv_conn_pool_free(struct srv_worker *w)
 		struct srv_conn *c = w->pool;
 
 		w->pool = c->next;
-		outbuf_free(&c->out);
-		outbuf_free(&c->wire);
-		free(c);
+		srv_conn_memory_free(c);
 	}
 	w->npool = 0;
 }

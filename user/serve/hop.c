@@ -190,6 +190,17 @@ static bool srv_ack_bounds_reached(const struct srv_worker *w, const struct srv_
 	return w->stopping || w->nacking >= SRV_ACK_WAIT_MAX || srv_acking_of_vm(w, c) >= SRV_ACK_WAIT_PER_VM;
 }
 
+/* Onto the acking list, where the poll checks it; counted once, however
+ * it waits (kept open, then closing). */
+static void srv_ack_list_enter(struct srv_worker *w, struct srv_conn *c)
+{
+	if (!c->hop_open && !c->acking)
+		w->nacking++;
+	srv_list_unlink(c);
+	srv_list_push(&w->acking, c);
+	srv_arm_ack_poll(w);
+}
+
 /* After the last byte of a hop-limited token reply went to the kernel:
  * FIN now, close once acknowledged.  A kept-open connection that closes
  * now already waits, and stays counted.  false when the connection is to
@@ -201,14 +212,10 @@ bool srv_await_ack(struct srv_worker *w, struct srv_conn *c)
 		return false;
 	if (shutdown(c->fd, SHUT_WR) < 0)
 		return false;
-	srv_list_unlink(c);
-	srv_list_push(&w->acking, c);
-	if (!c->hop_open)
-		w->nacking++;
+	c->ack_deadline_ms = srv_now_ms() + SRV_ACK_WAIT_MS;
+	srv_ack_list_enter(w, c);
 	c->hop_open = false;
 	c->acking = true;
-	c->ack_deadline_ms = srv_now_ms() + SRV_ACK_WAIT_MS;
-	srv_arm_ack_poll(w);
 	return true;
 }
 
@@ -226,11 +233,8 @@ bool srv_hop_hold(struct srv_worker *w, struct srv_conn *c)
 		return true;
 	if (srv_ack_bounds_reached(w, c))
 		return false;
-	srv_list_unlink(c);
-	srv_list_push(&w->acking, c);
+	srv_ack_list_enter(w, c);
 	c->hop_open = true;
-	w->nacking++;
-	srv_arm_ack_poll(w);
 	return true;
 }
 
