@@ -27,6 +27,7 @@
 #include "imds.h"
 #include "maps.h"
 #include "parse.h"
+#include "port_hint.h"
 
 /* Not a reason: the frame passes and is not counted (count_reason ignores
  * values from IMDS_REASON_MAX up). */
@@ -38,11 +39,6 @@
 #define GUARD_ARP_SHA 8
 #define GUARD_ARP_SPA 14
 #define GUARD_ARP_TPA 24
-
-static __always_inline bool guard_mac_eq(const __u8 *a, const __u8 *b)
-{
-	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
-}
 
 /* The VM that owns `addr` now, or NULL.  The record is checked against the
  * address too: an index entry the store has not yet removed says nothing. */
@@ -68,7 +64,7 @@ static __always_inline bool guard_speaks_for(const struct imds_vm *vm, const __u
 {
 	__u32 bound = vm->ifindex;
 
-	return (!bound || bound == ingress) && guard_mac_eq(src_mac, vm->mac) && guard_mac_eq(mac2, vm->mac);
+	return (!bound || bound == ingress) && mac_equal(src_mac, vm->mac) && mac_equal(mac2, vm->mac);
 }
 
 /* The slot of the VM whose address `addr` is when this frame may not speak
@@ -83,8 +79,19 @@ static __always_inline __u32 guard_claim(__be32 addr, const __u8 *src_mac, const
 	struct imds_vm *vm;
 	__u32 slot = 0;
 
+	/* The port's own VM speaking for itself: guard_owner would name it
+	 * too (addresses of loaded VMs are unique). */
+	vm = port_hint_vm(ingress, &slot);
+	if (vm && vm->ipv4 == addr && guard_speaks_for(vm, src_mac, mac2, ingress))
+		return 0;
+	slot = 0;
 	vm = guard_owner(addr, &slot);
-	return vm && !guard_speaks_for(vm, src_mac, mac2, ingress) ? slot : 0;
+	if (!vm)
+		return 0;
+	if (!guard_speaks_for(vm, src_mac, mac2, ingress))
+		return slot;
+	port_hint_remember(ingress, slot, vm);
+	return 0;
 }
 
 /* Whom a drop that claims no VM's address is counted on: the sender, when
@@ -149,7 +156,7 @@ static __always_inline enum imds_reason guard_ipv4_source(const struct imds_fram
 static __always_inline bool guard_reply_reaches(const struct imds_vm *vm, const struct __sk_buff *skb,
 						const struct ethhdr *eth)
 {
-	return vm->ifindex == skb->ifindex && guard_mac_eq(eth->h_dest, vm->mac);
+	return vm->ifindex == skb->ifindex && mac_equal(eth->h_dest, vm->mac);
 }
 
 /* TC egress: the slot of the VM a reply from 169.254.169.254:80 is
@@ -163,8 +170,17 @@ static __always_inline __u32 guard_reply_misdirected(const struct __sk_buff *skb
 	struct imds_vm *vm;
 	__u32 slot = 0;
 
+	vm = port_hint_vm(skb->ifindex, &slot);
+	if (vm && vm->ipv4 == ip->daddr && guard_reply_reaches(vm, skb, eth))
+		return 0;
+	slot = 0;
 	vm = guard_owner(ip->daddr, &slot);
-	return vm && !guard_reply_reaches(vm, skb, eth) ? slot : 0;
+	if (!vm)
+		return 0;
+	if (!guard_reply_reaches(vm, skb, eth))
+		return slot;
+	port_hint_remember(skb->ifindex, slot, vm);
+	return 0;
 }
 
 #endif

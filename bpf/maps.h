@@ -73,6 +73,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } IMDS_MAP_PORT_INDEX_ID SEC(".maps");
 
+/* Bridge port (ifindex, by its low bits) -> the VM last found bound to it
+ * (bpf/port_hint.h): ifindex << 32 | slot, one word so it is read whole.
+ * A hint, checked against vm_table at every use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IMDS_PORT_HINTS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IMDS_MAP_PORT_HINTS_ID SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, IMDS_CONN_MAX);

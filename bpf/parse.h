@@ -36,6 +36,13 @@ enum imds_frame_kind {
 	FRAME_IPV6 = 4,
 };
 
+/* Whether two Ethernet addresses are the same (bytes of a frame or a
+ * record: no alignment assumed). */
+static __always_inline bool mac_equal(const __u8 *a, const __u8 *b)
+{
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
+}
+
 static __always_inline bool frame_is_tag(__be16 proto)
 {
 	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);

@@ -13,6 +13,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "counters.h"
+#include "port_hint.h"
 
 /* imdsd sets this before loading the programs when the operator opted the
  * whole host into first-use binding (imdsd --bind-first-use; unsafe, see
@@ -68,13 +69,23 @@ static __always_inline enum imds_reason check_port_and_address(struct imds_vm *v
 	return IMDS_PASS_VERIFIED;
 }
 
+/* The sender by its MAC (mac_index), unless the port's hint already names
+ * the VM bound here with that MAC: the one mac_index would name, as MACs of
+ * loaded VMs are unique. */
 static __always_inline enum imds_reason verify_sender(__u32 ingress, const struct imds_pkt *pkt, __u32 *slot_out,
 						      struct imds_vm **vm_out)
 {
 	struct imds_mac_key key = {};
+	enum imds_reason reason;
 	struct imds_vm *vm;
-	__u32 *slot;
+	__u32 *slot, hinted;
 
+	vm = port_hint_vm(ingress, &hinted);
+	if (vm && mac_equal(pkt->eth->h_source, vm->mac)) {
+		*slot_out = hinted;
+		*vm_out = vm;
+		return check_port_and_address(vm, pkt, ingress, hinted);
+	}
 	__builtin_memcpy(key.addr, pkt->eth->h_source, 6);
 	slot = bpf_map_lookup_elem(&IMDS_MAP_MAC_INDEX_ID, &key);
 	if (!slot)
@@ -84,7 +95,10 @@ static __always_inline enum imds_reason verify_sender(__u32 ingress, const struc
 		return IMDS_DROP_UNKNOWN_MAC;
 	*slot_out = *slot;
 	*vm_out = vm;
-	return check_port_and_address(vm, pkt, ingress, *slot);
+	reason = check_port_and_address(vm, pkt, ingress, *slot);
+	if (reason == IMDS_PASS_VERIFIED)
+		port_hint_remember(ingress, *slot_out, vm);
+	return reason;
 }
 
 /* imdsd refuses this VM's connections for now (struct imds_conn_gate):

@@ -35,6 +35,7 @@
 #define IMDS_ARENA_PAGES 16384	/* 64 MiB of compiled metadata trees */
 #define IMDS_TOKEN_KEY_LEN 32
 #define IMDS_VM_IPV6_MAX 8	/* IPv6 addresses of one VM (the record's "ipv6") */
+#define IMDS_PORT_HINTS 8192	/* port_hints entries: a power of two, not IMDS_MAX_VMS (not per slot) */
 
 /* Each map is spelled once, here.  The _ID macro is the map's identifier in
  * bpf/maps.h, hence its BPF name, its pin name under the pin directory and
@@ -55,6 +56,7 @@
 #define IMDS_MAP_VM_IPV6_ID vm_ipv6
 #define IMDS_MAP_PORT_INDEX_ID port_index
 #define IMDS_MAP_CONN_SLOTS_ID conn_slots
+#define IMDS_MAP_PORT_HINTS_ID port_hints
 
 #define IMDS_STR_(x) #x
 #define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
@@ -73,6 +75,7 @@
 #define IMDS_MAP_VM_IPV6 IMDS_STR(IMDS_MAP_VM_IPV6_ID)
 #define IMDS_MAP_PORT_INDEX IMDS_STR(IMDS_MAP_PORT_INDEX_ID)
 #define IMDS_MAP_CONN_SLOTS IMDS_STR(IMDS_MAP_CONN_SLOTS_ID)
+#define IMDS_MAP_PORT_HINTS IMDS_STR(IMDS_MAP_PORT_HINTS_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536

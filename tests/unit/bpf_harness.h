@@ -36,7 +36,8 @@ enum harness_verdict {
 
 struct harness {
 	struct imds_bpf *skel;
-	int vm_fd, mac_fd, conn_fd, slots_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd, ipv6_fd, vm_ipv6_fd, port_fd;
+	int vm_fd, mac_fd, conn_fd, slots_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd, ipv6_fd, vm_ipv6_fd, port_fd,
+	    hints_fd;
 	int ncpus;
 	char why[256]; /* why the data plane could not be loaded */
 };
@@ -85,6 +86,7 @@ static inline int harness_load(void)
 	harness.port_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_PORT_INDEX_ID);
 	harness.ipv4_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_IPV4_INDEX_ID);
 	harness.gate_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_CONN_GATE_ID);
+	harness.hints_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_PORT_HINTS_ID);
 	harness.ncpus = libbpf_num_possible_cpus();
 	return 0;
 }
@@ -124,6 +126,18 @@ static inline void harness_clear_hash(int fd)
 			break;
 }
 
+/* port_hints all zero, in one call. */
+static inline void harness_clear_port_hints(void)
+{
+	static uint32_t keys[IMDS_PORT_HINTS];
+	static uint64_t zeros[IMDS_PORT_HINTS];
+	uint32_t count = IMDS_PORT_HINTS;
+
+	for (uint32_t i = 0; i < IMDS_PORT_HINTS; i++)
+		keys[i] = i;
+	bpf_map_update_batch(harness.hints_fd, keys, zeros, &count, NULL);
+}
+
 /* Every map back to empty, for the slots the tests use (0..7). */
 static inline void harness_reset(void)
 {
@@ -149,6 +163,7 @@ static inline void harness_reset(void)
 		bpf_map_update_elem(harness.slots_fd, &i, &(struct imds_conn_slot){0}, BPF_ANY);
 	harness_clear_hash(harness.marks_fd);
 	harness_clear_hash(harness.ipv4_fd);
+	harness_clear_port_hints();
 }
 
 /* A VM record as imds-loadmap writes it, its MAC in mac_index, its IPv4

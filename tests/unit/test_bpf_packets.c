@@ -83,6 +83,24 @@ static const struct hook hook_egress = {"tc egress", harness_run_tc_egress, 2, 0
 static unsigned covered[3];
 static const struct hook *current;
 
+/* The slot every port's hint names when a test starts (bpf/port_hint.h),
+ * 0 for none: the whole table runs once without hints and once with each
+ * port the tests use hinting each VM slot they fill, so every verdict and
+ * count is shown not to depend on what a hint says. */
+static uint32_t hinted_slot;
+
+static void hint_ports(uint32_t slot)
+{
+	const uint32_t ports[] = {LO_IFINDEX, OTHER_PORT};
+
+	for (unsigned i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+		uint32_t key = ports[i] & (IMDS_PORT_HINTS - 1);
+		uint64_t hint = (uint64_t)ports[i] << 32 | slot;
+
+		assert_int_equal(bpf_map_update_elem(harness.hints_fd, &key, &hint, BPF_ANY), 0);
+	}
+}
+
 /* Every test starts here: skip without a data plane, empty maps. */
 static const struct hook *begin(void **state)
 {
@@ -91,8 +109,19 @@ static const struct hook *begin(void **state)
 		skip();
 	}
 	harness_reset();
+	if (hinted_slot)
+		hint_ports(hinted_slot);
 	current = *state;
 	return current;
+}
+
+static uint64_t port_hint(uint32_t ifindex)
+{
+	uint32_t key = ifindex & (IMDS_PORT_HINTS - 1);
+	uint64_t hint = 0;
+
+	bpf_map_lookup_elem(harness.hints_fd, &key, &hint);
+	return hint;
 }
 
 static void expect_counts(uint32_t slot, const uint64_t want[IMDS_REASON_MAX])
@@ -1043,6 +1072,83 @@ static void test_egress_misdirected_reply_is_dropped(void **state)
 #include "bpf_packets6.h"
 #include "bpf_packets_conn.h"
 
+/* ---- port hints (bpf/port_hint.h) ---- */
+
+#define HINT_OF(ifindex, slot) ((uint64_t)(ifindex) << 32 | (slot))
+
+/* A verified request names its VM in its port's hint; a frame dropped for
+ * its port names nobody there. */
+static void test_verified_sender_hints_its_port(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = ack_spec();
+
+	put_vm1(OTHER_PORT);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	if (!hinted_slot)
+		assert_int_equal(port_hint(LO_IFINDEX), 0);
+	put_vm1(LO_IFINDEX);
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	assert_int_equal(port_hint(LO_IFINDEX), HINT_OF(LO_IFINDEX, VM1_SLOT));
+	expect_counts(VM1_SLOT, COUNTS([IMDS_DROP_WRONG_PORT] = 1, [IMDS_PASS_VERIFIED] = 1));
+}
+
+/* The fast path is taken: with the hint in place a VM is found without
+ * mac_index, and it still answers only for its own MAC and address. */
+static void test_hint_spares_the_mac_lookup(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = ack_spec();
+	struct imds_mac_key key = {.addr = VM1_MAC};
+
+	put_vm1(LO_IFINDEX);
+	hint_ports(VM1_SLOT);
+	assert_int_equal(bpf_map_delete_elem(harness.mac_fd, &key), 0);
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	s.saddr = OTHER_IPV4;
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	s = ack_spec();
+	memcpy(s.src_mac, (uint8_t[6])STRANGER_MAC, 6);
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	expect_counts(VM1_SLOT, COUNTS([IMDS_PASS_VERIFIED] = 1, [IMDS_DROP_WRONG_IPV4] = 1));
+	expect_counts(0, COUNTS([IMDS_PASS_VERIFIED] = 1, [IMDS_DROP_WRONG_IPV4] = 1, [IMDS_DROP_UNKNOWN_MAC] = 1));
+}
+
+/* A VM's own traffic to elsewhere names it in its port's hint; another
+ * VM's address from that port is still a forgery. */
+static void test_own_traffic_hints_its_port(void **state)
+{
+	const struct hook *h = begin(state);
+	struct bpf_frame_spec s = syn_spec();
+
+	put_vm1(LO_IFINDEX);
+	s.daddr = OTHER_IPV4;
+	assert_int_equal(send_frame(h, &s), HARNESS_PASS);
+	assert_int_equal(port_hint(LO_IFINDEX), HINT_OF(LO_IFINDEX, VM1_SLOT));
+	s.saddr = VM2_IPV4;
+	put_vm2_v6();
+	assert_int_equal(send_frame(h, &s), HARNESS_DROP);
+	expect_counts(VM2_SLOT, COUNTS([IMDS_DROP_FORGED_SOURCE] = 1));
+	expect_counts(VM1_SLOT, NONE);
+}
+
+/* A reply that reaches its VM names it in the port's hint; a reply to
+ * another VM's address through that port is still dropped. */
+static void test_reply_reaching_its_vm_hints_its_port(void **state)
+{
+	struct bpf_frame_spec s = reply_spec();
+
+	begin(state);
+	put_vm1(LO_IFINDEX);
+	egress_expect(&s, &s);
+	assert_int_equal(port_hint(LO_IFINDEX), HINT_OF(LO_IFINDEX, VM1_SLOT));
+	put_vm2_v6();
+	s.daddr = VM2_IPV4;
+	assert_int_equal(egress_run(&s), HARNESS_DROP);
+	expect_counts(VM2_SLOT, COUNTS([IMDS_DROP_MISDIRECTED_REPLY] = 1));
+	expect_counts(VM1_SLOT, NONE);
+}
+
 /* ---- every reason asserted ---- */
 
 static void expect_covered(const struct hook *h, unsigned want)
@@ -1124,8 +1230,21 @@ int main(void)
 		EGRESS(test_egress_options_big_tcp_and_bad_slot),
 		EGRESS(test_egress_reply_to_its_vm_leaves),
 		EGRESS(test_egress_misdirected_reply_is_dropped),
+		INGRESS(test_verified_sender_hints_its_port),
+		INGRESS(test_hint_spares_the_mac_lookup),
+		INGRESS(test_own_traffic_hints_its_port),
+		EGRESS(test_reply_reaching_its_vm_hints_its_port),
 		cmocka_unit_test(test_every_reason_covered),
 	};
+	int failed;
 
-	return cmocka_run_group_tests_name("bpf_packets", tests, harness_group_setup, harness_group_teardown);
+	failed = cmocka_run_group_tests_name("bpf_packets", tests, harness_group_setup, harness_group_teardown);
+	for (hinted_slot = 1; hinted_slot <= 3; hinted_slot++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "bpf_packets, every port hinting slot %u", hinted_slot);
+		failed += _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), harness_group_setup,
+						  harness_group_teardown);
+	}
+	return failed;
 }
