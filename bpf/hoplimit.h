@@ -65,6 +65,20 @@ static __always_inline int hop_carries_data(const struct iphdr *ip, const struct
 	return tot_len == 0 || tot_len > (__u32)ip->ihl * 4 + (__u32)tcp->doff * 4;
 }
 
+/* Whether hop_marks may hold a live mark: not past hop_gate's time, which
+ * imdsd keeps at or after the expiry of every mark it placed and has not
+ * deleted (and of those an earlier imdsd left).  A mark is ignored past
+ * its expiry anyway, so the answer is the lookup's, without the lookup of
+ * a 20-byte key in a hash map on every reply when no token reply is in
+ * flight, the usual case. */
+static __always_inline bool hop_marks_may_be_live(void)
+{
+	__u32 zero = 0;
+	__u64 *until = bpf_map_lookup_elem(&IMDS_MAP_HOP_GATE_ID, &zero);
+
+	return !until || bpf_ktime_get_ns() <= *(volatile __u64 *)until;
+}
+
 /* The mark of this reply's connection (the VM-side endpoint `key`), or
  * NULL.  Never limited, whatever the map says: the SYN-ACK (the handshake
  * is not a token reply, and EC2 completes it, capture C3), a RST (imdsd
@@ -77,7 +91,7 @@ static __always_inline struct imds_hop_mark *hop_find_mark_of(const struct imds_
 {
 	struct imds_hop_mark *mark;
 
-	if (tcp->syn || tcp->rst || !carries_data)
+	if (tcp->syn || tcp->rst || !carries_data || !hop_marks_may_be_live())
 		return NULL;
 	mark = bpf_map_lookup_elem(&IMDS_MAP_HOP_MARKS_ID, key);
 	if (!mark)

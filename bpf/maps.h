@@ -140,6 +140,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } IMDS_MAP_HOP_MARKS_ID SEC(".maps");
 
+/* hop_gate[0]: the CLOCK_MONOTONIC time (ns) after which no mark in
+ * hop_marks is live, kept by imdsd (user/serve/hop.c): the egress program
+ * looks marks up only until then (bpf/hoplimit.h).  mmap-able, so imdsd
+ * moves it with a store, not a system call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IMDS_MAP_HOP_GATE_ID SEC(".maps");
+
 /* Token bucket per VM slot (struct imds_budget, see include/imds.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

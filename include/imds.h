@@ -57,6 +57,7 @@
 #define IMDS_MAP_PORT_INDEX_ID port_index
 #define IMDS_MAP_CONN_SLOTS_ID conn_slots
 #define IMDS_MAP_PORT_HINTS_ID port_hints
+#define IMDS_MAP_HOP_GATE_ID hop_gate
 
 #define IMDS_STR_(x) #x
 #define IMDS_STR(x) IMDS_STR_(x) /* expands x first */
@@ -76,6 +77,7 @@
 #define IMDS_MAP_PORT_INDEX IMDS_STR(IMDS_MAP_PORT_INDEX_ID)
 #define IMDS_MAP_CONN_SLOTS IMDS_STR(IMDS_MAP_CONN_SLOTS_ID)
 #define IMDS_MAP_PORT_HINTS IMDS_STR(IMDS_MAP_PORT_HINTS_ID)
+#define IMDS_MAP_HOP_GATE IMDS_STR(IMDS_MAP_HOP_GATE_ID)
 
 /* hop_marks: token replies in flight, one per VM-side TCP endpoint. */
 #define IMDS_HOP_MARKS_MAX 65536

@@ -15,6 +15,8 @@ of waiting forever.  A client that got the reply keeps its connection if
 it asked to (its later replies leave at the normal TTL), or sees it end in
 a normal close."""
 
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -257,3 +259,43 @@ def test_a_token_put_that_says_close_ends_in_a_normal_close(lab, container):
     assert _ttls(conn, data=True) == {1}, f"token reply TTLs on the VM's eth0: {conn}"
     assert _ttls(conn, flag=FIN) == {NORMAL_TTL}, f"FIN TTLs on the VM's eth0: {conn}"
     assert _ttls(conn, flag=RST) == set(), f"a reset after a delivered token reply: {conn}"
+
+
+def _hop_gate_ns(lab):
+    """hop_gate[0]: the CLOCK_MONOTONIC time until which the egress program
+    looks token replies' marks up (bpf/hoplimit.h)."""
+    path = os.path.join(lab.pin_dir, "hop_gate")
+    out = json.loads(imdslab.run(["bpftool", "-j", "map", "lookup", "pinned", path,
+                                  "key", "0", "0", "0", "0"]).stdout)
+    if "formatted" in out:
+        return int(out["formatted"]["value"])
+    return int.from_bytes(bytes(int(b, 16) for b in out["value"]), "little")
+
+
+def _gate_open(lab):
+    return _hop_gate_ns(lab) >= time.monotonic_ns()
+
+
+def test_the_egress_gate_is_open_only_while_a_token_reply_is_in_flight(lab, container):
+    """Replies are looked up in hop_marks only while hop_gate says a mark
+    may be live: the gate opens before a token reply leaves, stays open
+    while the reply waits for its ACK, and closes once no mark is live,
+    after a reset too (the zero-linger close drops the reply, so its mark
+    goes at once rather than at its expiry minutes later)."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (Debian package curl)")
+    _set_hop_limit(lab, 1)
+    imdslab.wait_until("hop_gate closed after the earlier tests", lambda: not _gate_open(lab), ACK_WAIT + 3)
+    with subprocess.Popen(["nsenter", f"--net=/run/netns/{container}", "curl", "-sS", "-m", "20", "-X", "PUT",
+                           "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60", f"http://{IMDS_ADDR}/latest/api/token"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        imdslab.wait_until("hop_gate open while the token reply waits for its ACK", lambda: _gate_open(lab), 2)
+        time.sleep(ACK_WAIT / 2)
+        assert _gate_open(lab), "hop_gate closed while the token reply was unacknowledged"
+        _out, err = p.communicate(timeout=ACK_WAIT + 10)
+    assert p.returncode == 56 and "Connection reset by peer" in err, f"curl exited {p.returncode}: {err.strip()}"
+    imdslab.wait_until("hop_gate closed after the reset", lambda: not _gate_open(lab), 1)
+    # A delivered token: open until the client acknowledged it, then closed.
+    r = put_token(lab.vm_ns(VM), "60")
+    assert r.status == 200 and len(r.body) == 56, r
+    imdslab.wait_until("hop_gate closed after the acknowledged token reply", lambda: not _gate_open(lab), 1)

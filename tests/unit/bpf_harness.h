@@ -37,7 +37,7 @@ enum harness_verdict {
 struct harness {
 	struct imds_bpf *skel;
 	int vm_fd, mac_fd, conn_fd, slots_fd, counters_fd, budget_fd, marks_fd, ipv4_fd, gate_fd, ipv6_fd, vm_ipv6_fd, port_fd,
-	    hints_fd;
+	    hints_fd, hop_gate_fd;
 	int ncpus;
 	char why[256]; /* why the data plane could not be loaded */
 };
@@ -87,6 +87,7 @@ static inline int harness_load(void)
 	harness.ipv4_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_IPV4_INDEX_ID);
 	harness.gate_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_CONN_GATE_ID);
 	harness.hints_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_PORT_HINTS_ID);
+	harness.hop_gate_fd = bpf_map__fd(harness.skel->maps.IMDS_MAP_HOP_GATE_ID);
 	harness.ncpus = libbpf_num_possible_cpus();
 	return 0;
 }
@@ -164,6 +165,24 @@ static inline void harness_reset(void)
 	harness_clear_hash(harness.marks_fd);
 	harness_clear_hash(harness.ipv4_fd);
 	harness_clear_port_hints();
+	bpf_map_update_elem(harness.hop_gate_fd, &(uint32_t){0}, &(uint64_t){0}, BPF_ANY);
+}
+
+/* hop_gate set to `until` (CLOCK_MONOTONIC ns). */
+static inline void harness_set_hop_gate(uint64_t until)
+{
+	bpf_map_update_elem(harness.hop_gate_fd, &(uint32_t){0}, &until, BPF_ANY);
+}
+
+/* What imdsd does before it places a mark that expires at `expires`:
+ * the gate at or after it (user/serve/hop.c). */
+static inline void harness_open_hop_gate(uint64_t expires)
+{
+	uint64_t until = 0;
+
+	bpf_map_lookup_elem(harness.hop_gate_fd, &(uint32_t){0}, &until);
+	if (until < expires)
+		harness_set_hop_gate(expires);
 }
 
 /* A VM record as imds-loadmap writes it, its MAC in mac_index, its IPv4

@@ -270,6 +270,7 @@ static void test_egress_ipv6(void **state)
 
 	begin(state);
 	put_vm1_v6(LO_IFINDEX, 0);
+	harness_open_hop_gate(mark.expires_ns);
 	assert_int_equal(bpf_map_update_elem(harness.marks_fd, &key, &mark, BPF_ANY), 0);
 	bpf_frame_build6(&eth, &s, &f);
 	assert_int_equal(harness_run_tc(fd, f.b, f.len, LO_IFINDEX, out, &out_len, &retval), 0);

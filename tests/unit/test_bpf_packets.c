@@ -691,6 +691,7 @@ static void put_mark(uint32_t vm_ipv4, uint16_t vm_port, uint32_t slot, uint8_t 
 	struct imds_conn_key key = harness_key4(vm_ipv4, vm_port);
 	struct imds_hop_mark mark = {.expires_ns = expires_ns, .slot = slot, .hop_limit = hop_limit};
 
+	harness_open_hop_gate(expires_ns);
 	assert_int_equal(bpf_map_update_elem(harness.marks_fd, &key, &mark, BPF_ANY), 0);
 }
 
@@ -992,9 +993,28 @@ static void test_egress_expired_mark_is_removed(void **state)
 
 	begin(state);
 	put_mark(VM1_IPV4, VM1_SPORT, VM1_SLOT, 1, harness_now_ns() - 1);
+	harness_set_hop_gate(in_a_minute()); /* another connection's mark is live */
 	egress_expect(&s, &s);
 	assert_false(mark_present(VM1_IPV4, VM1_SPORT));
 	expect_counts(0, NONE);
+}
+
+/* Past hop_gate's time no mark is looked up: imdsd keeps the gate at or
+ * after every mark's expiry, so this one cannot be live; a gate open
+ * again finds it. */
+static void test_egress_closed_gate_skips_the_lookup(void **state)
+{
+	struct bpf_frame_spec s = reply_spec();
+
+	begin(state);
+	put_vm1(LO_IFINDEX);
+	put_mark(VM1_IPV4, VM1_SPORT, VM1_SLOT, 1, in_a_minute());
+	harness_set_hop_gate(harness_now_ns() - 1);
+	egress_expect_ttl(&s, 64);
+	assert_true(mark_present(VM1_IPV4, VM1_SPORT));
+	harness_set_hop_gate(in_a_minute());
+	egress_expect_ttl(&s, 1);
+	expect_counts(VM1_SLOT, COUNTS([IMDS_PASS_HOP_LIMITED] = 1));
 }
 
 /* IP options: the header checksum covers them too; BIG TCP's tot_len 0
@@ -1227,6 +1247,7 @@ int main(void)
 		EGRESS(test_egress_segments_without_data_keep_ttl),
 		EGRESS(test_egress_unmarked_or_foreign_unchanged),
 		EGRESS(test_egress_expired_mark_is_removed),
+		EGRESS(test_egress_closed_gate_skips_the_lookup),
 		EGRESS(test_egress_options_big_tcp_and_bad_slot),
 		EGRESS(test_egress_reply_to_its_vm_leaves),
 		EGRESS(test_egress_misdirected_reply_is_dropped),

@@ -159,10 +159,19 @@ static void srv_conn_pool_free(struct srv_worker *w)
 
 void srv_conn_free(struct srv_conn *c)
 {
+	bool queue_dropped = false;
+
 	srv_list_unlink(c);
 	if (c->acking || c->hop_open)
 		c->w->nacking--;
-	srv_hop_unmark(c);
+	/* A reset token connection: closed here, not on the ring, so that its
+	 * mark can go as soon as nothing of the reply can leave any more. */
+	if (c->hop_marked && c->zero_linger && c->fd >= 0) {
+		close(c->fd);
+		srv_conn_fd_gone(c->w, c);
+		queue_dropped = true;
+	}
+	srv_hop_unmark(c, queue_dropped);
 	fair_remove(&c->w->fair, &c->fair);
 	if (c->counted)
 		limits_conn_close(c->w->srv->limits, c->slot, c->generation);

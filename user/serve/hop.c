@@ -12,6 +12,12 @@
  * for keep-alive) goes on serving meanwhile (srv_hop_hold) and loses the
  * mark at the first check that finds the reply acknowledged, so the
  * replies after it leave at the normal TTL.
+ *
+ * Most replies carry no token, and the egress program would look each one
+ * up in hop_marks for nothing.  hop_gate tells it when no mark can be live
+ * (bpf/hoplimit.h): this file keeps it at or after the expiry of every
+ * mark in the map, and back at the floor (marks left behind, which only
+ * expire) whenever no mark of ours is live.
  */
 #include "serve/server_int.h"
 
@@ -30,36 +36,120 @@
 #define SRV_ACK_WAIT_MAX 256 /* connections waiting for an ACK, per worker */
 #define SRV_ACK_WAIT_PER_VM 8 /* ... of which one VM may hold, per worker */
 
+/* ---- the gate ----
+ * Every mark in hop_marks is one of: live (placed by us, to be deleted by
+ * us: counted in `live`, and the gate has stayed at or after its expiry
+ * since `live` last left 0), left behind (by us, SIOCOUTQ not 0 at
+ * close, or by an earlier imdsd: `floor` is at or after its expiry), or
+ * one the data plane already ignores (expired).  So the gate never closes
+ * on a mark that could limit a reply. */
+
+static void srv_hop_gate_set(struct server *srv, uint64_t until)
+{
+	uint64_t *gate = srv->cfg.store->hop_gate;
+
+	if (gate)
+		__atomic_store_n(gate, until, __ATOMIC_RELEASE);
+}
+
+/* At start: the floor covers whatever marks an earlier imdsd left. */
+void srv_hop_gate_init(struct server *srv)
+{
+	struct srv_hop_gate *g = &srv->hop_gate;
+	const uint64_t *gate = srv->cfg.store->hop_gate;
+	uint64_t left = store_hop_marks_latest(srv->cfg.store);
+
+	pthread_mutex_init(&g->lock, NULL);
+	g->live = 0;
+	g->floor = gate ? __atomic_load_n(gate, __ATOMIC_ACQUIRE) : 0;
+	if (left > g->floor)
+		g->floor = left;
+	srv_hop_gate_set(srv, g->floor);
+}
+
+/* Before a mark that expires at `expires` is placed. */
+static void srv_hop_gate_open(struct server *srv, uint64_t expires, bool counted)
+{
+	struct srv_hop_gate *g = &srv->hop_gate;
+	const uint64_t *gate = srv->cfg.store->hop_gate;
+
+	pthread_mutex_lock(&g->lock);
+	g->live += !counted;
+	if (!gate || __atomic_load_n(gate, __ATOMIC_RELAXED) < expires)
+		srv_hop_gate_set(srv, expires);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* After a mark of ours was deleted, or left behind to expire by itself
+ * (left_until: its expiry or later; 0 when deleted). */
+static void srv_hop_gate_close(struct server *srv, uint64_t left_until)
+{
+	struct srv_hop_gate *g = &srv->hop_gate;
+
+	pthread_mutex_lock(&g->lock);
+	if (left_until > g->floor)
+		g->floor = left_until;
+	if (g->live && --g->live == 0)
+		srv_hop_gate_set(srv, g->floor);
+	pthread_mutex_unlock(&g->lock);
+}
+
 /* Marks the connection's endpoint for the TC egress program: from now on
  * every segment to it leaves with TTL = hop limit.  Must succeed before a
- * token reply is handed to the kernel, or the reply is not sent at all. */
+ * token reply is handed to the kernel, or the reply is not sent at all.
+ * A connection marked already (a second token reply before the first was
+ * acknowledged) stays one live mark, with the later expiry. */
 int srv_hop_mark(struct srv_conn *c, int hop_limit)
 {
-	int rc = store_hop_mark(c->w->srv->cfg.store, &c->peer, c->slot, (uint8_t)hop_limit);
+	struct server *srv = c->w->srv;
+	uint64_t expires = store_hop_expiry();
+	int rc;
 
-	if (rc < 0)
+	srv_hop_gate_open(srv, expires, c->hop_marked);
+	rc = store_hop_mark(srv->cfg.store, &c->peer, c->slot, (uint8_t)hop_limit, expires);
+	if (rc < 0) {
+		if (!c->hop_marked)
+			srv_hop_gate_close(srv, 0);
 		return rc;
+	}
 	c->hop_marked = true;
 	return 0;
 }
 
-/* At close: forget the mark only if the kernel holds no byte of the
- * connection any more (SIOCOUTQ = unsent + unacknowledged).  Otherwise the
- * orphaned socket may still retransmit the token reply, which must keep
- * the hop limit; the mark then ends at its expiry or at the endpoint's
- * next verified SYN (the data plane deletes it there). */
-void srv_hop_unmark(struct srv_conn *c)
+/* The mark of `c` goes: the reply is acknowledged. */
+static void srv_hop_forget(struct srv_conn *c)
+{
+	store_hop_forget(c->w->srv->cfg.store, &c->peer);
+	c->hop_marked = false;
+	srv_hop_gate_close(c->w->srv, 0);
+}
+
+/* At free: forget the mark only if the kernel holds no byte of the
+ * connection any more (SIOCOUTQ = unsent + unacknowledged), or dropped
+ * them: queue_dropped says the socket was just closed with zero linger,
+ * which discards its queue and sends a RST before close() returns.
+ * Otherwise the orphaned socket may still retransmit the token reply,
+ * which must keep the hop limit; the mark then ends at its expiry or at
+ * the endpoint's next verified SYN (the data plane deletes it there). */
+void srv_hop_unmark(struct srv_conn *c, bool queue_dropped)
 {
 	int queued = 1;
 
 	if (!c->hop_marked)
 		return;
+	if (queue_dropped) {
+		srv_hop_forget(c);
+		return;
+	}
 	/* all_acked: the acking path's own SIOCOUTQ said 0 after the FIN,
 	 * and nothing is queued after a FIN, so asking again is a wasted
 	 * system call. */
-	if (c->all_acked || (ioctl(c->fd, TIOCOUTQ, &queued) == 0 && queued == 0))
-		store_hop_forget(c->w->srv->cfg.store, &c->peer);
+	if (c->all_acked || (ioctl(c->fd, TIOCOUTQ, &queued) == 0 && queued == 0)) {
+		srv_hop_forget(c);
+		return;
+	}
 	c->hop_marked = false;
+	srv_hop_gate_close(c->w->srv, store_hop_expiry());
 }
 
 /* ---- token replies that may never arrive ----
@@ -114,6 +204,8 @@ static void srv_conn_reset(struct srv_worker *w, struct srv_conn *c)
 
 	if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) < 0)
 		log_error("worker %d: SO_LINGER: %s", w->index, strerror(errno));
+	else
+		c->zero_linger = true;
 	srv_conn_close(w, c);
 }
 
@@ -137,8 +229,7 @@ bool srv_hop_release(struct srv_worker *w, struct srv_conn *c)
 {
 	if (!c->hop_open || !srv_hop_reply_acked(c))
 		return false;
-	store_hop_forget(w->srv->cfg.store, &c->peer);
-	c->hop_marked = false;
+	srv_hop_forget(c);
 	c->hop_open = false;
 	srv_list_unlink(c);
 	srv_list_push(&w->conns, c);

@@ -206,6 +206,7 @@ void server_stop(struct server *srv)
 	}
 	free(srv->workers);
 	limits_free(srv->limits);
+	pthread_mutex_destroy(&srv->hop_gate.lock);
 	free(srv);
 }
 
@@ -298,11 +299,13 @@ int server_start(struct server **out, const struct server_config *cfg)
 	if (!srv)
 		return -ENOMEM;
 	srv->cfg = *cfg;
+	srv_hop_gate_init(srv);
 	srv->limits = limits_new(cfg->store->max_slots);
 	srv->workers = calloc((size_t)cfg->workers, sizeof(*srv->workers));
 	if (!srv->limits || !srv->workers) {
 		limits_free(srv->limits);
 		free(srv->workers);
+		pthread_mutex_destroy(&srv->hop_gate.lock);
 		free(srv);
 		return -ENOMEM;
 	}

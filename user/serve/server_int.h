@@ -103,6 +103,7 @@ struct srv_conn {
 	size_t ttl_mark; /* bytes of `out` that precede the token reply */
 	int ttl;	 /* hop limit to mark at ttl_mark, 0 = none pending */
 	bool hop_marked; /* peer is in hop_marks */
+	bool zero_linger; /* reset: SO_LINGER 0 set, so close() sends a RST and drops the queue */
 	bool counted;	 /* holds one of its VM's max-connections */
 	uint64_t last_active_ms;
 	uint64_t req_start_ms; /* first byte of the request being read; 0 = none */
@@ -158,6 +159,13 @@ struct srv_worker {
 	uint64_t drain_ms;	       /* when the batch of completions being handled began */
 };
 
+/* hop_gate's keeper (hop.c), shared by the workers. */
+struct srv_hop_gate {
+	pthread_mutex_t lock;
+	unsigned live;	/* marks placed, not yet deleted or left behind */
+	uint64_t floor; /* the latest expiry of marks left behind, by us or an earlier imdsd */
+};
+
 struct server {
 	struct server_config cfg;
 	struct limits *limits; /* per-VM request buckets and connection counts */
@@ -167,6 +175,7 @@ struct server {
 	int nworkers;
 	struct srv_worker *workers;
 	bool peer_on_ring; /* the kernel reads SO_PEERNAME as a ring command (peer.c) */
+	struct srv_hop_gate hop_gate;
 };
 
 /* What the server takes from a VM's tree header besides the routes; read
@@ -343,8 +352,9 @@ void srv_handle_recv(struct srv_worker *w, struct srv_conn *c, const struct io_u
 void srv_handle_send(struct srv_worker *w, struct srv_conn *c, int res);
 
 /* ---- hop.c ---- */
+void srv_hop_gate_init(struct server *srv);
 int srv_hop_mark(struct srv_conn *c, int hop_limit);
-void srv_hop_unmark(struct srv_conn *c);
+void srv_hop_unmark(struct srv_conn *c, bool queue_dropped);
 bool srv_await_ack(struct srv_worker *w, struct srv_conn *c);
 bool srv_hop_hold(struct srv_worker *w, struct srv_conn *c);
 bool srv_hop_release(struct srv_worker *w, struct srv_conn *c);

@@ -27,6 +27,7 @@
 #define STORE_VM_TABLE_BYTES(s) ((size_t)(s)->max_slots * sizeof(struct imds_vm))
 #define STORE_VM_PORTS_BYTES(s) ((size_t)(s)->max_slots * sizeof(struct imds_vm_port))
 #define STORE_CONN_SLOTS_BYTES(s) ((size_t)(s)->conn_slots_n * sizeof(struct imds_conn_slot))
+#define STORE_HOP_GATE_BYTES sizeof(uint64_t)
 /* conn_slots' entries in a new store, for the tests that force its
  * collisions (a power of two, at most IMDS_CONN_SLOTS). */
 #define STORE_CONN_SLOTS_ENV "IMDS_TEST_CONN_SLOTS"
@@ -289,7 +290,7 @@ static int store_map_shared(const struct store *s, int fd, size_t bytes, const c
 
 static int store_map_memory(struct store *s, char *err, size_t errlen)
 {
-	void *vms, *ports, *conn_slots, *arena;
+	void *vms, *ports, *conn_slots, *hop_gate, *arena;
 	size_t arena_bytes;
 	int ret;
 
@@ -306,6 +307,11 @@ static int store_map_memory(struct store *s, char *err, size_t errlen)
 	if (ret)
 		return ret;
 	s->conn_slots = conn_slots;
+	ret = store_map_shared(s, bpf_map__fd(s->skel->maps.IMDS_MAP_HOP_GATE_ID), STORE_HOP_GATE_BYTES,
+			       IMDS_MAP_HOP_GATE, &hop_gate, err, errlen);
+	if (ret)
+		return ret;
+	s->hop_gate = hop_gate;
 	arena_bytes = (size_t)bpf_map__max_entries(s->skel->maps.IMDS_MAP_ARENA_ID) * IMDS_ARENA_PAGE;
 	ret = store_map_shared(s, s->arena_fd, arena_bytes, IMDS_MAP_ARENA, &arena, err, errlen);
 	if (ret)
@@ -388,6 +394,8 @@ void store_close(struct store *s)
 		munmap(s->ports, STORE_VM_PORTS_BYTES(s));
 	if (s->conn_slots)
 		munmap(s->conn_slots, STORE_CONN_SLOTS_BYTES(s));
+	if (s->hop_gate)
+		munmap(s->hop_gate, STORE_HOP_GATE_BYTES);
 	/* The map fds belong to the skeleton's object and close with it. */
 	if (s->skel)
 		imds_bpf__destroy(s->skel);
@@ -397,6 +405,7 @@ void store_close(struct store *s)
 	s->vms = NULL;
 	s->ports = NULL;
 	s->conn_slots = NULL;
+	s->hop_gate = NULL;
 	s->skel = NULL;
 	s->lock_fd = s->vm_fd = s->mac_fd = s->conn_fd = s->counters_fd = s->arena_fd = s->key_fd = -1;
 	s->hop_fd = s->gate_fd = s->ports_fd = -1;

@@ -525,12 +525,18 @@ int store_take_conn(struct store *s, const struct imds_conn_key *peer, uint32_t 
 	return 0;
 }
 
-int store_hop_mark(const struct store *s, const struct imds_conn_key *peer, uint32_t slot, uint8_t hop_limit)
+uint64_t store_hop_expiry(void)
+{
+	return store_monotonic_ns() + IMDS_HOP_MARK_TTL_NS;
+}
+
+int store_hop_mark(const struct store *s, const struct imds_conn_key *peer, uint32_t slot, uint8_t hop_limit,
+		   uint64_t expires_ns)
 {
 	struct imds_hop_mark mark = {
 		.slot = slot,
 		.hop_limit = hop_limit,
-		.expires_ns = store_monotonic_ns() + IMDS_HOP_MARK_TTL_NS,
+		.expires_ns = expires_ns,
 	};
 
 	if (s->hop_fd < 0)
@@ -544,6 +550,24 @@ void store_hop_forget(const struct store *s, const struct imds_conn_key *peer)
 {
 	if (s->hop_fd >= 0)
 		bpf_map_delete_elem(s->hop_fd, peer);
+}
+
+uint64_t store_hop_marks_latest(const struct store *s)
+{
+	struct imds_conn_key key, next;
+	struct imds_hop_mark mark;
+	uint64_t latest = 0;
+	void *prev = NULL;
+
+	if (s->hop_fd < 0)
+		return 0;
+	while (bpf_map_get_next_key(s->hop_fd, prev, &next) == 0) {
+		if (bpf_map_lookup_elem(s->hop_fd, &next, &mark) == 0 && mark.expires_ns > latest)
+			latest = mark.expires_ns;
+		key = next;
+		prev = &key;
+	}
+	return latest;
 }
 
 int store_gate_conns(const struct store *s, uint32_t slot, uint32_t generation, uint64_t ns)

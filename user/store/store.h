@@ -34,6 +34,9 @@ struct store {
 	uint32_t max_slots; /* vm_table's entries: VMs + 1 (slot 0 is never a VM) */
 	struct imds_conn_slot *conn_slots; /* mmap of conn_slots, conn_slots_n entries */
 	uint32_t conn_slots_n;		   /* a power of two */
+	/* mmap of hop_gate: the time after which no hop mark is live
+	 * (bpf/maps.h); only imdsd moves it (user/serve/hop.c). */
+	uint64_t *hop_gate;
 };
 
 /* The size of a store, chosen when it is created (docs/control-plane.md,
@@ -231,9 +234,15 @@ bool store_snapshot_valid(const struct store *s, const struct vm_snapshot *snap)
  * VM-side endpoint `peer` in hop_marks, so the data plane lowers the TTL of
  * every data segment to it.  0, -EBADF without the data plane's maps, or
  * -errno. */
-int store_hop_mark(const struct store *s, const struct imds_conn_key *peer, uint32_t slot, uint8_t hop_limit);
+int store_hop_mark(const struct store *s, const struct imds_conn_key *peer, uint32_t slot, uint8_t hop_limit,
+		   uint64_t expires_ns);
 /* Removes the mark of `peer` (once the kernel holds nothing more to send). */
 void store_hop_forget(const struct store *s, const struct imds_conn_key *peer);
+/* When a hop mark placed now expires (CLOCK_MONOTONIC ns). */
+uint64_t store_hop_expiry(void);
+/* The latest expiry of the marks in hop_marks, 0 when there are none:
+ * what marks an earlier imdsd left still need of hop_gate. */
+uint64_t store_hop_marks_latest(const struct store *s);
 
 /* Refuses VM (slot, generation)'s new connections in the data plane for
  * the next `ns` (struct imds_conn_gate).  0, -EBADF without the data
