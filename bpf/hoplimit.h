@@ -176,11 +176,15 @@ static __always_inline int hop_rewrite_ttl(struct __sk_buff *skb, struct iphdr *
 }
 
 /* A verified SYN starts a new connection on this endpoint: whatever mark an
- * earlier connection left behind does not apply to it. */
+ * earlier connection left behind does not apply to it.  With the gate
+ * closed any mark left is expired, which the egress program ignores, so
+ * the hash delete (a bucket lock) is spared on nearly every SYN. */
 static __always_inline void hop_forget(const struct imds_pkt *pkt)
 {
 	struct imds_conn_key key;
 
+	if (!hop_marks_may_be_live())
+		return;
 	conn_key_of(&key, pkt);
 	bpf_map_delete_elem(&IMDS_MAP_HOP_MARKS_ID, &key);
 }

@@ -184,7 +184,9 @@ static __always_inline void record_connection(const struct imds_pkt *pkt, __u32 
 
 	conn_key_of(&key, pkt);
 	if (record_in_slots(&key, &conn)) {
-		bpf_map_delete_elem(&IMDS_MAP_CONN_TABLE_ID, &key);
+		/* Nearly always absent: a lookup takes no lock, a delete does. */
+		if (bpf_map_lookup_elem(&IMDS_MAP_CONN_TABLE_ID, &key))
+			bpf_map_delete_elem(&IMDS_MAP_CONN_TABLE_ID, &key);
 		count_reason(slot, IMDS_PASS_SYN_RECORDED);
 	} else if (bpf_map_update_elem(&IMDS_MAP_CONN_TABLE_ID, &key, &conn, BPF_ANY) == 0) {
 		count_reason(slot, IMDS_PASS_SYN_RECORDED);
