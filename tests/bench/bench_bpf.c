@@ -99,8 +99,13 @@ static int bench_mark(int on)
 	struct imds_hop_mark mark = { .expires_ns = harness_now_ns() + 3600ull * 1000000000ull, .slot = 1,
 				      .hop_limit = 1 };
 
-	if (!on)
+	/* The gate as imdsd keeps it: open while a mark may be live, closed
+	 * (the usual case) otherwise. */
+	if (!on) {
+		harness_set_hop_gate(0);
 		return bpf_map_delete_elem(harness.marks_fd, &key) && errno != ENOENT ? -errno : 0;
+	}
+	harness_open_hop_gate(mark.expires_ns);
 	return bpf_map_update_elem(harness.marks_fd, &key, &mark, BPF_ANY) ? -errno : 0;
 }
 
@@ -109,13 +114,18 @@ static double bench_once(const struct bench_case *c, const struct bpf_frame *f, 
 {
 	struct bpf_program *prog = c->egress ? harness.skel->progs.imds_tc_egress : harness.skel->progs.imds_tc_ingress;
 	struct __sk_buff ctx = { .ingress_ifindex = BENCH_PORT };
+	uint8_t out[BPF_FRAME_MAX];
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->b, .data_size_in = f->len, .ctx_in = &ctx,
-		    .ctx_size_in = sizeof(ctx), .repeat = repeat);
+		    .ctx_size_in = sizeof(ctx), .repeat = repeat, .data_out = out, .data_size_out = sizeof(out));
 
 	if (bpf_prog_test_run_opts(bpf_program__fd(prog), &opts))
 		return -1;
 	if (opts.retval != HARNESS_TC_PASS)
 		return -1; /* every case here passes; a drop means the setup is wrong */
+	/* The path timed is the one named: a token reply leaves with TTL 1,
+	 * every other frame with the TTL it came with. */
+	if (opts.data_size_out < f->ip_off + 9 || out[f->ip_off + 8] != (c->hop_mark ? 1 : c->spec.ttl))
+		return -1;
 	return opts.duration;
 }
 
@@ -154,7 +164,8 @@ int main(int argc, char **argv)
 		for (int r = 0; r < rounds; r++) {
 			/* The ingress SYN deletes the mark; each round sets it again. */
 			if (bench_refill() < 0 || bench_mark(c->hop_mark) < 0 || (ns[r] = bench_once(c, &f, repeat)) < 0) {
-				fprintf(stderr, "bench_bpf: %s: the run failed or the packet was dropped\n", c->what);
+				fprintf(stderr, "bench_bpf: %s: the run failed, the packet was dropped, or its TTL is not the one expected\n",
+					c->what);
 				return 1;
 			}
 		}
