@@ -67,14 +67,15 @@ void srv_hop_gate_init(struct server *srv)
 	srv_hop_gate_set(srv, g->floor);
 }
 
-/* Before a mark that expires at `expires` is placed. */
-static void srv_hop_gate_open(struct server *srv, uint64_t expires, bool counted)
+/* Before a mark that expires at `expires` is placed; already_live: the
+ * connection's earlier mark is still counted, and this one replaces it. */
+static void srv_hop_gate_open(struct server *srv, uint64_t expires, bool already_live)
 {
 	struct srv_hop_gate *g = &srv->hop_gate;
 	const uint64_t *gate = srv->cfg.store->hop_gate;
 
 	pthread_mutex_lock(&g->lock);
-	g->live += !counted;
+	g->live += !already_live;
 	if (!gate || __atomic_load_n(gate, __ATOMIC_RELAXED) < expires)
 		srv_hop_gate_set(srv, expires);
 	pthread_mutex_unlock(&g->lock);
