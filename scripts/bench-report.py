@@ -6,7 +6,9 @@ OUT/nN/cR-imdsd-WORKLOAD.json (imdsd's fully checked storms), OUT/nN/perf-*.txt 
 of every ratio over all N (issue 15's table), then per N the median over
 the repetitions of each metric for imdsd, nginx and the null responder,
 imdsd and nginx as ratios to null, imdsd to nginx, and the targets of
-issues 5 and 15.  Exit status 1 when any server had any error, in a timed
+issues 5 and 15: each judged on the ratio of the medians, with how many
+repetitions met it on their own (the ratio of that repetition's medians)
+and the range of those ratios.  Exit status 1 when any server had any error, in a timed
 storm or in a checked one.
 
 usage: bench-report.py OUT
@@ -42,10 +44,13 @@ def load_reports(ndir, pattern, name_re):
 
 
 def load_runs(ndir):
-    runs = {}
+    """Every run by (server, workload), and the same by repetition:
+    (runs, {(server, workload): {rep: [report, ...]}})."""
+    runs, by_rep = {}, {}
     for m, data in load_reports(ndir, "r*-*-*.json", r"r(\d+)-(imdsd|nginx|null)-([a-z]+)(?:-\d+)?\.json$"):
         runs.setdefault((m.group(2), m.group(3)), []).append(data)
-    return runs
+        by_rep.setdefault((m.group(2), m.group(3)), {}).setdefault(int(m.group(1)), []).append(data)
+    return runs, by_rep
 
 
 def load_checked(ndir):
@@ -151,26 +156,44 @@ def ratio(meds, a, b):
     return x[0] / y[0] if x and y and y[0] else None
 
 
+def rep_ratios(by_rep, w, name, a, b):
+    """The ratio a/b of each repetition's medians (a repetition's servers
+    run minutes apart at most, the repetitions further apart)."""
+    ra, rb = by_rep.get((a, w), {}), by_rep.get((b, w), {})
+    out = []
+    for rep in sorted(set(ra) & set(rb)):
+        x, y = median(ra[rep], name), median(rb[rep], name)
+        if x and y and y[0]:
+            out.append(x[0] / y[0])
+    return out
+
+
 def fmt_ratio(r):
     return "-" if r is None else f"{r:.2f}"
 
 
-def verdicts(n, w, name, better, targets, meds, misses):
-    """The targets of a row as text, each with its verdict; misses noted."""
+def verdicts(n, w, name, better, targets, meds, by_rep, misses):
+    """The targets of a row as text, each with its verdict on the ratio of
+    the medians and how many repetitions met it on their own; misses
+    noted."""
     out = []
     for srv, ref, target, from_n, issue in targets:
         r = ratio(meds, srv, ref)
         if n < from_n or r is None:
             continue
-        ok = r >= target if better == "higher" else r <= target
+        met = (lambda x: x >= target) if better == "higher" else (lambda x: x <= target)
+        ok = met(r)
         tgt = f"{srv}/{ref} {'≥' if better == 'higher' else '≤'} {target:.2f} (#{issue})"
-        out.append(f"{tgt}: {'yes' if ok else '**no**'}")
+        reps = rep_ratios(by_rep, w, name, srv, ref)
+        each = (f" (repetitions {sum(map(met, reps))} of {len(reps)}: {min(reps):.2f} to {max(reps):.2f})"
+                if reps else "")
+        out.append(f"{tgt}: {'yes' if ok else '**no**'}{each}")
         if not ok:
-            misses.append(f"N={n} {w} {LABEL[name]}: {srv}/{ref} {r:.2f}, target {tgt}")
+            misses.append(f"N={n} {w} {LABEL[name]}: {srv}/{ref} {r:.2f}, target {tgt}{each}")
     return "; ".join(out)
 
 
-def table(n, runs, out, misses):
+def table(n, runs, by_rep, out, misses):
     out.append(f"### N = {n} VMs\n")
     out.append("| workload | metric | imdsd median (min–max) | nginx median (min–max) | null median (min–max) "
                "| imdsd/null | nginx/null | imdsd/nginx | targets |")
@@ -180,7 +203,7 @@ def table(n, runs, out, misses):
         out.append(f"| {NAMES[w]} | {LABEL[name]} | {fmt(meds['imdsd'], name)} | {fmt(meds['nginx'], name)} | "
                    f"{fmt(meds['null'], name)} | {fmt_ratio(ratio(meds, 'imdsd', 'null'))} | "
                    f"{fmt_ratio(ratio(meds, 'nginx', 'null'))} | {fmt_ratio(ratio(meds, 'imdsd', 'nginx'))} | "
-                   f"{verdicts(n, w, name, better, targets, meds, misses)} |")
+                   f"{verdicts(n, w, name, better, targets, meds, by_rep, misses)} |")
     out.append("")
 
 
@@ -251,13 +274,13 @@ def main():
     except OSError:
         pass
     ndirs = sorted(glob.glob(os.path.join(base, "n*[0-9]")), key=lambda p: int(p.rsplit("n", 1)[1]))
-    all_runs = {int(d.rsplit("n", 1)[1]): load_runs(d) for d in ndirs}
-    all_runs = {n: r for n, r in all_runs.items() if r}
+    per_n = {int(d.rsplit("n", 1)[1]): load_runs(d) for d in ndirs}
+    all_runs = {n: r for n, (r, _) in per_n.items() if r}
     if all_runs:
         summary(all_runs, out)
     for n, runs in sorted(all_runs.items()):
         ndir = os.path.join(base, f"n{n}")
-        table(n, runs, out, misses)
+        table(n, runs, per_n[n][1], out, misses)
         for server in SERVERS:
             total, missing, detail = errors_line(runs, server)
             any_errors += total + missing
