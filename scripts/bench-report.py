@@ -8,8 +8,8 @@ the repetitions of each metric for imdsd, nginx and the null responder,
 imdsd and nginx as ratios to null, imdsd to nginx, and the targets of
 issues 5 and 15: each judged on the ratio of the medians, with how many
 repetitions met it on their own (the ratio of that repetition's medians)
-and the range of those ratios.  Exit status 1 when any server had any error, in a timed
-storm or in a checked one.
+and the range of those ratios.  Exit status 1 when any server had any
+error, in a timed storm or in a checked one.
 
 usage: bench-report.py OUT
 """
@@ -157,8 +157,8 @@ def ratio(meds, a, b):
 
 
 def rep_ratios(by_rep, w, name, a, b):
-    """The ratio a/b of each repetition's medians (a repetition's servers
-    run minutes apart at most, the repetitions further apart)."""
+    """The ratio a/b of each repetition's medians: a repetition's servers
+    run within a minute or so of each other, repetitions further apart."""
     ra, rb = by_rep.get((a, w), {}), by_rep.get((b, w), {})
     out = []
     for rep in sorted(set(ra) & set(rb)):
