@@ -139,6 +139,12 @@ static inline void harness_clear_port_hints(void)
 	bpf_map_update_batch(harness.hints_fd, keys, zeros, &count, NULL);
 }
 
+/* hop_gate set to `until` (CLOCK_MONOTONIC ns). */
+static inline void harness_set_hop_gate(uint64_t until)
+{
+	bpf_map_update_elem(harness.hop_gate_fd, &(uint32_t){0}, &until, BPF_ANY);
+}
+
 /* Every map back to empty, for the slots the tests use (0..7). */
 static inline void harness_reset(void)
 {
@@ -165,13 +171,7 @@ static inline void harness_reset(void)
 	harness_clear_hash(harness.marks_fd);
 	harness_clear_hash(harness.ipv4_fd);
 	harness_clear_port_hints();
-	bpf_map_update_elem(harness.hop_gate_fd, &(uint32_t){0}, &(uint64_t){0}, BPF_ANY);
-}
-
-/* hop_gate set to `until` (CLOCK_MONOTONIC ns). */
-static inline void harness_set_hop_gate(uint64_t until)
-{
-	bpf_map_update_elem(harness.hop_gate_fd, &(uint32_t){0}, &until, BPF_ANY);
+	harness_set_hop_gate(0);
 }
 
 /* What imdsd does before it places a mark that expires at `expires`:

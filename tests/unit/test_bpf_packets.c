@@ -89,13 +89,17 @@ static const struct hook *current;
  * count is shown not to depend on what a hint says. */
 static uint32_t hinted_slot;
 
+/* A port's hint as the data plane writes it, and where it is kept. */
+#define HINT_OF(ifindex, slot) ((uint64_t)(ifindex) << 32 | (slot))
+#define HINT_KEY(ifindex) ((uint32_t)(ifindex) & (IMDS_PORT_HINTS - 1))
+
 static void hint_ports(uint32_t slot)
 {
 	const uint32_t ports[] = {LO_IFINDEX, OTHER_PORT};
 
 	for (unsigned i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
-		uint32_t key = ports[i] & (IMDS_PORT_HINTS - 1);
-		uint64_t hint = (uint64_t)ports[i] << 32 | slot;
+		uint32_t key = HINT_KEY(ports[i]);
+		uint64_t hint = HINT_OF(ports[i], slot);
 
 		assert_int_equal(bpf_map_update_elem(harness.hints_fd, &key, &hint, BPF_ANY), 0);
 	}
@@ -117,7 +121,7 @@ static const struct hook *begin(void **state)
 
 static uint64_t port_hint(uint32_t ifindex)
 {
-	uint32_t key = ifindex & (IMDS_PORT_HINTS - 1);
+	uint32_t key = HINT_KEY(ifindex);
 	uint64_t hint = 0;
 
 	bpf_map_lookup_elem(harness.hints_fd, &key, &hint);
@@ -1094,8 +1098,6 @@ static void test_egress_misdirected_reply_is_dropped(void **state)
 #include "bpf_packets_conn.h"
 
 /* ---- port hints (bpf/port_hint.h) ---- */
-
-#define HINT_OF(ifindex, slot) ((uint64_t)(ifindex) << 32 | (slot))
 
 /* A verified request names its VM in its port's hint; a frame dropped for
  * its port names nobody there. */
